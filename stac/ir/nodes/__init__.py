@@ -1,0 +1,22 @@
+"""stac's own node types, one family per file."""
+
+from stac.ir.nodes.attention import CausalSelfAttention
+from stac.ir.nodes.base import StacNode, stac_node_types
+from stac.ir.nodes.elementwise import ACTIVATIONS, Activation, GatedActivation, Residual
+from stac.ir.nodes.embedding import Embedding
+from stac.ir.nodes.neurons import SignedIF
+from stac.ir.nodes.norm import LayerNorm, RMSNorm
+
+__all__ = [
+    "ACTIVATIONS",
+    "Activation",
+    "CausalSelfAttention",
+    "Embedding",
+    "GatedActivation",
+    "LayerNorm",
+    "RMSNorm",
+    "Residual",
+    "SignedIF",
+    "StacNode",
+    "stac_node_types",
+]

@@ -1,0 +1,130 @@
+"""Lossless save/load of a stac IR graph: JSON structure plus safetensors arrays.
+
+No pickle anywhere: arrays go to a safetensors file (deduplicated, so a tied embedding and LM
+head are stored once), everything else is JSON. Loading rebuilds each node through its
+``from_dict``, so every node's ``__post_init__`` checks run again.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from stac.ir.graph import make_graph
+from stac.ir.nodes import StacNode, stac_node_types
+
+FORMAT = "stac-ir"
+VERSION = 1
+
+
+class IRFormatError(ValueError):
+    """The IR file is not a stac IR file this version can read."""
+
+
+def _nir_types() -> dict[str, type]:
+    return {
+        name: obj
+        for name, obj in vars(nir).items()
+        if isinstance(obj, type) and issubclass(obj, nir.NIRNode) and obj is not nir.NIRGraph
+    }
+
+
+def _encode(value: Any, key: str, arrays: dict[str, np.ndarray], ids: dict[int, str]) -> Any:
+    if isinstance(value, np.ndarray):
+        if id(value) not in ids:
+            ids[id(value)] = key
+            arrays[key] = np.ascontiguousarray(value)
+        return {"__array__": ids[id(value)]}
+    if isinstance(value, dict):
+        return {"__dict__": {k: _encode(v, f"{key}.{k}", arrays, ids) for k, v in value.items()}}
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, dict) and "__array__" in value:
+        return arrays[value["__array__"]]
+    if isinstance(value, dict) and "__dict__" in value:
+        return {k: _decode(v, arrays) for k, v in value["__dict__"].items()}
+    return value
+
+
+def save(graph: nir.NIRGraph, path: str | Path) -> tuple[Path, Path]:
+    """Write ``path`` (JSON) and ``path`` with suffix ``.safetensors``; return both paths."""
+    path = Path(path)
+    tensors_path = path.with_suffix(".safetensors")
+    arrays: dict[str, np.ndarray] = {}
+    ids: dict[int, str] = {}
+    nodes = {}
+    for name, node in graph.nodes.items():
+        fields = node.to_dict()
+        ntype = fields.pop("type")
+        nodes[name] = {
+            "type": ntype,
+            "fields": {k: _encode(v, f"{name}.{k}", arrays, ids) for k, v in fields.items()},
+        }
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "tensors": tensors_path.name,
+        "nodes": nodes,
+        "edges": [list(e) for e in graph.edges],
+        "metadata": _encode(graph.metadata, "metadata", arrays, ids),
+    }
+    path.write_text(json.dumps(doc, indent=1))
+    save_file(arrays, str(tensors_path))
+    return path, tensors_path
+
+
+def load(path: str | Path) -> nir.NIRGraph:
+    """Read a graph written by :func:`save`."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IRFormatError(f"{path}: not a readable stac IR file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise IRFormatError(f"{path}: not a stac IR file (format field is not {FORMAT!r})")
+    if doc.get("version") != VERSION:
+        raise IRFormatError(
+            f"{path}: stac IR version {doc.get('version')} cannot be read by this stac "
+            f"(reads version {VERSION})"
+        )
+    arrays = load_file(str(path.parent / doc["tensors"]))
+    stac_types = stac_node_types()
+    nir_types = _nir_types()
+    nodes = {}
+    for name, entry in doc["nodes"].items():
+        fields = {k: _decode(v, arrays) for k, v in entry["fields"].items()}
+        ntype = entry["type"]
+        try:
+            if ntype in stac_types:
+                nodes[name] = stac_types[ntype].from_dict(fields)
+            elif ntype in nir_types:
+                nodes[name] = nir.dict2NIRNode({**fields, "type": ntype})
+            else:
+                raise IRFormatError(f"{path}: node {name!r} has unknown type {ntype!r}")
+        except (TypeError, ValueError, AssertionError) as exc:
+            if isinstance(exc, IRFormatError):
+                raise
+            raise IRFormatError(f"{path}: node {name!r} ({ntype}) is malformed: {exc}") from None
+    edges = [tuple(e) for e in doc["edges"]]
+    return make_graph(nodes, edges, _decode(doc["metadata"], arrays))
+
+
+def node_fields(node: Any) -> dict[str, Any]:
+    """A node's fields without its type tag (for comparisons in tests and reports)."""
+    fields = node.to_dict()
+    fields.pop("type", None)
+    return fields
+
+
+__all__ = ["IRFormatError", "StacNode", "load", "node_fields", "save"]
