@@ -82,8 +82,9 @@ def _affine(node: nir.Affine | nir.Linear, inp: Signal, ctx: RunContext, name: s
     bias = ctx.params(node.bias) if isinstance(node, nir.Affine) else None
     out_features, in_features = weight.shape
     stats = NodeStats()
-    if inp.events:
+    if inp.events:  # spikes fan out to every output compartment, which integrates each step
         stats.synops = int(torch.count_nonzero(inp.value)) * out_features
+        stats.neuron_updates = ctx.steps * ctx.tokens * out_features
     else:
         stats.dense_macs = ctx.tokens * in_features * out_features
     x = inp.value if (need and inp.per_step) else inp.mean()

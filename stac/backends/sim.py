@@ -1,0 +1,21 @@
+"""The ``sim`` backend: stac's own reference simulator with the profile's cost model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nir
+
+from stac.profiles import Profile
+from stac.sim.semantics import NodeStats, RunContext
+from stac.sim.simulator import Simulator
+
+
+class SimBackend:
+    name = "sim"
+
+    def lower(self, graph: nir.NIRGraph, profile: Profile) -> Simulator:
+        return Simulator(graph)
+
+    def run(self, lowered: Simulator, ctx: RunContext) -> tuple[dict[str, Any], dict[str, NodeStats]]:
+        return lowered.run(ctx)

@@ -1,0 +1,40 @@
+"""Static counts over a graph: multiply-accumulates per token and what drives them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nir
+
+from stac.ir.graph import predecessors, topo_order
+from stac.ir.nodes import CausalSelfAttention, SignedIF
+
+
+@dataclass(frozen=True)
+class OpRow:
+    node: str
+    type: str
+    macs: int  # multiply-accumulates per token (attention at the stated context length)
+    spike_driven: bool  # a linear map whose every input is spikes
+
+
+def op_census(graph: nir.NIRGraph, context: int) -> list[OpRow]:
+    """One row per node in data-flow order; attention counted at ``context`` keys per query."""
+    pre = predecessors(graph)
+    rows = []
+    for name in topo_order(graph):
+        node = graph.nodes[name]
+        macs, spike = 0, False
+        if isinstance(node, (nir.Linear, nir.Affine)):
+            out_f, in_f = node.weight.shape
+            macs = int(in_f) * int(out_f)
+            spike = bool(pre[name]) and all(isinstance(graph.nodes[p], SignedIF) for p in pre[name])
+        elif isinstance(node, CausalSelfAttention):
+            macs = 2 * node.num_heads * node.head_dim * context
+        rows.append(OpRow(name, type(node).__name__, macs, spike))
+    return rows
+
+
+def spike_driven_share(rows: list[OpRow]) -> float:
+    total = sum(r.macs for r in rows)
+    return sum(r.macs for r in rows if r.spike_driven) / total if total else 0.0
