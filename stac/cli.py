@@ -33,10 +33,36 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output-dir", type=Path, default=None,
                    help="artifact directory (default: out/<model>-<target>)")
     c.add_argument("--prompt", default=None, help="text the report is measured on")
-    c.add_argument("--calibration-passages", type=int, default=16)
+    c.add_argument("--calibration-passages", type=int, default=16,
+                   help="windows of calibration text (128 tokens each)")
+    c.add_argument("--token-gain", action="store_true",
+                   help="host-side per-token threshold gain on every encoder")
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
 
     sub.add_parser("targets", help="list valid --target names")
+
+    e = sub.add_parser("export-nir", help="write a stac graph as standard NIR (HDF5)")
+    e.add_argument("source", help="artifact directory, stac IR file (.stac.json) or .nir file")
+    e.add_argument("--output", required=True, type=Path,
+                   help="the .nir file (or, with --split, a directory)")
+    e.add_argument("--split", action="store_true",
+                   help="write each NIR-expressible part to its own file plus manifest.json")
+    e.add_argument("--force", action="store_true", help="replace an existing output")
+
+    i = sub.add_parser("import-nir", help="run any NIR graph through stac's passes and report")
+    i.add_argument("file", type=Path, help="a NIR file (HDF5)")
+    i.add_argument("--target", default="loihi2-sim", help="<profile>-<backend>, e.g. loihi2-sim")
+    i.add_argument("--dt", type=float, default=1e-4,
+                   help="time step in seconds for the forward-Euler discretisation (1e-4)")
+    i.add_argument("--steps", type=_timesteps, default=None,
+                   help="timesteps to run (default: the length of --input)")
+    i.add_argument("--input", type=Path, default=None,
+                   help=".npy drive, [T, *input_shape] or [T, B, *input_shape] (default zeros)")
+    i.add_argument("--reset", choices=("zero", "subtract"), default=None,
+                   help="reset of spiking neurons whose file does not say (default zero)")
+    i.add_argument("--output-dir", type=Path, default=None,
+                   help="report directory (default: out/<file stem>-<target>)")
+    i.add_argument("--force", action="store_true", help="replace an existing output directory")
     return parser
 
 
@@ -51,7 +77,7 @@ def _compile(args: argparse.Namespace) -> int:
         output_dir=out,
         conversion=ConversionConfig(
             timesteps=args.timesteps, mode=args.mode,
-            calibration_passages=args.calibration_passages,
+            calibration_passages=args.calibration_passages, token_gain=args.token_gain,
         ),
         prompt=DEFAULT_PROMPT if args.prompt is None else args.prompt,
         force=args.force,
@@ -70,6 +96,29 @@ def _targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_nir(args: argparse.Namespace) -> int:
+    from stac.nir_commands import export_nir
+
+    done = export_nir(args.source, args.output, split=args.split, force=args.force)
+    if args.split:
+        print(f"wrote {len(done['parts'])} NIR part(s) and manifest.json to {done['output']} "
+              f"({done['host_ops']} host op(s) join them)")
+    else:
+        print(f"wrote {done['output']} ({done['nodes']} nodes)")
+    return 0
+
+
+def _import_nir(args: argparse.Namespace) -> int:
+    from stac.nir_commands import format_import, import_nir
+
+    out = args.output_dir or Path("out") / f"{args.file.stem}-{args.target}"
+    report = import_nir(args.file, args.target, args.dt, out, steps=args.steps,
+                        input_path=args.input, reset=args.reset, force=args.force)
+    print(format_import(report))
+    print(f"report: {out / 'report.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -82,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     try:
-        return {"compile": _compile, "targets": _targets}[args.command](args)
+        return {"compile": _compile, "targets": _targets, "export-nir": _export_nir,
+                "import-nir": _import_nir}[args.command](args)
     except StacError as exc:
         print(f"stac: error: {exc}", file=sys.stderr)
         return 2

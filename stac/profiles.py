@@ -23,7 +23,10 @@ _CHIP_FIELDS = {
     "latency_ns": ("synop", "neuron_update", "spike_out", "barrier"),
 }
 _HOST_FIELDS = {"host": ("mac_energy_pj", "flop_energy_pj", "throughput_gflops")}
-_CAPABILITIES = ("SignedIF", "Linear", "Affine")
+_CAPABILITIES = ("SignedIF", "Linear", "Affine",
+                 # NIR node types (stac import-nir)
+                 "LIF", "CubaLIF", "IF", "LI", "CubaLI", "I", "Threshold", "Conv2d",
+                 "SumPool2d", "Flatten")
 
 
 @dataclass(frozen=True)

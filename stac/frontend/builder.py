@@ -20,10 +20,11 @@ def as_array(tensor: torch.Tensor) -> np.ndarray:
 class GraphBuilder:
     """Collects nodes and edges; ``add(name, node, *inputs)`` returns ``name`` for chaining."""
 
-    def __init__(self, thresholds: dict[str, np.ndarray]) -> None:
+    def __init__(self, thresholds: dict[str, np.ndarray], token_gain: bool) -> None:
         self.nodes: dict[str, Any] = {}
         self.edges: list[tuple[str, str]] = []
         self.thresholds = thresholds
+        self.token_gain = token_gain
 
     def add(self, name: str, node: Any, *inputs: str) -> str:
         if name in self.nodes:
@@ -36,7 +37,9 @@ class GraphBuilder:
         self, name: str, weight: np.ndarray, bias: np.ndarray | None, source: str
     ) -> str:
         """SignedIF encoder ``{name}_in`` feeding a linear map ``name`` (Linear or Affine)."""
-        neuron = self.add(f"{name}_in", SignedIF(self.thresholds[f"{name}_in"]), source)
+        neuron = self.add(
+            f"{name}_in", SignedIF(self.thresholds[f"{name}_in"], self.token_gain), source
+        )
         node = nir.Linear(weight) if bias is None else nir.Affine(weight, bias)
         return self.add(name, node, neuron)
 

@@ -15,7 +15,7 @@ from stac import __version__
 from stac.errors import StacError
 from stac.frontend import gpt2, llama
 from stac.frontend.models import LoadedModel
-from stac.frontend.text import calibration_sentences
+from stac.frontend.text import calibration_windows
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ class ConversionConfig:
 
     timesteps: int = 16  # T, timesteps per token
     mode: str = "simplified"  # see MODES
-    calibration_passages: int = 16  # passages of real text used to set thresholds
-    calibration_max_tokens: int = 128  # tokens per passage
+    calibration_passages: int = 16  # windows of real text used to set thresholds
+    calibration_max_tokens: int = 128  # tokens per window
+    token_gain: bool = False  # host-side per-token threshold gain on every encoder
 
     def __post_init__(self) -> None:
         if not MIN_T <= self.timesteps <= MAX_T:
@@ -60,10 +61,11 @@ def calibrate(loaded: LoadedModel, cfg: ConversionConfig) -> dict[str, np.ndarra
             peaks[name] = torch.maximum(peaks[name], x) if name in peaks else x
         hooks.append(module.register_forward_pre_hook(hook))
     try:
-        passages = calibration_sentences(cfg.calibration_passages)
-        for text in tqdm(passages, desc="calibrating", unit="passage", leave=False):
-            ids = loaded.tokenizer(text, return_tensors="pt").input_ids
-            loaded.model(ids[:, : cfg.calibration_max_tokens])
+        chunks = calibration_windows(
+            loaded.tokenizer, cfg.calibration_passages, cfg.calibration_max_tokens
+        )
+        for ids in tqdm(chunks, desc="calibrating", unit="window", leave=False):
+            loaded.model(ids[None])
     finally:
         for h in hooks:
             h.remove()

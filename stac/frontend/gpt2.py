@@ -45,7 +45,7 @@ def lower(model: Any, thresholds: dict[str, np.ndarray], metadata: dict[str, Any
     heads = config.n_head
     head_dim = config.n_embd // heads
     width = config.n_embd
-    b = GraphBuilder(thresholds)
+    b = GraphBuilder(thresholds, metadata["conversion"]["token_gain"])
     tr = model.transformer
     wte = as_array(tr.wte.weight)
     b.add("input", input_node())

@@ -56,7 +56,7 @@ def lower(model: Any, thresholds: dict[str, np.ndarray], metadata: dict[str, Any
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     theta = _rope_theta(config)
-    b = GraphBuilder(thresholds)
+    b = GraphBuilder(thresholds, metadata["conversion"]["token_gain"])
     embed_weight = as_array(model.model.embed_tokens.weight)
     b.add("input", input_node())
     x = b.add("embed", Embedding(embed_weight, "token"), "input")

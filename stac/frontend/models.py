@@ -90,8 +90,22 @@ def load_model(name: str) -> LoadedModel:
     else:
         path = name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+        try:  # the local cache first: no network round trips, no retry warnings
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype="float32", local_files_only=True
+            )
+        except OSError:
+            if isinstance(path, Path):
+                raise
+            hub_log = logging.getLogger("huggingface_hub")
+            level = hub_log.level
+            hub_log.setLevel(logging.ERROR)
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(path)
+                model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+            finally:
+                hub_log.setLevel(level)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
         if isinstance(path, Path):
             raise StacError(f"could not load model from {path}: {exc}".splitlines()[0]) from None

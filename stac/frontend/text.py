@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from typing import Any
+
+import torch
 from pathlib import Path
 
 from stac.errors import StacError
@@ -45,11 +48,27 @@ def evaluation_text() -> str:
     return "\n".join(play_text(p) for p in EVALUATION_PLAYS)
 
 
-def calibration_sentences(count: int, min_chars: int = 40) -> list[str]:
-    """``count`` passages of real text (speeches of at least ``min_chars`` characters)."""
-    blocks = [b.strip() for b in re.split(r"\n(?=[A-Z][A-Z .']+\n)", calibration_text())]
-    blocks = [b for b in blocks if len(b) >= min_chars]
-    if len(blocks) < count:
-        raise StacError(f"only {len(blocks)} calibration passages available, {count} requested")
-    step = len(blocks) // count
-    return [blocks[i * step] for i in range(count)]
+def calibration_windows(tokenizer: Any, count: int, length: int) -> list[torch.Tensor]:
+    """``count`` windows of ``length`` token ids spread evenly over the calibration plays.
+
+    Each window starts with the BOS token (see :func:`with_bos`) followed by text cut at an
+    arbitrary token.
+    """
+    ids = tokenizer(calibration_text(), return_tensors="pt").input_ids[0]
+    if ids.numel() < count * length:
+        raise StacError(f"calibration text has {ids.numel()} tokens, {count * length} requested")
+    step = (ids.numel() - length) // count
+    return [with_bos(tokenizer, ids[i * step : i * step + length - 1]) for i in range(count)]
+
+
+def with_bos(tokenizer: Any, ids: torch.Tensor) -> torch.Tensor:
+    """``ids`` (1-D) starting with the model's BOS token, as its chat template starts.
+
+    The first token of a sequence is the attention sink and carries activations up to
+    thousands of times the typical size; fixing which token it is keeps the encoders'
+    calibrated range valid. Models without a BOS token get ``ids`` unchanged.
+    """
+    bos = tokenizer.bos_token_id
+    if bos is None or (ids.numel() and int(ids[0]) == bos):
+        return ids
+    return torch.cat([torch.tensor([bos], dtype=ids.dtype), ids])

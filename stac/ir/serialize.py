@@ -7,6 +7,7 @@ head are stored once), everything else is JSON. Loading rebuilds each node throu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,8 @@ def save(graph: nir.NIRGraph, path: str | Path) -> tuple[Path, Path]:
     ids: dict[int, str] = {}
     nodes = {}
     for name, node in graph.nodes.items():
-        fields = node.to_dict()
-        ntype = fields.pop("type")
+        fields = node_fields(node)
+        ntype = type(node).__name__
         nodes[name] = {
             "type": ntype,
             "fields": {k: _encode(v, f"{name}.{k}", arrays, ids) for k, v in fields.items()},
@@ -121,8 +122,20 @@ def load(path: str | Path) -> nir.NIRGraph:
 
 
 def node_fields(node: Any) -> dict[str, Any]:
-    """A node's fields without its type tag (for comparisons in tests and reports)."""
-    fields = node.to_dict()
+    """A node's constructor fields by name, arrays by reference (not copied).
+
+    NIR's own ``to_dict`` deep-copies arrays (``dataclasses.asdict``), which would lose the
+    sharing of a tied embedding and LM head; it is used only for Input and Output, whose
+    fields are shapes.
+    """
+    if isinstance(node, (nir.Input, nir.Output)) or not dataclasses.is_dataclass(node):
+        fields = node.to_dict()
+    else:
+        fields = {
+            f.name: getattr(node, f.name)
+            for f in dataclasses.fields(node)
+            if f.init and f.name not in ("input_type", "output_type")
+        }
     fields.pop("type", None)
     return fields
 

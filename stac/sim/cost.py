@@ -66,17 +66,16 @@ def node_costs(
         per = 1.0 / tokens
         syn, upd, spk = s.synops * per, s.neuron_updates * per, s.spikes * per
         macs, flops = (s.host_macs + s.dense_macs) * per, s.host_flops * per
+        # Host work can belong to a chip node too (an encoder's per-token gain, say).
+        host_j = (macs * h["mac_energy_pj"] + flops * h["flop_energy_pj"]) * 1e-12
+        lat = (2 * macs + flops) / (h["throughput_gflops"] * 1e9)
+        chip_j = 0.0
         if placement["unit"] == "chip":
             chip_j = (syn * e["synop"] + upd * e["neuron_update"] + spk * e["spike_out"]) * 1e-12
-            lat = (syn * t["synop"] + upd * t["neuron_update"] + spk * t["spike_out"]) / cores
+            chip_ns = (syn * t["synop"] + upd * t["neuron_update"] + spk * t["spike_out"]) / cores
             if isinstance(node, SignedIF):
-                lat += steps * t["barrier"]
-            lat *= 1e-9
-            host_j = 0.0
-        else:
-            chip_j = 0.0
-            host_j = (macs * h["mac_energy_pj"] + flops * h["flop_energy_pj"]) * 1e-12
-            lat = (2 * macs + flops) / (h["throughput_gflops"] * 1e9)
+                chip_ns += steps * t["barrier"]
+            lat += chip_ns * 1e-9
         rows.append(NodeCost(name, type(node).__name__, placement["unit"], cores, spk, syn, upd,
                              macs, flops, chip_j, host_j, lat))
     return rows

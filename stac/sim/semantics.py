@@ -95,11 +95,13 @@ def _signed_if(node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bo
     if not ctx.spiking:
         return inp, NodeStats()
     threshold = ctx.params(node.threshold)
+    stats = NodeStats(neuron_updates=ctx.steps * ctx.tokens * threshold.numel())
+    if node.token_gain:
+        gain = (inp.mean().abs() / threshold).amax(-1, keepdim=True).clamp_min(1.0)
+        threshold = threshold * gain
+        stats.host_flops = 3 * ctx.tokens * node.threshold.size  # ratio, max, rescale
     spikes = signed_if_scan(inp.value, threshold, ctx.steps, inp.per_step)
-    stats = NodeStats(
-        spikes=int(torch.count_nonzero(spikes)),
-        neuron_updates=ctx.steps * ctx.tokens * threshold.numel(),
-    )
+    stats.spikes = int(torch.count_nonzero(spikes))
     return Signal(spikes * threshold, True, events=True), stats
 
 

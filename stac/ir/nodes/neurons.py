@@ -25,9 +25,16 @@ class SignedIF(StacNode):
     :math:`\frac{\theta}{T}\sum_t s_t` is :math:`x` rounded to a grid of step :math:`\theta / T`:
     a (2T+1)-level quantiser. The half-threshold firing rule makes that rounding to nearest
     rather than truncation. At most one spike per step: larger inputs saturate.
+
+    With ``token_gain`` the host, which computes this encoder's drive, also scales every
+    threshold of a token by :math:`g = \max(1, \max_c |x_c| / \theta_c)`, so that a token
+    outside the calibrated range is quantised more coarsely instead of saturating; the host
+    multiplies the downstream accumulators by the same g when it reads them. The spikes stay
+    binary; g costs the host one reduction and one multiply per value.
     """
 
     threshold: np.ndarray  # per-neuron spike value theta (> 0), shape (n,)
+    token_gain: bool = False  # host-side per-token threshold gain (see above)
 
     host_op = False
 

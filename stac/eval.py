@@ -1,0 +1,71 @@
+"""Fidelity of a converted graph against its own float execution on real text.
+
+The float reference is the same IR run with neurons passing their drive through, which the
+test suite checks equals the Hugging Face model's logits; so the comparison isolates what
+spiking costs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import nir
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from stac.errors import StacError
+from stac.frontend.text import with_bos
+from stac.sim.semantics import RunContext
+from stac.sim.simulator import Simulator
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    timesteps: int
+    tokens: int  # predicted tokens scored
+    float_perplexity: float
+    snn_perplexity: float
+    perplexity_ratio: float
+    top1_agreement: float  # share of positions where both models' argmax agree
+    mean_kl: float  # KL(float || snn) per position, nats
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def windows(tokenizer: Any, token_ids: torch.Tensor, window: int, count: int) -> list[torch.Tensor]:
+    """``count`` non-overlapping windows from a 1-D id tensor, each BOS + ``window - 1`` ids."""
+    needed = (window - 1) * count
+    if token_ids.numel() < needed:
+        raise StacError(
+            f"the evaluation text has {token_ids.numel()} tokens, {needed} are needed "
+            f"({count} windows of {window})"
+        )
+    return [with_bos(tokenizer, c) for c in token_ids[:needed].reshape(count, window - 1)]
+
+
+@torch.no_grad()
+def evaluate(
+    graph: nir.NIRGraph, chunks: list[torch.Tensor], timesteps: list[int]
+) -> list[Fidelity]:
+    """Perplexity, agreement and KL of the SNN at each T against the float graph."""
+    sim = Simulator(graph)
+    refs = [sim.run(RunContext(c[None], steps=1, spiking=False))[0]["output"][0] for c in chunks]
+    results = []
+    for steps in timesteps:
+        nll_f = nll_s = kl = agree = n = 0.0
+        for chunk, ref in tqdm(list(zip(chunks, refs)), desc=f"T={steps}", leave=False):
+            out = sim.run(RunContext(chunk[None], steps=steps))[0]["output"][0]
+            lf, ls = F.log_softmax(ref[:-1], -1), F.log_softmax(out[:-1], -1)
+            target = chunk[1:, None]
+            nll_f += float(-lf.gather(1, target).sum())
+            nll_s += float(-ls.gather(1, target).sum())
+            kl += float((lf.exp() * (lf - ls)).sum())
+            agree += float((ref.argmax(-1) == out.argmax(-1)).sum())
+            n += target.shape[0]
+        ppl_f, ppl_s = float(torch.tensor(nll_f / n).exp()), float(torch.tensor(nll_s / n).exp())
+        total = sum(c.numel() for c in chunks)
+        results.append(Fidelity(steps, int(n), ppl_f, ppl_s, ppl_s / ppl_f, agree / total, kl / n))
+    return results

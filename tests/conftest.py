@@ -1,0 +1,46 @@
+"""Shared fixtures: the bundled SmolLM2 (real weights) and GPT-2 models with random weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from stac.frontend import LoadedModel, load_model
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> LoadedModel:
+    return load_model("smollm2-135m")
+
+
+def _gpt2(tmp: Path, tokenizer, **shape) -> Path:
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=256, **shape)
+    model = GPT2LMHeadModel(config)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    return tmp
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, smollm2) -> Path:
+    """A 2-layer, 64-wide GPT-2 with random weights and SmolLM2's tokenizer."""
+    return _gpt2(tmp_path_factory.mktemp("tiny-gpt2"), smollm2.tokenizer,
+                 n_layer=2, n_embd=64, n_head=4)
+
+
+@pytest.fixture(scope="session")
+def distilgpt2_shape_dir(tmp_path_factory, smollm2) -> Path:
+    """distilgpt2's shape (6 layers, 768 wide, 12 heads) with random weights."""
+    return _gpt2(tmp_path_factory.mktemp("distilgpt2-shape"), smollm2.tokenizer,
+                 n_layer=6, n_embd=768, n_head=12)
+
+
+@pytest.fixture(scope="session")
+def hamlet_ids(smollm2) -> torch.Tensor:
+    from stac.frontend.text import play_text
+
+    return smollm2.tokenizer(play_text("tragedies/hamlet"), return_tensors="pt").input_ids[0]
