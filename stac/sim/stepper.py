@@ -1,0 +1,212 @@
+"""Step-by-step executor for NIR graphs in stac IR, recurrent ones included.
+
+:class:`stac.sim.simulator.Simulator` runs the transformer graphs layer by layer over all T
+steps and refuses cycles. NIR graphs (imported with :func:`stac.ir.nir_io.read_nir`) may have
+recurrent edges, so this executor runs one timestep at a time over explicit per-node state
+(:mod:`stac.sim.nir_neurons`). Nodes run in a depth-first order from the Input nodes; an edge
+that closes a cycle (from a node at or after its destination in that order) delivers its
+source's output from the *previous* step (zeros at step 0), as snnTorch's and Norse's
+recurrent layers do. All other edges deliver the current step's value; a node's inputs are
+summed (NIR semantics).
+
+Counts (:class:`stac.sim.semantics.NodeStats`), summed over the batch and all steps:
+spiking neurons count ``spikes`` and ``neuron_updates``; non-spiking neurons count
+``neuron_updates``; a linear map (Affine, Linear, Conv2d) whose inputs are all events (spikes,
+or spikes routed through Flatten/SumPool2d) and that the partition placed on the chip (or
+that is unplaced) counts ``synops`` = events x fan-out; any other linear map counts
+``dense_macs``. Nodes not placed on the chip also count ``host_flops`` for the arithmetic a
+host does for them (neuron updates, pooling, scaling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stac.errors import StacError
+from stac.ir.graph import input_shape, output_shape, predecessors
+from stac.ir.nir_io import EVENT_ROUTING, SPIKING, SUPPORTED, execution_order
+from stac.sim.nir_neurons import initial_state, step
+from stac.sim.semantics import NodeStats
+
+_NEURONS = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I)
+_FLOPS_PER_UPDATE = {nir.LIF: 5, nir.CubaLIF: 9, nir.IF: 3, nir.LI: 4, nir.CubaLI: 8, nir.I: 2}
+
+
+@dataclass
+class StepResult:
+    outputs: dict[str, torch.Tensor]  # Output-node name -> [T, B, *shape]
+    traces: dict[str, torch.Tensor]  # recorded node -> [T, B, *shape] (spikes for neurons)
+    stats: dict[str, NodeStats]
+
+
+def event_nodes(graph: nir.NIRGraph) -> set[str]:
+    """Nodes whose output is events: spiking neurons, and Flatten/SumPool2d of events."""
+    pre = predecessors(graph)
+    events = {n for n, v in graph.nodes.items() if isinstance(v, SPIKING)}
+    changed = True
+    while changed:
+        changed = False
+        for n, v in graph.nodes.items():
+            if n not in events and isinstance(v, EVENT_ROUTING) and pre[n] \
+                    and all(p in events for p in pre[n]):
+                events.add(n)
+                changed = True
+    return events
+
+
+class Stepper:
+    """Runs a NIR graph (stac IR) one timestep at a time. ``dt`` defaults to the graph's
+    ``metadata["dt"]``."""
+
+    def __init__(self, graph: nir.NIRGraph, dt: float | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
+        unknown = [f"{n} ({type(v).__name__})" for n, v in graph.nodes.items()
+                   if type(v) not in SUPPORTED]
+        if unknown:
+            raise StacError(
+                f"the step executor has no semantics for node(s) {', '.join(unknown)}; "
+                f"supported types: {', '.join(t.__name__ for t in SUPPORTED)}"
+            )
+        dt = graph.metadata.get("dt") if dt is None else dt
+        if dt is None or not dt > 0:
+            raise StacError("the graph has no time step: give dt (seconds) or set "
+                            "metadata['dt']")
+        self.graph, self.dt, self.dtype = graph, float(dt), dtype
+        self.order, self.back = execution_order(graph)
+        self.pre = predecessors(graph)
+        self.events = event_nodes(graph)
+        self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
+
+    def _as_inputs(self, x: Any) -> dict[str, torch.Tensor]:
+        if not isinstance(x, dict):
+            if len(self.inputs) != 1:
+                raise StacError(f"the graph has {len(self.inputs)} Input nodes; pass a dict "
+                                f"by name ({', '.join(self.inputs)})")
+            x = {self.inputs[0]: x}
+        out = {}
+        for name in self.inputs:
+            if name not in x:
+                raise StacError(f"no input given for Input node {name!r}")
+            value = torch.as_tensor(np.asarray(x[name]) if not torch.is_tensor(x[name])
+                                    else x[name]).to(self.dtype)
+            shape = input_shape(self.graph.nodes[name])
+            per = int(np.prod(shape))
+            if value.ndim >= 1 and value[0].numel() == per:  # [T, *shape] -> one sample
+                value = value.reshape(value.shape[0], 1, *shape)
+            elif value.ndim >= 2 and value[0, 0].numel() == per:
+                value = value.reshape(value.shape[0], value.shape[1], *shape)
+            else:
+                raise StacError(f"input for {name!r} has shape {tuple(value.shape)}; expected "
+                                f"[T, {', '.join(map(str, shape))}] or [T, B, "
+                                f"{', '.join(map(str, shape))}]")
+            out[name] = value
+        steps = {v.shape[:2] for v in out.values()}
+        if len(steps) != 1:
+            raise StacError(f"inputs disagree on (steps, batch): {sorted(steps)}")
+        return out
+
+    @torch.no_grad()
+    def run(self, x: Any, steps: int | None = None, record: Any = "neurons") -> StepResult:
+        """Run on ``x`` (``[T, *input_shape]`` or ``[T, B, *input_shape]``, or a dict by
+        Input name); ``steps`` truncates or, past the input's end, pads with zeros.
+        ``record``: "neurons" (spiking-neuron outputs), "all", or a list of node names."""
+        xs = self._as_inputs(x)
+        t_in, batch = next(iter(xs.values())).shape[:2]
+        steps = int(t_in if steps is None else steps)
+        g = self.graph
+        if record == "neurons":
+            keep = {n for n, v in g.nodes.items() if isinstance(v, _NEURONS + (nir.Threshold,))}
+        elif record == "all":
+            keep = set(g.nodes)
+        else:
+            keep = set(record)
+            missing = keep - set(g.nodes)
+            if missing:
+                raise StacError(f"cannot record unknown node(s) {sorted(missing)}")
+        shapes = {n: output_shape(v) for n, v in g.nodes.items()}
+        state = {n: initial_state(v, (batch, *shapes[n]), self.dtype) for n, v in g.nodes.items()}
+        prev = {n: torch.zeros((batch, *shapes[n]), dtype=self.dtype) for n in g.nodes}
+        stats = {n: NodeStats() for n in g.nodes}
+        traces: dict[str, list[torch.Tensor]] = {n: [] for n in keep}
+        outputs: dict[str, list[torch.Tensor]] = {
+            n: [] for n, v in g.nodes.items() if isinstance(v, nir.Output)}
+        for t in range(steps):
+            cur: dict[str, torch.Tensor] = {}
+            for name in self.order:
+                node = g.nodes[name]
+                if isinstance(node, nir.Input):
+                    inp = xs[name][t] if t < t_in else torch.zeros_like(xs[name][0])
+                else:
+                    inp = None
+                    want = input_shape(node)
+                    for p in self.pre[name]:
+                        v = prev[p] if (p, name) in self.back else cur[p]
+                        v = v.reshape(batch, *want)
+                        inp = v if inp is None else inp + v
+                out, state[name] = step(node, inp, state[name], self.dt)
+                self._count(name, node, inp, out, stats[name])
+                cur[name] = out
+                if name in keep:
+                    traces[name].append(out)
+                if name in outputs:
+                    outputs[name].append(out)
+            prev = cur
+        stack = lambda seq, n: torch.stack(seq) if seq else torch.zeros((0, batch, *shapes[n]))  # noqa: E731
+        return StepResult({n: stack(v, n) for n, v in outputs.items()},
+                          {n: stack(v, n) for n, v in traces.items()}, stats)
+
+    def _count(self, name: str, node: Any, inp: torch.Tensor, out: torch.Tensor,
+               s: NodeStats) -> None:
+        on_chip = (node.metadata or {}).get("placement", {}).get("unit") == "chip"
+        host = 0  # arithmetic a host does for this node (charged only when not on chip)
+        if isinstance(node, _NEURONS):
+            s.neuron_updates += out.numel()
+            host = _FLOPS_PER_UPDATE[type(node)] * out.numel()
+            if isinstance(node, SPIKING):
+                s.spikes += int(torch.count_nonzero(out))
+        elif isinstance(node, nir.Threshold):
+            s.spikes += int(torch.count_nonzero(out))
+            host = out.numel()
+        elif isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)):
+            unplaced = "placement" not in (node.metadata or {})
+            spike_fed = all(p in self.events for p in self.pre[name])
+            if spike_fed and (on_chip or unplaced):
+                s.synops += self._synops(node, inp)
+            else:
+                s.dense_macs += self._macs(node, out)
+        elif isinstance(node, (nir.Scale, nir.SumPool2d, nir.AvgPool2d)):
+            host = out.numel()
+        if not on_chip:
+            s.host_flops += host
+
+    @staticmethod
+    def _macs(node: Any, out: torch.Tensor) -> int:
+        if isinstance(node, nir.Conv2d):
+            w = np.asarray(node.weight)
+            return int(out.numel() * w[0].size)
+        return int(out.shape[0] * np.asarray(node.weight).size)
+
+    @staticmethod
+    def _synops(node: Any, inp: torch.Tensor) -> int:
+        """Events x fan-out: for a dense map each nonzero input reaches every output; for a
+        convolution the exact count of (input event, output position) pairs it reaches."""
+        if isinstance(node, nir.Conv2d):
+            mask = (inp != 0).to(torch.float32)
+            w = np.asarray(node.weight)
+            ones = torch.ones((w.shape[0], w.shape[1], w.shape[2], w.shape[3]))
+            pad = node.padding
+            padding = pad if isinstance(pad, str) else tuple(
+                int(v) for v in np.broadcast_to(np.asarray(pad).reshape(-1), (2,)))
+            stride = tuple(int(v) for v in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,)))
+            dil = tuple(int(v) for v in np.broadcast_to(np.asarray(node.dilation).reshape(-1), (2,)))
+            return int(F.conv2d(mask, ones, None, stride, padding, dil, int(node.groups)).sum())
+        return int(torch.count_nonzero(inp)) * int(np.asarray(node.weight).shape[0])
+
+
+__all__ = ["StepResult", "Stepper", "event_nodes"]
