@@ -9,6 +9,25 @@ import nir
 from stac.ir.graph import predecessors, topo_order
 from stac.ir.nodes import CausalSelfAttention, SignedIF
 
+#: Nodes that emit spikes, and weight-free maps that keep spikes spikes.
+SPIKING_TYPES: tuple[type, ...] = (SignedIF, nir.LIF, nir.CubaLIF, nir.IF, nir.Threshold)
+EVENT_ROUTING_TYPES: tuple[type, ...] = (nir.Flatten, nir.SumPool2d)
+
+
+def event_nodes(graph: nir.NIRGraph) -> set[str]:
+    """Nodes whose output is spikes: spiking neurons, and routing maps fed only by spikes."""
+    pre = predecessors(graph)
+    events = {n for n, v in graph.nodes.items() if isinstance(v, SPIKING_TYPES)}
+    changed = True
+    while changed:
+        changed = False
+        for n, v in graph.nodes.items():
+            if (n not in events and isinstance(v, EVENT_ROUTING_TYPES) and pre[n]
+                    and all(p in events for p in pre[n])):
+                events.add(n)
+                changed = True
+    return events
+
 
 @dataclass(frozen=True)
 class OpRow:

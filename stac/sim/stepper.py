@@ -30,7 +30,8 @@ import torch.nn.functional as F
 
 from stac.errors import StacError
 from stac.ir.graph import input_shape, output_shape, predecessors
-from stac.ir.nir_io import EVENT_ROUTING, SPIKING, SUPPORTED, execution_order
+from stac.ir.analysis import event_nodes
+from stac.ir.nir_io import SPIKING, SUPPORTED, execution_order
 from stac.sim.nir_neurons import initial_state, step
 from stac.sim.semantics import NodeStats
 
@@ -43,21 +44,6 @@ class StepResult:
     outputs: dict[str, torch.Tensor]  # Output-node name -> [T, B, *shape]
     traces: dict[str, torch.Tensor]  # recorded node -> [T, B, *shape] (spikes for neurons)
     stats: dict[str, NodeStats]
-
-
-def event_nodes(graph: nir.NIRGraph) -> set[str]:
-    """Nodes whose output is events: spiking neurons, and Flatten/SumPool2d of events."""
-    pre = predecessors(graph)
-    events = {n for n, v in graph.nodes.items() if isinstance(v, SPIKING)}
-    changed = True
-    while changed:
-        changed = False
-        for n, v in graph.nodes.items():
-            if n not in events and isinstance(v, EVENT_ROUTING) and pre[n] \
-                    and all(p in events for p in pre[n]):
-                events.add(n)
-                changed = True
-    return events
 
 
 class Stepper:

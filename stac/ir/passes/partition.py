@@ -18,6 +18,7 @@ import nir
 import numpy as np
 
 from stac.errors import StacError
+from stac.ir.analysis import EVENT_ROUTING_TYPES, event_nodes
 from stac.ir.graph import make_graph, output_shape, predecessors
 from stac.ir.nodes import SignedIF, StacNode
 from stac.profiles import Profile
@@ -38,7 +39,7 @@ def _chip_need(node: Any, profile: Profile) -> tuple[int, int]:
     if isinstance(node, SignedIF):
         return int(node.threshold.shape[0]), 0
     if not isinstance(node, (nir.Linear, nir.Affine)):  # NIR neurons, Conv2d, routing
-        neurons = int(np.prod(output_shape(node))) if not isinstance(node, _ROUTING) else 0
+        neurons = int(np.prod(output_shape(node))) if not isinstance(node, EVENT_ROUTING_TYPES) else 0
         weight = getattr(node, "weight", None)
         syn = 0 if weight is None else int(np.asarray(weight).size)
         return neurons, syn * int(profile.get("chip", "weight_bits")) // 8
@@ -46,35 +47,17 @@ def _chip_need(node: Any, profile: Profile) -> tuple[int, int]:
     return int(out_f), int(out_f) * int(in_f) * int(profile.get("chip", "weight_bits")) // 8
 
 
-_ROUTING = (nir.Flatten, nir.SumPool2d)  # weight-free maps that keep spikes spikes
-_SPIKING = (SignedIF, nir.LIF, nir.CubaLIF, nir.IF, nir.Threshold)
-
-
-def _event_sources(graph: nir.NIRGraph, pre: dict[str, list[str]]) -> set[str]:
-    """Nodes whose output is spikes: spiking neurons, and routing maps of spikes."""
-    events = {n for n, v in graph.nodes.items() if isinstance(v, _SPIKING)}
-    changed = True
-    while changed:
-        changed = False
-        for n, v in graph.nodes.items():
-            if n not in events and isinstance(v, _ROUTING) and pre[n] \
-                    and all(p in events for p in pre[n]):
-                events.add(n)
-                changed = True
-    return events
-
-
 def partition(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     npc = profile.get("chip", "neurons_per_core")
     mem = profile.get("chip", "synaptic_memory_bytes_per_core")
     pre = predecessors(graph)
-    spiking = _event_sources(graph, pre)
+    spiking = event_nodes(graph)
     nodes: dict[str, Any] = {}
     total_cores = 0
     for name, node in graph.nodes.items():
         kind = type(node).__name__
         on_chip = kind in profile.chip_ops
-        if on_chip and isinstance(node, (nir.Linear, nir.Affine, nir.Conv2d) + _ROUTING):
+        if on_chip and isinstance(node, (nir.Linear, nir.Affine, nir.Conv2d) + EVENT_ROUTING_TYPES):
             on_chip = bool(pre[name]) and all(p in spiking for p in pre[name])
         if not on_chip:
             nodes[name] = with_metadata(node, placement={"unit": "host"})
