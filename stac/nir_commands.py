@@ -85,7 +85,7 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     from stac.backends import resolve_target
     from stac.ir import save, topo_order
     from stac.ir.graph import input_shape
-    from stac.ir.nir_io import check_graph, read_nir
+    from stac.ir.nir_io import RESETTABLE, check_graph, read_nir
     from stac.ir.passes import PIPELINE, run_passes
     from stac.profiles import load_profile
     from stac.sim.cost import ASSUMPTIONS, MODEL, node_costs, summarise
@@ -124,7 +124,7 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     spikes = sum(s.spikes for s in result.stats.values())
     spiking_updates = sum(
         s.neuron_updates for n, s in result.stats.items()
-        if isinstance(graph.nodes[n], (nir.LIF, nir.CubaLIF, nir.IF)))
+        if isinstance(graph.nodes[n], RESETTABLE))
     summary["total"]["spike_rate"] = spikes / spiking_updates if spiking_updates else 0.0
     report = {
         "schema_version": 1,
@@ -142,7 +142,7 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
         "discretisation": "forward Euler at dt: synaptic current, membrane, threshold (>), "
                           "reset (see docs/nir.md); IF and I integrate per step (no dt)",
         "resets": {n: v.metadata.get("reset") for n, v in graph.nodes.items()
-                   if isinstance(v, (nir.LIF, nir.CubaLIF, nir.IF))},
+                   if isinstance(v, RESETTABLE)},
         "units": "per sample (a sample = the whole run of T steps), not per token",
         "output_spikes": {n: int(np.count_nonzero(v.numpy())) for n, v in result.outputs.items()},
         "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},

@@ -121,11 +121,15 @@ def affine_map(node: nir.Affine | nir.Linear, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, w, b)
 
 
-def conv2d_map(node: nir.Conv2d, x: torch.Tensor) -> torch.Tensor:
+def conv2d_geometry(node: nir.Conv2d) -> dict[str, Any]:
+    """``stride``, ``padding``, ``dilation`` and ``groups`` of a Conv2d as F.conv2d takes them."""
     pad = node.padding
-    padding = pad if isinstance(pad, str) else _pair(pad)
-    return F.conv2d(x, _t(node.weight, x), _t(node.bias, x), stride=_pair(node.stride),
-                    padding=padding, dilation=_pair(node.dilation), groups=int(node.groups))
+    return {"stride": _pair(node.stride), "padding": pad if isinstance(pad, str) else _pair(pad),
+            "dilation": _pair(node.dilation), "groups": int(node.groups)}
+
+
+def conv2d_map(node: nir.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return F.conv2d(x, _t(node.weight, x), _t(node.bias, x), **conv2d_geometry(node))
 
 
 def pool_map(node: nir.SumPool2d | nir.AvgPool2d, x: torch.Tensor) -> torch.Tensor:
@@ -181,7 +185,7 @@ def step(node: Any, x: torch.Tensor, state: Any, dt: float) -> tuple[torch.Tenso
 
 
 __all__ = [
-    "CubaLIFState", "IFState", "LIFState", "affine_map", "conv2d_map", "cuba_li_step",
-    "cuba_lif_step", "if_step", "initial_state", "integrator_step", "li_step", "lif_step",
-    "pool_map", "step", "threshold_map",
+    "CubaLIFState", "IFState", "LIFState", "affine_map", "conv2d_geometry", "conv2d_map",
+    "cuba_li_step", "cuba_lif_step", "if_step", "initial_state", "integrator_step", "li_step",
+    "lif_step", "pool_map", "step", "threshold_map",
 ]

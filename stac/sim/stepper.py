@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from stac.errors import StacError
 from stac.ir.graph import input_shape, output_shape, predecessors
 from stac.ir.analysis import event_nodes
-from stac.ir.nir_io import SPIKING, SUPPORTED, execution_order
-from stac.sim.nir_neurons import initial_state, step
+from stac.ir.nir_io.order import execution_order
+from stac.ir.nir_io.supported import SPIKING, STATEFUL, SUPPORTED, type_list
+from stac.sim.nir_neurons import conv2d_geometry, initial_state, step
 from stac.sim.semantics import NodeStats
 
-_NEURONS = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I)
 _FLOPS_PER_UPDATE = {nir.LIF: 5, nir.CubaLIF: 9, nir.IF: 3, nir.LI: 4, nir.CubaLI: 8, nir.I: 2}
 
 
@@ -57,7 +57,7 @@ class Stepper:
         if unknown:
             raise StacError(
                 f"the step executor has no semantics for node(s) {', '.join(unknown)}; "
-                f"supported types: {', '.join(t.__name__ for t in SUPPORTED)}"
+                f"supported types: {type_list()}"
             )
         dt = graph.metadata.get("dt") if dt is None else dt
         if dt is None or not dt > 0:
@@ -107,7 +107,7 @@ class Stepper:
         steps = int(t_in if steps is None else steps)
         g = self.graph
         if record == "neurons":
-            keep = {n for n, v in g.nodes.items() if isinstance(v, _NEURONS + (nir.Threshold,))}
+            keep = {n for n, v in g.nodes.items() if isinstance(v, STATEFUL + SPIKING)}
         elif record == "all":
             keep = set(g.nodes)
         else:
@@ -151,7 +151,7 @@ class Stepper:
                s: NodeStats) -> None:
         on_chip = (node.metadata or {}).get("placement", {}).get("unit") == "chip"
         host = 0  # arithmetic a host does for this node (charged only when not on chip)
-        if isinstance(node, _NEURONS):
+        if isinstance(node, STATEFUL):
             s.neuron_updates += out.numel()
             host = _FLOPS_PER_UPDATE[type(node)] * out.numel()
             if isinstance(node, SPIKING):
@@ -184,14 +184,8 @@ class Stepper:
         convolution the exact count of (input event, output position) pairs it reaches."""
         if isinstance(node, nir.Conv2d):
             mask = (inp != 0).to(torch.float32)
-            w = np.asarray(node.weight)
-            ones = torch.ones((w.shape[0], w.shape[1], w.shape[2], w.shape[3]))
-            pad = node.padding
-            padding = pad if isinstance(pad, str) else tuple(
-                int(v) for v in np.broadcast_to(np.asarray(pad).reshape(-1), (2,)))
-            stride = tuple(int(v) for v in np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,)))
-            dil = tuple(int(v) for v in np.broadcast_to(np.asarray(node.dilation).reshape(-1), (2,)))
-            return int(F.conv2d(mask, ones, None, stride, padding, dil, int(node.groups)).sum())
+            ones = torch.ones(np.asarray(node.weight).shape)
+            return int(F.conv2d(mask, ones, None, **conv2d_geometry(node)).sum())
         return int(torch.count_nonzero(inp)) * int(np.asarray(node.weight).shape[0])
 
 

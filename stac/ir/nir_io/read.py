@@ -1,0 +1,287 @@
+"""Reading NIR files into stac IR, and the checks that make every bad file one clear error.
+
+:func:`read_nir` turns each problem into one :class:`stac.errors.StacError` that names the
+file, the node and the problem: a file that is not HDF5 or not NIR, edges to missing nodes,
+node types stac does not know, shapes that do not line up, parameters with NaN or infinity.
+Nested ``NIRGraph`` nodes are flattened into the top-level graph (their nodes are named
+``outer.inner``). The time step ``dt`` (NIR is continuous-time) is stored in
+``graph.metadata["dt"]``; :mod:`stac.sim.nir_neurons` says how each neuron type is discretised
+with it. :func:`check_graph` is the structural check for NIR graphs in stac IR that, unlike
+:func:`stac.ir.verify`, allows cycles.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+
+from stac.errors import StacError
+from stac.ir.graph import input_shape, make_graph, output_shape, predecessors, successors
+from stac.ir.nir_io.order import order_allowing_cycles
+from stac.ir.nir_io.supported import RESETS, RESETTABLE, SUPPORTED, type_list
+from stac.ir.nodes import StacNode
+
+_ARRAY_FIELDS_SKIP = {"input_type", "output_type", "metadata"}
+
+
+def _fail(path: Path | str, msg: str) -> StacError:
+    return StacError(f"NIR file {path}: {msg}")
+
+
+def _flatten(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Inline nested NIRGraph nodes. An edge into a subgraph goes to its Input node's
+    successors, an edge out of it leaves from its Output node's predecessors."""
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    entry: dict[str, list[str]] = {}  # subgraph name -> inner nodes fed by its Input(s)
+    exit_: dict[str, list[str]] = {}  # subgraph name -> inner nodes feeding its Output(s)
+    for name, node in graph.nodes.items():
+        full = f"{prefix}{name}"
+        if isinstance(node, nir.NIRGraph):
+            inner_nodes, inner_edges = _flatten(node, f"{full}.")
+            ins = {f"{full}.{k}" for k, n in node.nodes.items() if isinstance(n, nir.Input)}
+            outs = {f"{full}.{k}" for k, n in node.nodes.items() if isinstance(n, nir.Output)}
+            entry[full] = [d for s, d in inner_edges if s in ins]
+            exit_[full] = [s for s, d in inner_edges if d in outs]
+            nodes.update({k: v for k, v in inner_nodes.items() if k not in ins | outs})
+            edges.extend((s, d) for s, d in inner_edges if s not in ins and d not in outs)
+        else:
+            nodes[full] = node
+    for src, dst in graph.edges:
+        srcs = exit_.get(f"{prefix}{src}", [f"{prefix}{src}"])
+        dsts = entry.get(f"{prefix}{dst}", [f"{prefix}{dst}"])
+        edges.extend((s, d) for s in srcs for d in dsts)
+    return nodes, edges
+
+
+def _as_shape(value: Any) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype == object or arr.size == 0:
+        return None
+    return tuple(int(v) for v in arr.reshape(-1))
+
+
+def _typed(types: Any, key: str) -> tuple[int, ...] | None:
+    if not isinstance(types, dict):
+        return None
+    return _as_shape(types.get(key))
+
+
+def _pool_out(shape: tuple[int, ...], node: Any) -> tuple[int, ...]:
+    k = np.broadcast_to(np.asarray(node.kernel_size).reshape(-1), (2,))
+    s = np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))
+    p = np.broadcast_to(np.asarray(node.padding).reshape(-1), (2,))
+    c, h, w = shape
+    return (c, *(int((x + 2 * pp - kk) // ss + 1) for x, kk, ss, pp in zip((h, w), k, s, p)))
+
+
+def _infer_shapes(path: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]) -> None:
+    """Fill in input/output types that the file leaves undefined (pooling, flatten) and check
+    that every edge joins equal shapes. Mutates the freshly read nodes."""
+    order = order_allowing_cycles(nodes, edges)
+    pre: dict[str, list[str]] = defaultdict(list)
+    for s, d in edges:
+        pre[d].append(s)
+    for name in order:
+        node = nodes[name]
+        in_shape = _typed(node.input_type, "input")
+        if in_shape is None:
+            got = [_typed(nodes[p].output_type, "output") for p in pre[name]]
+            got = [g for g in got if g is not None]
+            if not got:
+                raise _fail(path, f"node {name!r} ({type(node).__name__}) has no input shape "
+                                  "and none can be inferred from its inputs")
+            in_shape = got[0]
+            node.input_type = {"input": np.array(in_shape)}
+        out_shape = _typed(node.output_type, "output")
+        if out_shape is None:
+            if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
+                if len(in_shape) != 3:
+                    raise _fail(path, f"node {name!r} ({type(node).__name__}) needs a "
+                                      f"(channels, height, width) input, got {in_shape}")
+                out_shape = _pool_out(in_shape, node)
+            elif isinstance(node, nir.Flatten):
+                start, end = int(node.start_dim), int(node.end_dim)
+                end = end if end >= 0 else len(in_shape) + end
+                mid = int(np.prod(in_shape[start:end + 1]))
+                out_shape = (*in_shape[:start], mid, *in_shape[end + 1:])
+            elif isinstance(node, nir.Output):
+                out_shape = in_shape
+            else:
+                raise _fail(path, f"node {name!r} ({type(node).__name__}) has no output shape")
+            node.output_type = {"output": np.array(out_shape)}
+    for s, d in edges:
+        got = _typed(nodes[s].output_type, "output")
+        want = _typed(nodes[d].input_type, "input")
+        if got is not None and want is not None and int(np.prod(got)) != int(np.prod(want)):
+            raise _fail(path, f"shape mismatch on edge {s!r} -> {d!r}: {s} "
+                              f"({type(nodes[s]).__name__}) gives {got}, {d} "
+                              f"({type(nodes[d]).__name__}) takes {want}")
+
+
+def _check_params(path: Any, name: str, node: Any) -> None:
+    for key, value in vars(node).items():
+        if key in _ARRAY_FIELDS_SKIP:
+            continue
+        arr = np.asarray(value) if isinstance(value, (np.ndarray, float, np.floating)) else None
+        if arr is not None and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise _fail(path, f"node {name!r} ({type(node).__name__}): parameter {key!r} has "
+                              "NaN or infinite values")
+    if isinstance(node, (nir.LIF, nir.LI)):
+        if not np.all(np.asarray(node.tau) > 0):
+            raise _fail(path, f"node {name!r} ({type(node).__name__}): tau must be > 0")
+    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+        if not (np.all(np.asarray(node.tau_mem) > 0) and np.all(np.asarray(node.tau_syn) > 0)):
+            raise _fail(path, f"node {name!r} ({type(node).__name__}): tau_mem and tau_syn "
+                              "must be > 0")
+
+
+def _check_edge_ends(path: Any, names: set[str], edges: list[tuple[str, str]]) -> None:
+    for src, dst in edges:
+        for end in (src, dst):
+            if end not in names:
+                raise _fail(path, f"edge ({src!r} -> {dst!r}) names missing node {end!r}")
+
+
+def check_graph(graph: nir.NIRGraph, path: Any = "<graph>") -> nir.NIRGraph:
+    """Structural checks for a (possibly recurrent) NIR graph in stac IR: edges name existing
+    nodes, no duplicate edges, an Input and an Output, shapes agree on every edge, parameters
+    are finite. Unlike :func:`stac.ir.verify` it allows cycles (recurrent connections)."""
+    _check_edge_ends(path, set(graph.nodes), graph.edges)
+    seen: set[tuple[str, str]] = set()
+    for src, dst in graph.edges:
+        if (src, dst) in seen:
+            raise _fail(path, f"duplicate edge ({src!r} -> {dst!r})")
+        seen.add((src, dst))
+    if not any(isinstance(n, nir.Input) for n in graph.nodes.values()):
+        raise _fail(path, "graph has no Input node")
+    if not any(isinstance(n, nir.Output) for n in graph.nodes.values()):
+        raise _fail(path, "graph has no Output node")
+    pre, post = predecessors(graph), successors(graph)
+    for name, node in graph.nodes.items():
+        if not isinstance(node, nir.Input) and not pre[name]:
+            raise _fail(path, f"node {name!r} ({type(node).__name__}) has no input edge")
+        if not isinstance(node, nir.Output) and not post[name]:
+            raise _fail(path, f"node {name!r} ({type(node).__name__}) has no output edge")
+        want = int(np.prod(input_shape(node)))
+        for src in pre[name]:
+            got = int(np.prod(output_shape(graph.nodes[src])))
+            if got != want:
+                raise _fail(path, f"shape mismatch on edge {src!r} -> {name!r}: {src} gives "
+                                  f"{output_shape(graph.nodes[src])}, {name} "
+                                  f"({type(node).__name__}) takes {input_shape(node)}")
+        if not isinstance(node, StacNode):
+            _check_params(path, name, node)
+    return graph
+
+
+def _nir_type_names() -> set[str]:
+    return {n for n, o in vars(nir).items() if isinstance(o, type) and issubclass(o, nir.NIRNode)}
+
+
+def _stored_types(group: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(node name, stored type name) of every node in an HDF5 NIR group, nested included."""
+    out = []
+    nodes = group.get("nodes")
+    if nodes is None:
+        return out
+    for key in nodes:
+        item = nodes[key]
+        raw = item["type"][()] if "type" in item else b"<none>"
+        ntype = raw.decode("utf8", "replace") if isinstance(raw, bytes) else str(raw)
+        out.append((f"{prefix}{key}", ntype))
+        if ntype == "NIRGraph":
+            out.extend(_stored_types(item, f"{prefix}{key}."))
+    return out
+
+
+def _check_hdf5(path: Path) -> None:
+    """Refuse a file that is not HDF5, not NIR, or that names a node type NIR does not have,
+    before NIR's own reader sees it (its errors are tracebacks from deep inside h5py)."""
+    try:
+        import h5py
+
+        if not h5py.is_hdf5(path):
+            raise _fail(path, "is not an HDF5 file (NIR files are HDF5)")
+        with h5py.File(path, "r") as f:
+            if "node" not in f:
+                raise _fail(path, "is HDF5 but not NIR (no 'node' group)")
+            for name, ntype in _stored_types(f["node"]):
+                if ntype not in _nir_type_names():
+                    raise _fail(path, f"node {name!r} has node type {ntype!r}, which is not a "
+                                      f"NIR type stac knows (known: {type_list()})")
+    except StacError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
+        raise _fail(path, f"cannot be opened ({type(exc).__name__}: {exc})") from None
+
+
+def _read_raw(path: Path) -> nir.NIRGraph:
+    """NIR's reader (types left unchecked: stac infers and checks them itself)."""
+    try:
+        raw = nir.read(path, type_check=False)
+    except Exception as exc:  # noqa: BLE001
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        m = re.search(r"Unknown unit type: b?'?([A-Za-z0-9_]+)", text)
+        if m:
+            raise _fail(path, f"node type {m.group(1)!r} is not a NIR type stac knows "
+                              f"(known: {type_list()})") from None
+        raise _fail(path, f"is not a valid NIR graph: {text}") from None
+    if not isinstance(raw, nir.NIRGraph):
+        raise _fail(path, f"top-level node is a {type(raw).__name__}, not a NIRGraph")
+    try:
+        raw.validate_structure()
+    except ValueError as exc:
+        raise _fail(path, f"is not a valid NIR graph: {exc}") from None
+    return raw
+
+
+def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGraph:
+    """Read any NIR file into a checked stac IR graph with ``metadata["dt"] = dt``.
+
+    ``reset`` ("zero" or "subtract") sets how spiking neurons reset when the file does not
+    say (NIR 1.0 has no reset-mode field; "zero" means reset to ``v_reset``). A node whose
+    metadata has ``reset`` keeps its own. Every problem becomes one :class:`StacError`.
+    """
+    path = Path(path)
+    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+        raise StacError(f"dt must be a positive number of seconds, got {dt!r}")
+    if reset is not None and reset not in RESETS:
+        raise StacError(f"reset must be one of {RESETS}, got {reset!r}")
+    if not path.is_file():
+        raise _fail(path, "does not exist or is not a file")
+    _check_hdf5(path)
+    raw = _read_raw(path)
+    nodes, edges = _flatten(raw)
+    unknown = [f"{n} ({type(v).__name__})" for n, v in nodes.items() if type(v) not in SUPPORTED]
+    if unknown:
+        raise _fail(path, f"stac cannot import node(s) {', '.join(unknown)}; supported types: "
+                          f"{type_list()}")
+    _check_edge_ends(path, set(nodes), edges)
+    for name, node in nodes.items():
+        _check_params(path, name, node)
+    _infer_shapes(path, nodes, edges)
+    for name, node in nodes.items():
+        if isinstance(node, RESETTABLE):
+            meta = dict(node.metadata or {})
+            if "reset" not in meta:
+                meta["reset"] = reset or "zero"
+            elif meta["reset"] not in RESETS:
+                raise _fail(path, f"node {name!r}: metadata reset {meta['reset']!r} is not one "
+                                  f"of {RESETS}")
+            node.metadata = meta
+    metadata = {k: v for k, v in (raw.metadata or {}).items() if isinstance(v, (int, float, str))}
+    metadata.update(dt=float(dt), source=f"nir:{path.name}")
+    graph = make_graph(nodes, edges, metadata)
+    return check_graph(graph, path)
+
+
+__all__ = ["check_graph", "read_nir"]

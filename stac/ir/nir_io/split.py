@@ -1,0 +1,155 @@
+"""Split export: each maximal NIR-expressible part of a stac graph as its own NIR file, and a
+``manifest.json`` that says how the host (stac-only) ops join the parts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+
+from stac.ir.graph import input_shape, output_shape, predecessors, successors
+from stac.ir.nir_io.supported import nir_expressible
+from stac.ir.nir_io.write import clean_node, export_metadata, nir_graph, valid_names, write_checked
+
+
+@dataclass
+class _Part:
+    """One part file: its members (original names), their NIR names, and its ports."""
+
+    file: str
+    members: list[str]
+    names: dict[str, str]  # original name (and in_X / out_Y port names) -> NIR name
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # Input port -> from/to
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # Output port -> from/to
+    graph: nir.NIRGraph | None = None
+
+    def port(self, kind: str, node: str) -> str:
+        """The NIR name of the Input (``kind="in"``) or Output (``"out"``) port for ``node``."""
+        return self.names[f"{kind}_{node}"]
+
+    def entry(self) -> dict[str, Any]:
+        return {"file": self.file, "nodes": {n: self.names[n] for n in self.members},
+                "inputs": self.inputs, "outputs": self.outputs}
+
+
+def _components(graph: nir.NIRGraph) -> list[list[str]]:
+    """Maximal weakly connected sets of NIR-expressible nodes, in graph order."""
+    nir_nodes = [n for n, v in graph.nodes.items() if nir_expressible(v)]
+    parent = {n: n for n in nir_nodes}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s, d in graph.edges:
+        if s in parent and d in parent:
+            parent[find(s)] = find(d)
+    groups: dict[str, list[str]] = {}
+    for n in nir_nodes:
+        groups.setdefault(find(n), []).append(n)
+    return list(groups.values())
+
+
+def _build_part(graph: nir.NIRGraph, k: int, comp: list[str], pre: dict[str, list[str]],
+                post: dict[str, list[str]]) -> _Part:
+    """The NIR graph of one component: its nodes, one Input ``in_<X>`` per outside producer X
+    that feeds it, one Output ``out_<Y>`` per member Y that feeds something outside."""
+    members = set(comp)
+    in_srcs = sorted({p for n in comp for p in pre[n] if p not in members})
+    out_srcs = sorted({n for n in comp for c in post[n] if c not in members})
+    part = _Part(f"part_{k}.nir", comp, valid_names(
+        list(comp) + [f"in_{p}" for p in in_srcs] + [f"out_{n}" for n in out_srcs]))
+    names = part.names
+    nodes = {names[n]: clean_node(graph.nodes[n]) for n in comp}
+    edges = [(names[s], names[d]) for s, d in graph.edges if s in members and d in members]
+    for p in in_srcs:
+        fed = [n for n in comp if p in pre[n]]
+        nodes[part.port("in", p)] = nir.Input(
+            input_type={"input": np.array(output_shape(graph.nodes[p]))})
+        edges.extend((part.port("in", p), names[n]) for n in fed)
+        part.inputs[part.port("in", p)] = {"from": p, "to": fed}
+    for n in out_srcs:
+        nodes[part.port("out", n)] = nir.Output(
+            output_type={"output": np.array(output_shape(graph.nodes[n]))})
+        edges.append((names[n], part.port("out", n)))
+        part.outputs[part.port("out", n)] = {"from": n, "to": [c for c in post[n]
+                                                                if c not in members]}
+    part.graph = nir_graph(nodes, edges, export_metadata(graph) | {"part": k})
+    return part
+
+
+def _host_ops(graph: nir.NIRGraph, where: dict[str, _Part], pre: dict[str, list[str]],
+              post: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """Each stac-only node: its type, shapes, and where its inputs come from and its output
+    goes, as ``{"part", "port"}``, ``{"host_op"}``, ``{"graph_input"}`` or
+    ``{"graph_output"}``."""
+
+    def source(p: str) -> dict[str, str]:
+        if not nir_expressible(graph.nodes[p]):
+            return {"host_op": p}
+        if p in where:
+            return {"part": where[p].file, "port": where[p].port("out", p)}
+        return {"graph_input": p}
+
+    def sink(n: str, c: str) -> dict[str, str]:
+        if c in where:
+            return {"part": where[c].file, "port": where[c].port("in", n)}
+        if isinstance(graph.nodes[c], nir.Output):
+            return {"graph_output": c}
+        return {"host_op": c}
+
+    return {
+        n: {"type": type(v).__name__, "inputs": [source(p) for p in pre[n]],
+            "consumers": [sink(n, c) for c in post[n]],
+            "input_shape": list(input_shape(v)), "output_shape": list(output_shape(v))}
+        for n, v in graph.nodes.items() if not nir_expressible(v)
+    }
+
+
+def export_split(graph: nir.NIRGraph, out_dir: str | Path, force: bool = False) -> dict[str, Any]:
+    """Write each maximal NIR-expressible connected subgraph as ``part_<k>.nir`` in
+    ``out_dir`` and a ``manifest.json`` describing how host (stac-only) ops join them.
+
+    Each part gets one NIR ``Input`` per outside producer that feeds it (named
+    ``in_<producer>``) and one ``Output`` per inside node that feeds something outside (named
+    ``out_<node>``). The manifest lists, per part, its file, its node-name map, and where each
+    Input's value comes from and where each Output's value goes; and per host op its type and
+    its inputs and consumers as ``{"part": file, "port": name}`` or ``{"host_op": name}``.
+    Parts with no compute node (a lone graph Input feeding a host op) are not written; the
+    manifest lists them under ``graph_inputs``/``graph_outputs``. The directory is written
+    atomically; an existing one is replaced only with ``force``.
+    """
+    from stac.artifact import writing
+
+    pre, post = predecessors(graph), successors(graph)
+    comps = [c for c in _components(graph)
+             if any(not isinstance(graph.nodes[n], (nir.Input, nir.Output)) for n in c)]
+    parts = [_build_part(graph, k, comp, pre, post) for k, comp in enumerate(comps)]
+    where = {n: part for part in parts for n in part.members}
+    manifest = {
+        "format": "stac-nir-split",
+        "version": 1,
+        "semantics": "NIR edges sum at the destination; each part's Input 'in_X' carries the "
+                     "value of host op or node X, each Output 'out_Y' the value of node Y",
+        "dt": graph.metadata.get("dt"),
+        "parts": [part.entry() for part in parts],
+        "host_ops": _host_ops(graph, where, pre, post),
+        "graph_inputs": {n: list(post[n]) for n, v in graph.nodes.items()
+                         if isinstance(v, nir.Input) and n not in where},
+        "graph_outputs": {n: list(pre[n]) for n, v in graph.nodes.items()
+                          if isinstance(v, nir.Output) and n not in where},
+    }
+    with writing(Path(out_dir), force) as tmp:
+        for part in parts:
+            write_checked(part.graph, tmp / part.file)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+__all__ = ["export_split"]
