@@ -1,0 +1,276 @@
+"""Bit-accurate fixed-point steps (stac.sim.fixed_point): gold arrays from Lava, hand-computed
+single steps, and the overflow / wrap behaviour."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stac.errors import StacError
+from stac.profiles import load_profile
+from stac.sim import fixed_point as fx
+from stac.sim.neurons import signed_if_scan
+
+# Lava's bit-accurate widths (src/lava/proc/lif/models.py AbstractPyLifModelFixed and
+# PyLifModelBitAcc; src/lava/proc/dense/models.py PyDenseModelBitAcc).
+# The weight exponent's range is not in Lava (it shifts by any weight_exp); -8..7 is the
+# bundled loihi2 profile's.
+LAVA = fx.LoihiFormat(state_bits=24, decay_bits=12, threshold_bits=17, threshold_shift=6,
+                      bias_mantissa_bits=13, bias_exp_bits=3, input_bits=16, weight_bits=8,
+                      weight_exp_min=-8, weight_exp_max=7)
+NIR_PAPER = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nir_paper"
+
+
+def t(*values: int) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.int64)
+
+
+def lif_step(a_in, u, v, **params):
+    p = fx.lif_params(**{"bias_mant": 0, "bias_exp": 0, **params})
+    s, state = fx.lif_fixed_step(t(*a_in), fx.LIFFixedState(t(*u), t(*v)), p, LAVA)
+    return s.tolist(), state.u.tolist(), state.v.tolist()
+
+
+def run_lif(a_in_steps, **params):
+    p = fx.lif_params(**{"bias_mant": 0, "bias_exp": 0, **params})
+    state = fx.lif_initial_state((1,))
+    trace = []
+    for a in a_in_steps:
+        s, state = fx.lif_fixed_step(t(a), state, p, LAVA)
+        trace.append((bool(s[0]), int(state.u[0]), int(state.v[0])))
+    return trace
+
+
+# --- gold arrays produced by Lava -------------------------------------------------------------
+
+
+@pytest.mark.skipif(not NIR_PAPER.is_dir(), reason="shared/reference/nir_paper not present")
+def test_reproduces_the_nir_papers_lava_fixed_point_lif_run_bit_for_bit():
+    """NIR paper, 01_lif: Lava CPU fixed point (Loihi2SimCfg fixed_pt), 1000 steps.
+
+    Parameters as the paper's paper/nir_to_lava.py derives them from lif_norse.nir (tau 2.5 ms,
+    threshold 0.1, dt 1e-4): dv = int(0.04 * 4095), du = int(1.0 * 4095) (no current
+    leak), vth = int(0.1 * 131071) >> 9, Dense weight = int(0.04 * 256); the RingBuffer's spike
+    reaches the LIF one step later through the Dense.
+    """
+    rows = np.loadtxt(NIR_PAPER / "01_lif" / "lif_lava_cpu_fixed.csv", delimiter=",")
+    spikes_in = torch.as_tensor(rows[:, 0:1], dtype=torch.int64)
+    weights = fx.prepare_dense_weights(torch.tensor([[int(0.04 * 256)]]), LAVA)
+    dense = fx.DenseFixedParams(weights, weight_exp=0, graded=False)
+    lif = fx.lif_params(du=int(1.0 * 4095), dv=int(0.04 * 4095), vth=int(0.1 * 131071) >> 9,
+                        fmt=LAVA)
+    d_state, l_state = fx.dense_initial_state((1,)), fx.lif_initial_state((1,))
+    volts, spikes = [], []
+    for s in spikes_in:
+        a, d_state = fx.dense_fixed_step(s, d_state, dense, LAVA)
+        out, l_state = fx.lif_fixed_step(a, l_state, lif, LAVA)
+        volts.append(int(l_state.v[0]))
+        spikes.append(int(out[0]))
+    assert volts == rows[:, 1].astype(int).tolist()
+    assert spikes == rows[:, 2].astype(int).tolist()
+    assert np.flatnonzero(spikes).tolist() == [461, 511, 711, 761]
+
+
+def test_lava_unit_test_gold_arrays():
+    """Gold values from lava-nc tests/lava/proc/lif/test_models.py (input straight to a_in)."""
+    # test_bitacc_pm_impulse_du: du = 2047 (+ ds_offset = 1/2 per step), impulse of 128
+    trace = run_lif([128] + [0] * 7, du=2047, dv=0, vth=256)
+    assert [u for _, u, _ in trace] == [1 << (13 - j) for j in range(8)]
+    # test_bitacc_pm_impulse_dv: dv = 2048, du = 0 (ds_offset still decays u by 1/4096)
+    trace = run_lif([128] + [0] * 7, du=0, dv=2048, vth=256)
+    assert [v for _, _, v in trace] == [8192, 12286, 14331, 15351, 15859, 16111, 16235, 16295]
+    # test_bitacc_pm_no_decay: bias 2 << 6 = 128 per step, vth 8 << 6: spikes at steps 4, 9
+    trace = run_lif([0] * 10, du=0, dv=0, vth=8, bias_mant=2, bias_exp=6)
+    assert [i for i, (s, _, _) in enumerate(trace) if s] == [4, 9]
+    # test_bitacc_pm_scaling_of_bias: v = bias_mant * 2**bias_exp after one step
+    assert run_lif([0], du=0, dv=0, vth=2**17, bias_mant=2**12 - 1, bias_exp=5)[0][2] == 4095 * 32
+
+
+# --- LIF, hand-computed single steps --------------------------------------------------------
+
+
+def test_lif_input_is_msb_aligned_and_current_decay_includes_ds_offset():
+    # a_in = 1 -> u = 1 << 6 = 64; du = 4095 (+1) clears the old current; v = 0 + 64
+    assert lif_step([1], [5000], [0], du=4095, dv=0, vth=100) == ([False], [64], [64])
+    # du = 0 still decays: 4096 * 4095 / 4096 = 4095
+    assert lif_step([0], [4096], [0], du=0, dv=4095, vth=100)[1] == [4095]
+
+
+def test_decay_rounds_toward_zero_for_negative_values():
+    # u = -5, du = 2047 (+1): -5 * 2048 / 4096 = -2.5 -> -2 (a floor would give -3)
+    _, u, v = lif_step([0], [-5], [-7], du=2047, dv=2048, vth=100)
+    assert u == [-2]
+    assert v == [-3 + -2]  # v: -7 * 2048 / 4096 = -3.5 -> -3, plus the new u
+
+
+def test_spike_needs_voltage_strictly_above_shifted_threshold_and_resets_to_zero():
+    # vth = 2 -> 128. v = 64 + 64 = 128 is not above it; 129 is, and v resets to 0.
+    assert lif_step([1], [0], [64], du=4095, dv=0, vth=2) == ([False], [64], [128])
+    assert lif_step([1], [0], [65], du=4095, dv=0, vth=2) == ([True], [64], [0])
+
+
+def test_bias_mantissa_and_exponent():
+    # 3 << 2 = 12; -5 with exponent -1 is an arithmetic shift: -5 >> 1 = -3
+    assert lif_step([0, 0], [0, 0], [0, 0], du=4095, dv=0, vth=1000, bias_mant=t(3, -5),
+                    bias_exp=t(2, -1))[2] == [12, -3]
+
+
+def test_current_wraps_once_past_24_bits_and_plus_two_pow_23_stays():
+    top = 2**23
+    # u = 2**23 - 1, du = 0: 8388607 * 4095 >> 12 = 8386559; + 100 << 6 = 8392959 > 2**23
+    # -> wraps to 8392959 - 2**24 = -8384257
+    _, u, _ = lif_step([100], [top - 1], [0], du=0, dv=4095, vth=0)
+    assert u == [-8384257]
+    # the mirror image: -8386559 - 6400 = -8392959 <= -2**23 -> + 2**24
+    _, u, _ = lif_step([-100], [-(top - 1)], [0], du=0, dv=4095, vth=0)
+    assert u == [8384257]
+    # Lava wraps only values above +2**23: exactly +2**23 is kept, -2**23 becomes +2**23
+    p = fx.lif_params(du=4095, dv=4095, vth=0)
+    state = fx.LIFFixedState(t(0), t(0))
+    _, state = fx.lif_fixed_step(t(top >> 6), state, p, LAVA)  # input alone reaches 2**23
+    assert state.u.tolist() == [top]
+    _, state = fx.lif_fixed_step(t(-(top >> 6)), fx.LIFFixedState(t(0), t(0)), p, LAVA)
+    assert state.u.tolist() == [top]  # -2**23 is wrapped to +2**23
+
+
+def test_voltage_saturates_at_24_bits_instead_of_wrapping():
+    top = 2**23
+    # v = 2**23 - 2, no decay (dv = 0), + u = 100 << 6 -> clipped to 2**23 - 1. (The
+    # threshold 2**17 is one past the 17-bit range, which Lava accepts: no spike.)
+    s, _, v = lif_step([100], [0], [top - 2], du=4095, dv=0, vth=2**17)
+    assert (s, v) == ([False], [top - 1])
+    # any saturated voltage is above the largest legal threshold (131071 << 6): it fires
+    assert lif_step([100], [0], [top - 2], du=4095, dv=0, vth=2**17 - 1)[0] == [True]
+    _, _, v = lif_step([-100], [0], [-(top - 2)], du=4095, dv=0, vth=2**17 - 1)
+    assert v == [-(top - 1)]
+
+
+def test_lif_parameter_ranges_are_checked_against_the_format():
+    with pytest.raises(StacError, match=r"LIF du must lie in \[0, 4095\]"):
+        fx.lif_params(du=4096, dv=0, vth=1, fmt=LAVA)
+    with pytest.raises(StacError, match="LIF vth"):
+        fx.lif_params(du=0, dv=0, vth=2**17, fmt=LAVA)
+    with pytest.raises(StacError, match="LIF bias_mant"):
+        fx.lif_params(du=0, dv=0, vth=1, bias_mant=4096, fmt=LAVA)
+    with pytest.raises(StacError, match="must be integers"):
+        fx.lif_params(du=0, dv=0, vth=torch.tensor([1.5]))
+
+
+# --- Dense --------------------------------------------------------------------------------------
+
+
+def test_weights_are_clipped_and_truncated_as_lava_does():
+    # mixed sign: clip to [-256, 255], then the lowest bit is cleared (floor): 3 -> 2, -3 -> -4
+    mixed = fx.prepare_dense_weights(t(3, -3, 300, -300, 1)[None], LAVA)
+    assert mixed.tolist() == [[2, -4, 254, -256, 0]]
+    # excitatory: [0, 255], nothing truncated at 8 bits; with 6 bits the 2 low bits go
+    assert fx.prepare_dense_weights(t(3, 300)[None], LAVA).tolist() == [[3, 255]]
+    assert fx.prepare_dense_weights(t(7, 9)[None], LAVA, num_weight_bits=6).tolist() == [[4, 8]]
+    # inhibitory: the magnitude is clipped and truncated
+    assert fx.prepare_dense_weights(t(-3, -300)[None], LAVA).tolist() == [[-3, -255]]
+    assert fx.sign_mode_of(t(0, 0)) is fx.SignMode.EXCITATORY
+
+
+def test_dense_output_is_the_previous_steps_accumulation():
+    w = t(1, 2, 4, 8, 16, 32).reshape(2, 3)
+    p = fx.DenseFixedParams(w, weight_exp=0, graded=False)
+    state = fx.dense_initial_state((2,))
+    out1, state = fx.dense_fixed_step(t(1, 0, 3), state, p, LAVA)  # 3 is a spike: 1
+    out2, state = fx.dense_fixed_step(t(0, 1, 0), state, p, LAVA)
+    assert out1.tolist() == [0, 0]
+    assert out2.tolist() == [1 + 4, 8 + 32]
+    assert state.a_buff.tolist() == [2, 16]
+
+
+def test_graded_spikes_multiply_and_weight_exp_shifts():
+    w = t(1, 2, 4, 8, 16, 32).reshape(2, 3)
+    graded = fx.DenseFixedParams(w, weight_exp=1, graded=True)
+    _, state = fx.dense_fixed_step(t(3, -1, 0), fx.dense_initial_state((2,)), graded, LAVA)
+    assert state.a_buff.tolist() == [(3 - 2) << 1, (24 - 16) << 1]
+    # a negative exponent is an arithmetic right shift: -3 >> 1 = -2, 5 >> 1 = 2
+    down = fx.DenseFixedParams(t(-3, 5).reshape(2, 1), weight_exp=-1, graded=False)
+    _, state = fx.dense_fixed_step(t(1), fx.dense_initial_state((2,)), down, LAVA)
+    assert state.a_buff.tolist() == [-2, 2]
+
+
+def test_dense_accumulator_overflow_is_refused_unless_lava_python_behaviour_is_asked():
+    w = torch.full((1, 200), 255, dtype=torch.int64)  # 200 x 255 = 51000 > 2**15 - 1
+    p = fx.DenseFixedParams(w, weight_exp=0, graded=False)
+    with pytest.raises(StacError, match="overflows the 16-bit dendritic accumulator"):
+        fx.dense_fixed_step(torch.ones(200, dtype=torch.int64), fx.dense_initial_state((1,)),
+                            p, LAVA)
+    _, state = fx.dense_fixed_step(torch.ones(200, dtype=torch.int64),
+                                   fx.dense_initial_state((1,)), p, LAVA, strict=False)
+    assert state.a_buff.tolist() == [51000]
+    # Lava sends the buffer through an int32 channel: past 32 bits it wraps
+    out, _ = fx.dense_fixed_step(t(0), fx.DenseFixedState(t(2**31 + 5)),
+                                 fx.DenseFixedParams(t(1)[None], 0, False), LAVA)
+    assert out.tolist() == [-(2**31) + 5]
+
+
+# --- SignedIF --------------------------------------------------------------------------------
+
+
+def test_signed_if_hand_example():
+    # theta = 4, drive 1: v = 1, 2 (spike, -> -2), -1, 0, 1, 2 (spike): rate 1/4
+    theta = t(4)
+    state = fx.SignedIFFixedState(t(0))
+    out = []
+    for _ in range(6):
+        s, state = fx.signed_if_fixed_step(t(1), state, theta, LAVA)
+        out.append(int(s[0]))
+    assert out == [0, 1, 0, 0, 0, 1]
+    # exactly -theta/2 does not fire (the float rule is v < -theta/2); -theta does
+    s1, state = fx.signed_if_fixed_step(t(-2), fx.SignedIFFixedState(t(0)), theta, LAVA)
+    s2, state = fx.signed_if_fixed_step(t(-2), state, theta, LAVA)
+    assert (int(s1[0]), int(s2[0]), int(state.v[0])) == (0, -1, 0)
+
+
+def test_signed_if_saturates_its_potential():
+    top = 2**23 - 1
+    s, state = fx.signed_if_fixed_step(t(2**30), fx.SignedIFFixedState(t(0)), t(2**20), LAVA)
+    assert int(s[0]) == 1 and int(state.v[0]) == top - 2**20
+
+
+def test_integer_signed_if_matches_the_float_reference_spike_for_spike():
+    gen = torch.Generator().manual_seed(0)
+    theta = torch.randint(1, 200, (512,), generator=gen)
+    drive = torch.randint(-300, 300, (16, 512), generator=gen)
+    float_spikes = signed_if_scan(drive.double(), theta.double(), 16, per_step=True)
+    fixed_spikes, _ = fx.scan(
+        lambda x, st: fx.signed_if_fixed_step(x, st, theta, LAVA), drive,
+        fx.SignedIFFixedState(torch.zeros(512, dtype=torch.int64)))
+    assert torch.equal(fixed_spikes, float_spikes.to(torch.int64))
+    assert int(fixed_spikes.abs().sum()) > 1000  # the comparison covers many spikes
+
+
+def test_quantised_float_drive_follows_the_float_encoder():
+    gen = torch.Generator().manual_seed(1)
+    threshold = torch.rand(1000, generator=gen) * 3 + 0.1
+    drive = (torch.rand(1000, generator=gen) * 2 - 1) * threshold * 1.2
+    steps = 16
+    x_q, theta_q = fx.quantise_drive(drive, threshold, LAVA)
+    assert int(theta_q[0]) == 2**21 and int(x_q.abs().max()) < 2**23
+    fixed, _ = fx.scan(lambda x, st: fx.signed_if_fixed_step(x, st, theta_q, LAVA),
+                       x_q.expand(steps, -1), fx.SignedIFFixedState(torch.zeros_like(x_q)))
+    ref = signed_if_scan(drive, threshold, steps, per_step=False).to(torch.int64)
+    assert (fixed == ref).float().mean() > 0.999
+    decoded = fixed.double().mean(0) * threshold.double()
+    clipped = torch.minimum(drive.abs(), threshold).double() * drive.sign()
+    assert (decoded - clipped).abs().max() <= threshold.max() / steps + 1e-6
+
+
+# --- the format comes from a profile ----------------------------------------------------------
+
+
+def test_format_is_read_from_the_profile():
+    assert fx.LoihiFormat.from_profile(load_profile("loihi2")) == LAVA
+    with pytest.raises(StacError, match=r"host-cpu .*has no field 'fixed_point.state_bits'"):
+        fx.LoihiFormat.from_profile(load_profile("host-cpu"))
+
+
+def test_dense_params_check_the_exponent_range():
+    with pytest.raises(StacError, match=r"Dense weight_exp must lie in \[-8, 7\]"):
+        fx.dense_params(t(1)[None], weight_exp=8, graded=False, fmt=LAVA)
+    assert fx.dense_params(t(3, -3)[None], -8, False, LAVA).weights.tolist() == [[2, -4]]
