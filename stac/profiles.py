@@ -1,32 +1,89 @@
 """Hardware profiles: chips and hosts described as data in ``hw_profiles/*.toml``.
 
-Every number in a profile file is a table ``{value = ..., source = "..."}``; the loader checks
-that each required field is present, positive and sourced, and names the field when not.
+Every number in a profile file is a table ``{value = ..., source = "..."}``. The loader checks
+each field against the schema below -- present, of the right kind (a count, a bit width, a
+non-negative energy, a flag), consistent with its neighbours, and sourced -- and rejects
+unknown fields and unknown op capabilities, naming the field in every message.
+
+Two kinds of profile:
+
+- ``neuromorphic``: a chip the passes fit the network onto (cores, memory, fan-in/fan-out,
+  mesh, spike format, fixed-point widths, per-event energies and latencies, and an ``[ops]``
+  capability table saying which node types run on the chip);
+- ``host``: a processor running ops in floating point -- the host beside a chip, and the dense
+  baselines (a server CPU, an H100, a Jetson Orin Nano) with their roofline figures.
 """
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import nir
+
 from stac.errors import StacError
+from stac.ir.nodes import stac_node_types
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
 SCHEMA = 1
 KINDS = ("neuromorphic", "host")
-_CHIP_FIELDS = {
-    "chip": ("cores_per_chip", "neurons_per_core", "synaptic_memory_bytes_per_core",
-             "max_chips", "weight_bits", "static_power_w"),
-    "energy_pj": ("synop", "neuron_update", "spike_out"),
-    "latency_ns": ("synop", "neuron_update", "spike_out", "barrier"),
+
+# Field rules: "count" int > 0, "bits" int in 1..32, "int" any integer, "uint" int >= 0,
+# "pos" number > 0, "nonneg" number >= 0, "flag" a boolean.
+_RULES = {
+    "count": "a positive integer", "bits": "an integer bit width in 1..32", "int": "an integer",
+    "uint": "a non-negative integer", "pos": "a positive number", "nonneg": "a number >= 0",
+    "flag": "true or false",
 }
-_HOST_FIELDS = {"host": ("mac_energy_pj", "flop_energy_pj", "throughput_gflops")}
-_CAPABILITIES = ("SignedIF", "Linear", "Affine",
-                 # NIR node types (stac import-nir)
-                 "LIF", "CubaLIF", "IF", "LI", "CubaLI", "I", "Threshold", "Conv2d",
-                 "SumPool2d", "Flatten")
+_CHIP_FIELDS: dict[str, dict[str, str]] = {
+    "chip": {
+        "cores_per_chip": "count", "neurons_per_core": "count",
+        "synaptic_memory_bytes_per_core": "count", "axons_in_per_core": "count",
+        "axons_out_per_core": "count", "neuron_fanout_cores": "count", "max_chips": "count",
+        "weight_bits": "bits", "static_power_w": "pos",
+    },
+    "mesh": {
+        "tiles_x": "count", "tiles_y": "count", "cores_per_tile": "count",
+        "hop_energy_pj": "nonneg", "hop_latency_ns": "nonneg",
+    },
+    "spikes": {"graded": "flag", "payload_bits": "bits"},
+    "fixed_point": {
+        "weight_exp_min": "int", "weight_exp_max": "int", "input_bits": "bits",
+        "state_bits": "bits", "decay_bits": "uint", "threshold_bits": "bits",
+        "threshold_shift": "uint", "bias_mantissa_bits": "bits", "bias_exp_bits": "uint",
+    },
+    "energy_pj": {"synop": "nonneg", "neuron_update": "nonneg", "spike_out": "nonneg"},
+    "latency_ns": {
+        "synop": "nonneg", "neuron_update": "nonneg", "spike_out": "nonneg", "barrier": "nonneg",
+    },
+}
+_HOST_FIELDS: dict[str, dict[str, str]] = {
+    "host": {"mac_energy_pj": "pos", "flop_energy_pj": "pos", "throughput_gflops": "pos"},
+    "dense": {
+        "peak_tflops": "pos", "memory_bandwidth_gb_s": "pos", "memory_gb": "pos", "power_w": "pos",
+    },
+}
+_TOP_LEVEL = {"schema", "name", "kind", "description", "backends", "host", "precision", "ops"}
+_OP_RUNS = ("chip", "host")
+
+
+def known_capabilities() -> tuple[str, ...]:
+    """Node type names an ``[ops]`` table may name: NIR's node classes and stac's own."""
+    nir_types = {n for n, v in vars(nir).items()
+                 if isinstance(v, type) and issubclass(v, nir.NIRNode) and v is not nir.NIRNode}
+    return tuple(sorted(nir_types | set(stac_node_types()) - {"Input", "Output", "NIRGraph"}))
+
+
+@dataclass(frozen=True)
+class OpCapability:
+    """One row of a chip's capability table."""
+
+    run: str  # "chip" or "host"
+    units: int  # neurons per channel on this chip (2 where a signed train needs two neurons)
+    source: str
 
 
 @dataclass(frozen=True)
@@ -37,19 +94,124 @@ class Profile:
     kind: str
     description: str
     path: Path
-    values: dict[str, dict[str, float]]
+    values: dict[str, dict[str, Any]]
     sources: dict[str, dict[str, str]]
     backends: tuple[str, ...] = ()
     host: str | None = None
-    chip_ops: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
+    ops: dict[str, OpCapability] = field(default_factory=dict)
+    precision: str | None = None
 
-    def get(self, section: str, name: str) -> float:
+    def get(self, section: str, name: str) -> Any:
         return self.values[section][name]
+
+    @property
+    def chip_ops(self) -> tuple[str, ...]:
+        """Node type names the chip runs (its ``[ops]`` rows with ``run = "chip"``)."""
+        return tuple(op for op, cap in self.ops.items() if cap.run == "chip")
+
+    def runs_on_chip(self, node: Any) -> bool:
+        cap = self.ops.get(type(node).__name__)
+        return cap is not None and cap.run == "chip"
+
+    def units(self, node: Any) -> int:
+        """Neurons per channel of ``node`` on this chip (1 unless the table says otherwise)."""
+        cap = self.ops.get(type(node).__name__)
+        return cap.units if cap is not None else 1
 
 
 def _fail(path: Path, msg: str) -> StacError:
     return StacError(f"hardware profile {path}: {msg}")
+
+
+def _check_value(path: Path, where: str, value: Any, rule: str) -> Any:
+    ok: bool
+    if rule == "flag":
+        ok = isinstance(value, bool)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        ok = False
+    elif rule in ("count", "bits", "int", "uint"):
+        ok = isinstance(value, int) and {
+            "count": value > 0, "bits": 1 <= value <= 32, "int": True, "uint": value >= 0,
+        }[rule]
+    else:
+        ok = math.isfinite(value) and (value > 0 if rule == "pos" else value >= 0)
+    if not ok:
+        hint = ("must be positive" if rule in ("pos", "count") and isinstance(value, (int, float))
+                and not isinstance(value, bool) and value <= 0 else f"must be {_RULES[rule]}")
+        raise _fail(path, f"field '{where}' {hint}, got {value!r}")
+    return value if rule == "flag" or isinstance(value, int) else float(value)
+
+
+def _read_sections(
+    path: Path, doc: dict[str, Any], spec: dict[str, dict[str, str]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    values: dict[str, dict[str, Any]] = {}
+    sources: dict[str, dict[str, str]] = {}
+    for section, names in spec.items():
+        table = doc.get(section)
+        if not isinstance(table, dict):
+            raise _fail(path, f"missing section [{section}]")
+        values[section], sources[section] = {}, {}
+        for name, rule in names.items():
+            entry = table.get(name)
+            where = f"{section}.{name}"
+            if not isinstance(entry, dict) or "value" not in entry:
+                raise _fail(path, f"missing field '{where}' (a table {{value, source}})")
+            unknown = set(entry) - {"value", "source"}
+            if unknown:
+                raise _fail(path, f"field '{where}' has unknown key(s) {sorted(unknown)}")
+            value = _check_value(path, where, entry["value"], rule)
+            source = entry.get("source")
+            if not isinstance(source, str) or not source.strip():
+                raise _fail(path, f"field '{where}' has no source")
+            values[section][name], sources[section][name] = value, source
+        extra = sorted(set(table) - set(names))
+        if extra:
+            raise _fail(path, f"unknown field '{section}.{extra[0]}' (known: {', '.join(names)})")
+    return values, sources
+
+
+def _read_ops(path: Path, doc: dict[str, Any]) -> dict[str, OpCapability]:
+    table = doc.get("ops")
+    if not isinstance(table, dict) or not table:
+        raise _fail(path, "missing section [ops] (the node types the chip runs)")
+    known = known_capabilities()
+    ops: dict[str, OpCapability] = {}
+    for op, entry in table.items():
+        where = f"ops.{op}"
+        if op not in known:
+            raise _fail(path, f"unknown capability {op!r} in [ops] (known: {', '.join(known)})")
+        if not isinstance(entry, dict):
+            raise _fail(path, f"field '{where}' must be a table {{run, units, source}}")
+        unknown = set(entry) - {"run", "units", "source"}
+        if unknown:
+            raise _fail(path, f"field '{where}' has unknown key(s) {sorted(unknown)}")
+        if entry.get("run") not in _OP_RUNS:
+            raise _fail(path, f"field '{where}.run' must be one of {_OP_RUNS}, "
+                              f"got {entry.get('run')!r}")
+        units = _check_value(path, f"{where}.units", entry.get("units", 1), "count")
+        source = entry.get("source")
+        if not isinstance(source, str) or not source.strip():
+            raise _fail(path, f"field '{where}' has no source")
+        ops[op] = OpCapability(entry["run"], units, source)
+    return ops
+
+
+def _check_consistency(path: Path, v: dict[str, dict[str, Any]]) -> None:
+    """Cross-field rules: values that are each fine but nonsensical together."""
+    mesh, fx, spikes = v["mesh"], v["fixed_point"], v["spikes"]
+    slots = mesh["tiles_x"] * mesh["tiles_y"] * mesh["cores_per_tile"]
+    if slots < v["chip"]["cores_per_chip"]:
+        raise _fail(path, f"field 'mesh' holds {slots} cores (tiles_x x tiles_y x cores_per_tile)"
+                          f", fewer than chip.cores_per_chip = {v['chip']['cores_per_chip']}")
+    if fx["weight_exp_min"] > fx["weight_exp_max"]:
+        raise _fail(path, "field 'fixed_point.weight_exp_min' is above 'fixed_point.weight_exp_max'")
+    if fx["threshold_bits"] + fx["threshold_shift"] > fx["state_bits"]:
+        raise _fail(path, "field 'fixed_point.threshold_bits' plus 'threshold_shift' exceeds "
+                          "'fixed_point.state_bits'")
+    if spikes["graded"] == (spikes["payload_bits"] == 1):
+        raise _fail(path, "field 'spikes.payload_bits' must be 1 for binary spikes and more than "
+                          "1 for graded spikes (spikes.graded)")
 
 
 def load_profile_file(path: str | Path) -> Profile:
@@ -68,40 +230,26 @@ def load_profile_file(path: str | Path) -> Profile:
     kind = doc["kind"]
     if kind not in KINDS:
         raise _fail(path, f"field 'kind' is {kind!r}, expected one of {KINDS}")
-    required = _CHIP_FIELDS if kind == "neuromorphic" else _HOST_FIELDS
-    values: dict[str, dict[str, float]] = {}
-    sources: dict[str, dict[str, str]] = {}
-    for section, names in required.items():
-        table = doc.get(section)
-        if not isinstance(table, dict):
-            raise _fail(path, f"missing section [{section}]")
-        values[section], sources[section] = {}, {}
-        for name in names:
-            entry = table.get(name)
-            where = f"{section}.{name}"
-            if not isinstance(entry, dict) or "value" not in entry:
-                raise _fail(path, f"missing field '{where}' (a table {{value, source}})")
-            value, source = entry["value"], entry.get("source")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise _fail(path, f"field '{where}' must be a number, got {value!r}")
-            if not value > 0:
-                raise _fail(path, f"field '{where}' must be positive, got {value}")
-            if not isinstance(source, str) or not source.strip():
-                raise _fail(path, f"field '{where}' has no source")
-            values[section][name], sources[section][name] = float(value), source
-    chip_ops = tuple(doc.get("chip_ops", ()))
-    unknown = [op for op in chip_ops if op not in _CAPABILITIES]
-    if unknown:
-        raise _fail(path, f"unknown capability {unknown[0]!r} in chip_ops (known: {_CAPABILITIES})")
+    spec = _CHIP_FIELDS if kind == "neuromorphic" else _HOST_FIELDS
+    extra = sorted(set(doc) - _TOP_LEVEL - set(spec))
+    if extra:
+        raise _fail(path, f"unknown field '{extra[0]}'")
+    values, sources = _read_sections(path, doc, spec)
+    ops: dict[str, OpCapability] = {}
     if kind == "neuromorphic":
-        if not doc.get("host"):
+        if not isinstance(doc.get("host"), str) or not doc["host"]:
             raise _fail(path, "missing field 'host' (the profile that prices host ops)")
-        if not chip_ops:
-            raise _fail(path, "missing field 'chip_ops' (the op types the chip runs)")
+        ops = _read_ops(path, doc)
+        _check_consistency(path, values)
+    elif "ops" in doc:
+        raise _fail(path, "field 'ops' is only for neuromorphic profiles")
+    backends = doc.get("backends", [])
+    if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
+        raise _fail(path, "field 'backends' must be a list of backend names")
     return Profile(
         name=doc["name"], kind=kind, description=doc["description"], path=path, values=values,
-        sources=sources, backends=tuple(doc.get("backends", ())), host=doc.get("host"),
-        chip_ops=chip_ops,
+        sources=sources, backends=tuple(backends), host=doc.get("host"), ops=ops,
+        precision=doc.get("precision"),
     )
 
 
@@ -109,14 +257,40 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
 
 
+def is_profile_path(name_or_path: str) -> bool:
+    """True when ``name_or_path`` names a file rather than a bundled profile."""
+    path = Path(name_or_path)
+    return path.suffix == ".toml" or path.exists() or "/" in name_or_path
+
+
 def load_profile(name_or_path: str) -> Profile:
     """A bundled profile by name, or a user's profile file by path."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        return load_profile_file(path)
+    if is_profile_path(name_or_path):
+        return load_profile_file(name_or_path)
     bundled = PROFILE_DIR / f"{name_or_path}.toml"
     if not bundled.is_file():
         raise StacError(
             f"unknown hardware profile {name_or_path!r}; known: {', '.join(profile_names())}"
         )
     return load_profile_file(bundled)
+
+
+def key_figures(profile: Profile) -> dict[str, str]:
+    """A few headline numbers of a profile, formatted, for ``stac profiles``."""
+    if profile.kind == "host":
+        d = profile.values["dense"]
+        return {
+            "peak": f"{d['peak_tflops']:g} TFLOP/s {profile.precision or ''}".strip(),
+            "memory": f"{d['memory_gb']:g} GB at {d['memory_bandwidth_gb_s']:g} GB/s",
+            "power": f"{d['power_w']:g} W",
+        }
+    c, s = profile.values["chip"], profile.values["spikes"]
+    return {
+        "cores": f"{c['cores_per_chip']} x {c['neurons_per_core']} neurons",
+        "synaptic memory": f"{c['synaptic_memory_bytes_per_core'] // 1024} KiB/core",
+        "weights": f"{c['weight_bits']}-bit",
+        "spikes": f"graded {s['payload_bits']}-bit" if s["graded"] else "binary",
+        "fan-in": f"{c['axons_in_per_core']} axons/core",
+        "synop": f"{profile.get('energy_pj', 'synop'):g} pJ",
+        "max chips": f"{c['max_chips']}",
+    }

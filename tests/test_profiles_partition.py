@@ -31,7 +31,7 @@ def test_loihi2_profile_has_sourced_numbers():
          "chip.neurons_per_core' must be positive"),
         (lambda t: t.replace('synop = { value = 35.5, source', 'junk = { value = 35.5, source'),
          "missing field 'energy_pj.synop'"),
-        (lambda t: t.replace('"SignedIF", "Linear"', '"SignedIF", "Teleport"'),
+        (lambda t: t.replace('SignedIF = { run', 'Teleport = { run'),
          "unknown capability 'Teleport'"),
         (lambda t: t.replace('barrier = { value = 299.0, source = "Loihi 1 global barrier latency per timestep, SANA-FE arch/loihi.yaml" }',
                              'barrier = { value = 299.0 }'),
@@ -47,7 +47,7 @@ def test_bad_profiles_are_refused_naming_the_field(tmp_path, edit, message):
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(StacError, match="known: host-cpu, loihi2"):
+    with pytest.raises(StacError, match="known: h100, host-cpu, jetson-orin-nano, loihi1, loihi2, spinnaker2, truenorth"):
         load_profile("loihi9")
 
 
