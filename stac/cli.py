@@ -63,6 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--output-dir", type=Path, default=None,
                    help="report directory (default: out/<file stem>-<target>)")
     i.add_argument("--force", action="store_true", help="replace an existing output directory")
+
+    r = sub.add_parser("report", help="price a compiled artifact on several profiles, side by side")
+    r.add_argument("artifact", help="artifact directory written by stac compile")
+    r.add_argument("--targets", default="loihi2,loihi1,spinnaker2,h100",
+                   help="comma-separated profile names (default loihi2,loihi1,spinnaker2,h100)")
+    r.add_argument("--baseline", default="h100",
+                   help="host profile of the float comparison row (default h100)")
+    r.add_argument("--prompt", default=None, help="text to measure on (default: the compile's)")
+    r.add_argument("--output-dir", type=Path, default=None,
+                   help="report directory (default: <artifact>-report)")
+    r.add_argument("--force", action="store_true", help="replace an existing output directory")
+
+    ch = sub.add_parser("chat", help="multi-turn chat with a compiled artifact")
+    ch.add_argument("artifact", help="artifact directory written by stac compile")
+    ch.add_argument("--prompt", default=None, help="one non-interactive turn, then exit")
+    ch.add_argument("--system", default=None, help="system message (default: the template's)")
+    ch.add_argument("-T", "--timesteps", type=_timesteps, default=None,
+                    help="timesteps per token (default: the artifact's)")
+    ch.add_argument("--max-new-tokens", type=int, default=128, help="reply length limit")
+    ch.add_argument("--context", type=int, default=512, help="context tokens per conversation")
+    ch.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    ch.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0 = all)")
+    ch.add_argument("--seed", type=int, default=None, help="sampling seed")
+
+    ve = sub.add_parser("verify", help="check the conversation runtime on an artifact")
+    ve.add_argument("artifact", help="artifact directory written by stac compile")
+    ve.add_argument("-T", "--timesteps", type=_timesteps, default=None,
+                    help="timesteps per token (default: the artifact's)")
+    ve.add_argument("--context", type=int, default=48,
+                    help="context limit for the position and eviction checks")
     return parser
 
 
@@ -119,6 +149,35 @@ def _import_nir(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from stac.reporting import parse_targets, report_artifact
+    from stac.reporting.render import format_summary
+
+    out = args.output_dir or Path(f"{Path(args.artifact).resolve()}-report")
+    report = report_artifact(args.artifact, parse_targets(args.targets), out, args.prompt,
+                             args.baseline, args.force)
+    print(format_summary(report))
+    print(f"report: {out}/report.md, report.json, 3 plots")
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from stac.runtime.chat import run_chat
+    from stac.runtime.generate import Sampler
+
+    sampler = Sampler(args.temperature, args.top_k, args.seed)
+    return run_chat(args.artifact, args.prompt, args.system, args.timesteps,
+                    args.max_new_tokens, args.context, sampler)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from stac.runtime.verify import format_checks, verify_artifact
+
+    checks = verify_artifact(args.artifact, args.timesteps, args.context)
+    print(format_checks(checks))
+    return 0 if all(c.passed for c in checks) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -132,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.disable_progress_bar()
     try:
         return {"compile": _compile, "targets": _targets, "export-nir": _export_nir,
-                "import-nir": _import_nir}[args.command](args)
+                "import-nir": _import_nir, "chat": _chat, "verify": _verify,
+                "report": _report}[args.command](args)
     except StacError as exc:
         print(f"stac: error: {exc}", file=sys.stderr)
         return 2

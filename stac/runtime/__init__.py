@@ -1,0 +1,5 @@
+"""Runtime: the host side of a deployed spiking LM (conversations, KV cache, generation)."""
+
+from stac.runtime.processor import Conversation, Meter, RunRecord, TemporalSpikeProcessor
+
+__all__ = ["Conversation", "Meter", "RunRecord", "TemporalSpikeProcessor"]

