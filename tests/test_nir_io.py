@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import h5py
 import nir
@@ -20,19 +21,21 @@ DT = 1e-4
 F = np.float32
 
 
-def _lif(n: int) -> nir.LIF:
-    return nir.LIF(tau=np.full(n, 2e-3, F), r=np.ones(n, F), v_leak=np.zeros(n, F),
-                   v_threshold=np.full(n, 0.2, F), v_reset=np.zeros(n, F))
+def _lif(n: int, **params) -> nir.LIF:
+    values = dict(tau=np.full(n, 2e-3, F), r=np.ones(n, F), v_leak=np.zeros(n, F),
+                  v_threshold=np.full(n, 0.2, F), v_reset=np.zeros(n, F)) | params
+    return nir.LIF(**values)
 
 
-def _nir_graph(weight=None, in_size=4):
+def _nir_graph(weight=None, in_size=4, lif=None, edges=()):
+    """Input -> Affine(3 x 4) -> LIF(3) -> Output, with optional changes."""
     w = np.arange(12, dtype=F).reshape(3, 4) / 10 if weight is None else weight
     return nir.NIRGraph(
         nodes={"input": nir.Input(input_type={"input": np.array([in_size])}),
                "fc": nir.Affine(weight=w, bias=np.zeros(3, F)),
-               "lif": _lif(3),
+               "lif": lif or _lif(3),
                "output": nir.Output(output_type={"output": np.array([3])})},
-        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output")], type_check=False)
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output"), *edges], type_check=False)
 
 
 def _write(path, graph):
@@ -60,63 +63,108 @@ def _mixed_graph():
 # ------------------------------------------------------------------------------ bad input
 
 
-def test_not_hdf5(tmp_path):
-    p = tmp_path / "x.nir"
-    p.write_text("this is not HDF5")
-    with pytest.raises(StacError, match=r"x\.nir: is not an HDF5 file"):
-        read_nir(p, dt=DT)
+def _edit(path, key, data):
+    """Replace one dataset of a written NIR file (what a broken producer could write)."""
+    with h5py.File(path, "r+") as f:
+        del f[key]
+        f.create_dataset(key, data=data)
+    return path
 
 
-def test_hdf5_but_not_nir(tmp_path):
-    p = tmp_path / "x.nir"
-    with h5py.File(p, "w") as f:
-        f.create_dataset("data", data=np.zeros(3))
-    with pytest.raises(StacError, match="not NIR"):
-        read_nir(p, dt=DT)
-
-
-def test_missing_file(tmp_path):
-    with pytest.raises(StacError, match="does not exist"):
-        read_nir(tmp_path / "nope.nir", dt=DT)
-
-
-def test_edge_to_missing_node(tmp_path):
+def _nested(inner_lif: nir.LIF, extra_edges=()):
+    """Input -> Affine -> subgraph 'blk' (Input -> LIF -> Output) -> Output."""
+    blk = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([3])}), "lif": inner_lif,
+               "output": nir.Output(output_type={"output": np.array([3])})},
+        edges=[("input", "lif"), ("lif", "output"), *extra_edges], type_check=False)
     g = _nir_graph()
-    g.edges.append(("lif", "ghost"))
-    with pytest.raises(StacError, match="'ghost'"):
-        read_nir(_write(tmp_path / "x.nir", g), dt=DT)
+    del g.nodes["lif"]
+    g.nodes["blk"] = blk
+    g.edges = [("input", "fc"), ("fc", "blk"), ("blk", "output")]
+    return g
 
 
-def test_mismatched_shapes(tmp_path):
-    p = _write(tmp_path / "x.nir", _nir_graph(in_size=5))
-    with pytest.raises(StacError, match=r"shape mismatch on edge 'input' -> 'fc'"):
-        read_nir(p, dt=DT)
+def _nan_weight():
+    w = np.ones((3, 4), F)
+    w[1, 2] = np.nan
+    return _nir_graph(weight=w)
 
 
-def test_unknown_node_type(tmp_path):
-    p = _write(tmp_path / "x.nir", _nir_graph())
-    with h5py.File(p, "r+") as f:
-        del f["node/nodes/lif/type"]
-        f["node/nodes/lif"].create_dataset("type", data=b"Quantum")
-    with pytest.raises(StacError, match=r"node 'lif' has node type 'Quantum', which is not a NIR type"):
-        read_nir(p, dt=DT)
-
-
-def test_known_nir_type_stac_cannot_run(tmp_path):
+def _conv1d():
     g = _nir_graph()
     g.nodes["fc"] = nir.Conv1d(input_shape=4, weight=np.ones((1, 1, 1), F), stride=1,
                                padding=0, dilation=1, groups=1, bias=np.zeros(1, F))
-    p = _write(tmp_path / "x.nir", g)
-    with pytest.raises(StacError, match=r"cannot import node\(s\) fc \(Conv1d\)"):
-        read_nir(p, dt=DT)
+    return g
 
 
-def test_nan_parameter(tmp_path):
-    w = np.ones((3, 4), F)
-    w[1, 2] = np.nan
-    p = _write(tmp_path / "x.nir", _nir_graph(weight=w))
-    with pytest.raises(StacError, match=r"node 'fc' \(Affine\): parameter 'weight' has NaN"):
-        read_nir(p, dt=DT)
+def _raw(p, data: bytes):
+    p.write_bytes(data)
+    return p
+
+
+def _hdf5_not_nir(p):
+    with h5py.File(p, "w") as f:
+        f.create_dataset("data", data=np.zeros(3))
+    return p
+
+
+#: Every kind of bad file the issue names (and a few more), with the error it must give:
+#: (id, make(path) -> path, what the one error line must say).
+BAD_FILES = [
+    ("not-hdf5", lambda p: _raw(p, b"this is not HDF5"),
+     r"x\.nir: is not an HDF5 file"),
+    ("empty", lambda p: _raw(p, b""), r"x\.nir: is not an HDF5 file"),
+    ("hdf5-not-nir", _hdf5_not_nir, r"is HDF5 but not NIR"),
+    ("edge-to-missing-node", lambda p: _write(p, _nir_graph(edges=[("lif", "ghost")])),
+     r"Edge \('lif', 'ghost'\) references destination node 'ghost' which does not exist"),
+    ("nested-edge-to-missing-node",
+     lambda p: _write(p, _nested(_lif(3), extra_edges=[("lif", "ghost")])),
+     r"references destination node 'ghost' which does not exist"),
+    ("mismatched-shapes-on-edge", lambda p: _write(p, _nir_graph(in_size=5)),
+     r"shape mismatch on edge 'input' -> 'fc': input \(Input\) gives \(5,\), fc \(Affine\) "
+     r"takes \(4,\)"),
+    ("mismatched-bias-shape",
+     lambda p: _edit(_write(p, _nir_graph()), "node/nodes/fc/bias", np.zeros(5, F)),
+     r"node 'fc' \(Affine\): bias has shape \(5,\), but weight \(3, 4\) has 3 outputs"),
+    ("mismatched-neuron-parameters",
+     lambda p: _edit(_write(p, _nir_graph()), "node/nodes/lif/v_threshold", np.ones(4, F)),
+     r"node 'lif' \(LIF\) cannot be built: All parameters must have the same shape"),
+    ("unknown-node-type",
+     lambda p: _edit(_write(p, _nir_graph()), "node/nodes/lif/type", b"Quantum"),
+     r"node 'lif' has node type 'Quantum', which is not a NIR type stac knows"),
+    ("nir-type-stac-cannot-run", lambda p: _write(p, _conv1d()),
+     r"stac cannot import node\(s\) fc \(Conv1d\)"),
+    ("nan-parameter", lambda p: _write(p, _nan_weight()),
+     r"node 'fc' \(Affine\): parameter 'weight' has NaN or infinite values"),
+    ("nan-parameter-nested",
+     lambda p: _write(p, _nested(_lif(3, v_threshold=np.array([np.nan, 1, 1], F)))),
+     r"node 'blk\.lif' \(LIF\): parameter 'v_threshold' has NaN or infinite values"),
+    ("zero-time-constant", lambda p: _write(p, _nir_graph(lif=_lif(3, tau=np.zeros(3, F)))),
+     r"node 'lif' \(LIF\): tau must be > 0"),
+]
+
+
+@pytest.mark.parametrize("make,message", [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
+def test_bad_file_is_one_error_naming_node_and_problem(tmp_path, make, message):
+    with pytest.raises(StacError, match=message):
+        read_nir(make(tmp_path / "x.nir"), dt=DT)
+
+
+@pytest.mark.parametrize("command", ["import-nir", "export-nir"])
+@pytest.mark.parametrize("make,message", [c[1:] for c in BAD_FILES], ids=[c[0] for c in BAD_FILES])
+def test_bad_file_through_the_cli(tmp_path, capsys, command, make, message):
+    """One ``stac: error:`` line, exit status 2, no traceback, and nothing written."""
+    bad = make(tmp_path / "x.nir")
+    out = tmp_path / "out"
+    args = (["import-nir", str(bad), "--steps", "5", "--output-dir", str(out)]
+            if command == "import-nir" else ["export-nir", str(bad), "--output", str(out)])
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.startswith("stac: error: NIR file") and err.count("\n") == 1, err
+    assert re.search(message, err), err
+    assert "Traceback" not in err + captured.out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nir"]  # no output, no partial
 
 
 @pytest.mark.parametrize("dt", [0, -1e-4, float("nan")])
@@ -126,14 +174,23 @@ def test_bad_dt(tmp_path, dt):
         read_nir(p, dt=dt)
 
 
-def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
-    p = tmp_path / "x.nir"
-    p.write_bytes(b"\x00garbage")
-    out = tmp_path / "out"
-    assert main(["import-nir", str(p), "--steps", "5", "--output-dir", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "HDF5" in err and "Traceback" not in err
-    assert not out.exists() and not list(tmp_path.glob(".out*"))
+def test_missing_file(tmp_path):
+    with pytest.raises(StacError, match="does not exist"):
+        read_nir(tmp_path / "nope.nir", dt=DT)
+
+
+def test_parameters_that_do_not_fit_fail_before_the_run():
+    """The executor steps every node once up front: a node whose parameters do not fit its
+    shapes is named before any step runs (here a Flatten over dimensions the input lacks)."""
+    nodes = {"input": nir.Input(input_type={"input": np.array([2, 3, 4])}),
+             "flat": nir.Flatten(input_type={"input": np.array([2, 3, 4])}, start_dim=5,
+                                 end_dim=7),
+             "output": nir.Output(output_type={"output": np.array([24])})}
+    nodes["flat"].output_type = {"output": np.array([24])}
+    graph = make_graph(nodes, [("input", "flat"), ("flat", "output")], {"dt": DT})
+    with pytest.raises(StacError, match=r"node 'flat' \(Flatten\) cannot run on its input "
+                                        r"shape \(2, 3, 4\): Dimension out of range"):
+        Stepper(graph)
 
 
 # ------------------------------------------------------------------------------ round trips

@@ -68,6 +68,23 @@ class Stepper:
         self.pre = predecessors(graph)
         self.events = event_nodes(graph)
         self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
+        self._dry_run()
+
+    def _dry_run(self) -> None:
+        """Step every node once on zeros of its input shape, so that parameters that do not
+        fit the node's shapes fail here with the node named, not deep inside a run."""
+        for name, node in self.graph.nodes.items():
+            shape, want = input_shape(node), output_shape(node)
+            try:
+                x = torch.zeros((1, *shape), dtype=self.dtype)
+                out, _ = step(node, x, initial_state(node, (1, *want), self.dtype), self.dt)
+            except Exception as exc:  # noqa: BLE001 - one clear line, naming the node
+                raise StacError(f"node {name!r} ({type(node).__name__}) cannot run on its input "
+                                f"shape {shape}: {str(exc).splitlines()[0]}") from None
+            if out[0].numel() != int(np.prod(want)):
+                raise StacError(f"node {name!r} ({type(node).__name__}) gives "
+                                f"{tuple(out.shape[1:])} on input {shape}, but declares output "
+                                f"{want}")
 
     def _as_inputs(self, x: Any) -> dict[str, torch.Tensor]:
         if not isinstance(x, dict):

@@ -22,16 +22,10 @@ import nir
 import numpy as np
 
 from stac.errors import StacError
-from stac.ir.graph import input_shape, make_graph, output_shape, predecessors, successors
+from stac.ir.graph import make_graph
+from stac.ir.nir_io.check import check_edge_ends, check_graph, check_params, fail
 from stac.ir.nir_io.order import order_allowing_cycles
 from stac.ir.nir_io.supported import RESETS, RESETTABLE, SUPPORTED, type_list
-from stac.ir.nodes import StacNode
-
-_ARRAY_FIELDS_SKIP = {"input_type", "output_type", "metadata"}
-
-
-def _fail(path: Path | str, msg: str) -> StacError:
-    return StacError(f"NIR file {path}: {msg}")
 
 
 def _flatten(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -97,7 +91,7 @@ def _infer_shapes(path: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]
             got = [_typed(nodes[p].output_type, "output") for p in pre[name]]
             got = [g for g in got if g is not None]
             if not got:
-                raise _fail(path, f"node {name!r} ({type(node).__name__}) has no input shape "
+                raise fail(path, f"node {name!r} ({type(node).__name__}) has no input shape "
                                   "and none can be inferred from its inputs")
             in_shape = got[0]
             node.input_type = {"input": np.array(in_shape)}
@@ -105,7 +99,7 @@ def _infer_shapes(path: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]
         if out_shape is None:
             if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
                 if len(in_shape) != 3:
-                    raise _fail(path, f"node {name!r} ({type(node).__name__}) needs a "
+                    raise fail(path, f"node {name!r} ({type(node).__name__}) needs a "
                                       f"(channels, height, width) input, got {in_shape}")
                 out_shape = _pool_out(in_shape, node)
             elif isinstance(node, nir.Flatten):
@@ -116,79 +110,24 @@ def _infer_shapes(path: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]
             elif isinstance(node, nir.Output):
                 out_shape = in_shape
             else:
-                raise _fail(path, f"node {name!r} ({type(node).__name__}) has no output shape")
+                raise fail(path, f"node {name!r} ({type(node).__name__}) has no output shape")
             node.output_type = {"output": np.array(out_shape)}
     for s, d in edges:
         got = _typed(nodes[s].output_type, "output")
         want = _typed(nodes[d].input_type, "input")
         if got is not None and want is not None and int(np.prod(got)) != int(np.prod(want)):
-            raise _fail(path, f"shape mismatch on edge {s!r} -> {d!r}: {s} "
+            raise fail(path, f"shape mismatch on edge {s!r} -> {d!r}: {s} "
                               f"({type(nodes[s]).__name__}) gives {got}, {d} "
                               f"({type(nodes[d]).__name__}) takes {want}")
-
-
-def _check_params(path: Any, name: str, node: Any) -> None:
-    for key, value in vars(node).items():
-        if key in _ARRAY_FIELDS_SKIP:
-            continue
-        arr = np.asarray(value) if isinstance(value, (np.ndarray, float, np.floating)) else None
-        if arr is not None and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-            raise _fail(path, f"node {name!r} ({type(node).__name__}): parameter {key!r} has "
-                              "NaN or infinite values")
-    if isinstance(node, (nir.LIF, nir.LI)):
-        if not np.all(np.asarray(node.tau) > 0):
-            raise _fail(path, f"node {name!r} ({type(node).__name__}): tau must be > 0")
-    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
-        if not (np.all(np.asarray(node.tau_mem) > 0) and np.all(np.asarray(node.tau_syn) > 0)):
-            raise _fail(path, f"node {name!r} ({type(node).__name__}): tau_mem and tau_syn "
-                              "must be > 0")
-
-
-def _check_edge_ends(path: Any, names: set[str], edges: list[tuple[str, str]]) -> None:
-    for src, dst in edges:
-        for end in (src, dst):
-            if end not in names:
-                raise _fail(path, f"edge ({src!r} -> {dst!r}) names missing node {end!r}")
-
-
-def check_graph(graph: nir.NIRGraph, path: Any = "<graph>") -> nir.NIRGraph:
-    """Structural checks for a (possibly recurrent) NIR graph in stac IR: edges name existing
-    nodes, no duplicate edges, an Input and an Output, shapes agree on every edge, parameters
-    are finite. Unlike :func:`stac.ir.verify` it allows cycles (recurrent connections)."""
-    _check_edge_ends(path, set(graph.nodes), graph.edges)
-    seen: set[tuple[str, str]] = set()
-    for src, dst in graph.edges:
-        if (src, dst) in seen:
-            raise _fail(path, f"duplicate edge ({src!r} -> {dst!r})")
-        seen.add((src, dst))
-    if not any(isinstance(n, nir.Input) for n in graph.nodes.values()):
-        raise _fail(path, "graph has no Input node")
-    if not any(isinstance(n, nir.Output) for n in graph.nodes.values()):
-        raise _fail(path, "graph has no Output node")
-    pre, post = predecessors(graph), successors(graph)
-    for name, node in graph.nodes.items():
-        if not isinstance(node, nir.Input) and not pre[name]:
-            raise _fail(path, f"node {name!r} ({type(node).__name__}) has no input edge")
-        if not isinstance(node, nir.Output) and not post[name]:
-            raise _fail(path, f"node {name!r} ({type(node).__name__}) has no output edge")
-        want = int(np.prod(input_shape(node)))
-        for src in pre[name]:
-            got = int(np.prod(output_shape(graph.nodes[src])))
-            if got != want:
-                raise _fail(path, f"shape mismatch on edge {src!r} -> {name!r}: {src} gives "
-                                  f"{output_shape(graph.nodes[src])}, {name} "
-                                  f"({type(node).__name__}) takes {input_shape(node)}")
-        if not isinstance(node, StacNode):
-            _check_params(path, name, node)
-    return graph
 
 
 def _nir_type_names() -> set[str]:
     return {n for n, o in vars(nir).items() if isinstance(o, type) and issubclass(o, nir.NIRNode)}
 
 
-def _stored_types(group: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """(node name, stored type name) of every node in an HDF5 NIR group, nested included."""
+def _stored_nodes(group: Any, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """(node name, stored type name, HDF5 group) of every node in a NIR group, nested
+    included."""
     out = []
     nodes = group.get("nodes")
     if nodes is None:
@@ -197,31 +136,45 @@ def _stored_types(group: Any, prefix: str = "") -> list[tuple[str, str]]:
         item = nodes[key]
         raw = item["type"][()] if "type" in item else b"<none>"
         ntype = raw.decode("utf8", "replace") if isinstance(raw, bytes) else str(raw)
-        out.append((f"{prefix}{key}", ntype))
+        out.append((f"{prefix}{key}", ntype, item))
         if ntype == "NIRGraph":
-            out.extend(_stored_types(item, f"{prefix}{key}."))
+            out.extend(_stored_nodes(item, f"{prefix}{key}."))
     return out
 
 
 def _check_hdf5(path: Path) -> None:
-    """Refuse a file that is not HDF5, not NIR, or that names a node type NIR does not have,
-    before NIR's own reader sees it (its errors are tracebacks from deep inside h5py)."""
+    """Refuse a file that is not HDF5, not NIR, that names a node type NIR does not have, or
+    whose node NIR cannot build (a missing field, parameters of different shapes), naming
+    the node, before NIR's own reader sees it (its errors name no node)."""
     try:
         import h5py
+        from nir.serialization import read_node
 
         if not h5py.is_hdf5(path):
-            raise _fail(path, "is not an HDF5 file (NIR files are HDF5)")
+            raise fail(path, "is not an HDF5 file (NIR files are HDF5)")
         with h5py.File(path, "r") as f:
-            if "node" not in f:
-                raise _fail(path, "is HDF5 but not NIR (no 'node' group)")
-            for name, ntype in _stored_types(f["node"]):
+            if "node" not in f or not isinstance(f["node"], h5py.Group):
+                raise fail(path, "is HDF5 but not NIR (no 'node' group)")
+            for name, ntype, group in _stored_nodes(f["node"]):
                 if ntype not in _nir_type_names():
-                    raise _fail(path, f"node {name!r} has node type {ntype!r}, which is not a "
-                                      f"NIR type stac knows (known: {type_list()})")
+                    raise fail(path, f"node {name!r} has node type {ntype!r}, which is not a "
+                                     f"NIR type stac knows (known: {type_list()})")
+                if ntype == "NIRGraph":
+                    continue
+                try:
+                    read_node(group)
+                except Exception as exc:  # noqa: BLE001
+                    raise fail(path, f"node {name!r} ({ntype}) cannot be built: "
+                                     f"{_first_line(exc)}") from None
     except StacError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
-        raise _fail(path, f"cannot be opened ({type(exc).__name__}: {exc})") from None
+        raise fail(path, f"cannot be opened ({type(exc).__name__}: {exc})") from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if not text or isinstance(exc, KeyError) else text
 
 
 def _read_raw(path: Path) -> nir.NIRGraph:
@@ -229,18 +182,18 @@ def _read_raw(path: Path) -> nir.NIRGraph:
     try:
         raw = nir.read(path, type_check=False)
     except Exception as exc:  # noqa: BLE001
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = _first_line(exc)
         m = re.search(r"Unknown unit type: b?'?([A-Za-z0-9_]+)", text)
         if m:
-            raise _fail(path, f"node type {m.group(1)!r} is not a NIR type stac knows "
+            raise fail(path, f"node type {m.group(1)!r} is not a NIR type stac knows "
                               f"(known: {type_list()})") from None
-        raise _fail(path, f"is not a valid NIR graph: {text}") from None
+        raise fail(path, f"is not a valid NIR graph: {text}") from None
     if not isinstance(raw, nir.NIRGraph):
-        raise _fail(path, f"top-level node is a {type(raw).__name__}, not a NIRGraph")
+        raise fail(path, f"top-level node is a {type(raw).__name__}, not a NIRGraph")
     try:
         raw.validate_structure()
     except ValueError as exc:
-        raise _fail(path, f"is not a valid NIR graph: {exc}") from None
+        raise fail(path, f"is not a valid NIR graph: {exc}") from None
     return raw
 
 
@@ -257,17 +210,17 @@ def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGr
     if reset is not None and reset not in RESETS:
         raise StacError(f"reset must be one of {RESETS}, got {reset!r}")
     if not path.is_file():
-        raise _fail(path, "does not exist or is not a file")
+        raise fail(path, "does not exist or is not a file")
     _check_hdf5(path)
     raw = _read_raw(path)
     nodes, edges = _flatten(raw)
     unknown = [f"{n} ({type(v).__name__})" for n, v in nodes.items() if type(v) not in SUPPORTED]
     if unknown:
-        raise _fail(path, f"stac cannot import node(s) {', '.join(unknown)}; supported types: "
+        raise fail(path, f"stac cannot import node(s) {', '.join(unknown)}; supported types: "
                           f"{type_list()}")
-    _check_edge_ends(path, set(nodes), edges)
+    check_edge_ends(path, set(nodes), edges)
     for name, node in nodes.items():
-        _check_params(path, name, node)
+        check_params(path, name, node)
     _infer_shapes(path, nodes, edges)
     for name, node in nodes.items():
         if isinstance(node, RESETTABLE):
@@ -275,7 +228,7 @@ def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGr
             if "reset" not in meta:
                 meta["reset"] = reset or "zero"
             elif meta["reset"] not in RESETS:
-                raise _fail(path, f"node {name!r}: metadata reset {meta['reset']!r} is not one "
+                raise fail(path, f"node {name!r}: metadata reset {meta['reset']!r} is not one "
                                   f"of {RESETS}")
             node.metadata = meta
     metadata = {k: v for k, v in (raw.metadata or {}).items() if isinstance(v, (int, float, str))}
