@@ -40,6 +40,22 @@ def distilgpt2_shape_dir(tmp_path_factory, smollm2) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gpt2_artifact(tmp_path_factory, tiny_gpt2_dir) -> Path:
+    """``tiny_gpt2_dir`` compiled for loihi2-sim at T = 4 (one calibration window).
+
+    Shared, read-only: a test that needs to change it copies it first.
+    """
+    from stac.compile import CompileRequest, compile_model
+    from stac.frontend import ConversionConfig
+
+    out = tmp_path_factory.mktemp("tiny-artifact") / "tiny"
+    compile_model(CompileRequest(
+        model=str(tiny_gpt2_dir), target="loihi2-sim", output_dir=out,
+        conversion=ConversionConfig(timesteps=4, calibration_passages=1)))
+    return out
+
+
+@pytest.fixture(scope="session")
 def hamlet_ids(smollm2) -> torch.Tensor:
     from stac.frontend.text import play_text
 

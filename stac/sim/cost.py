@@ -1,37 +1,122 @@
 """The cost model: simulator counts + a hardware profile -> energy and latency per token.
 
-Model ("stac-layer-sync-v1"), an estimate, not a measurement:
-- chip energy per node = synops * E_synop + neuron updates * E_update + spikes * E_spike_out;
-- chip latency per node = (synops * t_synop + updates * t_update + spikes * t_spike_out) /
-  cores, plus T global barriers per encoder stage; stages run one after another (layer-
-  synchronous, no pipelining across layers or tokens);
-- host ops cost (MACs * E_mac + other flops * E_flop) and (2 * MACs + flops) / throughput on
-  the host profile, also in sequence;
-- static energy = static power per chip * chips * latency.
-Mesh traffic and placement are not modelled.
+Model ``stac-stage-sync-v2``, an estimate from operation counts, not a measurement:
+
+- A *stage* is a connected group of chip-placed nodes (for a converted transformer: one
+  SignedIF encoder and the linear map it drives). Stages are separated by host ops, which
+  need the T-step result, so stages and host ops run one after another per token.
+- Per stage and timestep, each chip node's work -- synaptic ops, neuron updates (times the
+  profile's units per channel, e.g. two binary neurons for a signed train), and messages
+  sent (one per spike and destination core) -- is spread evenly over its cores; the step
+  takes the slowest core's time, plus the longest mesh route (hops x hop latency), plus the
+  barrier. A stage takes T + d steps, d being its synaptic depth (a spike crosses one synapse
+  layer per step, as in Lava's Dense).
+- Chip dynamic energy = synops x E_synop + updates x E_update + messages x E_spike_out +
+  hops x E_hop. Chip static energy = static power per chip x chips x the token's latency.
+- Host ops (and chip nodes' host-side work, such as a per-token gain) cost MACs x E_mac +
+  flops x E_flop and take (2 MACs + flops) / throughput on the host profile.
+
+Mesh hops come from the placement when the partition records routes; otherwise each message
+is taken to travel the mean Manhattan distance between two tiles of one chip's mesh (stated
+in the report's notes).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import nir
 
-from stac.ir.nodes import SignedIF
+from stac.errors import StacError
+from stac.ir.analysis import SPIKING_TYPES
+from stac.ir.graph import successors
 from stac.profiles import Profile
 from stac.sim.semantics import NodeStats
 
-MODEL = "stac-layer-sync-v1"
+MODEL = "stac-stage-sync-v2"
 ASSUMPTIONS = [
     "estimate from operation counts, not a measurement",
     "per-operation energies and latencies are the profile's (for Loihi 2: Loihi 1 figures "
     "calibrated by SANA-FE, since Loihi 2's are unpublished)",
-    "layer-synchronous schedule: chip stages and host ops run one after another per token",
-    "work of a chip node is spread evenly over its cores",
-    "mesh traffic, placement and fan-in/fan-out limits are not modelled",
-    "host energy counts arithmetic only (Horowitz 45 nm), a lower bound",
+    "stage-synchronous schedule: chip stages and host ops run one after another per token; "
+    "within a stage all cores run concurrently, one barrier per timestep",
+    "a chip node's work is spread evenly over its cores (no per-core imbalance)",
+    "one message per spike and destination core, priced at the profile's spike_out energy "
+    "and latency; a graded spike costs the same as a binary one (the profiles give no per-bit "
+    "or per-payload figure)",
+    "chip-to-chip links are priced as mesh hops; spikes leaving the chip for the host are "
+    "priced as one message each, chip-host transfer of accumulated values is not priced",
+    "host energy counts arithmetic only (per-MAC / per-flop figures), a lower bound",
 ]
+#: Host flops per neuron update when a spiking neuron runs on the host (add, compare, reset).
+HOST_FLOPS_PER_UPDATE = 3
+_WEIGHTED = (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)
+
+
+def need(profile: Profile, section: str, name: str) -> float:
+    """A profile number the cost model needs; a StacError names the field and the profile."""
+    value = profile.values.get(section, {}).get(name)
+    if value is None or isinstance(value, bool):
+        raise StacError(f"hardware profile {profile.name} ({profile.path}) has no field "
+                        f"'{section}.{name}', which the cost model {MODEL} needs")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ChipRates:
+    """A chip profile's per-event figures in joules and seconds."""
+
+    e_synop: float
+    e_update: float
+    e_message: float
+    e_hop: float
+    t_synop: float
+    t_update: float
+    t_message: float
+    t_hop: float
+    t_barrier: float
+    static_w: float
+    tiles: tuple[int, int]
+
+    @classmethod
+    def of(cls, p: Profile) -> "ChipRates":
+        pj, ns = 1e-12, 1e-9
+        return cls(
+            need(p, "energy_pj", "synop") * pj, need(p, "energy_pj", "neuron_update") * pj,
+            need(p, "energy_pj", "spike_out") * pj, need(p, "mesh", "hop_energy_pj") * pj,
+            need(p, "latency_ns", "synop") * ns, need(p, "latency_ns", "neuron_update") * ns,
+            need(p, "latency_ns", "spike_out") * ns, need(p, "mesh", "hop_latency_ns") * ns,
+            need(p, "latency_ns", "barrier") * ns, need(p, "chip", "static_power_w"),
+            (int(need(p, "mesh", "tiles_x")), int(need(p, "mesh", "tiles_y"))),
+        )
+
+
+@dataclass(frozen=True)
+class HostRates:
+    """A host profile's arithmetic figures in joules and operations per second."""
+
+    e_mac: float
+    e_flop: float
+    flops_per_s: float
+
+    @classmethod
+    def of(cls, p: Profile) -> "HostRates":
+        return cls(need(p, "host", "mac_energy_pj") * 1e-12,
+                   need(p, "host", "flop_energy_pj") * 1e-12,
+                   need(p, "host", "throughput_gflops") * 1e9)
+
+    def energy(self, macs: float, flops: float) -> float:
+        return macs * self.e_mac + flops * self.e_flop
+
+    def time(self, macs: float, flops: float) -> float:
+        return (2 * macs + flops) / self.flops_per_s
+
+
+def mean_hops(tiles: tuple[int, int]) -> float:
+    """Mean Manhattan distance between two uniformly random tiles of an x-by-y mesh."""
+    return sum((n * n - 1) / (3 * n) for n in tiles)
 
 
 @dataclass
@@ -42,43 +127,138 @@ class NodeCost:
     type: str
     unit: str  # "chip" or "host"
     cores: int
+    stage: int  # chip stage index, -1 on the host
     spikes: float
     synops: float
-    neuron_updates: float
+    neuron_updates: float  # updates of the model's neurons (spike rate denominator)
+    chip_neuron_updates: float  # times the profile's units per channel
+    messages: float
+    hops: float
     host_macs: float
     host_flops: float
-    chip_energy_j: float
-    host_energy_j: float
-    latency_s: float
+    synop_energy_j: float = 0.0
+    update_energy_j: float = 0.0
+    message_energy_j: float = 0.0
+    mesh_energy_j: float = 0.0
+    chip_energy_j: float = 0.0  # dynamic: the four above
+    host_energy_j: float = 0.0
+    core_step_s: float = 0.0  # one core's busy time per timestep
+    latency_s: float = 0.0  # this node's share of the token's latency
+    memory_utilisation: float = 0.0  # of its cores' neuron slots or synaptic memory
+    busy_fraction: float = 0.0  # of its stage's time that its cores compute
+    notes: list[str] = field(default_factory=list)
+
+
+def _stages(graph: nir.NIRGraph, chip_nodes: set[str]) -> dict[str, int]:
+    """Connected groups of chip nodes (edges between two chip nodes join them)."""
+    parent = {n: n for n in chip_nodes}
+
+    def find(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for src, dst in graph.edges:
+        if src in chip_nodes and dst in chip_nodes:
+            parent[find(src)] = find(dst)
+    roots: dict[str, int] = {}
+    order = [n for n in graph.nodes if n in chip_nodes]
+    return {n: roots.setdefault(find(n), len(roots)) for n in order}
+
+
+def _synaptic_depth(graph: nir.NIRGraph, members: set[str]) -> int:
+    """Most weighted nodes on one path inside a stage (back edges of cycles ignored)."""
+    from stac.ir.nir_io.order import execution_order
+
+    order, back = execution_order(graph)
+    depth: dict[str, int] = {}
+    pre: dict[str, list[str]] = defaultdict(list)
+    for s, d in graph.edges:
+        if s in members and d in members and (s, d) not in back:
+            pre[d].append(s)
+    for n in order:
+        if n in members:
+            own = int(isinstance(graph.nodes[n], _WEIGHTED))
+            depth[n] = own + max((depth[p] for p in pre[n]), default=0)
+    return max(depth.values(), default=0)
 
 
 def node_costs(
     graph: nir.NIRGraph, stats: dict[str, NodeStats], chip: Profile, host: Profile,
     steps: int, tokens: int,
 ) -> list[NodeCost]:
-    e, t = chip.values["energy_pj"], chip.values["latency_ns"]
-    h = host.values["host"]
-    rows = []
+    """Price every node's counts (``stats`` summed over ``tokens`` tokens) per token."""
+    rates, hrates = ChipRates.of(chip), HostRates.of(host)
+    npc = need(chip, "chip", "neurons_per_core")
+    mem = need(chip, "chip", "synaptic_memory_bytes_per_core")
+    post = successors(graph)
+    placement = {n: v.metadata.get("placement", {"unit": "host"}) for n, v in graph.nodes.items()}
+    on_chip = {n for n, p in placement.items() if p.get("unit") == "chip"}
+    stage_of = _stages(graph, on_chip)
+    hops_each, route = mean_hops(rates.tiles), sum(n - 1 for n in rates.tiles)
+    per = 1.0 / tokens
+    rows: list[NodeCost] = []
     for name, node in graph.nodes.items():
-        s = stats[name]
-        placement = node.metadata.get("placement", {"unit": "host"})
-        cores = int(placement.get("cores", 0))
-        per = 1.0 / tokens
-        syn, upd, spk = s.synops * per, s.neuron_updates * per, s.spikes * per
-        macs, flops = (s.host_macs + s.dense_macs) * per, s.host_flops * per
-        # Host work can belong to a chip node too (an encoder's per-token gain, say).
-        host_j = (macs * h["mac_energy_pj"] + flops * h["flop_energy_pj"]) * 1e-12
-        lat = (2 * macs + flops) / (h["throughput_gflops"] * 1e9)
-        chip_j = 0.0
-        if placement["unit"] == "chip":
-            chip_j = (syn * e["synop"] + upd * e["neuron_update"] + spk * e["spike_out"]) * 1e-12
-            chip_ns = (syn * t["synop"] + upd * t["neuron_update"] + spk * t["spike_out"]) / cores
-            if isinstance(node, SignedIF):
-                chip_ns += steps * t["barrier"]
-            lat += chip_ns * 1e-9
-        rows.append(NodeCost(name, type(node).__name__, placement["unit"], cores, spk, syn, upd,
-                             macs, flops, chip_j, host_j, lat))
+        s, place = stats[name], placement[name]
+        cores = int(place.get("cores", 0))
+        units = chip.units(node)
+        row = NodeCost(
+            name, type(node).__name__, "chip" if name in on_chip else "host", cores,
+            stage_of.get(name, -1), s.spikes * per, s.synops * per, s.neuron_updates * per,
+            s.neuron_updates * units * per, 0.0, 0.0, (s.host_macs + s.dense_macs) * per,
+            s.host_flops * per)
+        if name in on_chip:
+            dest = sum(int(placement[d].get("cores", 0)) for d in post[name] if d in on_chip)
+            to_host = any(d not in on_chip for d in post[name])
+            row.messages = row.spikes * (dest + int(to_host))
+            row.hops = row.spikes * dest * hops_each
+            row.synop_energy_j = row.synops * rates.e_synop
+            row.update_energy_j = row.chip_neuron_updates * rates.e_update
+            row.message_energy_j = row.messages * rates.e_message
+            row.mesh_energy_j = row.hops * rates.e_hop
+            row.core_step_s = (row.synops * rates.t_synop + row.chip_neuron_updates
+                               * rates.t_update + row.messages * rates.t_message) / (
+                                   max(cores, 1) * steps)
+            neurons, syn = place.get("neurons", 0), place.get("synapse_bytes", 0)
+            row.memory_utilisation = max(neurons / (cores * npc), syn / (cores * mem)) \
+                if cores else 0.0
+        else:
+            spiking_updates = row.neuron_updates if isinstance(node, SPIKING_TYPES) else 0.0
+            if (row.synops or spiking_updates) and not row.host_flops:
+                # Event work the executor counted as chip work, but this profile leaves the
+                # node on the host: price it there (one add per synop, a few flops per update).
+                row.host_flops = row.synops + HOST_FLOPS_PER_UPDATE * spiking_updates
+                row.notes.append(
+                    f"{name} ({row.type}) runs on the host on {chip.name}: its "
+                    f"{row.synops:.4g} synaptic ops per token are priced as one host flop each"
+                    + (f" and its neuron updates as {HOST_FLOPS_PER_UPDATE} flops each"
+                       if spiking_updates else ""))
+        row.chip_energy_j = (row.synop_energy_j + row.update_energy_j + row.message_energy_j
+                             + row.mesh_energy_j)
+        row.host_energy_j = hrates.energy(row.host_macs, row.host_flops)
+        row.latency_s = hrates.time(row.host_macs, row.host_flops)
+        rows.append(row)
+    _schedule(graph, rows, rates, steps, route)
     return rows
+
+
+def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates, steps: int,
+              route: int) -> None:
+    """Add each stage's time (split evenly over its nodes) and its cores' busy fraction."""
+    by_stage: dict[int, list[NodeCost]] = defaultdict(list)
+    for r in rows:
+        if r.stage >= 0:
+            by_stage[r.stage].append(r)
+    for members in by_stage.values():
+        depth = _synaptic_depth(graph, {r.node for r in members})
+        sends = any(r.hops for r in members)
+        step_s = (max(r.core_step_s for r in members) + (route * rates.t_hop if sends else 0.0)
+                  + rates.t_barrier)
+        stage_s = (steps + depth) * step_s
+        for r in members:
+            r.latency_s += stage_s / len(members)
+            r.busy_fraction = r.core_step_s * steps / stage_s if stage_s else 0.0
 
 
 def layer_of(node: str) -> str:
@@ -89,30 +269,55 @@ def layer_of(node: str) -> str:
     return "embed" if node.startswith(("embed", "input")) else "head"
 
 
+_SUMMED = ("spikes", "synops", "neuron_updates", "chip_neuron_updates", "messages", "hops",
+           "host_macs", "host_flops", "synop_energy_j", "update_energy_j", "message_energy_j",
+           "mesh_energy_j", "chip_energy_j", "host_energy_j", "latency_s")
+
+
+def _spike_rate(rows: list[NodeCost]) -> float:
+    spiking = {t.__name__ for t in SPIKING_TYPES}
+    updates = sum(r.neuron_updates for r in rows if r.type in spiking)
+    spikes = sum(r.spikes for r in rows if r.type in spiking)
+    return spikes / updates if updates else 0.0
+
+
 def summarise(
     rows: list[NodeCost], chip: Profile, chips: int, cores: int
 ) -> dict[str, Any]:
-    """Totals per token, and the same figures per layer."""
-    keys = ("spikes", "synops", "neuron_updates", "host_macs", "host_flops",
-            "chip_energy_j", "host_energy_j", "latency_s")
-    layers: dict[str, dict[str, float]] = {}
+    """Totals per token, the same figures per layer, and every node's row."""
+    groups: dict[str, list[NodeCost]] = defaultdict(list)
     for r in rows:
-        agg = layers.setdefault(layer_of(r.node), {k: 0.0 for k in keys} | {"cores": 0})
-        for k in keys:
-            agg[k] += getattr(r, k)
-        agg["cores"] += r.cores
-    total = {k: sum(getattr(r, k) for r in rows) for k in keys}
-    static_j = chip.get("chip", "static_power_w") * chips * total["latency_s"]
-    updates = sum(r.neuron_updates for r in rows if r.type == "SignedIF")
+        groups[layer_of(r.node)].append(r)
+    static_w = need(chip, "chip", "static_power_w") * chips
+    layers = {}
+    for name, members in groups.items():
+        agg: dict[str, Any] = {k: sum(getattr(r, k) for r in members) for k in _SUMMED}
+        agg["cores"] = sum(r.cores for r in members)
+        agg["spike_rate"] = _spike_rate(members)
+        agg["chip_static_energy_j"] = static_w * agg["latency_s"]
+        chip_rows = [r for r in members if r.unit == "chip"]
+        agg["memory_utilisation"] = (sum(r.memory_utilisation * r.cores for r in chip_rows)
+                                     / agg["cores"]) if agg["cores"] else 0.0
+        agg["busy_fraction"] = (sum(r.busy_fraction * r.cores for r in chip_rows)
+                                / agg["cores"]) if agg["cores"] else 0.0
+        layers[name] = agg
+    total: dict[str, Any] = {k: sum(getattr(r, k) for r in rows) for k in _SUMMED}
+    latency = total["latency_s"]
     total.update(
         chip_dynamic_energy_j=total.pop("chip_energy_j"),
-        chip_static_energy_j=static_j,
-        tokens_per_s=1.0 / total["latency_s"] if total["latency_s"] else 0.0,
+        chip_static_energy_j=static_w * latency,
+        chip_latency_s=sum(r.latency_s for r in rows if r.unit == "chip"),
+        host_latency_s=sum(r.latency_s for r in rows if r.unit == "host"),
+        tokens_per_s=1.0 / latency if latency else 0.0,
         chips=chips,
         cores=cores,
-        spike_rate=(total["spikes"] / updates) if updates else 0.0,
+        spike_rate=_spike_rate(rows),
     )
-    total["energy_j"] = (
-        total["chip_dynamic_energy_j"] + total["chip_static_energy_j"] + total["host_energy_j"]
-    )
-    return {"total": total, "layers": layers, "nodes": [asdict(r) for r in rows]}
+    total["energy_j"] = (total["chip_dynamic_energy_j"] + total["chip_static_energy_j"]
+                         + total["host_energy_j"])
+    notes = [n for r in rows for n in r.notes]
+    if any(r.hops for r in rows):
+        notes.append("mesh hops: no routes in the placement; each message travels the mean "
+                     f"Manhattan distance between two tiles of a {chip.name} chip's mesh")
+    return {"total": total, "layers": layers, "nodes": [asdict(r) for r in rows],
+            "notes": notes}

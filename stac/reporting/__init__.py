@@ -1,0 +1,146 @@
+"""``stac report``: one compiled artifact priced on several hardware profiles, side by side.
+
+artifact -> check (artifact format, report schema, prompt) -> one simulation of the prompt
+(spike and operation counts do not depend on the chip) -> per neuromorphic target: the passes
+for that profile, then the cost model -> per dense target and the baseline: the float model's
+roofline -> report.json, report.md and PNG plots, written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from stac import __version__
+from stac.artifact import check_output_dir, load_artifact, write_json, writing
+from stac.errors import StacError
+from stac.profiles import Profile, load_profile, profile_names
+from stac.report import SCHEMA_VERSION as ARTIFACT_REPORT_SCHEMA
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "stac-report-targets"
+SCHEMA_VERSION = 1
+DEFAULT_TARGETS = ("loihi2", "loihi1", "spinnaker2", "h100")
+DEFAULT_BASELINE = "h100"
+
+
+def parse_targets(text: str) -> list[str]:
+    """Comma-separated profile names (or profile file paths); every one must exist."""
+    names = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise StacError(f"--targets must be a comma-separated list of profile names, got {text!r}")
+    if len(set(names)) != len(names):
+        raise StacError(f"--targets names a profile twice: {text!r}")
+    known = profile_names()
+    for n in names:
+        if n not in known and not Path(n).suffix == ".toml":
+            raise StacError(f"unknown target {n!r}; known profiles: {', '.join(known)}")
+    return names
+
+
+def _artifact_report(path: Path) -> dict[str, Any]:
+    """The artifact's own report.json, refused when written in another schema version."""
+    file = path / "report.json"
+    if not file.is_file():
+        raise StacError(f"{path} has no report.json; recompile it with stac compile")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StacError(f"{file} is not readable JSON ({exc})") from None
+    version = data.get("schema_version")
+    if version != ARTIFACT_REPORT_SCHEMA:
+        raise StacError(
+            f"{file} has report schema version {version!r}; this stac ({__version__}) reads "
+            f"version {ARTIFACT_REPORT_SCHEMA}: recompile the artifact")
+    return data
+
+
+def _chip_row(graph: Any, stats: dict, profile: Profile, steps: int,
+              tokens: int) -> dict[str, Any]:
+    from stac.ir.passes import run_passes
+    from stac.sim.cost import node_costs, summarise
+
+    placed = run_passes(graph, profile)
+    part = placed.metadata["partition"]
+    rows = node_costs(placed, stats, profile, load_profile(profile.host), steps, tokens)
+    summary = summarise(rows, profile, part["chips"], part["cores"])
+    return {"target": profile.name, "kind": "neuromorphic", "host_profile": profile.host,
+            "description": profile.description, **summary}
+
+
+def _row(name: str, graph: Any, stats: dict, steps: int, tokens: int) -> dict[str, Any]:
+    """One target's figures, or the reason it has none (a network that does not fit)."""
+    from stac.reporting.dense import dense_estimate
+
+    profile = load_profile(name)
+    if profile.kind == "host":
+        return {"target": profile.name, "kind": "dense", "description": profile.description,
+                "total": dense_estimate(graph, profile, context=tokens)}
+    try:
+        return _chip_row(graph, stats, profile, steps, tokens)
+    except StacError as exc:
+        return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
+
+
+def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | Path,
+                    prompt: str | None = None, baseline: str = DEFAULT_BASELINE,
+                    force: bool = False) -> dict[str, Any]:
+    """Estimate the artifact on every target; write the report; return it."""
+    import torch
+
+    from stac.frontend.text import with_bos
+    from stac.reporting.dense import ASSUMPTIONS as DENSE_ASSUMPTIONS, MODEL as DENSE_MODEL
+    from stac.reporting.plots import write_plots
+    from stac.reporting.render import to_markdown
+    from stac.sim.cost import ASSUMPTIONS, MODEL
+    from stac.sim.semantics import RunContext
+    from stac.sim.simulator import Simulator
+
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    parse_targets(",".join(targets))
+    if load_profile(baseline).kind != "host":
+        raise StacError(f"--baseline {baseline!r} is a neuromorphic profile; the comparison row "
+                        "is the float model on a host profile (h100, host-cpu, ...)")
+    names = targets + [b for b in [baseline] if b not in targets]
+    check_output_dir(output_dir, force)
+    art = load_artifact(artifact)
+    compiled = _artifact_report(art.path)
+    text = compiled.get("prompt") if prompt is None else prompt
+    if not isinstance(text, str) or not text.strip():
+        raise StacError("the prompt is empty")
+    tokenizer = art.tokenizer()
+    ids = with_bos(tokenizer, tokenizer(text, return_tensors="pt").input_ids[0])[None]
+    if ids.shape[1] > art.graph.metadata["max_positions"]:
+        raise StacError(f"the prompt has {ids.shape[1]} tokens, past the model's context of "
+                        f"{art.graph.metadata['max_positions']}")
+    steps = int(art.config["conversion"]["timesteps"])
+    tokens = int(ids.numel())
+    with torch.no_grad():
+        _, stats = Simulator(art.graph).run(RunContext(ids, steps=steps))
+    rows = [_row(n, art.graph, stats, steps, tokens) for n in names]
+    report = {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "stac_version": __version__,
+        "artifact": str(art.path), "model": art.config.get("source_model", "?"),
+        "family": art.config.get("family"), "timesteps": steps,
+        "mode": art.config["conversion"].get("mode"), "prompt": text, "prompt_tokens": tokens,
+        "baseline": load_profile(baseline).name,
+        "estimate": {"chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
+                     "dense": {"model": DENSE_MODEL, "assumptions": DENSE_ASSUMPTIONS}},
+        "targets": rows,
+    }
+    with writing(output_dir, force) as tmp:
+        write_plots(report, tmp)
+        report["seconds"] = time.perf_counter() - started
+        write_json(tmp / "report.json", report)
+        (tmp / "report.md").write_text(to_markdown(report))
+    log.info("wrote %s in %.1f s", output_dir, report["seconds"])
+    return report
+
+
+__all__ = ["DEFAULT_BASELINE", "DEFAULT_TARGETS", "SCHEMA", "SCHEMA_VERSION", "parse_targets",
+           "report_artifact"]

@@ -1,0 +1,119 @@
+"""The multi-target report as text: a fixed-width table for the terminal and Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stac.report import _fmt as fmt
+
+PLOTS = {
+    "energy_breakdown.png": "Energy per token by part (log scale)",
+    "spike_rate.png": "Spike rate per layer",
+    "core_utilisation.png": "Core utilisation per layer",
+}
+_HEAD = ("target", "runs", "energy mJ", "chip dyn mJ", "chip static mJ", "host mJ",
+         "latency ms", "tokens/s", "chips", "cores", "synops/MACs", "spike rate")
+_LAYER_HEAD = ("layer", "spikes", "synops", "messages", "chip dyn uJ", "chip static uJ",
+               "host uJ", "latency us", "cores", "spike rate", "memory", "busy")
+
+
+def _mj(x: float | None) -> str:
+    return "-" if x is None else fmt(x * 1e3)
+
+
+def summary_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One row per target, per token; a target that could not be estimated says why."""
+    rows = []
+    for t in report["targets"]:
+        if "error" in t:
+            rows.append((t["target"], t["kind"], f"not estimated: {t['error']}"))
+            continue
+        s = t["total"]
+        if t["kind"] == "dense":
+            rows.append((t["target"], f"float {s['precision']} ({s['bound']}-bound)",
+                         _mj(s["energy_j"]), "-", "-", "-", fmt(s["latency_s"] * 1e3),
+                         fmt(s["tokens_per_s"]), "1", "-", fmt(s["macs"]), "-"))
+        else:
+            rows.append((t["target"], "SNN + host", _mj(s["energy_j"]),
+                         _mj(s["chip_dynamic_energy_j"]), _mj(s["chip_static_energy_j"]),
+                         _mj(s["host_energy_j"]), fmt(s["latency_s"] * 1e3),
+                         fmt(s["tokens_per_s"]), str(s["chips"]), str(s["cores"]),
+                         fmt(s["synops"]), f"{s['spike_rate']:.3f}"))
+    return rows
+
+
+def layer_rows(target: dict[str, Any]) -> list[tuple[str, ...]]:
+    rows = []
+    for name, d in target["layers"].items():
+        rows.append((name, fmt(d["spikes"]), fmt(d["synops"]), fmt(d["messages"]),
+                     fmt(d["chip_energy_j"] * 1e6), fmt(d["chip_static_energy_j"] * 1e6),
+                     fmt(d["host_energy_j"] * 1e6), fmt(d["latency_s"] * 1e6),
+                     str(d["cores"]), f"{d['spike_rate']:.3f}",
+                     f"{d['memory_utilisation']:.0%}", f"{d['busy_fraction']:.0%}"))
+    return rows
+
+
+def text_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max([len(h)] + [len(r[i]) for r in rows if len(r) == len(head)])
+              for i, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
+    for r in rows:
+        if len(r) != len(head):  # a row with a message instead of figures
+            lines.append("  ".join([r[0].rjust(widths[0])] + list(r[1:])))
+        else:
+            lines.append("  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    return "\n".join(lines)
+
+
+def md_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = list(r) + [""] * (len(head) - len(r))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _settings(report: dict[str, Any]) -> str:
+    return (f"{report['model']}, T = {report['timesteps']}, mode {report['mode']}; "
+            f"{report['prompt_tokens']} prompt tokens (figures per token, averaged over them; "
+            f"attention at a context of {report['prompt_tokens']})")
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    return "\n".join([
+        f"stac report: {_settings(report)}",
+        text_table(_HEAD, summary_rows(report)),
+        f"estimates: {report['estimate']['chip']['model']} (neuromorphic targets), "
+        f"{report['estimate']['dense']['model']} (float model on {report['baseline']} and "
+        "other dense targets); see report.md for the assumptions",
+    ])
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    est = report["estimate"]
+    out = [
+        f"# stac report: {report['model']}",
+        "",
+        _settings(report) + ".",
+        "",
+        f"Prompt: {report['prompt']!r}",
+        "",
+        "## Per token",
+        "",
+        md_table(_HEAD, summary_rows(report)),
+        "",
+        f"The row for {report['baseline']} is the float model (not the SNN) on that profile, "
+        "the comparison row. synops/MACs: synaptic operations for SNN rows, multiply-"
+        "accumulates for float rows.",
+        "",
+    ]
+    for t in report["targets"]:
+        if t["kind"] != "neuromorphic" or "error" in t:
+            continue
+        out += [f"## {t['target']}: per layer", "", md_table(_LAYER_HEAD, layer_rows(t)), ""]
+        out += [f"- {n}" for n in t["notes"]] + ([""] if t["notes"] else [])
+    out += ["## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS.items()] + [""]
+    for key, title in (("chip", "neuromorphic targets"), ("dense", "float model")):
+        out += [f"## Estimate for {title}: {est[key]['model']}", ""]
+        out += [f"- {a}" for a in est[key]["assumptions"]] + [""]
+    return "\n".join(out)

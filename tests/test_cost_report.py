@@ -1,0 +1,246 @@
+"""The cost model on hand-computed cases, the dense roofline, and ``stac report`` end to end."""
+
+import dataclasses
+import json
+
+import nir
+import numpy as np
+import pytest
+
+from stac.cli import main
+from stac.errors import StacError
+from stac.ir import make_graph
+from stac.ir.nodes import RMSNorm, SignedIF
+from stac.ir.passes import run_passes
+from stac.profiles import load_profile
+from stac.reporting import SCHEMA_VERSION, report_artifact
+from stac.reporting.dense import dense_estimate
+from stac.sim.cost import mean_hops, node_costs, summarise
+from stac.sim.semantics import NodeStats
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _with(profile, **sections):
+    """``profile`` with some numbers replaced (round figures for hand calculations)."""
+    values = {k: dict(v) for k, v in profile.values.items()}
+    for section, entries in sections.items():
+        values[section].update(entries)
+    return dataclasses.replace(profile, values=values)
+
+
+@pytest.fixture(scope="module")
+def round_chip():
+    return _with(
+        load_profile("loihi2"),
+        energy_pj={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0},
+        latency_ns={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "barrier": 100.0},
+        mesh={"tiles_x": 2, "tiles_y": 2, "cores_per_tile": 32, "hop_energy_pj": 8.0,
+              "hop_latency_ns": 1.0},
+        chip={"static_power_w": 1.0},
+    )
+
+
+def _encoder_graph():
+    """input -> norm (host) -> SignedIF (3) -> Linear 3->2 -> output."""
+    nodes = {
+        "input": nir.Input(np.array([3])),
+        "norm": RMSNorm(weight=np.ones(3, np.float32), eps=1e-6),
+        "enc": SignedIF(threshold=np.ones(3, np.float32)),
+        "lin": nir.Linear(weight=np.ones((2, 3), np.float32)),
+        "output": nir.Output(np.array([2])),
+    }
+    edges = [("input", "norm"), ("norm", "enc"), ("enc", "lin"), ("lin", "output")]
+    return make_graph(nodes, edges, {})
+
+
+STATS = {  # one token, T = 4
+    "input": NodeStats(), "output": NodeStats(),
+    "norm": NodeStats(host_flops=12),
+    "enc": NodeStats(spikes=5, neuron_updates=12),
+    "lin": NodeStats(synops=10, neuron_updates=8),
+}
+
+
+def test_stage_cost_by_hand(round_chip):
+    graph = run_passes(_encoder_graph(), round_chip)
+    host = load_profile(round_chip.host)
+    rows = {r.node: r for r in node_costs(graph, STATS, round_chip, host, steps=4, tokens=1)}
+    enc, lin, norm = rows["enc"], rows["lin"], rows["norm"]
+    assert mean_hops((2, 2)) == pytest.approx(1.0)  # (4 - 1) / 6 per axis
+    # encoder: 12 updates x 2 pJ + 5 messages (1 destination core) x 4 pJ + 5 hops x 8 pJ
+    assert (enc.messages, enc.hops) == (5, pytest.approx(5.0))
+    assert enc.chip_energy_j == pytest.approx((24 + 20 + 40) * 1e-12)
+    # linear map: 10 synops x 1 pJ + 8 updates x 2 pJ
+    assert lin.chip_energy_j == pytest.approx((10 + 16) * 1e-12)
+    # per core and step: encoder (12 x 2 + 5 x 4) / 4 = 11 ns, linear (10 + 16) / 4 = 6.5 ns;
+    # step = 11 + 2 hops x 1 ns + 100 ns barrier; T + depth 1 = 5 steps
+    stage_s = 5 * 113e-9
+    assert enc.latency_s + lin.latency_s == pytest.approx(stage_s)
+    assert enc.busy_fraction == pytest.approx(11e-9 * 4 / stage_s)
+    h = host.values["host"]
+    assert norm.host_energy_j == pytest.approx(12 * h["flop_energy_pj"] * 1e-12)
+    assert norm.latency_s == pytest.approx(12 / (h["throughput_gflops"] * 1e9))
+
+    summary = summarise(list(rows.values()), round_chip, chips=1, cores=2)
+    total = summary["total"]
+    assert total["chip_dynamic_energy_j"] == pytest.approx(110e-12)
+    assert total["latency_s"] == pytest.approx(stage_s + norm.latency_s)
+    assert total["chip_static_energy_j"] == pytest.approx(1.0 * total["latency_s"])
+    assert total["energy_j"] == pytest.approx(
+        total["chip_dynamic_energy_j"] + total["chip_static_energy_j"] + total["host_energy_j"])
+    assert total["spike_rate"] == pytest.approx(5 / 12)
+    assert any("mean Manhattan distance" in n for n in summary["notes"])
+
+
+def test_two_neurons_per_signed_channel_double_the_updates_not_the_spike_rate():
+    loihi1 = load_profile("loihi1")
+    assert loihi1.ops["SignedIF"].units == 2
+    graph = run_passes(_encoder_graph(), loihi1)
+    rows = node_costs(graph, STATS, loihi1, load_profile(loihi1.host), steps=4, tokens=1)
+    enc = next(r for r in rows if r.node == "enc")
+    assert enc.chip_neuron_updates == 2 * enc.neuron_updates == 24
+    assert enc.update_energy_j == pytest.approx(24 * loihi1.get("energy_pj", "neuron_update")
+                                                * 1e-12)
+    assert summarise(rows, loihi1, 1, 2)["total"]["spike_rate"] == pytest.approx(5 / 12)
+
+
+def test_spike_driven_work_left_on_the_host_is_priced_there_and_said():
+    truenorth = load_profile("truenorth")
+    nodes = dict(_encoder_graph().nodes)
+    nodes["lin"] = nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32))
+    graph = run_passes(make_graph(nodes, _encoder_graph().edges, {}), truenorth)
+    assert graph.nodes["lin"].metadata["placement"]["unit"] == "host"
+    host = load_profile(truenorth.host)
+    rows = {r.node: r for r in node_costs(graph, STATS, truenorth, host, 4, 1)}
+    assert rows["lin"].chip_energy_j == 0 and rows["lin"].host_flops == 10
+    assert rows["enc"].messages == 5  # every spike leaves the chip for the host
+    assert "lin (Affine) runs on the host on truenorth" in rows["lin"].notes[0]
+
+
+def test_missing_profile_field_names_field_and_profile():
+    loihi2 = load_profile("loihi2")
+    broken = dataclasses.replace(loihi2, values={**loihi2.values, "mesh": {}})
+    with pytest.raises(StacError, match=r"loihi2 .*has no field 'mesh.hop_energy_pj'"):
+        node_costs(run_passes(_encoder_graph(), loihi2), STATS, broken,
+                   load_profile("host-cpu"), 4, 1)
+
+
+def test_dense_roofline_by_hand():
+    graph = _encoder_graph()  # one 2x3 linear map: 6 MACs, 6 weights
+    h100 = load_profile("h100")
+    est = dense_estimate(graph, h100, context=1)
+    d = h100.values["dense"]
+    moved = 6 * 2  # bf16
+    assert (est["macs"], est["flops"], est["bytes"]) == (6, 12, moved)
+    assert est["bound"] == "memory"
+    assert est["latency_s"] == pytest.approx(moved / (d["memory_bandwidth_gb_s"] * 1e9))
+    assert est["energy_j"] == pytest.approx(d["power_w"] * est["latency_s"])
+    with pytest.raises(StacError, match="field 'precision' is 'fp4'"):
+        dense_estimate(graph, dataclasses.replace(h100, precision="fp4"), context=1)
+
+
+# --- stac report, end to end --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def multi_report(tiny_gpt2_artifact, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "r"
+    report = report_artifact(tiny_gpt2_artifact, ["loihi2", "loihi1", "spinnaker2", "h100"], out)
+    return out, report
+
+
+def test_report_writes_json_markdown_and_plots(multi_report):
+    out, report = multi_report
+    assert {p.name for p in out.iterdir()} == {
+        "report.json", "report.md", "energy_breakdown.png", "spike_rate.png",
+        "core_utilisation.png"}
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
+    data = json.loads((out / "report.json").read_text())
+    assert data["schema_version"] == SCHEMA_VERSION and data["schema"] == "stac-report-targets"
+    assert [t["target"] for t in data["targets"]] == ["loihi2", "loihi1", "spinnaker2", "h100"]
+    md = (out / "report.md").read_text()
+    assert "| target | runs | energy mJ |" in md and "## loihi1: per layer" in md
+    assert "stac-stage-sync-v2" in md and "dense-roofline-v1" in md
+
+
+def test_report_rows_are_consistent(multi_report):
+    _, report = multi_report
+    chips = [t for t in report["targets"] if t["kind"] == "neuromorphic"]
+    assert len(chips) == 3 and not any("error" in t for t in chips)
+    for t in chips:
+        total = t["total"]
+        assert total["energy_j"] == pytest.approx(total["chip_dynamic_energy_j"]
+                                                  + total["chip_static_energy_j"]
+                                                  + total["host_energy_j"])
+        assert total["tokens_per_s"] == pytest.approx(1 / total["latency_s"])
+        for key in ("synops", "spikes", "latency_s", "chip_energy_j"):
+            layers = sum(layer[key] for layer in t["layers"].values())
+            assert layers == pytest.approx(total[key if key != "chip_energy_j"
+                                                 else "chip_dynamic_energy_j"])
+        assert set(t["layers"]) == {"embed", "layer0", "layer1", "head"}
+        assert 0 < total["spike_rate"] < 1
+    # the counts come from one simulation; the prices differ per chip
+    assert len({t["total"]["synops"] for t in chips}) == 1
+    assert len({t["total"]["energy_j"] for t in chips}) == 3
+    assert chips[0]["total"]["cores"] < chips[1]["total"]["cores"]  # 8192 vs 1024 per core
+    gpu = report["targets"][-1]
+    assert gpu["kind"] == "dense" and gpu["total"]["macs"] > 0 and gpu["total"]["energy_j"] > 0
+
+
+def test_the_gpu_comparison_row_is_added_when_not_asked_for(tiny_gpt2_artifact, tmp_path):
+    report = report_artifact(tiny_gpt2_artifact, ["loihi2"], tmp_path / "r", prompt="Hello")
+    assert [t["target"] for t in report["targets"]] == ["loihi2", "h100"]
+    assert report["prompt_tokens"] == 2  # BOS + "Hello"
+
+
+def _fails(capsys, *argv):
+    assert main(list(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("stac: error: ") and err.count("\n") == 1
+    return err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--targets", "loihi2,loihi9"], "unknown target 'loihi9'; known profiles: h100"),
+    (["--targets", "loihi2,,h100"], "comma-separated list"),
+    (["--prompt", "  "], "the prompt is empty"),
+    (["--baseline", "loihi2"], "is a neuromorphic profile"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tiny_gpt2_artifact, tmp_path, capsys, args,
+                                                  message):
+    out = tmp_path / "out"
+    err = _fails(capsys, "report", str(tiny_gpt2_artifact), "--output-dir", str(out), *args)
+    assert message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_artifact_from_another_report_schema_is_refused(tiny_gpt2_artifact, tmp_path, capsys):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_gpt2_artifact, old)
+    report = json.loads((old / "report.json").read_text())
+    (old / "report.json").write_text(json.dumps({**report, "schema_version": 0}))
+    err = _fails(capsys, "report", str(old), "--output-dir", str(tmp_path / "out"))
+    assert "report schema version 0" in err and "recompile" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+    err = _fails(capsys, "report", str(tmp_path / "nothing"), "--output-dir", str(tmp_path / "o"))
+    assert "not a stac artifact" in err
+
+
+def test_existing_output_needs_force(multi_report, tiny_gpt2_artifact, capsys):
+    out, _ = multi_report
+    before = (out / "report.json").read_text()
+    err = _fails(capsys, "report", str(tiny_gpt2_artifact), "--output-dir", str(out))
+    assert "exists; pass --force" in err and (out / "report.json").read_text() == before
+
+
+def test_cli_prints_the_per_token_table(tiny_gpt2_artifact, tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["report", str(tiny_gpt2_artifact), "--targets", "loihi2,truenorth,h100",
+                 "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "loihi2" in printed and "truenorth" in printed and "float bf16" in printed
+    assert (out / "report.md").is_file()
