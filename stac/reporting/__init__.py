@@ -1,9 +1,10 @@
 """``stac report``: one compiled artifact priced on several hardware profiles, side by side.
 
-artifact -> check (artifact format, report schema, prompt) -> one simulation of the prompt
-(spike and operation counts do not depend on the chip) -> per neuromorphic target: the passes
-for that profile, then the cost model -> per dense target and the baseline: the float model's
-roofline -> report.json, report.md and PNG plots, written atomically.
+artifact -> check (artifact format, report schema, prompt) -> per neuromorphic target: the
+passes for that profile (quantise to its widths, partition, place, legality), a simulation of
+the prompt on the network as placed there, then the cost model -> per dense target and the
+baseline: the float model's roofline -> report.json, report.md and PNG plots, written
+atomically. A target the network does not fit gets a row saying why.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from tqdm import tqdm
 
 from stac import __version__
 from stac.artifact import check_output_dir, load_artifact, write_json, writing
@@ -59,20 +62,35 @@ def _artifact_report(path: Path) -> dict[str, Any]:
     return data
 
 
-def _chip_row(graph: Any, stats: dict, profile: Profile, steps: int,
+#: Legality warnings copied into a target's notes (the rest are counted).
+MAX_WARNINGS = 8
+
+
+def _chip_row(graph: Any, simulate: Callable[[Any], dict], profile: Profile, steps: int,
               tokens: int) -> dict[str, Any]:
+    """The passes for ``profile`` (which re-quantise the weights to its widths), a simulation
+    of the network as placed there, and the cost model."""
     from stac.ir.passes import run_passes
     from stac.sim.cost import node_costs, summarise
 
     placed = run_passes(graph, profile)
     part = placed.metadata["partition"]
-    rows = node_costs(placed, stats, profile, load_profile(profile.host), steps, tokens)
+    rows = node_costs(placed, simulate(placed), profile, load_profile(profile.host), steps,
+                      tokens)
     summary = summarise(rows, profile, part["chips"], part["cores"])
+    legality = placed.metadata.get("legality", {})
+    warnings = [i["message"] for i in legality.get("issues", []) if i["level"] == "warning"]
+    summary["notes"] += [f"warning: {w}" for w in warnings[:MAX_WARNINGS]]
+    if len(warnings) > MAX_WARNINGS:
+        summary["notes"].append(f"... and {len(warnings) - MAX_WARNINGS} more legality warnings")
     return {"target": profile.name, "kind": "neuromorphic", "host_profile": profile.host,
-            "description": profile.description, **summary}
+            "description": profile.description,
+            "legality": {k: legality.get(k, 0) for k in ("errors", "warnings", "notes")},
+            **summary}
 
 
-def _row(name: str, graph: Any, stats: dict, steps: int, tokens: int) -> dict[str, Any]:
+def _row(name: str, graph: Any, simulate: Callable[[Any], dict], steps: int,
+         tokens: int) -> dict[str, Any]:
     """One target's figures, or the reason it has none (a network that does not fit)."""
     from stac.reporting.dense import dense_estimate
 
@@ -81,7 +99,7 @@ def _row(name: str, graph: Any, stats: dict, steps: int, tokens: int) -> dict[st
         return {"target": profile.name, "kind": "dense", "description": profile.description,
                 "total": dense_estimate(graph, profile, context=tokens)}
     try:
-        return _chip_row(graph, stats, profile, steps, tokens)
+        return _chip_row(graph, simulate, profile, steps, tokens)
     except StacError as exc:
         return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
 
@@ -120,9 +138,13 @@ def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | 
                         f"{art.graph.metadata['max_positions']}")
     steps = int(art.config["conversion"]["timesteps"])
     tokens = int(ids.numel())
-    with torch.no_grad():
-        _, stats = Simulator(art.graph).run(RunContext(ids, steps=steps))
-    rows = [_row(n, art.graph, stats, steps, tokens) for n in names]
+
+    def simulate(graph: Any) -> dict:
+        with torch.no_grad():
+            return Simulator(graph).run(RunContext(ids, steps=steps))[1]
+
+    rows = [_row(n, art.graph, simulate, steps, tokens)
+            for n in tqdm(names, desc="targets", unit="target", leave=False)]
     report = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "stac_version": __version__,
         "artifact": str(art.path), "model": art.config.get("source_model", "?"),

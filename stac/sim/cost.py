@@ -7,18 +7,21 @@ Model ``stac-stage-sync-v2``, an estimate from operation counts, not a measureme
   need the T-step result, so stages and host ops run one after another per token.
 - Per stage and timestep, each chip node's work -- synaptic ops, neuron updates (times the
   profile's units per channel, e.g. two binary neurons for a signed train), and messages
-  sent (one per spike and destination core) -- is spread evenly over its cores; the step
-  takes the slowest core's time, plus the longest mesh route (hops x hop latency), plus the
-  barrier. A stage takes T + d steps, d being its synaptic depth (a spike crosses one synapse
-  layer per step, as in Lava's Dense).
+  sent (one per spike and destination core, plus the partial sums of layers split into
+  column blocks) -- is spread evenly over its cores; the step takes the slowest core's time,
+  plus the mean route of the stage's messages (hops x hop latency), plus the barrier. A stage
+  takes T + d steps, d being its synaptic depth (a spike crosses one synapse layer per step,
+  as in Lava's Dense).
 - Chip dynamic energy = synops x E_synop + updates x E_update + messages x E_spike_out +
   hops x E_hop. Chip static energy = static power per chip x chips x the token's latency.
 - Host ops (and chip nodes' host-side work, such as a per-token gain) cost MACs x E_mac +
   flops x E_flop and take (2 MACs + flops) / throughput on the host profile.
 
-Mesh hops come from the placement when the partition records routes; otherwise each message
-is taken to travel the mean Manhattan distance between two tiles of one chip's mesh (stated
-in the report's notes).
+Destination cores, hops and chip crossings per spike come from the place pass
+(``placement["dest_cores_per_spike"]``, ``["hops_per_spike"]``,
+``["chip_crossings_per_spike"]``). A graph placed without them (an older pipeline) gets every
+core of each consumer as a destination and the mean Manhattan distance between two tiles of
+one chip's mesh per message, and the report's notes say so.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import nir
+import numpy as np
 
 from stac.errors import StacError
 from stac.ir.analysis import SPIKING_TYPES
@@ -144,6 +148,7 @@ class NodeCost:
     host_energy_j: float = 0.0
     core_step_s: float = 0.0  # one core's busy time per timestep
     latency_s: float = 0.0  # this node's share of the token's latency
+    crossings: float = 0.0  # chip boundaries crossed by its messages (included in hops)
     memory_utilisation: float = 0.0  # of its cores' neuron slots or synaptic memory
     busy_fraction: float = 0.0  # of its stage's time that its cores compute
     notes: list[str] = field(default_factory=list)
@@ -196,7 +201,6 @@ def node_costs(
     placement = {n: v.metadata.get("placement", {"unit": "host"}) for n, v in graph.nodes.items()}
     on_chip = {n for n, p in placement.items() if p.get("unit") == "chip"}
     stage_of = _stages(graph, on_chip)
-    hops_each, route = mean_hops(rates.tiles), sum(n - 1 for n in rates.tiles)
     per = 1.0 / tokens
     rows: list[NodeCost] = []
     for name, node in graph.nodes.items():
@@ -209,10 +213,8 @@ def node_costs(
             s.neuron_updates * units * per, 0.0, 0.0, (s.host_macs + s.dense_macs) * per,
             s.host_flops * per)
         if name in on_chip:
-            dest = sum(int(placement[d].get("cores", 0)) for d in post[name] if d in on_chip)
-            to_host = any(d not in on_chip for d in post[name])
-            row.messages = row.spikes * (dest + int(to_host))
-            row.hops = row.spikes * dest * hops_each
+            _traffic(row, node, place, post[name], placement, on_chip, steps,
+                     mean_hops(rates.tiles))
             row.synop_energy_j = row.synops * rates.e_synop
             row.update_energy_j = row.chip_neuron_updates * rates.e_update
             row.message_energy_j = row.messages * rates.e_message
@@ -239,12 +241,36 @@ def node_costs(
         row.host_energy_j = hrates.energy(row.host_macs, row.host_flops)
         row.latency_s = hrates.time(row.host_macs, row.host_flops)
         rows.append(row)
-    _schedule(graph, rows, rates, steps, route)
+    _schedule(graph, rows, rates, steps)
     return rows
 
 
-def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates, steps: int,
-              route: int) -> None:
+def _traffic(row: NodeCost, node: Any, place: dict, consumers: list[str],
+             placement: dict[str, dict], on_chip: set[str], steps: int,
+             fallback_hops: float) -> None:
+    """Messages, hops and chip crossings a chip node sends per token (``row.spikes`` is
+    already per token; partial sums go every step)."""
+    to_host = any(d not in on_chip for d in consumers)
+    if "dest_cores_per_spike" in place:
+        per_spike = (place["dest_cores_per_spike"], place.get("hops_per_spike", 0.0),
+                     place.get("chip_crossings_per_spike", 0.0))
+        if place.get("col_blocks", 1) > 1:  # partial sums to accumulators, every step
+            channels = int(np.asarray(node.weight).shape[0]) * steps
+            row.messages, row.hops, row.crossings = (x * channels for x in per_spike)
+            return
+    else:
+        dest = sum(int(placement[d].get("cores", 0)) for d in consumers if d in on_chip)
+        per_spike = (dest, dest * fallback_hops, 0.0)
+        row.notes.append("no routes in the placement: each spike goes to every core of its "
+                         "consumers, each message the mean Manhattan distance between two "
+                         "tiles of one chip")
+    row.messages = row.spikes * (per_spike[0] + int(to_host))
+    row.hops = row.spikes * per_spike[1]
+    row.crossings = row.spikes * per_spike[2]
+
+
+def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates,
+              steps: int) -> None:
     """Add each stage's time (split evenly over its nodes) and its cores' busy fraction."""
     by_stage: dict[int, list[NodeCost]] = defaultdict(list)
     for r in rows:
@@ -252,9 +278,9 @@ def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates, steps
             by_stage[r.stage].append(r)
     for members in by_stage.values():
         depth = _synaptic_depth(graph, {r.node for r in members})
-        sends = any(r.hops for r in members)
-        step_s = (max(r.core_step_s for r in members) + (route * rates.t_hop if sends else 0.0)
-                  + rates.t_barrier)
+        messages = sum(r.messages for r in members)
+        route = sum(r.hops for r in members) / messages if messages else 0.0
+        step_s = max(r.core_step_s for r in members) + route * rates.t_hop + rates.t_barrier
         stage_s = (steps + depth) * step_s
         for r in members:
             r.latency_s += stage_s / len(members)
@@ -270,6 +296,7 @@ def layer_of(node: str) -> str:
 
 
 _SUMMED = ("spikes", "synops", "neuron_updates", "chip_neuron_updates", "messages", "hops",
+           "crossings",
            "host_macs", "host_flops", "synop_energy_j", "update_energy_j", "message_energy_j",
            "mesh_energy_j", "chip_energy_j", "host_energy_j", "latency_s")
 
@@ -315,9 +342,6 @@ def summarise(
     )
     total["energy_j"] = (total["chip_dynamic_energy_j"] + total["chip_static_energy_j"]
                          + total["host_energy_j"])
-    notes = [n for r in rows for n in r.notes]
-    if any(r.hops for r in rows):
-        notes.append("mesh hops: no routes in the placement; each message travels the mean "
-                     f"Manhattan distance between two tiles of a {chip.name} chip's mesh")
+    notes = list(dict.fromkeys(n for r in rows for n in r.notes))  # each note once, in order
     return {"total": total, "layers": layers, "nodes": [asdict(r) for r in rows],
             "notes": notes}

@@ -1,0 +1,295 @@
+"""How far stac's cost model can be checked against published figures: tables, not tests.
+
+    .venv/bin/python benchmarks/cost_validation.py [--llm]
+
+1. SANA-FE cross-check (Loihi 1). SANA-FE (TCAD 2025) is the published cycle-approximate
+   model that predicts Loihi within 12 % energy and 25 % latency on three applications. Its
+   random-network experiment (scripts/tcad2025/random_network.py) is rebuilt here with every
+   core sending to every core (stac's dense-layer assumption); the same event counts are priced
+   by SANA-FE's per-event figures (arch/loihi.yaml, quoted below with its source) and by stac's
+   cost model on the loihi1 profile (a stac graph with explicit placement through
+   stac.sim.cost). The difference is the part of stac's error that comes from its simpler
+   event model, before any error SANA-FE itself has against the chip.
+2. Loihi 1 per-operation figures (Davies et al. 2018, FACTS.md) beside the loihi1 profile.
+3. The NIR paper's graphs (../shared/reference/nir_paper): the braille RNNs run on the sample
+   input through stac's import pipeline, spikes and synaptic ops beside those implied by each
+   platform's recorded activity, and the energy each activity would cost on loihi1; the CNN's
+   structure (neurons, synapses, cores) and an exact synaptic-op count checked against a brute
+   force count.
+4. With ``--llm``: the bundled SmolLM2 on loihi2 beside the one published LLM-on-Loihi-2
+   measurement (Abreu et al. 2025): context only, different model and method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import nir
+import numpy as np
+import torch
+
+from stac.ir import make_graph
+from stac.profiles import load_profile
+from stac.sim.cost import node_costs, summarise
+from stac.sim.semantics import NodeStats
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nir_paper"
+
+# SANA-FE arch/loihi.yaml (SLAM-Lab/SANA-FE, TCAD 2025; figures from Davies et al. 2018 SPICE),
+# joules and seconds. Sync: a lookup by the number of mapped tiles (src/chip.cpp).
+SANAFE = {
+    "access_neuron": (51.2e-12, 6.0e-9), "update_neuron": (21.6e-12, 3.7e-9),
+    "spike_out": (69.3e-12, 30.0e-9), "message_out": (111.0e-12, 5.1e-9),
+    "message_in": (0.0, 16.0e-9), "synapse": (35.5e-12, 3.8e-9),
+    "hop_ew": (3.0e-12, 4.1e-9), "hop_ns": (4.2e-12, 6.5e-9),
+}
+SANAFE_SYNC = {1: 0.6e-6, 2: 1.0e-6, 4: 1.4e-6, 29: 1.8e-6}
+CORES_PER_TILE, MESH = 4, (8, 4)
+
+
+def sanafe_sync(tiles: int) -> float:
+    return SANAFE_SYNC[max(k for k in SANAFE_SYNC if k <= max(tiles, 1))]
+
+
+def mesh_hops(cores: int) -> tuple[float, float]:
+    """Mean east-west and north-south hops of a message between two random cores of the
+    tiles in use (filled row by row on the 8 x 4 mesh): the same routes for both models."""
+    tiles = math.ceil(cores / CORES_PER_TILE)
+    used = (min(tiles, MESH[0]), math.ceil(tiles / MESH[0]))
+    return tuple((n * n - 1) / (3 * n) for n in used)  # type: ignore[return-value]
+
+
+def sanafe_step(cores: int, n: int, p: float, s: int) -> tuple[float, float]:
+    """(energy J, latency s) of one timestep of SANA-FE's random network with every neuron
+    updated, a share p of them spiking, each spike sent to every core (one message each) and
+    reaching s synapses there."""
+    e = {k: v[0] for k, v in SANAFE.items()}
+    t = {k: v[1] for k, v in SANAFE.items()}
+    spikes = p * cores * n
+    messages = spikes * cores
+    synops = messages * s
+    ew, ns = mesh_hops(cores)
+    energy = (cores * n * (e["access_neuron"] + e["update_neuron"]) + spikes * e["spike_out"]
+              + messages * (e["message_out"] + e["message_in"]) + synops * e["synapse"]
+              + messages * (ew * e["hop_ew"] + ns * e["hop_ns"]))
+    per_core = (n * (t["access_neuron"] + t["update_neuron"]) + p * n * t["spike_out"]
+                + p * n * cores * (t["message_out"] + t["message_in"])
+                + p * n * cores * s * t["synapse"])
+    return energy, per_core + sanafe_sync(math.ceil(cores / CORES_PER_TILE))
+
+
+def stac_step(cores: int, n: int, p: float, s: int, steps: int = 10) -> tuple[float, float]:
+    """The same network as a stac graph (LIF population -> synapses -> back), placed by hand
+    on ``cores`` cores each with the same routes, priced by stac.sim.cost on the loihi1
+    profile; per timestep."""
+    chip = load_profile("loihi1")
+    neurons = cores * n
+    route = {"dest_cores_per_spike": float(cores), "hops_per_spike": cores * sum(mesh_hops(cores)),
+             "chip_crossings_per_spike": 0.0}
+    place = {"unit": "chip", "cores": cores, "neurons": neurons, "synapse_bytes": 0}
+    lif = nir.LIF(tau=np.ones(neurons), r=np.ones(neurons), v_leak=np.zeros(neurons),
+                  v_threshold=np.ones(neurons), metadata={"placement": {**place, **route}})
+    # The cost model reads counts and placement, not weights: a zero-stride view stands in
+    # for the neurons x neurons matrix without allocating it.
+    syn = nir.Linear(weight=np.broadcast_to(np.float32(0), (neurons, neurons)),
+                     metadata={"placement": {**place, "col_blocks": 1,
+                                             "dest_cores_per_spike": 0.0}})
+    graph = make_graph({"input": nir.Input(np.array([neurons])), "pop": lif, "syn": syn},
+                       [("input", "pop"), ("pop", "syn"), ("syn", "pop")], {})
+    spikes = round(p * neurons) * steps
+    stats = {"input": NodeStats(),
+             "pop": NodeStats(spikes=spikes, neuron_updates=neurons * steps),
+             "syn": NodeStats(synops=spikes * cores * s)}
+    rows = node_costs(graph, stats, chip, load_profile(chip.host), steps, tokens=1)
+    total = summarise(rows, chip, chips=1, cores=cores)["total"]
+    return total["chip_dynamic_energy_j"] / steps, total["chip_latency_s"] / (steps + 1)
+
+
+def sanafe_table() -> None:
+    print("1. SANA-FE random network (Loihi 1 figures), every core sending to every core; "
+          "per timestep, dynamic energy")
+    print(f"{'cores':>5} {'n/core':>6} {'spike %':>7} {'syn/msg':>7} {'SANA-FE nJ':>10} "
+          f"{'stac nJ':>9} {'energy':>7} {'SANA-FE us':>10} {'stac us':>8} {'latency':>8}")
+    errors: list[tuple[float, float]] = []
+    for cores in (1, 4, 32, 128):
+        for n in (64, 1024):
+            for p in (0.01, 0.1, 1.0):
+                for s in (1, 16):
+                    se, sl = sanafe_step(cores, n, p, s)
+                    te, tl = stac_step(cores, n, p, s)
+                    errors.append((te / se - 1, tl / sl - 1))
+                    if s == 16 or p == 0.1:
+                        print(f"{cores:>5} {n:>6} {p:>7.0%} {s:>7} {se * 1e9:>10.1f} "
+                              f"{te * 1e9:>9.1f} {te / se - 1:>+7.0%} {sl * 1e6:>10.2f} "
+                              f"{tl * 1e6:>8.2f} {tl / sl - 1:>+8.0%}")
+    e = np.array(errors)
+    print(f"over {len(e)} configurations: energy {e[:, 0].min():+.0%} to {e[:, 0].max():+.0%} "
+          f"(median {np.median(e[:, 0]):+.0%}), latency {e[:, 1].min():+.0%} to "
+          f"{e[:, 1].max():+.0%} (median {np.median(e[:, 1]):+.0%}) against SANA-FE's model")
+    print("   stac omits SANA-FE's per-spike soma energy (69.3 pJ) and message-in latency "
+          "(16 ns), prices a message at 76.8 pJ (SANA-FE 111 pJ), and uses a 299 ns barrier "
+          "where SANA-FE looks up 0.6 to 1.8 us by mapped tiles.\n")
+
+
+def davies_table() -> None:
+    p = load_profile("loihi1")
+    rows = [
+        ("synaptic op energy", "min 23.6 pJ", p.get("energy_pj", "synop"), "pJ"),
+        ("tile hop energy", "3.0 (E-W) / 4.2 (N-S) pJ", p.get("mesh", "hop_energy_pj"), "pJ"),
+        ("tile hop latency", "4.1 / 6.5 ns", p.get("mesh", "hop_latency_ns"), "ns"),
+        ("barrier per timestep", "0.6 to 1.8 us", p.get("latency_ns", "barrier"), "ns"),
+        ("compartments per core", "1024", p.get("chip", "neurons_per_core"), ""),
+        ("cores per chip", "128", p.get("chip", "cores_per_chip"), ""),
+    ]
+    print("2. Loihi 1 per-operation figures: published (Davies et al. 2018, FACTS.md) and the "
+          "loihi1 profile")
+    for name, published, value, unit in rows:
+        print(f"   {name:<24} published {published:<26} profile {value:g} {unit}")
+    print()
+
+
+def _import(path: Path, profile_name: str):
+    from stac.ir.nir_io import check_graph, read_nir
+    from stac.ir.passes import PIPELINE
+
+    profile = load_profile(profile_name)
+    graph = read_nir(path, dt=1e-4)
+    for _, fn in PIPELINE:
+        graph = check_graph(fn(graph, profile), path)
+    return graph, profile
+
+
+def braille_table() -> None:
+    from stac.sim.stepper import Stepper
+
+    x = np.load(REFERENCE / "03_rnn" / "braille_sample0_input.npy")
+    print("3a. NIR paper braille RNNs on sample 0 (256 steps): hidden-layer spikes and synaptic "
+          "ops per sample, and dynamic energy on loihi1 (stac's model) for each activity")
+    print(f"   {'graph':<18} {'activity':<10} {'spikes':>7} {'synops':>8} {'loihi1 uJ':>10}")
+    for variant in ("noDelay_bias_zero", "noDelay_noBias_subtract"):
+        graph, chip = _import(REFERENCE / "03_rnn" / f"braille_{variant}.nir", "loihi1")
+        result = Stepper(graph).run(x)
+        hidden = graph.nodes["lif1.lif"]
+        fanout = sum(np.asarray(graph.nodes[d].weight).shape[0]
+                     for s, d in graph.edges if s == "lif1.lif")
+        activities = {"stac": result.traces["lif1.lif"][:, 0].numpy()}
+        for f in sorted((REFERENCE / "03_rnn").glob(f"*_activity_{variant}.npy")):
+            a = np.load(f)
+            activities[f.name.split("_")[0]] = a.T if a.shape[0] != 256 else a
+        host = load_profile(chip.host)
+        for name, act in activities.items():
+            k = int(np.count_nonzero(act))
+            stats = dict(result.stats)
+            stats["lif1.lif"] = NodeStats(**{**vars(result.stats["lif1.lif"]), "spikes": k})
+            for s, d in graph.edges:
+                if s == "lif1.lif":
+                    width = np.asarray(graph.nodes[d].weight).shape[0]
+                    stats[d] = NodeStats(**{**vars(result.stats[d]), "synops": k * width})
+            rows = node_costs(graph, stats, chip, host, 256, 1)
+            energy = summarise(rows, chip, 1, 1)["total"]["chip_dynamic_energy_j"]
+            print(f"   {variant:<18} {name:<10} {k:>7} {k * fanout:>8} {energy * 1e6:>10.3f}")
+        assert hidden is not None
+    print()
+
+
+def _brute_force_synops(spikes: np.ndarray, node: nir.Conv2d) -> int:
+    """(input spike, output position) pairs a convolution reaches, counted axis by axis."""
+    from stac.sim.nir_neurons import conv2d_geometry
+
+    geo = conv2d_geometry(node)
+    w = np.asarray(node.weight)
+    out_c, _, kh, kw = w.shape
+    _, h, wd = spikes.shape
+    total = 0
+    for c, y, xx in zip(*np.nonzero(spikes)):
+        reach = 1
+        for pos, size, k, st, pad, dil in ((y, h, kh, geo["stride"][0], geo["padding"][0],
+                                            geo["dilation"][0]),
+                                           (xx, wd, kw, geo["stride"][1], geo["padding"][1],
+                                            geo["dilation"][1])):
+            out_n = (size + 2 * pad - dil * (k - 1) - 1) // st + 1
+            reach *= sum(1 for kk in range(k) for o in range(out_n)
+                         if o * st - pad + kk * dil == pos)
+        total += reach * out_c
+    return total
+
+
+def cnn_table() -> None:
+    from stac.sim.stepper import Stepper
+
+    path = REFERENCE / "02_cnn" / "cnn_sinabs.nir"
+    print("3b. NIR paper CNN (cnn_sinabs.nir): structure as placed by stac's partition pass")
+    print(f"   {'node':<6} {'type':<10} {'neurons':>8} {'weights':>8} {'loihi1 cores':>12} "
+          f"{'loihi2 cores':>12}")
+    placed = {p: _import(path, p)[0] for p in ("loihi1", "loihi2")}
+    g = placed["loihi1"]
+    for name in g.nodes:
+        pl = {p: placed[p].nodes[name].metadata.get("placement", {}) for p in placed}
+        if pl["loihi1"].get("unit") != "chip":
+            continue
+        w = getattr(g.nodes[name], "weight", None)
+        print(f"   {name:<6} {type(g.nodes[name]).__name__:<10} "
+              f"{pl['loihi1'].get('neurons', 0):>8} "
+              f"{0 if w is None else np.asarray(w).size:>8} {pl['loihi1']['cores']:>12} "
+              f"{pl['loihi2']['cores']:>12}")
+    rng = np.random.default_rng(0)
+    x = (rng.random((20, 2, 34, 34)) < 0.05).astype(np.float32)
+    result = Stepper(g).run(x, record="all")
+    conv = g.nodes["2"]
+    brute = sum(_brute_force_synops(result.traces["1"][t, 0].numpy(), conv) for t in range(20))
+    print(f"   synaptic ops of conv '2' over 20 steps of random input: stepper "
+          f"{result.stats['2'].synops}, brute force {brute} "
+          f"({'equal' if brute == result.stats['2'].synops else 'DIFFERENT'})\n")
+
+
+def llm_table() -> None:
+    from stac.frontend import ConversionConfig, convert, load_model
+    from stac.frontend.text import with_bos
+    from stac.ir.passes import run_passes
+    from stac.sim.semantics import RunContext
+    from stac.sim.simulator import Simulator
+
+    loaded = load_model("smollm2-135m")
+    graph = convert(loaded, ConversionConfig(timesteps=16, calibration_passages=4))
+    ids = with_bos(loaded.tokenizer, loaded.tokenizer(
+        "The history of computing is a story of machines.", return_tensors="pt").input_ids[0])
+    with torch.no_grad():
+        _, stats = Simulator(graph).run(RunContext(ids[None], steps=16))
+    chip = load_profile("loihi2")
+    placed = run_passes(graph, chip)
+    part = placed.metadata["partition"]
+    rows = node_costs(placed, stats, chip, load_profile(chip.host), 16, ids.numel())
+    t = summarise(rows, chip, part["chips"], part["cores"])["total"]
+    print("4. LLM context (not a validation: different model, method and system)")
+    print(f"   stac, SmolLM2-135M, T=16, loihi2: {t['energy_j'] * 1e3:.1f} mJ/token "
+          f"({t['chip_static_energy_j'] / t['energy_j']:.0%} static), "
+          f"{t['tokens_per_s']:.1f} tokens/s, {t['chips']} chips")
+    print("   Abreu et al. 2025 (measured, 2nd-hand): 370M MatMul-free LM on 24 Loihi 2 chips, "
+          "generation 405 mJ/token at 41.5 tokens/s\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--llm", action="store_true", help="also estimate the bundled SmolLM2")
+    args = parser.parse_args()
+    sanafe_table()
+    davies_table()
+    if REFERENCE.is_dir():
+        braille_table()
+        cnn_table()
+    else:
+        print(f"3. skipped: {REFERENCE} not found\n")
+    if args.llm:
+        llm_table()
+    print("Expected error: SANA-FE, the best published cycle-approximate model, is within 12 % "
+          "energy and 25 % latency of Loihi 1 on three applications; stac's simpler event model "
+          "differs from SANA-FE's by the ranges in table 1 on identical counts, so its error "
+          "against the chip is expected to be at least that large. No chip measurement is "
+          "available here to check it directly.")
+
+
+if __name__ == "__main__":
+    main()
