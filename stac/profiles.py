@@ -248,7 +248,8 @@ def load_profile_file(path: str | Path) -> Profile:
         raise _fail(path, "field 'backends' must be a list of backend names")
     return Profile(
         name=doc["name"], kind=kind, description=doc["description"], path=path, values=values,
-        sources=sources, backends=tuple(backends), host=doc.get("host"), ops=ops,
+        sources=sources, backends=tuple(backends),
+        host=doc["host"] if kind == "neuromorphic" else None, ops=ops,
         precision=doc.get("precision"),
     )
 
@@ -294,3 +295,15 @@ def key_figures(profile: Profile) -> dict[str, str]:
         "synop": f"{profile.get('energy_pj', 'synop'):g} pJ",
         "max chips": f"{c['max_chips']}",
     }
+
+
+def format_profiles() -> list[str]:
+    """One block per bundled profile: name, kind, description, key figures (for the CLI)."""
+    lines = []
+    for name in profile_names():
+        p = load_profile(name)
+        figures = "; ".join(f"{k} {v}" for k, v in key_figures(p).items())
+        extra = f", host {p.host}, backends {', '.join(p.backends) or '-'}" if p.host else ""
+        lines.append(f"{p.name:<18} {p.kind:<12} {p.description}{extra}")
+        lines.append(f"{'':<18} {figures}")
+    return lines

@@ -30,3 +30,72 @@ def quantise_weight(
 def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """The float32 weight that ``(q, scale)`` stands for."""
     return (q.astype(np.float64) * scale.astype(np.float64)[:, None]).astype(np.float32)
+
+
+def quantise_uniform(values: np.ndarray, bits: int, signed: bool = True) -> tuple[np.ndarray, float]:
+    """Round ``values`` to integers on one grid whose largest magnitude uses all ``bits``.
+
+    Returns ``(q, unit)``: ``q`` int64 in ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` (signed) or
+    ``[0, 2**bits - 1]`` (unsigned), and the float ``unit`` so that ``q * unit`` approximates
+    ``values``. Used for neuron parameters (thresholds), which a chip holds as integers in the
+    unit of its neuron state. An all-zero array gets unit 1.
+    """
+    if not 1 <= bits <= 32:
+        raise ValueError(f"bits must be in 1..32, got {bits}")
+    v = np.asarray(values, dtype=np.float64)
+    if not signed and np.any(v < 0):
+        raise ValueError("unsigned quantisation of negative values")
+    qmax = 2 ** (bits - 1) - 1 if signed else 2**bits - 1
+    if qmax < 1:
+        raise ValueError(f"{bits} signed bit(s) hold no non-zero level")
+    peak = float(np.abs(v).max()) if v.size else 0.0
+    unit = peak / qmax if peak > 0 else 1.0
+    lo = -qmax if signed else 0
+    return np.clip(np.rint(v / unit), lo, qmax).astype(np.int64), unit
+
+
+def mantissa_exponent(
+    values: np.ndarray, mantissa_bits: int, exponent_bits: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Write integer-unit ``values`` as ``mantissa * 2**exponent`` (Loihi's bias format).
+
+    ``mantissa`` is signed ``mantissa_bits``, ``exponent`` unsigned ``exponent_bits``; each value
+    takes the smallest exponent whose mantissa fits. Returns ``(mantissa, exponent,
+    saturated)``, ``saturated`` marking values too large for the largest exponent (clipped).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    mmax = 2 ** (mantissa_bits - 1) - 1
+    emax = 2**exponent_bits - 1
+    need = np.ceil(np.log2(np.maximum(np.abs(v), 1e-300) / mmax))
+    exp = np.clip(need, 0, emax).astype(np.int64)
+    mant = np.rint(v / 2.0**exp)
+    saturated = np.abs(mant) > mmax
+    return np.clip(mant, -mmax, mmax).astype(np.int64), exp, saturated
+
+
+def accumulator_shift(q: np.ndarray, input_bits: int) -> int:
+    """Right shift (bits) that makes the largest per-step input of any row fit ``input_bits``.
+
+    A neuron fed by integer weights ``q`` ``[out, in]`` and unit spikes receives at most
+    ``sum_j |q_ij|`` in one step; a chip whose synaptic input register is ``input_bits`` signed
+    bits (Lava's Dense ``a_out``: 16) must shift that down by this many bits -- Loihi's
+    ``weight_exp`` is its negative. 0 when it fits.
+    """
+    q = np.asarray(q)
+    worst = float(np.abs(q).sum(axis=1, dtype=np.int64 if q.dtype.kind in "iu" else np.float64)
+                  .max()) if q.size else 0.0
+    limit = 2 ** (input_bits - 1) - 1
+    return 0 if worst <= limit else int(np.ceil(np.log2(worst / limit)))
+
+
+def error_stats(reference: np.ndarray, approx: np.ndarray) -> dict[str, float | None]:
+    """How far ``approx`` is from ``reference``: relative RMS, largest absolute, SQNR in dB
+    (None when there is no error)."""
+    ref = np.asarray(reference)
+    diff = np.asarray(approx) - ref  # in the inputs' precision; sums in float64
+    signal = float(np.sum(np.square(ref), dtype=np.float64))
+    noise = float(np.sum(np.square(diff), dtype=np.float64))
+    rel = float(np.sqrt(noise / signal)) if signal > 0 else float(np.sqrt(noise) > 0)
+    sqnr = float(10 * np.log10(signal / noise)) if noise > 0 and signal > 0 else None
+    return {"rel_rms": rel, "max_abs": float(np.abs(diff).max()) if diff.size else 0.0,
+            "sqnr_db": sqnr}

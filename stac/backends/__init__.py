@@ -8,6 +8,8 @@ lists that is registered; ``my-chip.toml:sim`` names it).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stac.backends.base import Backend
 from stac.backends.sim import SimBackend
 from stac.errors import StacError
@@ -70,4 +72,13 @@ def resolve_target(target: str) -> tuple[Profile, Backend]:
                     f"(or the path of a profile file)")
 
 
-__all__ = ["BACKENDS", "Backend", "resolve_target", "targets"]
+def target_label(target: str) -> str:
+    """A file-name-safe label for a target: the name, or a profile file's stem (+ backend)."""
+    path, backend = _split(target)
+    if target in targets() or not is_profile_path(path):
+        return target
+    stem = Path(path).stem
+    return f"{stem}-{backend}" if backend else stem
+
+
+__all__ = ["BACKENDS", "Backend", "resolve_target", "target_label", "targets"]

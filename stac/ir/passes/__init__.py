@@ -8,14 +8,20 @@ from typing import Callable
 import nir
 
 from stac.ir.graph import verify
+from stac.ir.passes.legality import legality, legality_report
 from stac.ir.passes.partition import partition
+from stac.ir.passes.place import place
+from stac.ir.passes.quantise import quantise
 from stac.profiles import Profile
 
 log = logging.getLogger(__name__)
 
 #: The pipeline, top to bottom. The verifier runs after every pass.
 PIPELINE: list[tuple[str, Callable[[nir.NIRGraph, Profile], nir.NIRGraph]]] = [
-    ("partition", partition),
+    ("quantise", quantise),  # weights and neuron parameters to the profile's widths
+    ("partition", partition),  # chip or host per op; split chip ops into cores
+    ("place", place),  # cores onto the mesh, fewer hops x spikes
+    ("legality", legality),  # every limit checked; raises when the network does not fit
 ]
 
 
@@ -27,4 +33,5 @@ def run_passes(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     return graph
 
 
-__all__ = ["PIPELINE", "partition", "run_passes"]
+__all__ = ["PIPELINE", "legality", "legality_report", "partition", "place", "quantise",
+           "run_passes"]

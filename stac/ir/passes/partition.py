@@ -1,83 +1,274 @@
-"""Partition pass: split host from chip work and count the cores the chip part needs.
+"""Partition pass: decide where each op runs, and split chip ops into cores within every limit.
 
-A node runs on the chip when the profile lists its type in ``chip_ops`` and, for a linear map,
-when every input is spikes. Each chip node gets ``ceil`` of its neurons over neurons per core,
-or of its synapse bytes over synaptic memory per core, whichever is larger; a linear map's
-neurons are its output compartments, which hold its synapses. Fan-in and fan-out limits and
-placement on the mesh are not modelled yet and the report says so.
+Where: a node runs on the chip when the profile's ``[ops]`` table says so and, for a synaptic
+or routing node, when all its inputs are spikes (``common.chip_assignment``). Everything else
+runs on the host profile.
+
+How many cores, for a synaptic node ``[out, in]`` (Linear, Affine) fed by sources whose
+channels take ``u`` input axons each (the ``units`` of the source's op, e.g. 2 for a signed
+train on binary-spike chips):
+
+- a core holds a block of ``rows x cols`` synapses and the ``rows`` compartments they feed;
+- ``cols * u <= chip.axons_in_per_core`` (fan-in) and ``rows * cols * weight_bits <= 8 *
+  chip.synaptic_memory_bytes_per_core``; ``rows <= chip.neurons_per_core`` and
+  ``rows <= chip.axons_out_per_core`` (one route out per compartment);
+- when a neuron's fan-in is larger than one core takes, its inputs are split over ``k``
+  column blocks whose partial sums travel as graded spikes to accumulator compartments (extra
+  cores). On a chip without graded spikes no split can fit: a hard error naming the layer;
+- blocks are balanced, so every synapse and compartment is in exactly one core.
+
+Neuron nodes (and SumPool2d) take ``channels x units`` neurons; each channel sends to every
+core that holds its column (``fanout`` destination cores), so a core holds at most
+``axons_out_per_core / (units x fanout)`` channels, and a channel whose fanout exceeds
+``chip.neuron_fanout_cores`` is a hard error (stac generates no relay neurons). Flatten is a
+relabelling: no cores.
+
+Cores get consecutive global ids in data-flow order; each chip node's ``placement`` metadata
+lists its blocks (``BLOCK_COLUMNS``), and ``graph.metadata["partition"]`` holds the totals. A
+network needing more than ``chip.max_chips`` chips is an error. Errors are recorded as issues
+for the legality pass, which raises; the partition itself always completes, so that a report
+can show every problem at once.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import nir
 import numpy as np
 
-from stac.errors import StacError
-from stac.ir.analysis import EVENT_ROUTING_TYPES, event_nodes
-from stac.ir.graph import make_graph, output_shape, predecessors
-from stac.ir.nodes import SignedIF, StacNode
+from stac.ir.graph import output_shape, predecessors, successors
+from stac.ir.passes.common import WEIGHTED_TYPES, chip_assignment, issue, node_order, rebuild, \
+    with_metadata
 from stac.profiles import Profile
 
-
-def with_metadata(node: Any, **extra: Any) -> Any:
-    """A copy of ``node`` whose metadata has ``extra`` added (the input is left untouched)."""
-    metadata = {**node.metadata, **extra}
-    if isinstance(node, StacNode):
-        return dataclasses.replace(node, metadata=metadata)
-    clone = copy.copy(node)
-    clone.metadata = metadata
-    return clone
+#: Columns of a placement's ``blocks`` array, one row per core. Accumulator cores have
+#: ``col0 = col1 = -1``; neuron cores have ``col0 = col1 = 0``.
+BLOCK_COLUMNS = ("row0", "row1", "col0", "col1", "neurons", "synapses", "synapse_bytes",
+                 "axons_in", "axons_out")
 
 
-def _chip_need(node: Any, profile: Profile) -> tuple[int, int]:
-    """(neurons, synapse bytes) of one chip node."""
-    if isinstance(node, SignedIF):
-        return int(node.threshold.shape[0]), 0
-    if not isinstance(node, (nir.Linear, nir.Affine)):  # NIR neurons, Conv2d, routing
-        neurons = int(np.prod(output_shape(node))) if not isinstance(node, EVENT_ROUTING_TYPES) else 0
-        weight = getattr(node, "weight", None)
-        syn = 0 if weight is None else int(np.asarray(weight).size)
-        return neurons, syn * int(profile.get("chip", "weight_bits")) // 8
-    out_f, in_f = node.weight.shape
-    return int(out_f), int(out_f) * int(in_f) * int(profile.get("chip", "weight_bits")) // 8
+@dataclass(frozen=True)
+class Limits:
+    """The profile's per-core limits, as integers."""
+
+    neurons: int
+    memory_bits: int
+    axons_in: int
+    axons_out: int
+    fanout: int
+    weight_bits: int
+    graded: bool
+
+    @classmethod
+    def of(cls, p: Profile) -> "Limits":
+        c = p.values["chip"]
+        return cls(int(c["neurons_per_core"]), 8 * int(c["synaptic_memory_bytes_per_core"]),
+                   int(c["axons_in_per_core"]), int(c["axons_out_per_core"]),
+                   int(c["neuron_fanout_cores"]), int(c["weight_bits"]),
+                   bool(p.get("spikes", "graded")))
+
+
+def _ranges(total: int, parts: int) -> list[tuple[int, int]]:
+    """``total`` items in ``parts`` balanced consecutive ranges."""
+    edges = [total * i // parts for i in range(parts + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(parts)]
+
+
+def _bytes(synapses: int, bits: int) -> int:
+    return (synapses * bits + 7) // 8
+
+
+class _Partitioner:
+    def __init__(self, graph: nir.NIRGraph, profile: Profile) -> None:
+        self.graph, self.profile, self.lim = graph, profile, Limits.of(profile)
+        self.on_chip = chip_assignment(graph, profile)
+        self.pre, self.post = predecessors(graph), successors(graph)
+        self.issues: list[dict[str, str]] = []
+        self.splits: dict[str, dict[str, Any]] = {}
+
+    # -- helpers following Flatten, which is only a relabelling -------------------------
+    def _is_relabel(self, name: str) -> bool:
+        return isinstance(self.graph.nodes[name], nir.Flatten) and self.on_chip[name]
+
+    def units_in(self, name: str) -> int:
+        """Input axons per input channel of ``name``: the sum of its sources' units."""
+        total = 0
+        for p in self.pre[name]:
+            total += self.units_in(p) if self._is_relabel(p) else self.profile.units(
+                self.graph.nodes[p])
+        return max(total, 1)
+
+    def dest_cores(self, name: str) -> int:
+        """Cores one channel of ``name`` sends to (1 for a route to the host)."""
+        total = 0
+        for s in self.post[name]:
+            if not self.on_chip[s]:
+                total += 1
+            elif self._is_relabel(s):
+                total += self.dest_cores(s)
+            elif s in self.splits and "row_blocks" in self.splits[s]:
+                total += self.splits[s]["row_blocks"]
+            else:
+                total += 1
+        return max(total, 1)
+
+    # -- synaptic nodes -----------------------------------------------------------------
+    def weights(self, name: str, node: Any) -> dict[str, Any]:
+        lim = self.lim
+        w = np.asarray(node.weight)
+        out_f, fan_in = int(w.shape[0]), int(np.prod(w.shape[1:]))
+        u = self.units_in(name)
+        conv = not isinstance(node, (nir.Linear, nir.Affine))
+        rows_out = int(np.prod(output_shape(node))) if conv else out_f
+        kernel_bits = int(w.size) * lim.weight_bits
+        c_max = min(lim.axons_in // u, (lim.memory_bits - (kernel_bits if conv else 0))
+                    // (1 if conv else lim.weight_bits))
+        if conv and kernel_bits > lim.memory_bits:
+            self.issues.append(issue("error", name, "chip.synaptic_memory_bytes_per_core",
+                                     f"{name}: its {_bytes(int(w.size), lim.weight_bits)}-byte "
+                                     "kernel does not fit one core's synaptic memory"))
+            c_max = lim.axons_in // u
+        if c_max < 1:
+            self.issues.append(issue("error", name, "chip.axons_in_per_core",
+                                     f"{name}: one input channel needs {u} axons, more than a "
+                                     f"core's {lim.axons_in}"))
+            c_max = 1
+        col_blocks = 1
+        if fan_in > c_max:
+            col_blocks = math.ceil(fan_in / c_max)
+            limit = ("chip.axons_in_per_core" if lim.axons_in // u <= c_max
+                     else "chip.synaptic_memory_bytes_per_core")
+            if lim.graded:
+                self.issues.append(issue(
+                    "note", name, limit,
+                    f"{name}: fan-in {fan_in} x {u} axon(s) exceeds one core ({limit} allows "
+                    f"{c_max} inputs); split over {col_blocks} cores whose partial sums go to "
+                    "accumulator neurons as graded spikes"))
+            else:
+                self.issues.append(issue(
+                    "error", name, limit,
+                    f"{name}: fan-in {fan_in} x {u} axon(s) exceeds one core ({limit} allows "
+                    f"{c_max} inputs) and {self.profile.name} spikes carry no payload "
+                    "(spikes.graded = false), so no split of its neurons can fit"))
+        cols = _ranges(fan_in, col_blocks)
+        widest = max(b - a for a, b in cols)
+        per_row_bits = 0 if conv else widest * lim.weight_bits
+        mem_rows = (lim.memory_bits - (kernel_bits if conv else 0)) // per_row_bits \
+            if per_row_bits else lim.neurons
+        axon_rows = lim.axons_in // (widest * u) if conv else lim.neurons
+        r_max = max(1, min(lim.neurons, lim.axons_out, mem_rows, max(axon_rows, 1)))
+        row_blocks = math.ceil(rows_out / r_max)
+        blocks = []
+        for r0, r1 in _ranges(rows_out, row_blocks):
+            for c0, c1 in cols:
+                syn = (r1 - r0) * (c1 - c0)
+                axons = (c1 - c0) * u if not conv else min((c1 - c0) * u * (r1 - r0),
+                                                              fan_in * u)
+                blocks.append((r0, r1, c0, c1, r1 - r0, syn,
+                               _bytes(int(w.size), lim.weight_bits) if conv
+                               else _bytes(syn, lim.weight_bits), axons, r1 - r0))
+        if col_blocks > 1:  # accumulators: fan-in col_blocks partial sums per neuron
+            per_acc = max(1, min(lim.neurons, lim.axons_out, lim.axons_in // col_blocks,
+                                 lim.memory_bits // (col_blocks * lim.weight_bits)))
+            for r0, r1 in _ranges(rows_out, math.ceil(rows_out / per_acc)):
+                syn = (r1 - r0) * col_blocks
+                blocks.append((r0, r1, -1, -1, r1 - r0, syn, _bytes(syn, lim.weight_bits), syn,
+                               r1 - r0))
+        return {"row_blocks": row_blocks, "col_blocks": col_blocks, "blocks": blocks}
+
+    # -- neurons and pooling ------------------------------------------------------------
+    def neurons(self, name: str, node: Any) -> dict[str, Any]:
+        lim = self.lim
+        channels = int(np.prod(output_shape(node)))
+        units = self.profile.units(node)
+        fanout = self.dest_cores(name)
+        n_in = max(len(self.pre[name]), 1)
+        if fanout > lim.fanout:
+            self.issues.append(issue(
+                "error", name, "chip.neuron_fanout_cores",
+                f"{name}: each neuron must reach {fanout} cores, above the "
+                f"{lim.fanout} a {self.profile.name} neuron can address (no relay neurons are "
+                "generated)"))
+        per_core = min(lim.neurons // units, lim.axons_out // (units * fanout), lim.axons_in // n_in)
+        if per_core < 1:
+            self.issues.append(issue(
+                "error", name, "chip.axons_out_per_core",
+                f"{name}: one channel needs {units * fanout} output axons, more than a core's "
+                f"{lim.axons_out}"))
+            per_core = 1
+        elif lim.axons_out // (units * fanout) < lim.neurons // units:
+            self.issues.append(issue(
+                "note", name, "chip.axons_out_per_core",
+                f"{name}: fan-out to {fanout} cores limits a core to {per_core} of its "
+                f"{channels} channels (neurons_per_core alone would allow "
+                f"{lim.neurons // units})"))
+        blocks = [(r0, r1, 0, 0, (r1 - r0) * units, 0, 0, (r1 - r0) * n_in,
+                   (r1 - r0) * units * fanout)
+                  for r0, r1 in _ranges(channels, math.ceil(channels / per_core))]
+        return {"fanout_cores": fanout, "units": units, "blocks": blocks}
+
+    def run(self) -> nir.NIRGraph:
+        order = node_order(self.graph)
+        for name in reversed(order):  # consumers first: a neuron's fanout needs their splits
+            node = self.graph.nodes[name]
+            if self.on_chip[name] and isinstance(node, WEIGHTED_TYPES):
+                self.splits[name] = self.weights(name, node)
+        for name in order:
+            node = self.graph.nodes[name]
+            if self.on_chip[name] and name not in self.splits and not self._is_relabel(name):
+                self.splits[name] = self.neurons(name, node)
+        nodes: dict[str, Any] = {}
+        next_core = 0
+        totals = {"neurons": 0, "synapses": 0, "synapse_bytes": 0}
+        for name in order:
+            node = self.graph.nodes[name]
+            if not self.on_chip[name]:
+                nodes[name] = with_metadata(node, placement={"unit": "host"})
+                continue
+            split = self.splits.get(name, {"blocks": []})
+            blocks = np.asarray(split.pop("blocks"), dtype=np.int64).reshape(-1, len(BLOCK_COLUMNS))
+            sums = {k: int(blocks[:, BLOCK_COLUMNS.index(k)].sum()) for k in totals}
+            for k in totals:
+                totals[k] += sums[k]
+            cores = int(blocks.shape[0])
+            nodes[name] = with_metadata(node, placement={
+                "unit": "chip", "cores": cores, "first_core": next_core, **sums, **split,
+                "blocks": blocks})
+            next_core += cores
+        nodes = {n: nodes[n] for n in self.graph.nodes}  # keep the graph's own order
+        return self._finish(nodes, next_core, totals)
+
+    def _finish(self, nodes: dict[str, Any], cores: int, totals: dict[str, int]) -> nir.NIRGraph:
+        c = self.profile.values["chip"]
+        chips = math.ceil(cores / c["cores_per_chip"])
+        if chips > c["max_chips"]:
+            self.issues.append(issue(
+                "error", "-", "chip.max_chips",
+                f"the network needs {chips} {self.profile.name} chips ({cores} cores); the "
+                f"profile allows at most {c['max_chips']}"))
+        host = [n for n, on in self.on_chip.items() if not on]
+        if host:
+            kinds = sorted({type(self.graph.nodes[n]).__name__ for n in host} - {"Input", "Output"})
+            self.issues.append(issue("note", "-", "ops", f"{len(host)} node(s) run on the host "
+                                                        f"({', '.join(kinds) or 'Input/Output only'})"))
+        util = {
+            "neurons": totals["neurons"] / (cores * self.lim.neurons) if cores else 0.0,
+            "synaptic_memory": 8 * totals["synapse_bytes"] / (cores * self.lim.memory_bits)
+            if cores else 0.0,
+            "cores": cores / (chips * c["cores_per_chip"]) if chips else 0.0,
+        }
+        summary = {"profile": self.profile.name, "cores": cores, "chips": chips, **totals,
+                   "utilisation": util, "chip_nodes": len(self.on_chip) - len(host),
+                   "host_nodes": len(host)}
+        return rebuild(self.graph, nodes, "partition", self.issues, partition=summary)
 
 
 def partition(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
-    npc = profile.get("chip", "neurons_per_core")
-    mem = profile.get("chip", "synaptic_memory_bytes_per_core")
-    pre = predecessors(graph)
-    spiking = event_nodes(graph)
-    nodes: dict[str, Any] = {}
-    total_cores = 0
-    for name, node in graph.nodes.items():
-        kind = type(node).__name__
-        on_chip = kind in profile.chip_ops
-        if on_chip and isinstance(node, (nir.Linear, nir.Affine, nir.Conv2d) + EVENT_ROUTING_TYPES):
-            on_chip = bool(pre[name]) and all(p in spiking for p in pre[name])
-        if not on_chip:
-            nodes[name] = with_metadata(node, placement={"unit": "host"})
-            continue
-        neurons, syn_bytes = _chip_need(node, profile)
-        cores = max(math.ceil(neurons / npc), math.ceil(syn_bytes / mem), 1)
-        total_cores += cores
-        nodes[name] = with_metadata(
-            node,
-            placement={"unit": "chip", "cores": cores, "neurons": neurons,
-                       "synapse_bytes": syn_bytes},
-        )
-    chips = math.ceil(total_cores / profile.get("chip", "cores_per_chip"))
-    if chips > profile.get("chip", "max_chips"):
-        raise StacError(
-            f"the network needs {chips} {profile.name} chips ({total_cores} cores); the profile "
-            f"allows at most {int(profile.get('chip', 'max_chips'))}"
-        )
-    metadata = {
-        **graph.metadata,
-        "partition": {"profile": profile.name, "cores": total_cores, "chips": chips},
-    }
-    return make_graph(nodes, graph.edges, metadata)
+    """Assign every node to chip or host and split chip nodes into cores (see module doc)."""
+    return _Partitioner(graph, profile).run()
+
+
+__all__ = ["BLOCK_COLUMNS", "partition", "with_metadata"]

@@ -1,0 +1,85 @@
+"""Helpers the passes share: copying nodes with changes, where each node runs, issues.
+
+An *issue* is one line of the legality report: a level (``error``, ``warning`` or ``note``),
+the layer (node) it concerns, the profile limit it is about (a profile field such as
+``chip.axons_in_per_core``, or ``-``), and a sentence. Passes record issues in
+``graph.metadata["issues"][<pass>]``; the legality pass gathers them.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import nir
+
+from stac.ir.analysis import EVENT_ROUTING_TYPES, SPIKING_TYPES, event_nodes
+from stac.ir.graph import make_graph, predecessors, topo_order
+from stac.ir.nodes import StacNode
+from stac.profiles import Profile
+
+#: Nodes whose parameters are synaptic weights (a matrix or a kernel).
+WEIGHTED_TYPES: tuple[type, ...] = (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)
+#: Neuron-like nodes that hold state but never spike (leaky integrators).
+INTEGRATOR_TYPES: tuple[type, ...] = (nir.LI, nir.CubaLI, nir.I)
+LEVELS = ("error", "warning", "note")
+
+
+def with_metadata(node: Any, **extra: Any) -> Any:
+    """A copy of ``node`` whose metadata has ``extra`` added (the input is left untouched)."""
+    return replace_fields(node, metadata={**(node.metadata or {}), **extra})
+
+
+def replace_fields(node: Any, **fields: Any) -> Any:
+    """A copy of ``node`` with ``fields`` replaced; arrays not replaced stay shared."""
+    if isinstance(node, StacNode):
+        return dataclasses.replace(node, **fields)
+    clone = copy.copy(node)
+    for key, value in fields.items():
+        setattr(clone, key, value)
+    return clone
+
+
+def is_neuron(node: Any) -> bool:
+    """Spiking neurons (any type in ``SPIKING_TYPES``) and non-spiking integrators."""
+    return isinstance(node, SPIKING_TYPES + INTEGRATOR_TYPES)
+
+
+def chip_assignment(graph: nir.NIRGraph, profile: Profile) -> dict[str, bool]:
+    """Whether each node runs on the chip.
+
+    A node runs on the chip when the profile's ``[ops]`` table says so and, for a synaptic or
+    routing node, when every input is spikes (a weight matrix driven by a float value is a
+    dense matmul, which stays on the host).
+    """
+    pre = predecessors(graph)
+    events = event_nodes(graph)
+    out = {}
+    for name, node in graph.nodes.items():
+        on_chip = profile.runs_on_chip(node)
+        if on_chip and isinstance(node, WEIGHTED_TYPES + EVENT_ROUTING_TYPES):
+            on_chip = bool(pre[name]) and all(p in events for p in pre[name])
+        out[name] = on_chip
+    return out
+
+
+def node_order(graph: nir.NIRGraph) -> list[str]:
+    """Data-flow order when the graph is acyclic, else the graph's own order (recurrent NIR)."""
+    try:
+        return topo_order(graph)
+    except ValueError:
+        return list(graph.nodes)
+
+
+def issue(level: str, node: str, limit: str, message: str) -> dict[str, str]:
+    if level not in LEVELS:
+        raise ValueError(f"issue level must be one of {LEVELS}, got {level!r}")
+    return {"level": level, "node": node, "limit": limit, "message": message}
+
+
+def rebuild(graph: nir.NIRGraph, nodes: dict[str, Any], pass_name: str,
+            issues: list[dict[str, str]], **metadata: Any) -> nir.NIRGraph:
+    """The pass's output graph: same edges, new nodes, the pass's metadata and issues."""
+    recorded = {**graph.metadata.get("issues", {}), pass_name: issues}
+    return make_graph(nodes, graph.edges, {**graph.metadata, **metadata, "issues": recorded})

@@ -1,0 +1,283 @@
+"""Quantise pass: weights and neuron parameters of every chip node to the profile's widths.
+
+Weights (Linear, Affine, Conv): signed ``chip.weight_bits`` integers with one scale per output
+row (``stac.quant.quantise_weight``, the quantiser full-mode conversion uses). A row's scale is
+the unit of its neuron's input; the chip's neuron holds its own threshold in that unit, so the
+per-row factor costs nothing on the chip. Beside it each layer gets Loihi's shared
+power-of-two exponent ``weight_exp``: the right shift that keeps the largest one-step input of
+any row inside the synaptic input register (``fixed_point.input_bits``), clipped to
+``fixed_point.weight_exp_min .. weight_exp_max``. The stored weight becomes the dequantised
+value, so the simulator runs the quantised network; the accumulator shift is reported, not
+simulated.
+
+On a chip whose spikes carry no payload (``spikes.graded = false``) a SignedIF's spike value
+(its threshold) cannot ride on the spike, so it is folded into the synapses: the matrix that
+must fit ``weight_bits`` is ``W diag(theta)``, and that is what is quantised and measured.
+
+A node already quantised (``metadata["quant"]``, as full-mode conversion writes) is carried when
+its integers fit the profile's bits and its scale; otherwise it is re-quantised and the report
+says so.
+
+Neuron parameters (any type in ``SPIKING_TYPES``, and the leaky integrators): thresholds on one
+unsigned grid per layer of ``fixed_point.threshold_bits`` (fewer when the neuron's drive comes
+straight from the host and must fit ``input_bits``, or its spike value must fit a graded
+payload); ``v_leak`` in Loihi's bias format (``bias_mantissa_bits`` x 2^``bias_exp_bits``) and
+``v_reset`` on the same grid; decays ``dt / tau`` to ``fixed_point.decay_bits`` fractional bits.
+Errors are recorded per layer in ``graph.metadata["quantise"]["layers"]``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import nir
+import numpy as np
+
+from stac.ir.graph import predecessors
+from stac.ir.nodes import SignedIF
+from stac.ir.passes.common import WEIGHTED_TYPES, chip_assignment, is_neuron, issue, rebuild, \
+    replace_fields
+from stac.profiles import Profile
+from stac.quant import accumulator_shift, dequantise, error_stats, mantissa_exponent, \
+    quantise_uniform, quantise_weight
+
+THRESHOLD_FIELDS = ("threshold", "v_threshold")
+TAU_FIELDS = ("tau", "tau_mem", "tau_syn")
+#: A layer whose weights move by more than this relative RMS error is warned about.
+WARN_REL_RMS = 0.05
+#: A threshold held in fewer integer levels than this is warned about.
+COARSE_LEVELS = 16
+
+
+def _spike_values(node: Any) -> np.ndarray | None:
+    """Per-channel value a spike of ``node`` stands for, when it is not 1."""
+    return np.asarray(node.threshold, dtype=np.float64) if isinstance(node, SignedIF) else None
+
+
+def _carried(node: Any, bits: int) -> dict[str, Any] | None:
+    """The node's existing quantisation, if its weights sit on a grid of at most ``bits``."""
+    quant = (node.metadata or {}).get("quant")
+    if not isinstance(quant, dict) or int(quant.get("bits", 99)) > bits:
+        return None
+    w = np.asarray(node.weight, dtype=np.float64).reshape(node.weight.shape[0], -1)
+    scale = np.asarray(quant.get("scale"), dtype=np.float64).reshape(-1)
+    if scale.shape != (w.shape[0],) or not np.all(scale > 0):
+        return None
+    q = w / scale[:, None]
+    if not np.allclose(q, np.rint(q), atol=1e-3) or np.abs(np.rint(q)).max() > 2 ** (bits - 1) - 1:
+        return None
+    return quant
+
+
+def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
+             issues: list[dict[str, str]]) -> tuple[Any, dict[str, Any]]:
+    fx = profile.values["fixed_point"]
+    bits = int(profile.get("chip", "weight_bits"))
+    graded = bool(profile.get("spikes", "graded"))
+    shape = node.weight.shape
+    w = np.asarray(node.weight, dtype=np.float32).reshape(shape[0], -1)
+    values = [_spike_values(p) for p in pre]
+    fold = None
+    if not graded and any(v is not None for v in values) and len(pre) == 1 and values[0] is not None \
+            and values[0].shape[0] == w.shape[1]:
+        fold = values[0]
+    elif not graded and any(v is not None for v in values):
+        issues.append(issue("error", name, "spikes.graded",
+                            f"{name}: spike values of its inputs cannot be folded into a "
+                            f"{tuple(shape)} kernel on {profile.name}, whose spikes carry no "
+                            "payload"))
+    existing = _carried(node, bits) if fold is None else None
+    record: dict[str, Any] = {"kind": "weights", "bits": bits, "scheme": "per-channel"}
+    if existing is not None:
+        q = np.rint(w / np.asarray(existing["scale"], np.float32).reshape(-1)[:, None]).astype(
+            np.int32)
+        record.update(status="carried", bits=int(existing["bits"]),
+                      rel_rms=existing.get("rel_rms"), max_abs=existing.get("max_abs"),
+                      sqnr_db=existing.get("sqnr_db"))
+        scale = np.asarray(existing["scale"], np.float32).reshape(-1)
+        new_w = node.weight
+    else:
+        w_eff = w * fold[None, :].astype(np.float32) if fold is not None else w
+        q, scale = quantise_weight(w_eff, bits, per_channel=True)
+        wq_eff = dequantise(q, scale)
+        record.update(error_stats(w_eff, wq_eff))
+        record["zeroed"] = float(np.count_nonzero((q == 0) & (w_eff != 0)) / max(w.size, 1))
+        wq = wq_eff / fold[None, :].astype(np.float32) if fold is not None else wq_eff
+        new_w = wq.reshape(shape).astype(node.weight.dtype, copy=False)
+        del w_eff, wq_eff, wq
+        status = "requantised" if "quant" in (node.metadata or {}) else "quantised"
+        record["status"] = status
+        if status == "requantised":
+            issues.append(issue("note", name, "chip.weight_bits",
+                                f"{name}: its earlier quantisation does not fit {profile.name}"
+                                f" ({bits}-bit weights{', spike values folded' if fold is not None else ''}); re-quantised"))
+        if fold is not None:
+            record["folded_spike_values"] = True
+            spread = float(fold.max() / fold.min())
+            issues.append(issue("note", name, "spikes.graded",
+                                f"{name}: binary spikes carry no value, so the encoder's "
+                                f"thresholds (max/min {spread:.3g}) are folded into its "
+                                f"{bits}-bit synapses"))
+        if record["rel_rms"] > WARN_REL_RMS:
+            issues.append(issue("warning", name, "chip.weight_bits",
+                                f"{name}: {bits}-bit weights move it by {record['rel_rms']:.1%} "
+                                f"relative RMS (SQNR {record['sqnr_db']:.1f} dB)"))
+    shift = accumulator_shift(q, int(fx["input_bits"]))
+    weight_exp = max(-shift, int(fx["weight_exp_min"]))
+    if -shift < int(fx["weight_exp_min"]):
+        issues.append(issue("warning", name, "fixed_point.weight_exp_min",
+                            f"{name}: the worst-case one-step input needs a right shift of "
+                            f"{shift} bits, beyond weight_exp_min = {fx['weight_exp_min']}: "
+                            f"the {fx['input_bits']}-bit input register can overflow"))
+    record.update(weight_exp=weight_exp, accumulator_shift=shift)
+    fields: dict[str, Any] = {"weight": new_w}
+    if isinstance(node, nir.Affine) and existing is None:
+        fields["bias"], bias_rec = _bias(name, node.bias, scale, profile, issues)
+        record.update(bias_rec)
+    quant_meta = {"bits": record["bits"], "scheme": "per-channel", "scale": scale,
+                  "weight_exp": weight_exp, "profile": profile.name,
+                  **{k: record[k] for k in ("rel_rms", "max_abs", "sqnr_db")}}
+    return replace_fields(node, **fields, metadata={**(node.metadata or {}), "quant": quant_meta}), record
+
+
+def _bias(name: str, bias: np.ndarray, scale: np.ndarray, profile: Profile,
+          issues: list[dict[str, str]]) -> tuple[np.ndarray, dict[str, Any]]:
+    """An Affine bias in Loihi's mantissa/exponent format, in units of each row's scale."""
+    fx = profile.values["fixed_point"]
+    b = np.asarray(bias, dtype=np.float64)
+    unit = np.asarray(scale, np.float64).reshape(-1)
+    mant, exp, sat = mantissa_exponent(b / unit, int(fx["bias_mantissa_bits"]),
+                                       int(fx["bias_exp_bits"]))
+    bq = mant * 2.0**exp * unit
+    if sat.any():
+        issues.append(issue("warning", name, "fixed_point.bias_mantissa_bits",
+                            f"{name}: {int(sat.sum())} bias value(s) exceed the "
+                            f"{fx['bias_mantissa_bits']}-bit mantissa x 2^{2 ** int(fx['bias_exp_bits']) - 1}"
+                            " and saturate"))
+    stats = error_stats(b, bq)
+    return bq.astype(np.asarray(bias).dtype), {"bias_rel_rms": stats["rel_rms"],
+                                               "bias_saturated": int(sat.sum())}
+
+
+def _threshold_bits(node: Any, host_driven: bool, profile: Profile) -> int:
+    fx, spikes = profile.values["fixed_point"], profile.values["spikes"]
+    bits = int(fx["threshold_bits"])
+    if host_driven:  # the drive (up to the threshold) enters through the input register
+        bits = min(bits, int(fx["input_bits"]) - 1)
+    if _spike_values(node) is not None and spikes["graded"]:  # the spike value is the payload
+        bits = min(bits, int(spikes["payload_bits"]) - 1)
+    return max(bits, 1)
+
+
+def _neuron(name: str, node: Any, host_driven: bool, dt: float | None, profile: Profile,
+            issues: list[dict[str, str]]) -> tuple[Any, dict[str, Any]]:
+    fx = profile.values["fixed_point"]
+    record: dict[str, Any] = {"kind": "neuron"}
+    fields: dict[str, Any] = {}
+    unit = None
+    for key in THRESHOLD_FIELDS:
+        if not hasattr(node, key):
+            continue
+        theta = np.asarray(getattr(node, key), dtype=np.float64)
+        bits = _threshold_bits(node, host_driven, profile)
+        q, unit = quantise_uniform(np.abs(theta), bits, signed=False)
+        q = np.maximum(q, 1)  # a threshold never rounds to zero
+        fields[key] = (np.sign(theta) * q * unit).astype(np.asarray(getattr(node, key)).dtype)
+        rel = np.abs(fields[key] - theta) / np.maximum(np.abs(theta), 1e-300)
+        levels = int(q.min())
+        record.update(threshold_bits=bits, threshold_rel_max=float(rel.max()),
+                      threshold_levels_min=levels)
+        if levels < COARSE_LEVELS:
+            issues.append(issue("warning", name, "fixed_point.threshold_bits",
+                                f"{name}: on a {bits}-bit threshold grid its smallest threshold "
+                                f"is {levels} level(s) (largest/smallest "
+                                f"{np.abs(theta).max() / max(np.abs(theta).min(), 1e-300):.3g}); "
+                                f"relative error up to {rel.max():.1%}"))
+    if unit is not None:
+        for key in ("v_leak", "v_reset"):
+            if hasattr(node, key):
+                fields[key], rec = _level(name, key, getattr(node, key), unit, profile, issues)
+                record.update(rec)
+    taus = [k for k in TAU_FIELDS if hasattr(node, k)]
+    if taus and dt is None:
+        issues.append(issue("note", name, "fixed_point.decay_bits",
+                            f"{name}: the graph has no dt, so its decays are left float"))
+    elif taus:
+        for key in taus:
+            value = _decay(name, key, getattr(node, key), dt, int(fx["decay_bits"]), issues)
+            if value is not None:
+                fields[key], record[f"{key}_rel_max"] = value
+    if not fields:
+        issues.append(issue("note", name, "-", f"{name} ({type(node).__name__}): no fixed-point "
+                                               "parameters known for this neuron type; left float"))
+    return (replace_fields(node, **fields) if fields else node), record
+
+
+def _level(name: str, key: str, value: Any, unit: float, profile: Profile,
+           issues: list[dict[str, str]]) -> tuple[np.ndarray, dict[str, Any]]:
+    """``v_leak`` in the bias format, ``v_reset`` on the state grid, both in ``unit``."""
+    fx = profile.values["fixed_point"]
+    v = np.asarray(value, dtype=np.float64)
+    if key == "v_leak":
+        mant, exp, sat = mantissa_exponent(v / unit, int(fx["bias_mantissa_bits"]),
+                                           int(fx["bias_exp_bits"]))
+        vq = mant * 2.0**exp * unit
+        limit = "fixed_point.bias_mantissa_bits"
+    else:
+        smax = 2 ** (int(fx["state_bits"]) - 1) - 1
+        sat = np.abs(np.rint(v / unit)) > smax
+        vq = np.clip(np.rint(v / unit), -smax, smax) * unit
+        limit = "fixed_point.state_bits"
+    if sat.any():
+        issues.append(issue("warning", name, limit, f"{name}: {int(sat.sum())} {key} value(s) "
+                                                    "do not fit and saturate"))
+    return vq.astype(np.asarray(value).dtype), {f"{key}_rel_rms": error_stats(v, vq)["rel_rms"]}
+
+
+def _decay(name: str, key: str, tau: Any, dt: float, decay_bits: int,
+           issues: list[dict[str, str]]) -> tuple[np.ndarray, float] | None:
+    """``tau`` whose decay ``dt / tau`` sits on a grid of ``2**-decay_bits``, or None if left."""
+    t = np.asarray(tau, dtype=np.float64)
+    d = dt / t
+    if decay_bits == 0:
+        if np.all(np.isin(d, (0.0, 1.0))):
+            return None
+        issues.append(issue("error", name, "fixed_point.decay_bits",
+                            f"{name}: needs a multiplicative decay dt/{key} = {float(d.min()):.3g}"
+                            " but the chip has none (decay_bits = 0)"))
+        return None
+    levels = np.rint(d * 2**decay_bits)
+    if np.any(levels == 0):
+        issues.append(issue("warning", name, "fixed_point.decay_bits",
+                            f"{name}: decay dt/{key} = {float(d.min()):.3g} is below one step of "
+                            f"the {decay_bits}-bit decay and would vanish; left float"))
+        return None
+    tq = dt / (levels / 2**decay_bits)
+    rel = float(np.max(np.abs(tq - t) / t))
+    return tq.astype(np.asarray(tau).dtype), rel
+
+
+def quantise(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
+    """Quantise every chip node to ``profile``; the input graph is left untouched."""
+    on_chip = chip_assignment(graph, profile)
+    pre = predecessors(graph)
+    dt = graph.metadata.get("dt")
+    dt = float(dt) if dt is not None and math.isfinite(float(dt)) else None
+    issues: list[dict[str, str]] = []
+    layers: dict[str, dict[str, Any]] = {}
+    nodes = dict(graph.nodes)
+    for name, node in graph.nodes.items():  # neurons first: weights may fold their spike values
+        if on_chip[name] and is_neuron(node):
+            host_driven = not any(on_chip[p] for p in pre[name])
+            nodes[name], layers[name] = _neuron(name, node, host_driven, dt, profile, issues)
+    for name, node in graph.nodes.items():
+        if on_chip[name] and isinstance(node, WEIGHTED_TYPES):
+            inputs = [nodes[p] for p in pre[name]]
+            nodes[name], layers[name] = _weights(name, node, inputs, profile, issues)
+    summary = {"profile": profile.name, "weight_bits": int(profile.get("chip", "weight_bits")),
+               "layers": layers}
+    return rebuild(graph, nodes, "quantise", issues, quantise=summary)
+
+
+__all__ = ["quantise"]
