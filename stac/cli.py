@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
 
     sub.add_parser("targets", help="list valid --target names")
+    sub.add_parser("profiles", help="list hardware profiles with their key figures")
 
     e = sub.add_parser("export-nir", help="write a stac graph as standard NIR (HDF5)")
     e.add_argument("source", help="artifact directory, stac IR file (.stac.json) or .nir file")
@@ -100,7 +101,9 @@ def _compile(args: argparse.Namespace) -> int:
     from stac.compile import DEFAULT_PROMPT, CompileRequest, compile_model, format_table
     from stac.frontend import ConversionConfig
 
-    out = args.output_dir or Path("out") / f"{Path(args.model).name}-{args.target}"
+    from stac.backends import target_label
+
+    out = args.output_dir or Path("out") / f"{Path(args.model).name}-{target_label(args.target)}"
     req = CompileRequest(
         model=args.model,
         target=args.target,
@@ -126,6 +129,13 @@ def _targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profiles(args: argparse.Namespace) -> int:
+    from stac.profiles import format_profiles
+
+    print("\n".join(format_profiles()))
+    return 0
+
+
 def _export_nir(args: argparse.Namespace) -> int:
     from stac.nir_commands import export_nir
 
@@ -141,7 +151,9 @@ def _export_nir(args: argparse.Namespace) -> int:
 def _import_nir(args: argparse.Namespace) -> int:
     from stac.nir_commands import format_import, import_nir
 
-    out = args.output_dir or Path("out") / f"{args.file.stem}-{args.target}"
+    from stac.backends import target_label
+
+    out = args.output_dir or Path("out") / f"{args.file.stem}-{target_label(args.target)}"
     report = import_nir(args.file, args.target, args.dt, out, steps=args.steps,
                         input_path=args.input, reset=args.reset, force=args.force)
     print(format_import(report))
@@ -190,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     try:
-        return {"compile": _compile, "targets": _targets, "export-nir": _export_nir,
+        return {"compile": _compile, "targets": _targets, "profiles": _profiles,
+                "export-nir": _export_nir,
                 "import-nir": _import_nir, "chat": _chat, "verify": _verify,
                 "report": _report}[args.command](args)
     except StacError as exc:

@@ -23,6 +23,7 @@ from stac.frontend.text import CALIBRATION_PLAYS, with_bos
 from stac.ir import save
 from stac.ir.analysis import op_census, spike_driven_share
 from stac.ir.passes import run_passes
+from stac.ir.passes.legality import fit_report
 from stac.profiles import load_profile
 from stac.report import SCHEMA_VERSION, conversion_log, format_table, to_markdown
 from stac.sim.cost import ASSUMPTIONS, MODEL, node_costs, summarise
@@ -93,6 +94,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         "spike_driven_share": spike_driven_share(census),
         "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
         **summary,
+        "fit": fit_report(graph),
     }
     header = [
         f"stac {__version__} conversion of {req.model} ({loaded.family} family)",

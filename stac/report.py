@@ -79,6 +79,10 @@ def format_table(report: dict[str, Any]) -> str:
         f"{report['prompt_top1_agreement']:.1%}",
         f"estimate ({report['estimate']['model']}): " + "; ".join(report["estimate"]["assumptions"][:2]),
     ]
+    if report.get("fit"):  # partition, placement and legality of the passes
+        from stac.ir.passes.legality import fit_lines
+
+        lines += [""] + fit_lines(report["fit"])
     return "\n".join(lines)
 
 
