@@ -1,7 +1,7 @@
 """Simulator speed: one token at T timesteps vs the float model's forward pass, side by side.
 
     .venv/bin/python benchmarks/sim_speed.py [--timesteps 1,4,8,16,32] [--repeats 7]
-        [--models distilgpt2-shape,smollm2-135m] [--context 0] [--profile 16]
+        [--models distilgpt2-shape,smollm2-135m] [--context 0] [--profile 16] [--threads N]
 
 For each model, in one process and one run: the Hugging Face model's forward pass on one
 token (fp32, ``torch.no_grad``) and stac's simulator on the converted graph for the same
@@ -146,7 +146,11 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=0)
     parser.add_argument("--calibration-passages", type=int, default=2)
     parser.add_argument("--profile", type=int, default=None, metavar="T")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for both sides (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING)
     steps_list = [int(t) for t in args.timesteps.split(",")]
     rows: list[Row] = []

@@ -88,6 +88,7 @@ def format_table(report: dict[str, Any]) -> str:
 
 def to_markdown(report: dict[str, Any]) -> str:
     table = format_table(report).splitlines()
+    notes = report.get("notes") or []
     return "# stac report\n\n```\n" + "\n".join(table) + "\n```\n\n## Assumptions\n\n" + "\n".join(
         f"- {a}" for a in report["estimate"]["assumptions"]
-    ) + "\n"
+    ) + "\n" + ("\n## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
