@@ -50,7 +50,7 @@ def export_nir(source: str | Path, output: str | Path, split: bool = False,
     if output.exists() and not force:
         raise StacError(f"output {output} exists; pass --force to replace it")
     if split:
-        manifest = export_split(graph, output, force=True)
+        manifest = export_split(graph, output, force=True, source=str(source))
         return {"output": str(output), "parts": [p["file"] for p in manifest["parts"]],
                 "host_ops": len(manifest["host_ops"])}
     names = write_nir(graph, output)

@@ -258,8 +258,12 @@ def test_split_export_writes_parts_and_manifest(tmp_path):
     assert host["l0.enc"] == {"type": "SignedIF",
                               "inputs": [{"part": "part_0.nir", "port": "out_l0_fc"}],
                               "consumers": [{"host_op": "l0.norm"}],
-                              "input_shape": [6], "output_shape": [6]}
+                              "input_shape": [6], "output_shape": [6], "runs": "per_step",
+                              "doc": SignedIF.__doc__.strip().splitlines()[0]}
     assert host["l0.norm"]["consumers"] == [{"part": "part_1.nir", "port": "in_l0_norm"}]
+    assert host["l0.norm"]["runs"] == "per_token"
+    assert p0["types"] == ["Affine", "Input"] and p0["neurons"] == []
+    assert p1["types"] == ["LIF", "Linear", "Output"] and p1["neurons"] == ["l1.lif"]
     with pytest.raises(StacError, match="exists"):
         export_split(_mixed_graph(), out)
 
