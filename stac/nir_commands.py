@@ -145,6 +145,8 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
                    if isinstance(v, RESETTABLE)},
         "units": "per sample (a sample = the whole run of T steps), not per token",
         "output_spikes": {n: int(np.count_nonzero(v.numpy())) for n, v in result.outputs.items()},
+        "quantisation": graph.metadata.get("quantise"),
+        "legality": graph.metadata.get("legality"),
         "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
         **summary,
     }
@@ -159,6 +161,8 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
 
 
 def _markdown(report: dict[str, Any]) -> str:
+    from stac.ir.passes.legality import format_legality
+
     t = report["total"]
     lines = [
         f"# stac report: {report['model']} on {report['target']}",
@@ -170,6 +174,15 @@ def _markdown(report: dict[str, Any]) -> str:
         f"- energy {t['energy_j']:.4g} J (chip dynamic {t['chip_dynamic_energy_j']:.4g}, "
         f"static {t['chip_static_energy_j']:.4g}, host {t['host_energy_j']:.4g}); "
         f"latency {t['latency_s']:.4g} s; {t['chips']} chip(s), {t['cores']} cores",
+    ]
+    if report.get("quantisation"):
+        lines.append(f"- weights and neuron parameters of the chip nodes are quantised to "
+                     f"{report['quantisation']['profile']}'s widths before the run (per-layer "
+                     "errors under `quantisation` in report.json): the counts and the recorded "
+                     "spikes are those of the quantised network")
+    if report.get("legality"):
+        lines += ["", "```", *format_legality(report["legality"]), "```"]
+    lines += [
         "",
         "## Assumptions",
         "",

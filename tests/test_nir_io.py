@@ -174,6 +174,20 @@ def test_bad_dt(tmp_path, dt):
         read_nir(p, dt=dt)
 
 
+def test_dt_larger_than_a_time_constant_is_refused(tmp_path, capsys):
+    """Forward Euler at dt > tau overshoots every step: refused, naming node and constant."""
+    p = _write(tmp_path / "x.nir", _nir_graph())  # tau = 2 ms
+    read_nir(p, dt=2e-3)  # dt = tau is the limit, still allowed
+    out = tmp_path / "out"
+    assert main(["import-nir", str(p), "--dt", "5e-3", "--steps", "5", "--output-dir",
+                 str(out)]) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"stac: error: NIR file .*x\.nir: node 'lif' \(LIF\): dt = 0\.005 s "
+                        r"is larger than its tau = 0\.002 s; forward Euler needs dt <= tau: "
+                        r"give a smaller --dt\n", err), err
+    assert not out.exists()
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(StacError, match="does not exist"):
         read_nir(tmp_path / "nope.nir", dt=DT)

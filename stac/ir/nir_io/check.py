@@ -60,6 +60,12 @@ def _pool_shapes(node: nir.SumPool2d | nir.AvgPool2d) -> str | None:
     return _window(node, ("kernel_size", "stride"), 1) or _window(node, ("padding",), 0)
 
 
+#: Per node type, its time constants (seconds): each must be > 0, and dt must not exceed it.
+TIME_CONSTANTS: dict[type, tuple[str, ...]] = {
+    nir.LIF: ("tau",), nir.LI: ("tau",), nir.CubaLIF: ("tau_mem", "tau_syn"),
+    nir.CubaLI: ("tau_mem", "tau_syn"),
+}
+
 #: Per node type, a rule returning what is wrong with its parameter shapes (or None).
 _SHAPE_RULES: dict[type, Callable[[Any], str | None]] = {
     nir.Affine: _dense_shapes,
@@ -79,16 +85,24 @@ def check_params(path: Any, name: str, node: Any) -> None:
         arr = np.asarray(value) if isinstance(value, (np.ndarray, float, np.floating)) else None
         if arr is not None and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise fail(path, f"{what}: parameter {key!r} has NaN or infinite values")
-    if isinstance(node, (nir.LIF, nir.LI)):
-        if not np.all(np.asarray(node.tau) > 0):
-            raise fail(path, f"{what}: tau must be > 0")
-    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
-        if not (np.all(np.asarray(node.tau_mem) > 0) and np.all(np.asarray(node.tau_syn) > 0)):
-            raise fail(path, f"{what}: tau_mem and tau_syn must be > 0")
+    for key in TIME_CONSTANTS.get(type(node), ()):
+        if not np.all(np.asarray(getattr(node, key)) > 0):
+            raise fail(path, f"{what}: {key} must be > 0")
     rule = _SHAPE_RULES.get(type(node))
     problem = rule(node) if rule else None
     if problem:
         raise fail(path, f"{what}: {problem}")
+
+
+def check_time_step(path: Any, name: str, node: Any, dt: float) -> None:
+    """Forward Euler at ``dt`` needs ``dt <= tau`` for every time constant: with ``dt/tau > 1``
+    each step overshoots the value the membrane decays towards (and diverges past 2)."""
+    for key in TIME_CONSTANTS.get(type(node), ()):
+        tau = float(np.min(getattr(node, key)))
+        if dt > tau * (1 + 1e-6):
+            raise fail(path, f"node {name!r} ({type(node).__name__}): dt = {dt:g} s is larger "
+                             f"than its {key} = {tau:g} s; forward Euler needs dt <= {key}: "
+                             "give a smaller --dt")
 
 
 def check_edge_ends(path: Any, names: set[str], edges: list[tuple[str, str]]) -> None:
@@ -131,4 +145,5 @@ def check_graph(graph: nir.NIRGraph, path: Any = "<graph>") -> nir.NIRGraph:
     return graph
 
 
-__all__ = ["check_edge_ends", "check_graph", "check_params", "fail"]
+__all__ = ["TIME_CONSTANTS", "check_edge_ends", "check_graph", "check_params",
+           "check_time_step", "fail"]

@@ -23,7 +23,9 @@ import numpy as np
 
 from stac.errors import StacError
 from stac.ir.graph import make_graph
-from stac.ir.nir_io.check import check_edge_ends, check_graph, check_params, fail
+from stac.ir.nir_io.check import (
+    check_edge_ends, check_graph, check_params, check_time_step, fail,
+)
 from stac.ir.nir_io.order import order_allowing_cycles
 from stac.ir.nir_io.supported import RESETS, RESETTABLE, SUPPORTED, type_list
 
@@ -221,6 +223,7 @@ def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGr
     check_edge_ends(path, set(nodes), edges)
     for name, node in nodes.items():
         check_params(path, name, node)
+        check_time_step(path, name, node, float(dt))
     _infer_shapes(path, nodes, edges)
     for name, node in nodes.items():
         if isinstance(node, RESETTABLE):
