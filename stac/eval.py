@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from stac.errors import StacError
 from stac.frontend.text import with_bos
-from stac.sim.semantics import RunContext
+from stac.ir.nodes import SignedIF
+from stac.sim.semantics import NodeStats, RunContext
 from stac.sim.simulator import Simulator
 
 
@@ -30,6 +31,9 @@ class Fidelity:
     perplexity_ratio: float
     top1_agreement: float  # share of positions where both models' argmax agree
     mean_kl: float  # KL(float || snn) per position, nats
+    spike_rate: float  # nonzero spikes per neuron-step, over every spiking encoder
+    bits_per_spike: float  # mean bits carried per emitted spike
+    layer_spike_rates: dict[str, float]  # per spiking encoder
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,12 +56,18 @@ def evaluate(
 ) -> list[Fidelity]:
     """Perplexity, agreement and KL of the SNN at each T against the float graph."""
     sim = Simulator(graph)
+    encoders = [k for k, v in graph.nodes.items() if isinstance(v, SignedIF)]
     refs = [sim.run(RunContext(c[None], steps=1, spiking=False))[0]["output"][0] for c in chunks]
     results = []
     for steps in timesteps:
         nll_f = nll_s = kl = agree = n = 0.0
+        totals: dict[str, NodeStats] = {}
         for chunk, ref in tqdm(list(zip(chunks, refs)), desc=f"T={steps}", leave=False):
-            out = sim.run(RunContext(chunk[None], steps=steps))[0]["output"][0]
+            outputs, stats = sim.run(RunContext(chunk[None], steps=steps))
+            out = outputs["output"][0]
+            for name in encoders:
+                totals.setdefault(name, NodeStats())
+                totals[name] += stats[name]
             lf, ls = F.log_softmax(ref[:-1], -1), F.log_softmax(out[:-1], -1)
             target = chunk[1:, None]
             nll_f += float(-lf.gather(1, target).sum())
@@ -67,5 +77,13 @@ def evaluate(
             n += target.shape[0]
         ppl_f, ppl_s = float(torch.tensor(nll_f / n).exp()), float(torch.tensor(nll_s / n).exp())
         total = sum(c.numel() for c in chunks)
-        results.append(Fidelity(steps, int(n), ppl_f, ppl_s, ppl_s / ppl_f, agree / total, kl / n))
+        spikes = sum(t.spikes for t in totals.values())
+        updates = sum(t.neuron_updates for t in totals.values())
+        results.append(Fidelity(
+            steps, int(n), ppl_f, ppl_s, ppl_s / ppl_f, agree / total, kl / n,
+            spike_rate=spikes / updates if updates else 0.0,
+            bits_per_spike=sum(t.spike_bits for t in totals.values()) / spikes if spikes else 0.0,
+            layer_spike_rates={k: t.spikes / t.neuron_updates if t.neuron_updates else 0.0
+                               for k, t in totals.items()},
+        ))
     return results

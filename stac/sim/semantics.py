@@ -36,6 +36,7 @@ class NodeStats:
     """Work done by one node for one run, summed over every token in the batch."""
 
     spikes: int = 0  # nonzero spikes emitted
+    spike_bits: int = 0  # bits those spikes carry (1 per binary spike, more when graded)
     neuron_updates: int = 0  # neuron-timesteps simulated
     synops: int = 0  # synaptic accumulates triggered by spikes (spike x fan-out)
     dense_macs: int = 0  # multiply-accumulates of a linear map fed by a non-spike value
@@ -100,8 +101,10 @@ def _signed_if(node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bo
         gain = (inp.mean().abs() / threshold).amax(-1, keepdim=True).clamp_min(1.0)
         threshold = threshold * gain
         stats.host_flops = 3 * ctx.tokens * node.threshold.size  # ratio, max, rescale
-    spikes = signed_if_scan(inp.value, threshold, ctx.steps, inp.per_step)
+    spikes = signed_if_scan(inp.value, threshold, ctx.steps, inp.per_step,
+                            int(node.max_payload), node.onset_drive)
     stats.spikes = int(torch.count_nonzero(spikes))
+    stats.spike_bits = stats.spikes * node.bits_per_spike()
     return Signal(spikes * threshold, True, events=True), stats
 
 

@@ -11,7 +11,7 @@ from stac.ir.nodes.base import StacNode, check_array
 
 @dataclass(frozen=True, eq=False)
 class SignedIF(StacNode):
-    r"""Integrate-and-fire neuron with signed spikes and soft reset (a rate coder).
+    r"""Integrate-and-fire neuron with signed spikes and soft reset (rate or graded coder).
 
     Per timestep t, with input current :math:`x_t` and threshold :math:`\theta > 0`:
 
@@ -31,10 +31,27 @@ class SignedIF(StacNode):
     outside the calibrated range is quantised more coarsely instead of saturating; the host
     multiplies the downstream accumulators by the same g when it reads them. The spikes stay
     binary; g costs the host one reduction and one multiply per value.
+
+    **Graded spikes** (``max_payload`` K > 1, a multi-threshold neuron): each step emits an
+    integer payload :math:`s_t = \mathrm{clip}(\lfloor v_t/\theta + 1/2 \rfloor, -K, K)`
+    and subtracts :math:`\theta s_t`; K = 1 is the binary rule above. A spike then carries
+    :meth:`bits_per_spike` bits (sign and magnitude); Loihi 2 carries such graded payloads.
+
+    **Onset drive** (``onset_drive``): the op upstream is evaluated once on its accumulated
+    input and sends its value as a single change event (sigma-delta coding), so the encoder
+    receives the whole token's input :math:`T x` at the first step and nothing after, instead
+    of :math:`x` at every step. A graded encoder then sends one spike per neuron for values up
+    to :math:`K\theta/T` and drains larger ones at K per step. Either way, from
+    :math:`v_0 = 0` the T-step output :math:`\frac{\theta}{T}\sum_t s_t` equals the
+    quantiser :math:`\frac{\theta}{T}\,\mathrm{clip}(\lfloor T x/\theta + 1/2\rfloor,
+    -TK, TK)` for onset drive (and for held drive whenever :math:`|x| \le K\theta`): a uniform
+    quantiser of step :math:`\theta/T` with :math:`2TK + 1` levels.
     """
 
     threshold: np.ndarray  # per-neuron spike value theta (> 0), shape (n,)
     token_gain: bool = False  # host-side per-token threshold gain (see above)
+    max_payload: int = 1  # K: largest spike magnitude per step; 1 = binary spikes
+    onset_drive: bool = False  # drive arrives once per token, at the first step (see above)
 
     host_op = False
 
@@ -42,6 +59,17 @@ class SignedIF(StacNode):
         check_array("SignedIF", "threshold", self.threshold, ndim=1)
         if not np.all(self.threshold > 0):
             raise ValueError("SignedIF.threshold must be > 0 for every neuron")
+        if not isinstance(self.max_payload, (int, np.integer)) or not 1 <= self.max_payload < 2**31:
+            raise ValueError(f"SignedIF.max_payload must be an integer >= 1, got {self.max_payload!r}")
+
+    def bits_per_spike(self) -> int:
+        """Bits a spike carries: 1 for a binary spike (the sign picks the axon), else sign +
+        magnitude of the payload."""
+        return 1 if self.max_payload == 1 else 1 + int(np.ceil(np.log2(self.max_payload + 1)))
+
+    def levels(self, steps: int) -> int:
+        """Distinct values the T-step output can take: 2 T K + 1."""
+        return 2 * steps * int(self.max_payload) + 1
 
     @property
     def input_shape(self) -> tuple[int, ...]:

