@@ -97,6 +97,22 @@ def _conv1d():
     return g
 
 
+def _dangling():
+    g = _nir_graph(edges=[("fc", "spare")])
+    g.nodes["spare"] = _lif(3)
+    return g
+
+
+def _conv2d(groups: int):
+    """Input (3, 6, 6) -> Conv2d(4 out channels, 3 x 3) -> Output."""
+    conv = nir.Conv2d(input_shape=(6, 6), weight=np.ones((4, 3 // groups, 3, 3), F), stride=1,
+                      padding=0, dilation=1, groups=groups, bias=np.zeros(4, F))
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([3, 6, 6])}), "conv": conv,
+               "output": nir.Output(output_type={"output": np.array([4, 4, 4])})},
+        edges=[("input", "conv"), ("conv", "output")], type_check=False)
+
+
 def _raw(p, data: bytes):
     p.write_bytes(data)
     return p
@@ -141,6 +157,13 @@ BAD_FILES = [
      r"node 'blk\.lif' \(LIF\): parameter 'v_threshold' has NaN or infinite values"),
     ("zero-time-constant", lambda p: _write(p, _nir_graph(lif=_lif(3, tau=np.zeros(3, F)))),
      r"node 'lif' \(LIF\): tau must be > 0"),
+    ("truncated", lambda p: _raw(p, _write(p, _nir_graph()).read_bytes()[:3000]),
+     r"x\.nir: cannot be opened \(OSError: .*truncated file"),
+    ("duplicate-edge", lambda p: _write(p, _nir_graph(edges=[("fc", "lif")])),
+     r"Duplicate edge: \('fc', 'lif'\)"),
+    ("dangling-node", lambda p: _write(p, _dangling()), r"node 'spare' \(LIF\) has no output edge"),
+    ("conv-groups", lambda p: _write(p, _conv2d(groups=3)),
+     r"node 'conv' \(Conv2d\): groups=3 does not divide the 4 output channels"),
 ]
 
 
