@@ -56,6 +56,20 @@ def tiny_gpt2_artifact(tmp_path_factory, tiny_gpt2_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_artifact(tmp_path_factory, smollm2) -> Path:
+    """The bundled SmolLM2 compiled for loihi2-sim at T = 4 (one calibration window, a short
+    prompt), through the compile API. Shared, read-only."""
+    from stac.compile import CompileRequest, compile_model
+    from stac.frontend import ConversionConfig
+
+    out = tmp_path_factory.mktemp("smollm2-artifact") / "smollm2"
+    compile_model(CompileRequest(
+        model="smollm2-135m", target="loihi2-sim", output_dir=out, prompt="Hello there.",
+        conversion=ConversionConfig(timesteps=4, calibration_passages=1)))
+    return out
+
+
+@pytest.fixture(scope="session")
 def hamlet_ids(smollm2) -> torch.Tensor:
     from stac.frontend.text import play_text
 

@@ -131,7 +131,7 @@ class ChatSession:
         started = time.perf_counter()
         with self.processor.metering() as meter:
             try:
-                shown = ""
+                shown = text_now = ""
                 for tok in stream(self.processor, {self.conversation: prompt},
                                   self.max_new_tokens, self.sampler, self.stop_ids):
                     reply.append(tok.token_id)
@@ -140,6 +140,8 @@ class ChatSession:
                     if not text_now.endswith("\ufffd") and len(text_now) > len(shown):
                         yield text_now[len(shown):]
                         shown = text_now
+                if len(text_now) > len(shown):  # an incomplete character at the very end
+                    yield text_now[len(shown):]
             finally:
                 if reply:  # commit what was generated, even when interrupted
                     self._commit(messages, full, reply)
@@ -164,12 +166,13 @@ class ChatSession:
         self.carry = [reply[-1]] + closing
 
 
+DEFAULT_CONTEXT = 512  # tokens per conversation, or the model's limit when that is less
 HELP = "type a message; /reset starts over, /quit (or end of input) leaves"
 
 
 def run_chat(
     artifact_path: str, prompt: str | None = None, system: str | None = None,
-    steps: int | None = None, max_new_tokens: int = 128, context: int = 512,
+    steps: int | None = None, max_new_tokens: int = 128, context: int | None = None,
     sampler: Sampler = Sampler(), out: TextIO | None = None,
     read: Any = input,
 ) -> int:
@@ -178,6 +181,9 @@ def run_chat(
 
     out = out or sys.stdout
     artifact = load_artifact(artifact_path)
+    if context is None:
+        context = min(DEFAULT_CONTEXT, int(artifact.graph.metadata.get("max_positions", 0))
+                      or DEFAULT_CONTEXT)
     processor = TemporalSpikeProcessor(artifact, T=steps, max_context_length=context)
     session = ChatSession(processor, artifact.tokenizer(), system, sampler, max_new_tokens)
 

@@ -275,10 +275,11 @@ class TemporalSpikeProcessor:
                     f"token id {bad[0]} for conversation {cid!r} is outside the vocabulary "
                     f"0..{self.vocab_size - 1}"
                 )
-            if conv.pinned + len(new) > self.max_context_length:
+            fixed = min(conv.pinned, len(conv.tokens))  # what eviction cannot free
+            if fixed + len(new) > self.max_context_length:
                 raise StacError(
                     f"the input of {len(new)} tokens for conversation {cid!r} does not fit the "
-                    f"context of {self.max_context_length} tokens ({conv.pinned} pinned)"
+                    f"context of {self.max_context_length} tokens ({fixed} pinned)"
                 )
             tokens, dropped = self._evict(conv, len(new))
             past = conv.cached if use_cache and not dropped else 0

@@ -33,8 +33,8 @@ from stac.runtime.processor import Meter, TemporalSpikeProcessor
 ATOL = 1e-3
 SPIKING_SHARE = 0.9
 DEAD_RATE, SATURATED_RATE = 1e-3, 0.9
-MIN_CONTEXT = 32  # the turn checks need two histories of 15 tokens below the limit
-TURNS = {"A": (9, 4, 1, 1), "B": (5, 7, 1, 1)}  # tokens per turn, of different lengths
+MIN_CONTEXT = 32  # the position checks need room for a pinned prefix and a window
+TURNS = {"A": (9, 4, 1), "B": (5, 7, 1)}  # tokens per turn, of different lengths
 
 
 @dataclass(frozen=True)
