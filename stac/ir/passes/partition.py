@@ -171,8 +171,18 @@ class _Partitioner:
                                _bytes(int(w.size), lim.weight_bits) if conv
                                else _bytes(syn, lim.weight_bits), axons, r1 - r0))
         if col_blocks > 1:  # accumulators: fan-in col_blocks partial sums per neuron
-            per_acc = max(1, min(lim.neurons, lim.axons_out, lim.axons_in // col_blocks,
-                                 lim.memory_bits // (col_blocks * lim.weight_bits)))
+            caps = {"chip.neurons_per_core": lim.neurons, "chip.axons_out_per_core": lim.axons_out,
+                    "chip.axons_in_per_core": lim.axons_in // col_blocks,
+                    "chip.synaptic_memory_bytes_per_core":
+                        lim.memory_bits // (col_blocks * lim.weight_bits)}
+            per_acc = min(caps.values())
+            if per_acc < 1:
+                limit = min(caps, key=caps.get)
+                self.issues.append(issue(
+                    "error", name, limit,
+                    f"{name}: an accumulator neuron would gather {col_blocks} partial sums, more "
+                    f"than one core takes ({limit}); accumulation trees are not generated"))
+                per_acc = 1
             for r0, r1 in _ranges(rows_out, math.ceil(rows_out / per_acc)):
                 syn = (r1 - r0) * col_blocks
                 blocks.append((r0, r1, -1, -1, r1 - r0, syn, _bytes(syn, lim.weight_bits), syn,
@@ -192,12 +202,16 @@ class _Partitioner:
                 f"{name}: each neuron must reach {fanout} cores, above the "
                 f"{lim.fanout} a {self.profile.name} neuron can address (no relay neurons are "
                 "generated)"))
-        per_core = min(lim.neurons // units, lim.axons_out // (units * fanout), lim.axons_in // n_in)
+        caps = {"chip.neurons_per_core": lim.neurons // units,
+                "chip.axons_out_per_core": lim.axons_out // (units * fanout),
+                "chip.axons_in_per_core": lim.axons_in // n_in}
+        per_core = min(caps.values())
         if per_core < 1:
+            limit = min(caps, key=caps.get)
             self.issues.append(issue(
-                "error", name, "chip.axons_out_per_core",
-                f"{name}: one channel needs {units * fanout} output axons, more than a core's "
-                f"{lim.axons_out}"))
+                "error", name, limit,
+                f"{name}: one channel ({units} neuron(s), {units * fanout} output and {n_in} "
+                f"input axon(s)) does not fit one core ({limit})"))
             per_core = 1
         elif lim.axons_out // (units * fanout) < lim.neurons // units:
             self.issues.append(issue(
