@@ -11,7 +11,8 @@ ratio and that budget.
 
 Models: ``distilgpt2-shape`` is GPT2Config(n_layer=6, n_embd=768, n_head=12) with random
 weights (distilgpt2's weights are not available offline) and SmolLM2's tokenizer;
-``smollm2-135m`` is the bundled model with its real weights. Thresholds are calibrated on
+``smollm2-135m`` is the bundled model with its real weights; ``gpt2-tiny`` (2 x 64) and
+``gpt2-shape`` (12 x 768) add points on the model-size axis. Thresholds are calibrated on
 ``--calibration-passages`` windows of real text (timing does not depend on them beyond the
 spike counts).
 
@@ -41,7 +42,14 @@ from stac.frontend.text import evaluation_text, with_bos
 from stac.sim.semantics import RunContext
 from stac.sim.simulator import Simulator
 
-MODELS = ("distilgpt2-shape", "smollm2-135m")
+#: GPT-2 shapes with random weights (the hub's weights are not available offline).
+GPT2_SHAPES = {
+    "gpt2-tiny": {"n_layer": 2, "n_embd": 64, "n_head": 4},
+    "distilgpt2-shape": {"n_layer": 6, "n_embd": 768, "n_head": 12},
+    "gpt2-shape": {"n_layer": 12, "n_embd": 768, "n_head": 12},
+}
+MODELS = ("gpt2-tiny", "distilgpt2-shape", "gpt2-shape", "smollm2-135m")
+DEFAULT_MODELS = ("distilgpt2-shape", "smollm2-135m")
 
 
 @dataclass
@@ -77,13 +85,12 @@ def paired_median_ms(a: Callable[[], object], b: Callable[[], object],
 def load(name: str, workdir: Path) -> LoadedModel:
     if name == "smollm2-135m":
         return load_model(name)
-    if name == "distilgpt2-shape":
+    if name in GPT2_SHAPES:
         from transformers import GPT2Config, GPT2LMHeadModel
 
         tokenizer = load_model("smollm2-135m").tokenizer
         torch.manual_seed(0)
-        config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, n_layer=6, n_embd=768,
-                            n_head=12)
+        config = GPT2Config(vocab_size=len(tokenizer), n_positions=1024, **GPT2_SHAPES[name])
         path = workdir / name
         GPT2LMHeadModel(config).save_pretrained(path)
         tokenizer.save_pretrained(path)
@@ -142,7 +149,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timesteps", default="1,4,8,16,32")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--context", type=int, default=0)
     parser.add_argument("--calibration-passages", type=int, default=2)
     parser.add_argument("--profile", type=int, default=None, metavar="T")

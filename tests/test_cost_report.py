@@ -292,3 +292,17 @@ def test_cli_prints_the_per_token_table(tiny_gpt2_artifact, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "loihi2" in printed and "truenorth" in printed and "float bf16" in printed
     assert (out / "report.md").is_file()
+
+
+def test_report_on_the_bundled_model(smollm2_artifact, tmp_path):
+    """The real SmolLM2 (30 layers) on loihi2 beside the float model on the H100 profile."""
+    report = report_artifact(smollm2_artifact, ["loihi2"], tmp_path / "r")
+    chip, gpu = report["targets"]
+    assert set(chip["layers"]) == {f"layer{i}" for i in range(30)} | {"embed", "head"}
+    total = chip["total"]
+    assert total["chips"] >= 2 and 0 < total["spike_rate"] < 1
+    assert total["chip_static_energy_j"] > total["chip_dynamic_energy_j"] > 0
+    # the float model reads ~135M bf16 weights per token: memory-bound on the H100 profile
+    assert gpu["total"]["bound"] == "memory"
+    assert 1.0e8 < gpu["total"]["macs"] < 1.5e8
+    assert 2.0e8 < gpu["total"]["bytes"] < 3.0e8

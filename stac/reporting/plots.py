@@ -42,15 +42,18 @@ def energy_breakdown(report: dict[str, Any], path: Path) -> None:
 
 
 def spike_rate(report: dict[str, Any], path: Path) -> None:
-    """Spikes per neuron-step per layer (the same for every target: one simulation)."""
-    chip = _chip_targets(report)
+    """Spikes per neuron-step per layer, one line per chip (each simulates the network
+    re-quantised to its own widths, so the rates can differ a little)."""
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    if chip:
-        layers = [n for n, d in chip[0]["layers"].items() if d["neuron_updates"]]
-        ax.bar(range(len(layers)), [chip[0]["layers"][n]["spike_rate"] for n in layers])
+    for t in _chip_targets(report):
+        layers = [n for n, d in t["layers"].items() if d["neuron_updates"]]
+        ax.plot(range(len(layers)), [t["layers"][n]["spike_rate"] for n in layers], marker="o",
+                label=t["target"])
         ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
     ax.set_ylabel("spikes per neuron-step")
     ax.set_title("Spike rate per layer")
+    if _chip_targets(report):
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
