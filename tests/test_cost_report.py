@@ -151,16 +151,18 @@ def test_two_neurons_per_signed_channel_double_the_updates_not_the_spike_rate():
 
 
 def test_spike_driven_work_left_on_the_host_is_priced_there_and_said():
-    truenorth = load_profile("truenorth")
+    loihi2 = load_profile("loihi2")
+    no_affine = dataclasses.replace(  # a chip whose [ops] table lacks Affine
+        loihi2, name="no-affine", ops={k: v for k, v in loihi2.ops.items() if k != "Affine"})
     nodes = dict(_encoder_graph().nodes)
     nodes["lin"] = nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32))
-    graph = run_passes(make_graph(nodes, _encoder_graph().edges, {}), truenorth)
+    graph = run_passes(make_graph(nodes, _encoder_graph().edges, {}), no_affine)
     assert graph.nodes["lin"].metadata["placement"]["unit"] == "host"
-    host = load_profile(truenorth.host)
-    rows = {r.node: r for r in node_costs(graph, STATS, truenorth, host, 4, 1)}
+    rows = {r.node: r for r in node_costs(graph, STATS, no_affine, load_profile("host-cpu"),
+                                          4, 1)}
     assert rows["lin"].chip_energy_j == 0 and rows["lin"].host_flops == 10
     assert rows["enc"].messages == 5  # every spike leaves the chip for the host
-    assert "lin (Affine) runs on the host on truenorth" in rows["lin"].notes[0]
+    assert "lin (Affine) runs on the host on no-affine" in rows["lin"].notes[0]
 
 
 def test_missing_profile_field_names_field_and_profile():

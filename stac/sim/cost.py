@@ -36,6 +36,7 @@ import numpy as np
 from stac.errors import StacError
 from stac.ir.analysis import SPIKING_TYPES
 from stac.ir.graph import successors
+from stac.ir.passes.common import WEIGHTED_TYPES
 from stac.profiles import Profile
 from stac.sim.semantics import NodeStats
 
@@ -46,7 +47,10 @@ ASSUMPTIONS = [
     "calibrated by SANA-FE, since Loihi 2's are unpublished)",
     "stage-synchronous schedule: chip stages and host ops run one after another per token; "
     "within a stage all cores run concurrently, one barrier per timestep",
-    "a chip node's work is spread evenly over its cores (no per-core imbalance)",
+    "a chip node's work is spread evenly over its cores (no per-core imbalance); a stage "
+    "takes T timesteps plus one per synapse layer on its longest path",
+    "each timestep adds the mean mesh route of the stage's messages (not the longest; no "
+    "congestion)",
     "one message per spike and destination core, priced at the profile's spike_out energy "
     "and latency; a graded spike costs the same as a binary one (the profiles give no per-bit "
     "or per-payload figure)",
@@ -56,7 +60,6 @@ ASSUMPTIONS = [
 ]
 #: Host flops per neuron update when a spiking neuron runs on the host (add, compare, reset).
 HOST_FLOPS_PER_UPDATE = 3
-_WEIGHTED = (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)
 
 
 def need(profile: Profile, section: str, name: str) -> float:
@@ -184,7 +187,7 @@ def _synaptic_depth(graph: nir.NIRGraph, members: set[str]) -> int:
             pre[d].append(s)
     for n in order:
         if n in members:
-            own = int(isinstance(graph.nodes[n], _WEIGHTED))
+            own = int(isinstance(graph.nodes[n], WEIGHTED_TYPES))
             depth[n] = own + max((depth[p] for p in pre[n]), default=0)
     return max(depth.values(), default=0)
 
