@@ -19,15 +19,17 @@ zero)::
     v <- clip(tz(v * (D - (dv + dm_offset))) + u + bias,  -(2^(B-1) - 1), 2^(B-1) - 1)
     s  = v > (vth << shift);   v <- 0 where s
 
-where B = ``state_bits``, shift = ``threshold_shift`` and bias = ``bias_mant << bias_exp`` (an arithmetic right shift when
-the exponent is negative). Note the asymmetries copied from Lava: u wraps (``> 2^(B-1)``
-becomes ``- 2^B``, so ``+2^(B-1)`` itself stays) while v saturates; ``ds_offset`` is 1, so
-``du = 0`` still decays u by 1/4096 per step and ``du = 4095`` clears it.
+where B = ``state_bits``, shift = ``threshold_shift`` and bias = ``bias_mant << bias_exp``
+(an arithmetic right shift when the exponent is negative). Note the asymmetries copied from
+Lava: u wraps (``> 2^(B-1)`` becomes ``- 2^B``, so ``+2^(B-1)`` itself stays) while v
+saturates; with Lava's ``ds_offset`` of 1, ``du = 0`` still decays u by 1/4096 per step and
+``du = 4095`` clears it.
 
 Dense, per timestep: the output is the accumulation of the *previous* step (a one-step
 synaptic delay, which is what lets Lava run recurrent graphs), and the new accumulation is
 ``W @ s`` (``s`` binary, or an integer payload for graded spikes) shifted left by
-``weight_exp`` (arithmetically right when negative). Weights are first clipped to 8 bits and
+``weight_exp`` (arithmetically right when negative). Weights are first clipped to
+``weight_bits`` and
 their low bits truncated exactly as Lava does (:func:`prepare_dense_weights`): mixed-sign
 weights lose their least significant bit, so they are even. Lava's Dense output port is
 declared 16 bits but its Python model does not enforce that width; :func:`dense_fixed_step`
@@ -324,8 +326,8 @@ def scan(step: Callable[[Tensor, tuple], tuple[Tensor, tuple]], inputs: Tensor,
 
 
 __all__ = [
-    "DenseFixedParams", "DenseFixedState", "dense_params", "LIFFixedParams", "LIFFixedState", "LoihiFormat",
-    "SignMode", "SignedIFFixedState", "decay_toward_zero", "dense_fixed_step",
+    "DenseFixedParams", "DenseFixedState", "LIFFixedParams", "LIFFixedState", "LoihiFormat",
+    "SignMode", "dense_params", "SignedIFFixedState", "decay_toward_zero", "dense_fixed_step",
     "dense_initial_state", "lif_fixed_step", "lif_initial_state", "lif_params",
     "prepare_dense_weights", "quantise_drive", "scan", "shift", "sign_mode_of",
     "signed_if_fixed_step", "wrap_signed",
