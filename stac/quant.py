@@ -84,6 +84,11 @@ def accumulator_shift(q: np.ndarray, input_bits: int) -> int:
     q = np.asarray(q)
     worst = float(np.abs(q).sum(axis=1, dtype=np.int64 if q.dtype.kind in "iu" else np.float64)
                   .max()) if q.size else 0.0
+    return shift_to_fit(worst, input_bits)
+
+
+def shift_to_fit(worst: float, input_bits: int) -> int:
+    """Right shift (bits) that brings ``worst`` inside a signed ``input_bits`` register."""
     limit = 2 ** (input_bits - 1) - 1
     return 0 if worst <= limit else int(np.ceil(np.log2(worst / limit)))
 
@@ -93,9 +98,14 @@ def error_stats(reference: np.ndarray, approx: np.ndarray) -> dict[str, float | 
     (None when there is no error)."""
     ref = np.asarray(reference)
     diff = np.asarray(approx) - ref  # in the inputs' precision; sums in float64
-    signal = float(np.sum(np.square(ref), dtype=np.float64))
-    noise = float(np.sum(np.square(diff), dtype=np.float64))
+    return stats_from_sums(float(np.sum(np.square(ref), dtype=np.float64)),
+                           float(np.sum(np.square(diff), dtype=np.float64)),
+                           float(np.abs(diff).max()) if diff.size else 0.0)
+
+
+def stats_from_sums(signal: float, noise: float, max_abs: float) -> dict[str, float | None]:
+    """:func:`error_stats` from the sums of squares of the reference and the error (so that
+    large arrays can be measured in chunks)."""
     rel = float(np.sqrt(noise / signal)) if signal > 0 else float(np.sqrt(noise) > 0)
     sqnr = float(10 * np.log10(signal / noise)) if noise > 0 and signal > 0 else None
-    return {"rel_rms": rel, "max_abs": float(np.abs(diff).max()) if diff.size else 0.0,
-            "sqnr_db": sqnr}
+    return {"rel_rms": rel, "max_abs": max_abs, "sqnr_db": sqnr}

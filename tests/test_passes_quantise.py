@@ -191,3 +191,17 @@ def test_accumulator_shift_makes_the_worst_row_fit(q, bits):
     worst = np.abs(q.astype(np.int64)).sum(axis=1).max()
     assert worst / 2**shift <= 2 ** (bits - 1) - 1
     assert shift == 0 or worst / 2 ** (shift - 1) > 2 ** (bits - 1) - 1  # the least that fits
+
+
+def test_chunked_quantisation_equals_one_call(monkeypatch):
+    import importlib
+
+    module = importlib.import_module("stac.ir.passes.quantise")
+    monkeypatch.setattr(module, "CHUNK_ELEMENTS", 64)  # 2 rows of 30 per chunk
+    w, theta = _random(out_f=50, in_f=30, seed=4)
+    after = quantise(_graph(w, theta), load_profile("loihi2"))
+    q, scale = quantise_weight(w, 8)
+    np.testing.assert_array_equal(after.nodes["fc"].weight, dequantise(q, scale))
+    layer = after.metadata["quantise"]["layers"]["fc"]
+    assert layer["rel_rms"] == pytest.approx(error_stats(w, dequantise(q, scale))["rel_rms"])
+    assert layer["accumulator_shift"] == accumulator_shift(q, 16)

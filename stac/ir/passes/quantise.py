@@ -39,8 +39,8 @@ from stac.ir.nodes import SignedIF
 from stac.ir.passes.common import WEIGHTED_TYPES, chip_assignment, is_neuron, issue, rebuild, \
     replace_fields
 from stac.profiles import Profile
-from stac.quant import accumulator_shift, dequantise, error_stats, mantissa_exponent, \
-    quantise_uniform, quantise_weight
+from stac.quant import dequantise, error_stats, mantissa_exponent, quantise_uniform, \
+    quantise_weight, shift_to_fit, stats_from_sums
 
 THRESHOLD_FIELDS = ("threshold", "v_threshold")
 TAU_FIELDS = ("tau", "tau_mem", "tau_syn")
@@ -70,6 +70,43 @@ def _carried(node: Any, bits: int) -> dict[str, Any] | None:
     return quant
 
 
+#: Elements per chunk when quantising a matrix row block by row block (bounds the float64
+#: temporaries of ``quantise_weight`` on large matrices such as an LM head).
+CHUNK_ELEMENTS = 1 << 22
+
+
+def _row_chunks(w: np.ndarray):
+    rows = max(1, CHUNK_ELEMENTS // max(w.shape[1], 1))
+    for r0 in range(0, w.shape[0], rows):
+        yield r0, w[r0:r0 + rows]
+
+
+def _quantise_rows(w: np.ndarray, fold: np.ndarray | None,
+                   bits: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any], int]:
+    """Per-row quantisation of ``w diag(fold)`` in row chunks (identical to one call, since
+    every row has its own scale). Returns the stored weight (folded back), the scales, the error
+    of the quantised matrix, and the largest row sum of integer magnitudes."""
+    f = fold.astype(np.float32)[None, :] if fold is not None else None
+    out = np.empty_like(w)
+    scales = np.empty(w.shape[0], np.float32)
+    signal = noise = max_abs = 0.0
+    zeroed = worst = 0
+    for r0, blk in _row_chunks(w):
+        eff = blk * f if f is not None else blk
+        q, s = quantise_weight(eff, bits, per_channel=True)
+        deq = dequantise(q, s)
+        diff = deq - eff
+        signal += float(np.sum(np.square(eff), dtype=np.float64))
+        noise += float(np.sum(np.square(diff), dtype=np.float64))
+        max_abs = max(max_abs, float(np.abs(diff).max()))
+        zeroed += int(np.count_nonzero((q == 0) & (eff != 0)))
+        worst = max(worst, int(np.abs(q).sum(axis=1, dtype=np.int64).max()))
+        out[r0:r0 + len(blk)] = deq / f if f is not None else deq
+        scales[r0:r0 + len(blk)] = s
+    stats = {**stats_from_sums(signal, noise, max_abs), "zeroed": zeroed / max(w.size, 1)}
+    return out, scales, stats, worst
+
+
 def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
              issues: list[dict[str, str]]) -> tuple[Any, dict[str, Any]]:
     fx = profile.values["fixed_point"]
@@ -90,22 +127,18 @@ def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
     existing = _carried(node, bits) if fold is None else None
     record: dict[str, Any] = {"kind": "weights", "bits": bits, "scheme": "per-channel"}
     if existing is not None:
-        q = np.rint(w / np.asarray(existing["scale"], np.float32).reshape(-1)[:, None]).astype(
-            np.int32)
+        scale = np.asarray(existing["scale"], np.float32).reshape(-1)
+        worst = max((int(np.abs(np.rint(blk / scale[r0:r0 + len(blk), None])).sum(axis=1).max())
+                     for r0, blk in _row_chunks(w)), default=0)
         record.update(status="carried", bits=int(existing["bits"]),
                       rel_rms=existing.get("rel_rms"), max_abs=existing.get("max_abs"),
                       sqnr_db=existing.get("sqnr_db"))
-        scale = np.asarray(existing["scale"], np.float32).reshape(-1)
         new_w = node.weight
     else:
-        w_eff = w * fold[None, :].astype(np.float32) if fold is not None else w
-        q, scale = quantise_weight(w_eff, bits, per_channel=True)
-        wq_eff = dequantise(q, scale)
-        record.update(error_stats(w_eff, wq_eff))
-        record["zeroed"] = float(np.count_nonzero((q == 0) & (w_eff != 0)) / max(w.size, 1))
-        wq = wq_eff / fold[None, :].astype(np.float32) if fold is not None else wq_eff
+        wq, scale, stats, worst = _quantise_rows(w, fold, bits)
+        record.update(stats)
         new_w = wq.reshape(shape).astype(node.weight.dtype, copy=False)
-        del w_eff, wq_eff, wq
+        del wq
         status = "requantised" if "quant" in (node.metadata or {}) else "quantised"
         record["status"] = status
         if status == "requantised":
@@ -123,7 +156,7 @@ def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
             issues.append(issue("warning", name, "chip.weight_bits",
                                 f"{name}: {bits}-bit weights move it by {record['rel_rms']:.1%} "
                                 f"relative RMS (SQNR {record['sqnr_db']:.1f} dB)"))
-    shift = accumulator_shift(q, int(fx["input_bits"]))
+    shift = shift_to_fit(worst, int(fx["input_bits"]))
     weight_exp = max(-shift, int(fx["weight_exp_min"]))
     if -shift < int(fx["weight_exp_min"]):
         issues.append(issue("warning", name, "fixed_point.weight_exp_min",
