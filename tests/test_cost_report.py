@@ -255,6 +255,7 @@ def _fails(capsys, *argv):
 @pytest.mark.parametrize("args, message", [
     (["--targets", "loihi2,loihi9"], "unknown target 'loihi9'; known profiles: h100"),
     (["--targets", "loihi2,,h100"], "comma-separated list"),
+    (["--targets", "loihi2,/nonexistent/chip.toml"], "cannot be read"),
     (["--prompt", "  "], "the prompt is empty"),
     (["--baseline", "loihi2"], "is a neuromorphic profile"),
 ])

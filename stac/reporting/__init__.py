@@ -125,6 +125,8 @@ def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | 
         raise StacError(f"--baseline {baseline!r} is a neuromorphic profile; the comparison row "
                         "is the float model on a host profile (h100, host-cpu, ...)")
     names = targets + [b for b in [baseline] if b not in targets]
+    for name in names:  # every profile readable before any work
+        load_profile(name)
     check_output_dir(output_dir, force)
     art = load_artifact(artifact)
     compiled = _artifact_report(art.path)
