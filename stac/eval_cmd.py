@@ -16,8 +16,9 @@ from typing import Any
 from stac import __version__
 from stac.artifact import load_artifact
 from stac.errors import StacError
-from stac.eval import Fidelity, evaluate, windows
+from stac.eval import Fidelity, evaluate, float_logits, windows
 from stac.frontend.convert import MAX_T, MIN_T
+from stac.frontend.models import load_model
 from stac.frontend.text import EVALUATION_PLAYS, evaluation_text
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def run_eval(
     if window > max_pos:
         raise StacError(f"--window {window} is past the model's context of {max_pos} tokens")
     tokenizer = artifact.tokenizer()
-    text, source = _text(text_path)
+    text, text_source = _text(text_path)
     ids = tokenizer(text, return_tensors="pt").input_ids[0]
     count = min(ids.numel(), max_tokens) // (window - 1)
     if count < 1:
@@ -93,7 +94,12 @@ def run_eval(
         )
     chunks = windows(tokenizer, ids, window, count)
     log.info("evaluating %d windows of %d tokens at T = %s", count, window, timesteps)
-    results = evaluate(graph, chunks, timesteps)
+    # The reference is the float model the artifact was converted from, loaded afresh.
+    source = artifact.config.get("source_model")
+    if not source:
+        raise StacError(f"{artifact_dir}/config.json names no source model to compare with")
+    reference = float_logits(load_model(source).model, chunks)
+    results = evaluate(graph, chunks, timesteps, reference)
     conversion = artifact.config.get("conversion", {})
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -102,7 +108,7 @@ def run_eval(
         "model": artifact.config.get("source_model"),
         "mode": conversion.get("mode"),
         "artifact_timesteps": conversion.get("timesteps"),
-        "text": source,
+        "text": text_source,
         "windows": count,
         "window": window,
         "scored_tokens": results[0].tokens,

@@ -43,6 +43,37 @@ def conversion_log(graph: nir.NIRGraph, context: int, header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def encoder_table(graph: nir.NIRGraph, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per spiking encoder: its coding, the bits each spike carries and its measured spike rate
+    (nonzero spikes per neuron-step) on the run behind ``stats``."""
+    from stac.ir.nodes import SignedIF
+
+    out = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, SignedIF) and name in stats:
+            st = stats[name]
+            out[name] = {
+                "coding": "graded" if node.max_payload > 1 else "binary",
+                "drive": "onset" if node.onset_drive else "held",
+                "max_payload": int(node.max_payload),
+                "bits_per_spike": node.bits_per_spike(),
+                "spike_rate": st.spikes / st.neuron_updates if st.neuron_updates else 0.0,
+            }
+    return out
+
+
+def encoder_lines(table: dict[str, dict[str, Any]]) -> list[str]:
+    spikes = [(v["spike_rate"], v["bits_per_spike"]) for v in table.values()]
+    mean_bits = sum(r * b for r, b in spikes) / max(sum(r for r, _ in spikes), 1e-30)
+    lines = ["", "Spiking encoders (spike rate measured on the prompt):",
+             f"{'encoder':<26} {'coding':<8} {'drive':<6} {'K':>8} {'bits/spike':>10} "
+             f"{'spike rate':>11}"]
+    lines += [f"{n:<26} {v['coding']:<8} {v['drive']:<6} {v['max_payload']:>8} "
+              f"{v['bits_per_spike']:>10} {v['spike_rate']:>11.4f}" for n, v in table.items()]
+    lines.append(f"mean bits per emitted spike: {mean_bits:.2f}")
+    return lines
+
+
 def _fmt(x: float) -> str:
     if x == 0:
         return "0"

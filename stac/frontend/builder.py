@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import nir
 import numpy as np
@@ -17,14 +17,25 @@ def as_array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(torch.float32).cpu().numpy().copy()
 
 
+class EncoderPlan(Protocol):
+    """What the conversion decided for each spiking linear map (see :mod:`stac.frontend.convert`)."""
+
+    def encoder(self, name: str) -> SignedIF:
+        """The SignedIF encoder named ``name`` (``{linear}_in``)."""
+
+    def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
+               ) -> tuple[np.ndarray, dict[str, Any]]:
+        """The weight the chip holds for linear map ``name`` fed by ``encoder``, and metadata
+        describing its quantisation (empty when the weight stays float)."""
+
+
 class GraphBuilder:
     """Collects nodes and edges; ``add(name, node, *inputs)`` returns ``name`` for chaining."""
 
-    def __init__(self, thresholds: dict[str, np.ndarray], token_gain: bool) -> None:
+    def __init__(self, plan: EncoderPlan) -> None:
         self.nodes: dict[str, Any] = {}
         self.edges: list[tuple[str, str]] = []
-        self.thresholds = thresholds
-        self.token_gain = token_gain
+        self.plan = plan
 
     def add(self, name: str, node: Any, *inputs: str) -> str:
         if name in self.nodes:
@@ -37,10 +48,12 @@ class GraphBuilder:
         self, name: str, weight: np.ndarray, bias: np.ndarray | None, source: str
     ) -> str:
         """SignedIF encoder ``{name}_in`` feeding a linear map ``name`` (Linear or Affine)."""
-        neuron = self.add(
-            f"{name}_in", SignedIF(self.thresholds[f"{name}_in"], self.token_gain), source
-        )
+        encoder = self.plan.encoder(f"{name}_in")
+        neuron = self.add(f"{name}_in", encoder, source)
+        weight, quant = self.plan.weight(name, weight, encoder)
         node = nir.Linear(weight) if bias is None else nir.Affine(weight, bias)
+        if quant:
+            node.metadata["quant"] = quant
         return self.add(name, node, neuron)
 
     def graph(self, metadata: dict[str, Any]) -> nir.NIRGraph:

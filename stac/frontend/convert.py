@@ -3,36 +3,51 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import nir
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from stac import __version__
 from stac.errors import StacError
 from stac.frontend import gpt2, llama
+from stac.frontend.calibrate import ChannelStats, channel_stats, optimise_steps
 from stac.frontend.models import LoadedModel
+from stac.ir.nodes import SignedIF
+from stac.quant import dequantise, quantise_weight
 from stac.frontend.text import calibration_windows
 
 log = logging.getLogger(__name__)
 
-MODES = ("simplified",)
+MODES = ("simplified", "full")
 MIN_T, MAX_T = 1, 256
 _FAMILIES = {"gpt2": gpt2, "llama": llama}
 
 
 @dataclass(frozen=True)
 class ConversionConfig:
-    """What the conversion does; saved in the artifact's config.json."""
+    """What the conversion does; saved in the artifact's config.json.
+
+    ``simplified``: binary rate-coded encoders held at their drive for T steps, thresholds at
+    the calibrated absolute maximum, float weights. ``full``: weights quantised to
+    ``weight_bits`` per output row with the encoders' spike values folded in; onset-driven
+    graded encoders whose per-channel step is optimised against the float activations with
+    ``2 T K + 1`` levels, K = 2**(payload_bits - 1) - 1; each layer's payload is then widened
+    until its largest calibrated value times ``headroom`` fits without clipping (binary
+    spikes, ``payload_bits = 1``, are never widened).
+    """
 
     timesteps: int = 16  # T, timesteps per token
     mode: str = "simplified"  # see MODES
     calibration_passages: int = 16  # windows of real text used to set thresholds
     calibration_max_tokens: int = 128  # tokens per window
     token_gain: bool = False  # host-side per-token threshold gain on every encoder
+    weight_bits: int = 8  # full mode: synaptic weight bits (the profile's)
+    payload_bits: int = 8  # full mode: graded spike bits that set the resolution (1 = binary)
+    headroom: float = 4.0  # full mode: payload covers this times the calibrated maximum
 
     def __post_init__(self) -> None:
         if not MIN_T <= self.timesteps <= MAX_T:
@@ -43,39 +58,88 @@ class ConversionConfig:
             raise StacError(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
         if self.calibration_passages < 1:
             raise StacError("calibration needs at least one passage")
+        if not 2 <= self.weight_bits <= 16:
+            raise StacError(f"weight bits {self.weight_bits} outside 2..16")
+        if not 1 <= self.payload_bits <= 24:
+            raise StacError(f"payload bits {self.payload_bits} outside 1..24")
+        if not self.headroom >= 1.0:
+            raise StacError(f"headroom {self.headroom} must be at least 1")
+        if self.mode == "simplified" and (self.payload_bits, self.weight_bits) != (8, 8):
+            raise StacError("--payload-bits and --weight-bits apply to --mode full only")
+
+    @property
+    def base_payload(self) -> int:
+        """K at ``payload_bits``: 1 for binary spikes, else the largest signed magnitude."""
+        return 1 if self.payload_bits == 1 else 2 ** (self.payload_bits - 1) - 1
 
 
-@torch.no_grad()
-def calibrate(loaded: LoadedModel, cfg: ConversionConfig) -> dict[str, np.ndarray]:
-    """Per-channel absolute maximum of every encoder's input over the calibration text.
+class SimplifiedPlan:
+    """Binary encoders at the calibrated absmax, held drive; weights stay float."""
 
-    Each SignedIF threshold is that maximum, so the encoder saturates on no calibration value
-    and quantises to a step of threshold / T.
-    """
-    modules = _FAMILIES[loaded.family].neuron_inputs(loaded.model)
-    peaks: dict[str, torch.Tensor] = {}
-    hooks = []
-    for name, module in modules.items():
-        def hook(mod: Any, args: tuple, name: str = name) -> None:
-            x = args[0].detach().abs().reshape(-1, args[0].shape[-1]).amax(0)
-            peaks[name] = torch.maximum(peaks[name], x) if name in peaks else x
-        hooks.append(module.register_forward_pre_hook(hook))
-    try:
-        chunks = calibration_windows(
-            loaded.tokenizer, cfg.calibration_passages, cfg.calibration_max_tokens
-        )
-        for ids in tqdm(chunks, desc="calibrating", unit="window", leave=False):
-            loaded.model(ids[None])
-    finally:
-        for h in hooks:
-            h.remove()
-    # A channel that never fired during calibration still needs a positive threshold.
-    return {k: np.maximum(v.numpy().astype(np.float32), 1e-6) for k, v in peaks.items()}
+    def __init__(self, stats: dict[str, ChannelStats], cfg: ConversionConfig) -> None:
+        self.stats, self.cfg = stats, cfg
+
+    def encoder(self, name: str) -> SignedIF:
+        # A channel that never fired during calibration still needs a positive threshold.
+        theta = np.maximum(self.stats[name].absmax.numpy().astype(np.float32), 1e-6)
+        return SignedIF(theta, self.cfg.token_gain)
+
+    def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
+               ) -> tuple[np.ndarray, dict[str, Any]]:
+        return weight, {}
+
+
+class FullPlan:
+    """Graded onset-driven encoders with optimised steps; weights quantised with the encoders'
+    spike values folded in, as a chip that receives integer payloads must hold them."""
+
+    def __init__(self, stats: dict[str, ChannelStats], steps: dict[str, torch.Tensor],
+                 cfg: ConversionConfig) -> None:
+        self.stats, self.steps, self.cfg = stats, steps, cfg
+
+    def encoder(self, name: str) -> SignedIF:
+        t = self.cfg.timesteps
+        step = self.steps[name]
+        theta = (step * t).to(torch.float32).numpy()
+        # The payload that carries the largest calibrated value (BOS sink included) times the
+        # headroom within T steps, at least the base payload.
+        # Binary spikes (payload_bits = 1) stay binary: the pure-spiking baseline.
+        need = self.cfg.headroom * self.stats[name].absmax / (step * t)
+        k = 1 if self.cfg.base_payload == 1 else max(self.cfg.base_payload,
+                                                     int(math.ceil(float(need.max()))))
+        return SignedIF(theta, max_payload=k, onset_drive=True, metadata={"quant": {
+            "scheme": "host-scaled",
+            "note": "the host divides each drive by its threshold; the chip threshold is 1",
+        }})
+
+    def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
+               ) -> tuple[np.ndarray, dict[str, Any]]:
+        theta = encoder.threshold.astype(np.float64)
+        q, scale = quantise_weight(weight.astype(np.float64) * theta[None, :], self.cfg.weight_bits)
+        effective = (dequantise(q, scale).astype(np.float64) / theta[None, :]).astype(np.float32)
+        err = np.linalg.norm(effective - weight) / max(np.linalg.norm(weight), 1e-30)
+        return effective, {
+            "bits": self.cfg.weight_bits,
+            "scheme": "per-row, encoder spike values folded in",
+            "folded": True,
+            "scale": scale,
+            "relative_error": float(err),
+        }
 
 
 def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
     """Calibrate and lower ``loaded`` into an IR graph carrying ``cfg`` in its metadata."""
-    thresholds = calibrate(loaded, cfg)
+    family = _FAMILIES[loaded.family]
+    modules = family.neuron_inputs(loaded.model)
+    chunks = calibration_windows(loaded.tokenizer, cfg.calibration_passages,
+                                 cfg.calibration_max_tokens)
+    stats = channel_stats(loaded.model, modules, chunks)
+    plan: SimplifiedPlan | FullPlan
+    if cfg.mode == "simplified":
+        plan = SimplifiedPlan(stats, cfg)
+    else:
+        levels = cfg.timesteps * cfg.base_payload
+        plan = FullPlan(stats, optimise_steps(loaded.model, modules, chunks, stats, levels), cfg)
     metadata = {
         "stac_version": __version__,
         "source_model": loaded.source,
@@ -84,7 +148,7 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
         "vocab_size": int(loaded.model.config.vocab_size),
         "max_positions": int(_max_positions(loaded.model.config)),
     }
-    graph = _FAMILIES[loaded.family].lower(loaded.model, thresholds, metadata)
+    graph = family.lower(loaded.model, plan, metadata)
     log.info("lowered %s to %d nodes, %d edges", loaded.source, len(graph.nodes), len(graph.edges))
     return graph
 

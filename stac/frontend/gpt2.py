@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from stac.errors import StacError
-from stac.frontend.builder import GraphBuilder, as_array, input_node
+from stac.frontend.builder import EncoderPlan, GraphBuilder, as_array, input_node
 from stac.ir.nodes import Activation, CausalSelfAttention, Embedding, LayerNorm, Residual
 
 _ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
@@ -37,7 +37,7 @@ def _layer_norm(ln: torch.nn.LayerNorm) -> LayerNorm:
     return LayerNorm(as_array(ln.weight), as_array(ln.bias), float(ln.eps))
 
 
-def lower(model: Any, thresholds: dict[str, np.ndarray], metadata: dict[str, Any]) -> nir.NIRGraph:
+def lower(model: Any, plan: EncoderPlan, metadata: dict[str, Any]) -> nir.NIRGraph:
     config = model.config
     act = _ACTIVATIONS.get(config.activation_function)
     if act is None:
@@ -45,7 +45,7 @@ def lower(model: Any, thresholds: dict[str, np.ndarray], metadata: dict[str, Any
     heads = config.n_head
     head_dim = config.n_embd // heads
     width = config.n_embd
-    b = GraphBuilder(thresholds, metadata["conversion"]["token_gain"])
+    b = GraphBuilder(plan)
     tr = model.transformer
     wte = as_array(tr.wte.weight)
     b.add("input", input_node())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from stac.errors import StacError
-from stac.frontend.builder import GraphBuilder, as_array, input_node
+from stac.frontend.builder import EncoderPlan, GraphBuilder, as_array, input_node
 from stac.ir.nodes import CausalSelfAttention, Embedding, GatedActivation, Residual, RMSNorm
 
 
@@ -49,14 +49,14 @@ def _cat_bias(*linears: torch.nn.Linear) -> np.ndarray | None:
     )
 
 
-def lower(model: Any, thresholds: dict[str, np.ndarray], metadata: dict[str, Any]) -> nir.NIRGraph:
+def lower(model: Any, plan: EncoderPlan, metadata: dict[str, Any]) -> nir.NIRGraph:
     config = model.config
     if getattr(config, "hidden_act", "silu") != "silu":
         raise StacError(f"Llama MLP activation {config.hidden_act!r} is not supported (silu)")
     heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     theta = _rope_theta(config)
-    b = GraphBuilder(thresholds, metadata["conversion"]["token_gain"])
+    b = GraphBuilder(plan)
     embed_weight = as_array(model.model.embed_tokens.weight)
     b.add("input", input_node())
     x = b.add("embed", Embedding(embed_weight, "token"), "input")

@@ -55,12 +55,21 @@ def _spike_values(node: Any) -> np.ndarray | None:
     return np.asarray(node.threshold, dtype=np.float64) if isinstance(node, SignedIF) else None
 
 
-def _carried(node: Any, bits: int) -> dict[str, Any] | None:
-    """The node's existing quantisation, if its weights sit on a grid of at most ``bits``."""
+def _carried(node: Any, bits: int, values: list[np.ndarray | None] | None = None
+             ) -> dict[str, Any] | None:
+    """The node's existing quantisation, if its weights sit on a grid of at most ``bits``.
+
+    A full-mode weight (``quant["folded"]``) sits on the grid once its single input's spike
+    values are folded in: ``W diag(theta)`` is integers times the row scale.
+    """
     quant = (node.metadata or {}).get("quant")
     if not isinstance(quant, dict) or int(quant.get("bits", 99)) > bits:
         return None
     w = np.asarray(node.weight, dtype=np.float64).reshape(node.weight.shape[0], -1)
+    if quant.get("folded"):
+        if not values or len(values) != 1 or values[0] is None or values[0].shape[0] != w.shape[1]:
+            return None
+        w = w * values[0][None, :]
     scale = np.asarray(quant.get("scale"), dtype=np.float64).reshape(-1)
     if scale.shape != (w.shape[0],) or not np.all(scale > 0):
         return None
@@ -124,7 +133,7 @@ def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
                             f"{name}: spike values of its inputs cannot be folded into a "
                             f"{tuple(shape)} kernel on {profile.name}, whose spikes carry no "
                             "payload"))
-    existing = _carried(node, bits) if fold is None else None
+    existing = _carried(node, bits, values) if fold is None else None
     record: dict[str, Any] = {"kind": "weights", "bits": bits, "scheme": "per-channel"}
     if existing is not None:
         scale = np.asarray(existing["scale"], np.float32).reshape(-1)
@@ -207,6 +216,12 @@ def _neuron(name: str, node: Any, host_driven: bool, dt: float | None, profile: 
             issues: list[dict[str, str]]) -> tuple[Any, dict[str, Any]]:
     fx = profile.values["fixed_point"]
     record: dict[str, Any] = {"kind": "neuron"}
+    if host_driven and (node.metadata or {}).get("quant", {}).get("scheme") == "host-scaled":
+        # Full mode: the host sends the drive already divided by each threshold, so the chip
+        # neuron's threshold is one unit and the per-channel values live in the host's
+        # scaling and in the folded synapses; nothing here is rounded.
+        record.update(status="carried", threshold_bits=0, threshold_rel_max=0.0)
+        return node, record
     fields: dict[str, Any] = {}
     unit = None
     for key in THRESHOLD_FIELDS:

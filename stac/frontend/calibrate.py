@@ -1,0 +1,115 @@
+"""Activation calibration on real text: per-channel statistics and threshold optimisation.
+
+Simplified mode sets each encoder's threshold to the channel's absolute maximum. Full mode
+chooses, per channel, the quantisation step that minimises the squared error against the float
+activations of the calibration text, then gives the layer enough payload to carry the largest
+value seen (times a headroom) without clipping.
+
+Both passes run the Hugging Face model itself with forward pre-hooks on the modules whose
+inputs the encoders carry, so the statistics are those of the float model.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+#: Candidate clipping ranges, as fractions of a channel's calibrated maximum (BOS excluded).
+CLIP_RATIOS = (1.0, 0.8, 0.6, 0.45, 0.35, 0.25, 0.18, 0.12, 0.08)
+
+
+@dataclass
+class ChannelStats:
+    """Per-channel statistics of one encoder's input over the calibration text."""
+
+    absmax: torch.Tensor  # over every token
+    absmax_text: torch.Tensor  # over every token but the first of each window (the BOS sink)
+    sumsq_text: torch.Tensor
+    count_text: int
+
+    @property
+    def rms_text(self) -> torch.Tensor:
+        return (self.sumsq_text / max(self.count_text, 1)).sqrt()
+
+
+def _run_hooked(model: Any, modules: dict[str, torch.nn.Module], chunks: list[torch.Tensor],
+                hook: Callable[[str, torch.Tensor], None], desc: str) -> None:
+    handles = [
+        module.register_forward_pre_hook(lambda mod, args, name=name: hook(name, args[0][0]))
+        for name, module in modules.items()
+    ]
+    try:
+        for ids in tqdm(chunks, desc=desc, unit="window", leave=False):
+            model(ids[None])
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@torch.no_grad()
+def channel_stats(model: Any, modules: dict[str, torch.nn.Module],
+                  chunks: list[torch.Tensor]) -> dict[str, ChannelStats]:
+    """One pass over ``chunks`` (each BOS first) recording :class:`ChannelStats` per encoder."""
+    stats: dict[str, ChannelStats] = {}
+
+    def hook(name: str, x: torch.Tensor) -> None:  # x: [N, C] of one window
+        x = x.detach().to(torch.float64)
+        text = x[1:]
+        new = ChannelStats(x.abs().amax(0), text.abs().amax(0), text.pow(2).sum(0), text.shape[0])
+        old = stats.get(name)
+        if old is not None:
+            new = ChannelStats(torch.maximum(old.absmax, new.absmax),
+                               torch.maximum(old.absmax_text, new.absmax_text),
+                               old.sumsq_text + new.sumsq_text, old.count_text + new.count_text)
+        stats[name] = new
+
+    _run_hooked(model, modules, chunks, hook, "calibrating")
+    return stats
+
+
+def quantise_activation(x: torch.Tensor, step: torch.Tensor, levels: int) -> torch.Tensor:
+    """The quantiser a SignedIF encoder realises over T steps: step * clip(floor(x/step + 1/2),
+    -levels, levels). ``step`` is the spike value over T; ``levels`` is T times the payload K.
+
+    Computed as ``x * T / theta`` would be by the encoder only up to float rounding; the tests
+    that compare the two use :func:`encoder_quantiser` instead.
+    """
+    return step * torch.clamp(torch.floor(x / step + 0.5), -levels, levels)
+
+
+def encoder_quantiser(x: torch.Tensor, theta: torch.Tensor, steps: int, max_payload: int
+                      ) -> torch.Tensor:
+    """The T-step mean output of an onset-driven SignedIF, with its own float operations."""
+    n = torch.clamp(torch.floor(x * steps / theta + 0.5), -steps * max_payload, steps * max_payload)
+    return n * theta / steps
+
+
+@torch.no_grad()
+def optimise_steps(model: Any, modules: dict[str, torch.nn.Module], chunks: list[torch.Tensor],
+                   stats: dict[str, ChannelStats], levels: int) -> dict[str, torch.Tensor]:
+    """Per channel, the quantisation step (from :data:`CLIP_RATIOS` of the text maximum over
+    ``levels``) with the least squared error on the calibration text, BOS rows excluded."""
+    ratios = torch.tensor(CLIP_RATIOS, dtype=torch.float64)
+    errors = {name: torch.zeros(len(CLIP_RATIOS), s.absmax.numel(), dtype=torch.float64)
+              for name, s in stats.items()}
+
+    def hook(name: str, x: torch.Tensor) -> None:
+        text = x.detach()[1:].to(torch.float32)
+        base = (stats[name].absmax_text.clamp_min(1e-12) / levels).to(torch.float32)
+        for i, r in enumerate(ratios.tolist()):
+            q = quantise_activation(text, base * r, levels)
+            errors[name][i] += (q - text).pow(2).sum(0, dtype=torch.float64)
+
+    _run_hooked(model, modules, chunks, hook, "optimising thresholds")
+    steps = {}
+    for name, err in errors.items():
+        best = ratios[err.argmin(0)]
+        steps[name] = stats[name].absmax_text.clamp_min(1e-12) * best / levels
+    return steps
