@@ -110,6 +110,18 @@ def test_stage_cost_by_hand(round_chip):
     assert summary["notes"] == []
 
 
+def test_graded_spikes_are_priced_as_messages_and_said(round_chip):
+    graded = {**STATS, "enc": NodeStats(spikes=5, spike_bits=15, neuron_updates=12)}
+    host = load_profile("host-cpu")
+    rows = node_costs(_placed(ROUTED), graded, round_chip, host, 4, 1)
+    binary = node_costs(_placed(ROUTED), STATS, round_chip, host, 4, 1)
+    assert [r.chip_energy_j for r in rows] == [r.chip_energy_j for r in binary]
+    summary = summarise(rows, round_chip, 1, 3)
+    assert summary["total"]["spike_bits"] == 15
+    assert any("3.00 bits per spike on average, priced as one message" in n
+               for n in summary["notes"])
+
+
 def test_partial_sums_of_split_layers_travel_every_step(round_chip):
     split = {"col_blocks": 2, "dest_cores_per_spike": 0.5, "hops_per_spike": 1.0}
     rows = {r.node: r for r in node_costs(_placed(ROUTED, split), STATS, round_chip,

@@ -233,16 +233,34 @@ def test_signed_if_saturates_its_potential():
     assert int(s[0]) == 1 and int(state.v[0]) == top - 2**20
 
 
-def test_integer_signed_if_matches_the_float_reference_spike_for_spike():
-    gen = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize("max_payload, per_step, onset", [
+    (1, True, False), (1, False, False), (3, True, False), (3, False, True), (7, False, False),
+])
+def test_integer_signed_if_matches_the_float_reference_spike_for_spike(max_payload, per_step,
+                                                                       onset):
+    gen = torch.Generator().manual_seed(max_payload)
     theta = torch.randint(1, 200, (512,), generator=gen)
-    drive = torch.randint(-300, 300, (16, 512), generator=gen)
-    float_spikes = signed_if_scan(drive.double(), theta.double(), 16, per_step=True)
-    fixed_spikes, _ = fx.scan(
-        lambda x, st: fx.signed_if_fixed_step(x, st, theta, LAVA), drive,
-        fx.SignedIFFixedState(torch.zeros(512, dtype=torch.int64)))
-    assert torch.equal(fixed_spikes, float_spikes.to(torch.int64))
-    assert int(fixed_spikes.abs().sum()) > 1000  # the comparison covers many spikes
+    drive = torch.randint(-300 * max_payload, 300 * max_payload,
+                          (16, 512) if per_step else (512,), generator=gen)
+    ref = signed_if_scan(drive.double(), theta.double(), 16, per_step=per_step,
+                         max_payload=max_payload, onset=onset)
+    fixed = fx.signed_if_fixed_scan(drive, theta, 16, LAVA, per_step=per_step,
+                                    max_payload=max_payload, onset=onset)
+    assert torch.equal(fixed, ref.to(torch.int64))
+    assert int(fixed.abs().max()) == max_payload  # graded payloads are exercised
+    assert int(fixed.abs().sum()) > 1000  # the comparison covers many spikes
+
+
+def test_graded_payload_hand_example():
+    # theta = 4, K = 3: v = 9 -> floor((18 + 4) / 8) = 2, v = 1; v = 10 (2.5 thresholds,
+    # half up) -> 3, v = -2; v = 7 -> floor(18 / 8) = 2, v = -1; v = -20 -> floor(-36 / 8)
+    # = -5, clipped to -3, v = -8
+    state = fx.SignedIFFixedState(t(0))
+    out = []
+    for x in (9, 9, 9, -19):
+        s, state = fx.signed_if_fixed_step(t(x), state, t(4), LAVA, max_payload=3)
+        out.append((int(s[0]), int(state.v[0])))
+    assert out == [(2, 1), (3, -2), (2, -1), (-3, -8)]
 
 
 def test_quantised_float_drive_follows_the_float_encoder():
@@ -252,6 +270,8 @@ def test_quantised_float_drive_follows_the_float_encoder():
     steps = 16
     x_q, theta_q = fx.quantise_drive(drive, threshold, LAVA)
     assert int(theta_q[0]) == 2**21 and int(x_q.abs().max()) < 2**23
+    # an onset drive of 16 steps at once needs 17 thresholds of headroom: 2**(23 - 5)
+    assert int(fx.quantise_drive(drive, threshold, LAVA, headroom=17)[1][0]) == 2**18
     fixed, _ = fx.scan(lambda x, st: fx.signed_if_fixed_step(x, st, theta_q, LAVA),
                        x_q.expand(steps, -1), fx.SignedIFFixedState(torch.zeros_like(x_q)))
     ref = signed_if_scan(drive, threshold, steps, per_step=False).to(torch.int64)

@@ -151,6 +151,7 @@ class NodeCost:
     host_energy_j: float = 0.0
     core_step_s: float = 0.0  # one core's busy time per timestep
     latency_s: float = 0.0  # this node's share of the token's latency
+    spike_bits: float = 0.0  # payload bits of its spikes (1 each when binary)
     crossings: float = 0.0  # chip boundaries crossed by its messages (included in hops)
     memory_utilisation: float = 0.0  # of its cores' neuron slots or synaptic memory
     busy_fraction: float = 0.0  # of its stage's time that its cores compute
@@ -214,7 +215,7 @@ def node_costs(
             name, type(node).__name__, "chip" if name in on_chip else "host", cores,
             stage_of.get(name, -1), s.spikes * per, s.synops * per, s.neuron_updates * per,
             s.neuron_updates * units * per, 0.0, 0.0, (s.host_macs + s.dense_macs) * per,
-            s.host_flops * per)
+            s.host_flops * per, spike_bits=(s.spike_bits or s.spikes) * per)  # unrecorded: binary
         if name in on_chip:
             _traffic(row, node, place, post[name], placement, on_chip, steps,
                      mean_hops(rates.tiles))
@@ -299,7 +300,7 @@ def layer_of(node: str) -> str:
 
 
 _SUMMED = ("spikes", "synops", "neuron_updates", "chip_neuron_updates", "messages", "hops",
-           "crossings",
+           "crossings", "spike_bits",
            "host_macs", "host_flops", "synop_energy_j", "update_energy_j", "message_energy_j",
            "mesh_energy_j", "chip_energy_j", "host_energy_j", "latency_s")
 
@@ -346,5 +347,11 @@ def summarise(
     total["energy_j"] = (total["chip_dynamic_energy_j"] + total["chip_static_energy_j"]
                          + total["host_energy_j"])
     notes = list(dict.fromkeys(n for r in rows for n in r.notes))  # each note once, in order
+    graded = [r for r in rows if r.unit == "chip" and r.spike_bits > r.spikes]
+    if graded:
+        bits = sum(r.spike_bits for r in graded) / sum(r.spikes for r in graded)
+        notes.append(f"graded spikes: {len(graded)} chip node(s) send {bits:.2f} bits per spike "
+                     f"on average, priced as one message each ({chip.name} gives no per-bit "
+                     "figure)")
     return {"total": total, "layers": layers, "nodes": [asdict(r) for r in rows],
             "notes": notes}

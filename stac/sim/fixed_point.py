@@ -36,11 +36,12 @@ declared 16 bits but its Python model does not enforce that width; :func:`dense_
 refuses an output outside ``input_bits`` unless ``strict=False`` (then it behaves as Lava's
 Python model: 32-bit wrap only).
 
-SignedIF (stac's rate coder, :class:`stac.ir.nodes.SignedIF`) in fixed point: integer drive
-``x``, integer per-neuron threshold ``theta``; ``v <- sat(v + x)``, ``s = [2v >= theta] -
-[2v < -theta]``, ``v <- v - s * theta``. With integer inputs this is exactly the float rule
-(``v >= theta/2``), so the two agree spike for spike; :func:`quantise_drive` maps a float
-drive onto the integer grid.
+SignedIF (stac's rate coder, :class:`stac.ir.nodes.SignedIF`, binary or graded with payloads
+up to K) in fixed point: integer drive ``x``, integer per-neuron threshold ``theta``;
+``v <- sat(v + x)``, ``s = clamp(floor((2v + theta) / (2 theta)), -K, K)``,
+``v <- v - s * theta``. With integer inputs this is exactly the float rule
+(``floor(v / theta + 0.5)``), so the two agree spike for spike; :func:`quantise_drive` maps a
+float drive onto the integer grid.
 """
 
 from __future__ import annotations
@@ -292,27 +293,65 @@ class SignedIFFixedState(NamedTuple):
     v: Tensor  # membrane potential, uv_bits, saturating
 
 
-def quantise_drive(x: Tensor, threshold: Tensor, fmt: LoihiFormat) -> tuple[Tensor, Tensor]:
+def quantise_drive(x: Tensor, threshold: Tensor, fmt: LoihiFormat,
+                   headroom: int = 4) -> tuple[Tensor, Tensor]:
     """Map a float drive and per-neuron thresholds onto integers: ``(x_q, theta_q)``.
 
-    Every threshold becomes ``theta_q = 2**(state_bits - 3)`` and the drive is scaled by the
-    same factor per neuron, rounded to nearest and saturated to the v range; a drive of up to
-    twice the threshold then never saturates. The spike values are ``theta`` (float), so the
-    grid only sets how finely the drive is resolved (2**-(state_bits-3) of a threshold).
+    Every threshold becomes ``theta_q = 2**(state_bits - 1 - ceil(log2(headroom)))`` (2**21
+    for 24-bit state and the default headroom 4) and the drive is scaled by the same factor
+    per neuron, rounded to nearest and saturated to the v range. The potential then holds
+    ``headroom`` thresholds before it saturates: 4 covers a held drive of up to twice the
+    threshold; an onset drive (T steps of drive at once) with payloads up to K needs about
+    ``T * K + 1``. The spike values are ``theta`` (float), so the grid only sets how finely
+    the drive is resolved (1 / theta_q of a threshold).
     """
-    theta_q = 1 << (fmt.state_bits - 3)
+    if headroom < 2:
+        raise StacError(f"headroom must be at least 2 thresholds, got {headroom}")
+    shift_bits = fmt.state_bits - 1 - (int(headroom) - 1).bit_length()
+    if shift_bits < 1:
+        raise StacError(f"a {fmt.state_bits}-bit potential cannot hold {headroom} thresholds")
+    theta_q = 1 << shift_bits
     scale = theta_q / threshold.to(torch.float64)
     x_q = torch.round(x.to(torch.float64) * scale).clamp(-(fmt.uv_max - 1), fmt.uv_max - 1)
     return x_q.to(torch.int64), torch.full_like(threshold, theta_q, dtype=torch.int64)
 
 
 def signed_if_fixed_step(x: Tensor, state: SignedIFFixedState, theta: Tensor,
-                         fmt: LoihiFormat) -> tuple[Tensor, SignedIFFixedState]:
-    """One timestep of the integer SignedIF; returns (spikes in {-1, 0, 1}, new state)."""
+                         fmt: LoihiFormat, max_payload: int = 1
+                         ) -> tuple[Tensor, SignedIFFixedState]:
+    """One timestep of the integer SignedIF; returns (payloads in [-K, K], new state).
+
+    ``s = clamp(floor((2v + theta) / (2 theta)), -K, K)``: the potential in thresholds,
+    rounded half up, exactly (the float rule is ``floor(v / theta + 0.5)``); K = 1 gives
+    binary signed spikes.
+    """
     top = fmt.uv_max - 1
     v = (state.v + _int(x)).clamp(-top, top)
-    s = (2 * v >= theta).to(torch.int64) - (2 * v < -theta).to(torch.int64)
+    s = torch.div(2 * v + theta, 2 * theta, rounding_mode="floor").clamp(-max_payload,
+                                                                          max_payload)
     return s, SignedIFFixedState(v - s * theta)
+
+
+def signed_if_fixed_scan(drive: Tensor, theta: Tensor, steps: int, fmt: LoihiFormat,
+                         per_step: bool = False, max_payload: int = 1,
+                         onset: bool = False) -> Tensor:
+    """``steps`` timesteps from v = 0, as :func:`stac.sim.neurons.signed_if_scan` takes its
+    drive (held, per step, or with ``onset`` ``steps * drive`` at the first step only);
+    returns the payloads ``[steps, ...]``."""
+    if onset and per_step:
+        raise StacError("onset drive takes one value per token, not one per step")
+    drive = _int(drive)
+    first = drive[0] if per_step else drive
+    if per_step:
+        inputs = drive[:steps]
+    elif onset:
+        inputs = torch.cat([(first * steps)[None], torch.zeros_like(first).expand(
+            steps - 1, *first.shape)])
+    else:
+        inputs = first.expand(steps, *first.shape)
+    out, _ = scan(lambda x, st: signed_if_fixed_step(x, st, theta, fmt, max_payload), inputs,
+                  SignedIFFixedState(torch.zeros_like(first)))
+    return out
 
 
 def scan(step: Callable[[Tensor, tuple], tuple[Tensor, tuple]], inputs: Tensor,
@@ -330,5 +369,5 @@ __all__ = [
     "SignMode", "dense_params", "SignedIFFixedState", "decay_toward_zero", "dense_fixed_step",
     "dense_initial_state", "lif_fixed_step", "lif_initial_state", "lif_params",
     "prepare_dense_weights", "quantise_drive", "scan", "shift", "sign_mode_of",
-    "signed_if_fixed_step", "wrap_signed",
+    "signed_if_fixed_scan", "signed_if_fixed_step", "wrap_signed",
 ]
