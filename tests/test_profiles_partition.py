@@ -96,7 +96,8 @@ def test_unknown_profile_lists_the_known_ones():
 
 
 def test_targets_come_from_the_neuromorphic_profiles():
-    assert sorted(targets()) == ["loihi1-sim", "loihi2-sim", "spinnaker2-sim", "truenorth-sim"]
+    assert sorted(targets()) == ["loihi1-sim", "loihi2-lava", "loihi2-sim", "spinnaker2-sim",
+                                 "truenorth-sim"]
 
 
 def test_target_may_be_a_users_profile_file(tmp_path):

@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from stac.backends.base import Backend
+from stac.backends.lava import LavaBackend
 from stac.backends.sim import SimBackend
 from stac.errors import StacError
 from stac.profiles import Profile, is_profile_path, load_profile, load_profile_file, profile_names
 
-BACKENDS: dict[str, Backend] = {"sim": SimBackend()}
+BACKENDS: dict[str, Backend] = {"sim": SimBackend(), "lava": LavaBackend()}
 
 
 def targets() -> dict[str, tuple[str, str]]:

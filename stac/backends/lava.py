@@ -1,0 +1,196 @@
+"""The ``lava`` backend: a chip graph as real Lava processes, run bit-accurately on the CPU.
+
+``lower`` checks the graph (every node it cannot emit is named, before anything runs), checks
+that the profile's fixed-point widths are the ones Lava's bit-accurate models use, and turns
+the graph into integer layers (:mod:`stac.backends.loihi_plan`). ``run_spikes`` emits one Lava
+process per layer (``RingBuffer`` for each Input, ``Dense`` with 8-bit weights and
+``weight_exp``, ``LIF`` with fixed-point ``du``, ``dv``, ``vth`` and bias), runs them with
+``Loihi2SimCfg(select_tag="fixed_pt")`` and ``RunSteps``, and reads every LIF's spikes, ``v``
+and ``u`` back through ``Monitor`` processes. The same plan runs in stac's own fixed-point
+steps with :func:`stac.backends.loihi_plan.run_plan_fixed`; the two agree bit for bit
+(tests/test_lava.py).
+
+Lava is optional and imported only here, lazily: ``scripts/setup_lava.sh`` installs it
+(lava-nc 0.10.0 declares Python < 3.11 and needs a small patch on 3.11). Lava runs spike-driven
+graphs; the converted transformers also need host ops (embedding, norms, attention, softmax)
+and SignedIF encoders, which this backend does not emit, so ``lower`` refuses them by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, fields
+from typing import Any
+
+import nir
+import numpy as np
+
+from stac.backends.loihi_plan import LoihiPlan, _spike_inputs, check_emittable, plan_from_graph
+from stac.errors import StacError
+from stac.profiles import Profile
+from stac.sim import fixed_point as fx
+from stac.sim.semantics import NodeStats, RunContext
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = ("install it with `bash scripts/setup_lava.sh` (lava-nc 0.10.0 with "
+                "--no-deps --ignore-requires-python, its needs, and a Python 3.11 patch), or "
+                "`make test`, which runs it")
+
+#: Widths Lava's bit-accurate models use (lava-nc 0.10.0 src/lava/proc/lif/models.py
+#: ``AbstractPyLifModelFixed`` / ``PyLifModelBitAcc``, src/lava/proc/dense/models.py
+#: ``PyDenseModelBitAcc``). A profile that says otherwise cannot be run bit-accurately by Lava.
+LAVA_WIDTHS = {"state_bits": 24, "decay_bits": 12, "threshold_bits": 17, "threshold_shift": 6,
+               "bias_mantissa_bits": 13, "bias_exp_bits": 3, "weight_bits": 8}
+
+
+def lava_available() -> bool:
+    """True when lava-nc imports (installed and patched)."""
+    try:
+        _lava()
+    except StacError:
+        return False
+    return True
+
+
+def _lava() -> dict[str, Any]:
+    """Lava's classes by short name; a StacError saying how to install Lava if it is missing."""
+    names = {
+        "RingBuffer": "lava.proc.io.source", "Dense": "lava.proc.dense.process",
+        "LIF": "lava.proc.lif.process", "Monitor": "lava.proc.monitor.process",
+        "RunSteps": "lava.magma.core.run_conditions",
+        "Loihi2SimCfg": "lava.magma.core.run_configs",
+    }
+    try:
+        return {k: getattr(importlib.import_module(m), k) for k, m in names.items()}
+    except ImportError as exc:
+        raise StacError(f"the lava backend needs Lava (lava-nc), which is not installed: "
+                        f"{INSTALL_HINT}") from None
+    except ValueError as exc:  # the unpatched lava-nc 0.10.0 on Python 3.11
+        raise StacError(f"lava-nc is installed but fails to import ({str(exc).splitlines()[0]}); "
+                        f"run `.venv/bin/python scripts/patch_lava.py`, or {INSTALL_HINT}"
+                        ) from None
+
+
+def lava_format(profile: Profile) -> fx.LoihiFormat:
+    """The profile's fixed-point format, refused where it differs from Lava's models."""
+    fmt = fx.LoihiFormat.from_profile(profile)
+    wrong = [f"{f.name} = {getattr(fmt, f.name)} (Lava: {LAVA_WIDTHS[f.name]})"
+             for f in fields(fmt) if f.name in LAVA_WIDTHS
+             and getattr(fmt, f.name) != LAVA_WIDTHS[f.name]]
+    if wrong:
+        raise StacError(f"profile {profile.name} does not match Lava's bit-accurate models: "
+                        f"{', '.join(wrong)}")
+    return fmt
+
+
+@dataclass
+class LavaRun:
+    """What one Lava run read back."""
+
+    traces: dict[str, dict[str, np.ndarray]]  # LIF layer -> {"spikes", "v", "u"}: [T, size]
+    outputs: dict[str, np.ndarray]  # Output node -> spikes [T, size]
+    stats: dict[str, NodeStats]  # per layer: spikes, neuron updates, synaptic ops
+
+
+def _emit(plan: LoihiPlan, xs: dict[str, np.ndarray], steps: int, lava: dict[str, Any]
+          ) -> tuple[dict[str, Any], dict[str, tuple[Any, Any, Any]]]:
+    """Lava processes for ``plan``, connected; and (v, u, spike) monitors per LIF layer."""
+    procs: dict[str, Any] = {}
+    for name, x in xs.items():  # a RingBuffer repeats its data: pad it to the run's length
+        data = np.zeros((x.shape[1], steps), dtype=np.int64)
+        data[:, :min(steps, x.shape[0])] = x[:steps].T
+        procs[name] = lava["RingBuffer"](data=data)
+    for name, layer in plan.neurons.items():
+        procs[name] = lava["LIF"](shape=(layer.size,), du=layer.du, dv=layer.dv, vth=layer.vth,
+                                  bias_mant=layer.bias_mant, bias_exp=layer.bias_exp,
+                                  name=f"stac-lif:{name}")
+    for name, layer in plan.dense.items():
+        procs[name] = lava["Dense"](weights=layer.weights, weight_exp=layer.weight_exp,
+                                    num_weight_bits=plan.fmt.weight_bits,
+                                    name=f"stac-dense:{name}")
+    for name, layer in plan.dense.items():
+        procs[layer.source].s_out.connect(procs[name].s_in)
+    for name, layer in plan.neurons.items():
+        for d in layer.inputs:
+            procs[d].a_out.connect(procs[name].a_in)
+    monitors = {}
+    for name in plan.neurons:
+        mons = (lava["Monitor"](), lava["Monitor"](), lava["Monitor"]())
+        mons[0].probe(procs[name].v, steps)
+        mons[1].probe(procs[name].u, steps)
+        mons[2].probe(procs[name].s_out, steps)
+        monitors[name] = mons
+    return procs, monitors
+
+
+def run_plan_lava(plan: LoihiPlan, spikes: Any, steps: int | None = None) -> LavaRun:
+    """Run ``plan`` in Lava (``Loihi2SimCfg(select_tag="fixed_pt")``, ``RunSteps``)."""
+    lava = _lava()
+    xs = _spike_inputs(plan, spikes)
+    steps = next(iter(xs.values())).shape[0] if steps is None else int(steps)
+    if steps < 1:
+        raise StacError(f"steps must be at least 1, got {steps}")
+    procs, monitors = _emit(plan, xs, steps, lava)
+    anchor = next(iter(procs.values()))
+    log.info("lava: running %d processes for %d steps", len(procs) + 3 * len(monitors), steps)
+    try:
+        anchor.run(condition=lava["RunSteps"](num_steps=steps),
+                   run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
+        traces = {}
+        for name, (mv, mu, ms) in monitors.items():
+            key = procs[name].name
+            traces[name] = {
+                "spikes": np.asarray(ms.get_data()[key]["s_out"]).astype(np.int64),
+                "v": np.asarray(mv.get_data()[key]["v"]).astype(np.int64),
+                "u": np.asarray(mu.get_data()[key]["u"]).astype(np.int64),
+            }
+    finally:
+        anchor.stop()
+    return LavaRun(traces, {o: traces[src]["spikes"] for o, src in plan.outputs.items()},
+                   plan_stats(plan, xs, traces))
+
+
+def plan_stats(plan: LoihiPlan, xs: dict[str, np.ndarray], traces: dict[str, dict[str, Any]]
+               ) -> dict[str, NodeStats]:
+    """Operation counts of a run for stac's report: spikes and neuron updates per LIF layer,
+    synaptic ops (input spikes x fan-out) per Dense."""
+    stats = {}
+    for name, tr in traces.items():
+        s = np.asarray(tr["spikes"])
+        n = int(np.count_nonzero(s))
+        stats[name] = NodeStats(spikes=n, spike_bits=n, neuron_updates=int(s.size))
+    for name, layer in plan.dense.items():
+        src = xs[layer.source] if layer.source in xs else traces[layer.source]["spikes"]
+        stats[name] = NodeStats(synops=int(np.count_nonzero(src)) * layer.weights.shape[0])
+    return stats
+
+
+class LavaBackend:
+    """``<profile>-lava``: emits Lava processes for spike-driven chip graphs."""
+
+    name = "lava"
+
+    def lower(self, graph: nir.NIRGraph, profile: Profile) -> LoihiPlan:
+        """Integer layers for ``graph``; refuses unsupported nodes, a profile whose widths are
+        not Lava's, and a machine without Lava, in that order, before anything runs."""
+        check_emittable(graph, target=f"{profile.name}-lava")
+        fmt = lava_format(profile)
+        _lava()
+        return plan_from_graph(graph, fmt)
+
+    def run_spikes(self, lowered: LoihiPlan, spikes: Any, steps: int | None = None) -> LavaRun:
+        """Run the lowered graph in Lava on binary input spikes ``[T, n]`` (or a dict of them by
+        Input name)."""
+        return run_plan_lava(lowered, spikes, steps)
+
+    def run(self, lowered: LoihiPlan, ctx: RunContext) -> tuple[dict[str, Any], dict[str, NodeStats]]:
+        """Token runs need the host ops this backend does not emit; only spike-driven graphs
+        lower here, and they run on spikes (:meth:`run_spikes`)."""
+        raise StacError("the lava backend runs spike-driven graphs on input spikes "
+                        "(LavaBackend.run_spikes); it does not take tokens")
+
+
+__all__ = ["INSTALL_HINT", "LAVA_WIDTHS", "LavaBackend", "LavaRun", "lava_available",
+           "lava_format", "plan_stats", "run_plan_lava"]

@@ -1,0 +1,311 @@
+r"""A chip graph as integer Loihi layers (Dense + CUBA LIF), independent of Lava.
+
+The Lava backend (:mod:`stac.backends.lava`) emits one Lava process per layer of a
+:class:`LoihiPlan`; :func:`run_plan_fixed` runs the same plan with stac's bit-accurate step
+functions (:mod:`stac.sim.fixed_point`). Keeping the plan free of Lava is what lets Lava be
+replaced (upstream is archived) and lets the equivalence tests compare the two runs layer by
+layer.
+
+From NIR (:func:`plan_from_graph`): ``Input`` (binary spikes), ``Linear`` / ``Affine`` (a
+:class:`DenseLayer`), ``LIF`` / ``CubaLIF`` (a :class:`LIFLayer`) and ``Output``. A neuron's
+input scaling is folded into the weights that feed it. With Euler steps of ``dt``, NIR's LIF
+``tau dv/dt = (v_leak - v) + r I`` becomes Lava's
+``v <- v (1 - dv/4096) + u + bias`` with ``u`` the (weighted) input of this step, so each
+incoming weight is multiplied by ``r dt / tau`` and ``v_leak dt / tau`` is the bias; a CubaLIF
+(``tau_syn dI/dt = -I + w_in x``) also decays ``u`` by ``dt / tau_syn`` and multiplies its
+weights by ``w_in dt / tau_syn``. Voltages are then expressed per neuron in units of its own
+threshold and mapped onto integers:
+
+* ``x = w_eff / theta`` per row; one factor ``k`` per layer puts ``max |x|`` at the largest
+  8-bit weight (255, or 254 on the even grid that mixed-sign weights keep in Lava);
+* a Dense step of weight 1 adds ``2**(weight_exp + threshold_shift)`` to ``v``, so the threshold
+  is ``vth = round(k * 2**weight_exp)``; ``weight_exp`` is the largest exponent in the format's
+  range for which ``vth`` fits ``threshold_bits`` and the worst row of every incoming Dense fits
+  the ``input_bits`` accumulator;
+* ``du = round(4096 dt / tau_syn) - 1`` (Lava adds its ``ds_offset`` of 1; 4095 for a LIF,
+  which clears the current every step), ``dv = round(4096 dt / tau_mem)``, and the bias in
+  Loihi's mantissa / exponent format.
+
+Lava's LIF resets ``v`` to 0 and holds one threshold per process, which is why every
+threshold is absorbed into its row's weights; a ``v_reset`` other than 0 or a subtractive
+reset is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+
+from stac.errors import StacError
+from stac.quant import mantissa_exponent
+from stac.sim import fixed_point as fx
+
+#: NIR node types the plan has a layer for (Input and Output are the graph's ports).
+DENSE_TYPES = (nir.Linear, nir.Affine)
+NEURON_TYPES = (nir.LIF, nir.CubaLIF)
+PORT_TYPES = (nir.Input, nir.Output)
+
+
+@dataclass
+class DenseLayer:
+    """Lava ``Dense``: integer weights (``weight_bits`` magnitude + sign) and one exponent."""
+
+    weights: np.ndarray  # [out, in] int64
+    weight_exp: int  # the accumulation is shifted left by this (right when negative)
+    source: str  # the Input or LIF layer whose spikes it reads
+
+
+@dataclass
+class LIFLayer:
+    """Lava ``LIF`` with ``fixed_pt`` parameters (one du, dv, vth per process)."""
+
+    size: int
+    du: int  # current decay, du / 4096 per step plus Lava's ds_offset of 1
+    dv: int  # voltage decay, dv / 4096 per step
+    vth: int  # threshold mantissa; a spike when v > vth << threshold_shift
+    bias_mant: np.ndarray  # [size] int64
+    bias_exp: np.ndarray  # [size] int64
+    inputs: list[str] = field(default_factory=list)  # DenseLayer names summed into a_in
+
+
+@dataclass
+class LoihiPlan:
+    """Layers by name in a valid emission order, the Input sizes, and what each Output reads."""
+
+    inputs: dict[str, int]  # Input node -> number of channels
+    dense: dict[str, DenseLayer]
+    neurons: dict[str, LIFLayer]
+    outputs: dict[str, str]  # Output node -> LIF layer it reads
+    fmt: fx.LoihiFormat
+
+
+# --- refusing what cannot be emitted -----------------------------------------------------------
+
+
+def unsupported_nodes(graph: nir.NIRGraph) -> list[str]:
+    """``name (Type)`` of every node the plan has no layer for, in graph order."""
+    known = DENSE_TYPES + NEURON_TYPES + PORT_TYPES
+    return [f"{n} ({type(v).__name__})" for n, v in graph.nodes.items() if type(v) not in known]
+
+
+def _structure_errors(graph: nir.NIRGraph) -> list[str]:
+    """Edges and parameters Lava's Dense + LIF cannot express, one message per node."""
+    pre: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    post: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        pre[dst].append(src)
+        post[src].append(dst)
+    errors = []
+    for name, node in graph.nodes.items():
+        if isinstance(node, DENSE_TYPES):
+            if len(pre[name]) != 1 or not isinstance(graph.nodes[pre[name][0]],
+                                                     NEURON_TYPES + (nir.Input,)):
+                errors.append(f"{name}: a Dense reads exactly one Input or neuron layer, got "
+                              f"{pre[name] or 'none'}")
+            if len(post[name]) != 1 or not isinstance(graph.nodes[post[name][0]], NEURON_TYPES):
+                errors.append(f"{name}: a Dense feeds exactly one LIF/CubaLIF layer, got "
+                              f"{post[name] or 'none'}")
+            if isinstance(node, nir.Affine) and np.any(node.bias) and post[name] and \
+                    isinstance(graph.nodes[post[name][0]], nir.CubaLIF):
+                errors.append(f"{name}: an Affine bias into a CubaLIF has no Lava equivalent")
+        elif isinstance(node, NEURON_TYPES):
+            bad = [p for p in pre[name] if not isinstance(graph.nodes[p], DENSE_TYPES)]
+            if bad or not pre[name]:
+                errors.append(f"{name}: a neuron layer is driven only through Linear/Affine "
+                              f"nodes, got {pre[name] or 'none'}")
+            if np.any(node.v_reset):
+                errors.append(f"{name}: Lava's LIF resets to 0, v_reset is not 0")
+            if (node.metadata or {}).get("reset", "zero") != "zero":
+                errors.append(f"{name}: Lava's LIF resets to zero, not by "
+                              f"{node.metadata['reset']}")
+            if np.any(np.asarray(node.v_threshold) <= 0):
+                errors.append(f"{name}: thresholds must be positive")
+        elif isinstance(node, nir.Output):
+            if len(pre[name]) != 1 or not isinstance(graph.nodes[pre[name][0]], NEURON_TYPES):
+                errors.append(f"{name}: an Output reads one neuron layer's spikes, got "
+                              f"{pre[name] or 'none'}")
+    return errors
+
+
+def check_emittable(graph: nir.NIRGraph, target: str = "lava") -> None:
+    """Raise one StacError naming every node ``target`` cannot emit, before anything runs."""
+    unknown = unsupported_nodes(graph)
+    if unknown:
+        raise StacError(
+            f"the {target} backend cannot emit {len(unknown)} node(s): {', '.join(unknown)}; "
+            f"it emits {', '.join(t.__name__ for t in DENSE_TYPES + NEURON_TYPES)} between "
+            "Input (binary spikes) and Output nodes"
+        )
+    errors = _structure_errors(graph)
+    if errors:
+        raise StacError(f"the {target} backend cannot emit this graph: {'; '.join(errors)}")
+
+
+# --- NIR -> integer layers ---------------------------------------------------------------------
+
+
+def _neuron_factors(node: Any, dt: float, fmt: fx.LoihiFormat) -> tuple[np.ndarray, int, int,
+                                                                           np.ndarray]:
+    """(input factor per neuron, du, dv, bias in voltage units per neuron)."""
+    unity = 1 << fmt.decay_bits
+    size = int(np.asarray(node.v_threshold).size)
+    ones = np.ones(size)
+    if isinstance(node, nir.CubaLIF):
+        tau_mem, d_syn = np.asarray(node.tau_mem) * ones, dt / (np.asarray(node.tau_syn) * ones)
+        factor = np.asarray(node.r) * dt / tau_mem * np.asarray(node.w_in) * d_syn
+        du_all = np.rint(d_syn * unity) - 1
+    else:
+        tau_mem = np.asarray(node.tau) * ones
+        factor = np.asarray(node.r) * dt / tau_mem * ones
+        du_all = np.full(size, unity - 1.0)
+    dv_all = np.rint(dt / tau_mem * unity)
+    if np.ptp(du_all) or np.ptp(dv_all):
+        raise StacError("a Lava LIF process has one du and one dv; this layer's time constants "
+                        "differ between neurons")
+    du, dv = int(du_all[0]), int(dv_all[0])
+    if not (0 <= du < unity and 0 <= dv < unity):
+        raise StacError(f"decays du={du}, dv={dv} do not fit {fmt.decay_bits} bits "
+                        f"(dt/tau must lie in [1/{unity}, 1))" if dv >= unity or du < 0
+                        else f"decays du={du}, dv={dv} out of range")
+    bias = np.asarray(node.v_leak) * dt / tau_mem * ones
+    return factor * ones, du, dv, bias
+
+
+def _choose_exponent(name: str, k: float, rows: list[np.ndarray], fmt: fx.LoihiFormat) -> int:
+    """Largest weight_exp for which vth = round(k 2**e) and every row's worst sum fit."""
+    worst = max((int(np.abs(w).sum(axis=1).max()) for w in rows if w.size), default=0)
+    for e in range(fmt.weight_exp_max, fmt.weight_exp_min - 1, -1):
+        vth = round(k * 2.0**e)
+        acc = worst * 2.0**e
+        if 1 <= vth < (1 << fmt.threshold_bits) and acc < (1 << (fmt.input_bits - 1)):
+            return e
+    raise StacError(f"{name}: no weight_exp in [{fmt.weight_exp_min}, {fmt.weight_exp_max}] fits "
+                    f"its threshold in {fmt.threshold_bits} bits and its input in "
+                    f"{fmt.input_bits} bits")
+
+
+def plan_from_graph(graph: nir.NIRGraph, fmt: fx.LoihiFormat, dt: float | None = None
+                    ) -> LoihiPlan:
+    """Integer layers for a NIR-style chip graph (see the module docstring for the maths)."""
+    check_emittable(graph)
+    dt = graph.metadata.get("dt") if dt is None else dt
+    if dt is None or not float(dt) > 0:
+        raise StacError("the graph has no time step: give dt or set metadata['dt']")
+    dt = float(dt)
+    pre: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for src, dst in graph.edges:
+        pre[dst].append(src)
+    plan = LoihiPlan({}, {}, {}, {}, fmt)
+    wmax = (1 << fmt.weight_bits) - 1
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Input):
+            plan.inputs[name] = int(np.prod(node.input_type["input"]))
+        elif isinstance(node, nir.Output):
+            plan.outputs[name] = pre[name][0]
+    for name, node in graph.nodes.items():
+        if not isinstance(node, NEURON_TYPES):
+            continue
+        try:
+            factor, du, dv, bias = _neuron_factors(node, dt, fmt)
+        except StacError as exc:
+            raise StacError(f"{name}: {exc}") from None
+        theta = np.asarray(node.v_threshold, dtype=np.float64).reshape(-1) * np.ones_like(factor)
+        xs = {}
+        for d in pre[name]:
+            dn = graph.nodes[d]
+            w = np.asarray(dn.weight, dtype=np.float64).reshape(len(theta), -1)
+            xs[d] = w * (factor / theta)[:, None]
+            if isinstance(dn, nir.Affine):
+                bias = bias + np.asarray(dn.bias, dtype=np.float64) * factor
+        mixed = {d: bool((x < 0).any() and (x > 0).any()) for d, x in xs.items()}
+        top = min((wmax - 1 if mixed[d] else wmax) for d in xs)
+        m = max((float(np.abs(x).max()) for x in xs.values()), default=0.0)
+        k = top / m if m > 0 else 1.0
+        ints = {d: (2 * np.rint(x * k / 2) if mixed[d] else np.rint(x * k)).astype(np.int64)
+                for d, x in xs.items()}
+        e = _choose_exponent(name, k, list(ints.values()), fmt)
+        vth = int(round(k * 2.0**e))
+        # A weight of 1 adds 2**(e + shift) to v, and v = theta maps to vth << shift.
+        volt_unit = float(vth) * 2.0**fmt.threshold_shift / theta
+        mant, exp, sat = mantissa_exponent(bias * volt_unit, fmt.bias_mantissa_bits,
+                                           fmt.bias_exp_bits)
+        if np.any(sat):
+            raise StacError(f"{name}: {int(np.sum(sat))} bias value(s) exceed Loihi's "
+                            f"{fmt.bias_mantissa_bits}-bit mantissa x 2^"
+                            f"{(1 << fmt.bias_exp_bits) - 1}")
+        for d, w in ints.items():
+            plan.dense[d] = DenseLayer(w, e, pre[d][0])
+        plan.neurons[name] = LIFLayer(len(theta), du, dv, vth, np.asarray(mant, np.int64),
+                                      np.asarray(exp, np.int64), list(pre[name]))
+    return plan
+
+
+# --- stac's fixed-point run of a plan ----------------------------------------------------------
+
+
+def _spike_inputs(plan: LoihiPlan, spikes: Any) -> dict[str, np.ndarray]:
+    """``[T, n]`` binary arrays by Input name (one Input may be given as a bare array)."""
+    if not isinstance(spikes, dict):
+        if len(plan.inputs) != 1:
+            raise StacError(f"the plan has {len(plan.inputs)} inputs; pass spikes by name "
+                            f"({', '.join(plan.inputs)})")
+        spikes = {next(iter(plan.inputs)): spikes}
+    out = {}
+    for name, size in plan.inputs.items():
+        if name not in spikes:
+            raise StacError(f"no spikes given for Input {name!r}")
+        s = np.asarray(spikes[name])
+        if s.ndim != 2 or s.shape[1] != size:
+            raise StacError(f"spikes for {name!r} must be [T, {size}], got {list(s.shape)}")
+        if not np.isin(s, (0, 1)).all():
+            raise StacError(f"spikes for {name!r} must be 0 or 1 (binary spikes)")
+        out[name] = s.astype(np.int64)
+    if len({s.shape[0] for s in out.values()}) > 1:
+        raise StacError("the inputs have different numbers of steps")
+    return out
+
+
+def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """Run ``plan`` with stac's fixed-point steps; per LIF layer ``{"spikes", "v", "u"}``,
+    each ``[steps, size]`` int64. Lava's timing: a Dense sends the previous step's
+    accumulation, so every step first reads all Dense buffers, then updates the neurons, then
+    lets each Dense accumulate this step's spikes (recurrent edges need nothing special)."""
+    xs = _spike_inputs(plan, spikes)
+    steps = next(iter(xs.values())).shape[0] if steps is None else int(steps)
+    fmt = plan.fmt
+    dparams = {n: fx.dense_params(torch.as_tensor(d.weights), d.weight_exp, graded=False,
+                                  fmt=fmt) for n, d in plan.dense.items()}
+    dstate = {n: fx.dense_initial_state((d.weights.shape[0],)) for n, d in plan.dense.items()}
+    lparams = {n: fx.lif_params(l.du, l.dv, l.vth, torch.as_tensor(l.bias_mant),
+                                torch.as_tensor(l.bias_exp), fmt=fmt)
+               for n, l in plan.neurons.items()}
+    lstate = {n: fx.lif_initial_state((l.size,)) for n, l in plan.neurons.items()}
+    spikes_now: dict[str, torch.Tensor] = {n: torch.zeros(l.size, dtype=torch.int64)
+                                           for n, l in plan.neurons.items()}
+    trace = {n: {"spikes": [], "v": [], "u": []} for n in plan.neurons}
+    for t in range(steps):
+        sent = {n: fx.wrap_signed(s.a_buff, 32) for n, s in dstate.items()}
+        for name, layer in plan.neurons.items():
+            a_in = sum((sent[d] for d in layer.inputs), torch.zeros(layer.size, dtype=torch.int64))
+            s, lstate[name] = fx.lif_fixed_step(a_in, lstate[name], lparams[name], fmt)
+            spikes_now[name] = s.to(torch.int64)
+            trace[name]["spikes"].append(spikes_now[name])
+            trace[name]["v"].append(lstate[name].v)
+            trace[name]["u"].append(lstate[name].u)
+        for name, layer in plan.dense.items():
+            src = layer.source
+            s_in = (torch.as_tensor(xs[src][t]) if t < len(xs[src]) else
+                    torch.zeros(plan.inputs[src], dtype=torch.int64)) if src in xs \
+                else spikes_now[src]
+            _, dstate[name] = fx.dense_fixed_step(s_in, dstate[name], dparams[name], fmt)
+    return {n: {k: torch.stack(v).numpy() if v else np.zeros((0, plan.neurons[n].size), np.int64)
+                for k, v in tr.items()} for n, tr in trace.items()}
+
+
+__all__ = ["DenseLayer", "LIFLayer", "LoihiPlan", "check_emittable", "plan_from_graph",
+           "run_plan_fixed", "unsupported_nodes"]
