@@ -197,6 +197,13 @@ def test_paper_integers_in_lava_and_stac_reproduce_the_papers_lava_csv():
         assert traces["lif"]["spikes"][:, 0].tolist() == rows[:, 2].astype(int).tolist()
 
 
+@needs_paper
+def test_the_backends_own_lowering_of_the_paper_graph_spikes_when_the_papers_lava_run_does():
+    plan, spikes = case_nir_paper_lif()
+    assert np.flatnonzero(run_plan_fixed(plan, spikes)["1"]["spikes"]).tolist() == \
+        [461, 511, 711, 761]
+
+
 @needs_lava
 def test_backend_lowers_and_runs_a_nir_graph_through_the_target():
     profile, backend = resolve_target("loihi2-lava")

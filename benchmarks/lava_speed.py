@@ -1,0 +1,95 @@
+"""stac's fixed-point simulation against Lava (fixed_pt, CPU) on the same block, side by side.
+
+    .venv/bin/python benchmarks/lava_speed.py [--sizes 100,1000] [--steps 200] [--repeats 3]
+
+Each block is an Input of N binary spike channels (Bernoulli, rate 0.2), a Dense N x N with
+random mixed-sign 8-bit weights and an N-neuron LIF: one :class:`LoihiPlan`, run by
+``run_plan_lava`` (Lava processes with ``Loihi2SimCfg(select_tag="fixed_pt")``, ``RunSteps``,
+monitors on v, u and spikes) and by ``run_plan_fixed`` (stac's bit-accurate torch steps), in
+one process, alternately, each the median of ``--repeats`` runs. Lava's time includes building
+the processes, its compiler and runtime start-up and reading the monitors back, which is what
+a user of the backend waits for; the "bit-exact" column checks spikes, v and u agree. The NIR
+paper's one-neuron LIF graph (1000 steps) is added when shared/reference is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from tqdm import tqdm
+
+from stac.backends.lava import lava_available, lava_format, run_plan_lava
+from stac.backends.loihi_plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
+    run_plan_fixed
+from stac.ir.nir_io import read_nir
+from stac.profiles import load_profile
+
+NIR_LIF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nir_paper" / "01_lif"
+
+
+def block(n: int, steps: int, fmt: Any) -> tuple[LoihiPlan, np.ndarray]:
+    rng = np.random.default_rng(n)
+    w = rng.integers(-255, 256, (n, n))
+    exp = -max(0, int(np.ceil(np.log2(np.abs(w).sum(axis=1).max() / 2**15))) + 1)
+    plan = LoihiPlan({"in": n}, {"w": DenseLayer(w, exp, "in")},
+                     {"lif": LIFLayer(n, 2048, 256, 400, rng.integers(-50, 50, n),
+                                      np.zeros(n, np.int64), ["w"])}, {"out": "lif"}, fmt)
+    return plan, (rng.random((steps, n)) < 0.2).astype(np.int64)
+
+
+def nir_paper_lif(fmt: Any) -> tuple[LoihiPlan, np.ndarray]:
+    plan = plan_from_graph(read_nir(NIR_LIF / "lif_norse.nir", dt=1e-4), fmt)
+    rows = np.loadtxt(NIR_LIF / "lif_lava_cpu_fixed.csv", delimiter=",")
+    return plan, rows[:, :1].astype(np.int64)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def same(a: dict[str, dict[str, np.ndarray]], b: dict[str, dict[str, np.ndarray]]) -> bool:
+    return all(np.array_equal(a[l][k], b[l][k]) for l in b for k in ("spikes", "v", "u"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="100,1000")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    if not lava_available():
+        raise SystemExit("lava-nc is not installed: bash scripts/setup_lava.sh")
+    fmt = lava_format(load_profile("loihi2"))
+    blocks = [(f"Dense+LIF N={n}", *block(int(n), args.steps, fmt))
+              for n in args.sizes.split(",")]
+    if NIR_LIF.is_dir():
+        blocks.append(("NIR paper LIF (lif_norse.nir)", *nir_paper_lif(fmt)))
+    rows = []
+    for name, plan, spikes in tqdm(blocks, desc="blocks"):
+        t_stac, t_lava, exact = [], [], True
+        for _ in range(args.repeats):
+            ts, fixed = timed(lambda: run_plan_fixed(plan, spikes))
+            tl, run = timed(lambda: run_plan_lava(plan, spikes))
+            t_stac.append(ts)
+            t_lava.append(tl)
+            exact &= same(run.traces, fixed)
+        s, l = statistics.median(t_stac), statistics.median(t_lava)
+        rows.append((name, spikes.shape[0], s, l, exact))
+    print(f"\n{'block':32} {'steps':>6} {'stac s':>8} {'Lava s':>8} {'stac steps/s':>13} "
+          f"{'Lava steps/s':>13} {'Lava/stac':>9} {'bit-exact':>9}")
+    for name, steps, s, l, exact in rows:
+        print(f"{name:32} {steps:>6} {s:>8.3f} {l:>8.3f} {steps / s:>13.0f} {steps / l:>13.0f} "
+              f"{l / s:>9.1f} {'yes' if exact else 'NO':>9}")
+
+
+if __name__ == "__main__":
+    main()
