@@ -33,9 +33,10 @@ class ConversionConfig:
 
     ``simplified``: binary rate-coded encoders held at their drive for T steps, thresholds at
     the calibrated absolute maximum, float weights. ``full``: weights quantised to
-    ``weight_bits`` per output row with the encoders' spike values folded in; onset-driven
-    graded encoders whose per-channel step is optimised against the float activations with
-    ``2 T K + 1`` levels, K = 2**(payload_bits - 1) - 1; each layer's payload is then widened
+    ``weight_bits`` per output row; onset-driven graded encoders whose per-channel step is
+    optimised against the float activations with ``2 T K + 1`` levels,
+    K = 2**(payload_bits - 1) - 1, then rounded down to a power of two; each layer's payload
+    is then widened
     until its largest calibrated value times ``headroom`` fits without clipping (binary
     spikes, ``payload_bits = 1``, are never widened).
     """
@@ -90,8 +91,9 @@ class SimplifiedPlan:
 
 
 class FullPlan:
-    """Graded onset-driven encoders with optimised steps; weights quantised with the encoders'
-    spike values folded in, as a chip that receives integer payloads must hold them."""
+    """Graded onset-driven encoders with optimised steps rounded down to powers of two; weights
+    quantised per output row. A spike carries its count shifted by its channel's exponent, so
+    the synapses hold the model's own weights on an integer grid."""
 
     def __init__(self, stats: dict[str, ChannelStats], steps: dict[str, torch.Tensor],
                  cfg: ConversionConfig) -> None:
@@ -99,29 +101,30 @@ class FullPlan:
 
     def encoder(self, name: str) -> SignedIF:
         t = self.cfg.timesteps
-        step = self.steps[name]
+        # A power-of-two step (never coarser than the optimum) makes every spike value an
+        # integer shift of the layer's smallest one.
+        step = torch.exp2(torch.floor(torch.log2(self.steps[name].clamp_min(1e-30))))
         theta = (step * t).to(torch.float32).numpy()
-        # The payload that carries the largest calibrated value (BOS sink included) times the
-        # headroom within T steps, at least the base payload.
-        # Binary spikes (payload_bits = 1) stay binary: the pure-spiking baseline.
+        # Binary spikes (payload_bits = 1) stay binary: the pure-spiking baseline. Graded ones
+        # get the payload that carries the largest calibrated value (BOS sink included) times
+        # the headroom within T steps, at least the base payload.
         need = self.cfg.headroom * self.stats[name].absmax / (step * t)
         k = 1 if self.cfg.base_payload == 1 else max(self.cfg.base_payload,
                                                      int(math.ceil(float(need.max()))))
         return SignedIF(theta, max_payload=k, onset_drive=True, metadata={"quant": {
             "scheme": "host-scaled",
-            "note": "the host divides each drive by its threshold; the chip threshold is 1",
+            "note": "the host divides each drive by its threshold; the chip threshold is 1; "
+                    "a spike's payload is its count shifted by its channel's exponent",
         }})
 
     def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
                ) -> tuple[np.ndarray, dict[str, Any]]:
-        theta = encoder.threshold.astype(np.float64)
-        q, scale = quantise_weight(weight.astype(np.float64) * theta[None, :], self.cfg.weight_bits)
-        effective = (dequantise(q, scale).astype(np.float64) / theta[None, :]).astype(np.float32)
+        q, scale = quantise_weight(weight, self.cfg.weight_bits)
+        effective = dequantise(q, scale)
         err = np.linalg.norm(effective - weight) / max(np.linalg.norm(weight), 1e-30)
         return effective, {
             "bits": self.cfg.weight_bits,
-            "scheme": "per-row, encoder spike values folded in",
-            "folded": True,
+            "scheme": "per-channel",
             "scale": scale,
             "relative_error": float(err),
         }

@@ -63,9 +63,16 @@ class SignedIF(StacNode):
             raise ValueError(f"SignedIF.max_payload must be an integer >= 1, got {self.max_payload!r}")
 
     def bits_per_spike(self) -> int:
-        """Bits a spike carries: 1 for a binary spike (the sign picks the axon), else sign +
-        magnitude of the payload."""
-        return 1 if self.max_payload == 1 else 1 + int(np.ceil(np.log2(self.max_payload + 1)))
+        """Bits a spike carries. A binary spike: 1 (the sign picks the axon; its value lives in
+        the synapses). A graded spike carries its value ``s * theta_c`` as an integer in units
+        of the layer's smallest threshold: sign plus
+        :math:`\lceil\log_2(K \theta_{max}/\theta_{min} + 1)\rceil` bits (exact when the
+        thresholds are power-of-two multiples of each other, as full mode makes them)."""
+        if self.max_payload == 1:
+            return 1
+        theta = np.asarray(self.threshold, dtype=np.float64)
+        top = float(self.max_payload) * float(theta.max() / theta.min())
+        return 1 + int(np.ceil(np.log2(top + 1)))
 
     def levels(self, steps: int) -> int:
         """Distinct values the T-step output can take: 2 T K + 1."""
