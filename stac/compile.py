@@ -69,9 +69,9 @@ def coding_lines(cfg: ConversionConfig) -> list[str]:
     return [
         f"encoders: multi-threshold SignedIF, {kind}; onset drive (the host sends each token's "
         "value once, divided by the channel's threshold); per-channel steps chosen to minimise "
-        "squared error against the float activations",
-        f"weights: {cfg.weight_bits}-bit integers per output row with the encoders' spike values "
-        "folded in",
+        "squared error against the float activations, rounded down to powers of two",
+        f"weights: {cfg.weight_bits}-bit integers with one scale per output row; a graded spike "
+        "carries its value as an integer in units of the layer's smallest threshold",
     ]
 
 

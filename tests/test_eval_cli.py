@@ -28,7 +28,7 @@ def test_full_mode_artifact_reports_its_coding(full_artifact):
     assert all(e["bits_per_spike"] >= 8 and 0 < e["spike_rate"] <= 1 for e in enc.values())
     log = (full_artifact / "conversion_log.txt").read_text()
     assert "spike-driven share of MACs" in log and "bits/spike" in log
-    assert "8-bit integers per output row" in log
+    assert "8-bit integers with one scale per output row" in log
 
 
 def test_eval_writes_table_json_and_plot(full_artifact, tmp_path, capsys):

@@ -63,7 +63,7 @@ class SignedIF(StacNode):
             raise ValueError(f"SignedIF.max_payload must be an integer >= 1, got {self.max_payload!r}")
 
     def bits_per_spike(self) -> int:
-        """Bits a spike carries. A binary spike: 1 (the sign picks the axon; its value lives in
+        r"""Bits a spike carries. A binary spike: 1 (the sign picks the axon; its value lives in
         the synapses). A graded spike carries its value ``s * theta_c`` as an integer in units
         of the layer's smallest threshold: sign plus
         :math:`\lceil\log_2(K \theta_{max}/\theta_{min} + 1)\rceil` bits (exact when the
