@@ -59,8 +59,8 @@ def _run_cli(*args):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--target", "loihi7-sim"], "unknown target 'loihi7-sim'; valid targets: loihi1-sim, loihi2-sim, "
-         "spinnaker2-sim, truenorth-sim"),
+        (["--target", "loihi7-sim"], "unknown target 'loihi7-sim'; valid targets: loihi1-sim, "
+         "loihi2-lava, loihi2-sim, spinnaker2-sim, truenorth-sim"),
         (["-T", "0"], "outside the supported range 1..256"),
         (["-T", "500"], "outside the supported range 1..256"),
         (["--model", "/nonexistent/model/dir"], "could not load '/nonexistent/model/dir'"),

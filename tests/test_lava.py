@@ -266,6 +266,8 @@ def test_graphs_lava_cannot_express_are_refused_before_running():
     sub.nodes["lif"].metadata = {"reset": "subtract"}
     with pytest.raises(StacError, match="not by subtract"):
         plan_from_graph(sub, FMT)
+    with pytest.raises(StacError, match=r"lif: decays du = 4095, dv = 4096 do not fit 12 bits"):
+        plan_from_graph(_edit(g, "lif", tau=np.full(20, 1e-3)), FMT)
     direct = nir.NIRGraph(nodes={"in": nir.Input(input_type=np.array([20])),
                                  "lif": g.nodes["lif"], "out": nir.Output(np.array([20]))},
                           edges=[("in", "lif"), ("lif", "out")], metadata={"dt": 1e-3})

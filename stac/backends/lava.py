@@ -26,7 +26,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from stac.backends.loihi_plan import LoihiPlan, _spike_inputs, check_emittable, plan_from_graph
+from stac.backends.loihi_plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
 from stac.errors import StacError
 from stac.profiles import Profile
 from stac.sim import fixed_point as fx
@@ -64,7 +64,7 @@ def _lava() -> dict[str, Any]:
     }
     try:
         return {k: getattr(importlib.import_module(m), k) for k, m in names.items()}
-    except ImportError as exc:
+    except ImportError:
         raise StacError(f"the lava backend needs Lava (lava-nc), which is not installed: "
                         f"{INSTALL_HINT}") from None
     except ValueError as exc:  # the unpatched lava-nc 0.10.0 on Python 3.11
@@ -128,7 +128,7 @@ def _emit(plan: LoihiPlan, xs: dict[str, np.ndarray], steps: int, lava: dict[str
 def run_plan_lava(plan: LoihiPlan, spikes: Any, steps: int | None = None) -> LavaRun:
     """Run ``plan`` in Lava (``Loihi2SimCfg(select_tag="fixed_pt")``, ``RunSteps``)."""
     lava = _lava()
-    xs = _spike_inputs(plan, spikes)
+    xs = spike_inputs(plan, spikes)
     steps = next(iter(xs.values())).shape[0] if steps is None else int(steps)
     if steps < 1:
         raise StacError(f"steps must be at least 1, got {steps}")

@@ -168,9 +168,8 @@ def _neuron_factors(node: Any, dt: float, fmt: fx.LoihiFormat) -> tuple[np.ndarr
                         "differ between neurons")
     du, dv = int(du_all[0]), int(dv_all[0])
     if not (0 <= du < unity and 0 <= dv < unity):
-        raise StacError(f"decays du={du}, dv={dv} do not fit {fmt.decay_bits} bits "
-                        f"(dt/tau must lie in [1/{unity}, 1))" if dv >= unity or du < 0
-                        else f"decays du={du}, dv={dv} out of range")
+        raise StacError(f"decays du = {du}, dv = {dv} do not fit {fmt.decay_bits} bits: "
+                        f"dt / tau_mem must be below 1 and dt / tau_syn at least 1/{unity}")
     bias = np.asarray(node.v_leak) * dt / tau_mem * ones
     return factor * ones, du, dv, bias
 
@@ -247,7 +246,7 @@ def plan_from_graph(graph: nir.NIRGraph, fmt: fx.LoihiFormat, dt: float | None =
 # --- stac's fixed-point run of a plan ----------------------------------------------------------
 
 
-def _spike_inputs(plan: LoihiPlan, spikes: Any) -> dict[str, np.ndarray]:
+def spike_inputs(plan: LoihiPlan, spikes: Any) -> dict[str, np.ndarray]:
     """``[T, n]`` binary arrays by Input name (one Input may be given as a bare array)."""
     if not isinstance(spikes, dict):
         if len(plan.inputs) != 1:
@@ -275,7 +274,7 @@ def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
     each ``[steps, size]`` int64. Lava's timing: a Dense sends the previous step's
     accumulation, so every step first reads all Dense buffers, then updates the neurons, then
     lets each Dense accumulate this step's spikes (recurrent edges need nothing special)."""
-    xs = _spike_inputs(plan, spikes)
+    xs = spike_inputs(plan, spikes)
     steps = next(iter(xs.values())).shape[0] if steps is None else int(steps)
     fmt = plan.fmt
     dparams = {n: fx.dense_params(torch.as_tensor(d.weights), d.weight_exp, graded=False,
@@ -308,4 +307,4 @@ def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
 
 
 __all__ = ["DenseLayer", "LIFLayer", "LoihiPlan", "check_emittable", "plan_from_graph",
-           "run_plan_fixed", "unsupported_nodes"]
+           "run_plan_fixed", "spike_inputs", "unsupported_nodes"]
