@@ -49,7 +49,8 @@ def quantise_uniform(values: np.ndarray, bits: int, signed: bool = True) -> tupl
     if qmax < 1:
         raise ValueError(f"{bits} signed bit(s) hold no non-zero level")
     peak = float(np.abs(v).max()) if v.size else 0.0
-    unit = peak / qmax if peak > 0 else 1.0
+    # max(): a subnormal peak divided by qmax would underflow to a zero unit.
+    unit = max(peak / qmax, float(np.finfo(np.float64).smallest_subnormal)) if peak > 0 else 1.0
     lo = -qmax if signed else 0
     return np.clip(np.rint(v / unit), lo, qmax).astype(np.int64), unit
 
