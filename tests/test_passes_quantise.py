@@ -205,3 +205,24 @@ def test_chunked_quantisation_equals_one_call(monkeypatch):
     layer = after.metadata["quantise"]["layers"]["fc"]
     assert layer["rel_rms"] == pytest.approx(error_stats(w, dequantise(q, scale))["rel_rms"])
     assert layer["accumulator_shift"] == accumulator_shift(q, 16)
+
+
+def test_graded_encoders_need_graded_spikes_wide_enough(tmp_path):
+    w, _ = _random(out_f=3, in_f=4)
+    theta = np.array([1.0, 2.0, 4.0, 8.0], np.float32)
+    g = _graph(w, theta)
+    graded = SignedIF(theta, max_payload=15)
+    g.nodes["enc"] = graded
+    need = graded.bits_per_spike()  # sign + ceil(log2(15 * 8 + 1)) = 8
+    assert need == 8
+    ok = quantise(g, load_profile("loihi2"))  # 32-bit payloads
+    assert ok.metadata["quantise"]["layers"]["enc"]["payload_bits_needed"] == 8
+    assert not [i for i in ok.metadata["issues"]["quantise"] if i["level"] == "error"]
+    narrow = tmp_path / "narrow.toml"
+    narrow.write_text((PROFILE_DIR / "loihi2.toml").read_text().replace(
+        "payload_bits = { value = 32", "payload_bits = { value = 6"))
+    for profile, limit in ((load_profile_file(narrow), "spikes.payload_bits"),
+                           (load_profile("loihi1"), "spikes.graded")):
+        errors = [(i["node"], i["limit"]) for i in
+                  quantise(g, profile).metadata["issues"]["quantise"] if i["level"] == "error"]
+        assert ("enc", limit) in errors

@@ -108,8 +108,8 @@ def test_target_may_be_a_users_profile_file(tmp_path):
         profile, backend = resolve_target(target)
         assert (profile.name, backend.name, profile.get("chip", "max_chips")) == ("my-chip", "sim", 3)
     assert target_label(str(path)) == "my-chip" and target_label("loihi2-sim") == "loihi2-sim"
-    with pytest.raises(StacError, match="unknown backend 'lava'"):
-        resolve_target(f"{path}:lava")
+    with pytest.raises(StacError, match="unknown backend 'fpga'"):
+        resolve_target(f"{path}:fpga")
     with pytest.raises(StacError, match="is a host profile"):
         resolve_target(str(PROFILE_DIR / "h100.toml"))
     with pytest.raises(StacError, match="cannot be read"):

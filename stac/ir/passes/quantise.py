@@ -140,8 +140,8 @@ def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
         worst = max((int(np.abs(np.rint(blk / scale[r0:r0 + len(blk), None])).sum(axis=1).max())
                      for r0, blk in _row_chunks(w)), default=0)
         record.update(status="carried", bits=int(existing["bits"]),
-                      rel_rms=existing.get("rel_rms"), max_abs=existing.get("max_abs"),
-                      sqnr_db=existing.get("sqnr_db"))
+                      rel_rms=existing.get("rel_rms", existing.get("relative_error")),
+                      max_abs=existing.get("max_abs"), sqnr_db=existing.get("sqnr_db"))
         new_w = node.weight
     else:
         wq, scale, stats, worst = _quantise_rows(w, fold, bits)
@@ -177,9 +177,12 @@ def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
     if isinstance(node, nir.Affine) and existing is None:
         fields["bias"], bias_rec = _bias(name, node.bias, scale, profile, issues)
         record.update(bias_rec)
-    quant_meta = {"bits": record["bits"], "scheme": "per-channel", "scale": scale,
+    quant_meta = {**(existing or {}), "bits": record["bits"], "scale": scale,
+                  "scheme": (existing or {}).get("scheme", "per-channel"),
                   "weight_exp": weight_exp, "profile": profile.name,
                   **{k: record[k] for k in ("rel_rms", "max_abs", "sqnr_db")}}
+    if existing is None:  # the same key full mode writes, for readers of either
+        quant_meta["relative_error"] = record["rel_rms"]
     return replace_fields(node, **fields, metadata={**(node.metadata or {}), "quant": quant_meta}), record
 
 
@@ -202,6 +205,25 @@ def _bias(name: str, bias: np.ndarray, scale: np.ndarray, profile: Profile,
                                                "bias_saturated": int(sat.sum())}
 
 
+def _check_payload(name: str, node: Any, profile: Profile, record: dict[str, Any],
+                   issues: list[dict[str, str]]) -> None:
+    """A graded encoder (``max_payload`` K > 1) needs graded spikes wide enough for its values."""
+    k = int(getattr(node, "max_payload", 1))
+    if k == 1 or not hasattr(node, "bits_per_spike"):
+        return
+    need = int(node.bits_per_spike())
+    record["payload_bits_needed"] = need
+    spikes = profile.values["spikes"]
+    if not spikes["graded"]:
+        issues.append(issue("error", name, "spikes.graded",
+                            f"{name}: a graded encoder (up to {k} per spike, {need} bits) on "
+                            f"{profile.name}, whose spikes carry no payload"))
+    elif need > int(spikes["payload_bits"]):
+        issues.append(issue("error", name, "spikes.payload_bits",
+                            f"{name}: its spikes need {need} payload bits, more than "
+                            f"{profile.name}'s {spikes['payload_bits']}"))
+
+
 def _threshold_bits(node: Any, host_driven: bool, profile: Profile) -> int:
     fx, spikes = profile.values["fixed_point"], profile.values["spikes"]
     bits = int(fx["threshold_bits"])
@@ -216,6 +238,7 @@ def _neuron(name: str, node: Any, host_driven: bool, dt: float | None, profile: 
             issues: list[dict[str, str]]) -> tuple[Any, dict[str, Any]]:
     fx = profile.values["fixed_point"]
     record: dict[str, Any] = {"kind": "neuron"}
+    _check_payload(name, node, profile, record, issues)
     if host_driven and (node.metadata or {}).get("quant", {}).get("scheme") == "host-scaled":
         # Full mode: the host sends the drive already divided by each threshold, so the chip
         # neuron's threshold is one unit and the per-channel values live in the host's
