@@ -5,6 +5,10 @@ the mutable default ``ByteEncoder()`` in ``lava/magma/compiler/var_model.py`` ("
 ... use default_factory"). This script rewrites those defaults as
 ``field(default_factory=ByteEncoder)``, which is what the message asks for and means the same.
 
+lava-dl 0.6.0's ``lava/lib/dl/slayer/__init__.py`` imports its object-detection module, which
+needs torchvision and opencv (neither installs beside torch 2.13 here), and netx imports slayer;
+the script makes that one import optional (``obd`` is None when it fails), so netx loads.
+
 Both wheels also install a top-level ``tests`` package (their own test suites) into
 site-packages, which shadows a project's ``tests`` package; the script removes it when the
 files there belong to a lava distribution (checked against the wheel's RECORD).
@@ -58,6 +62,26 @@ def patch_var_model(root: Path) -> list[str]:
             "field(default_factory=ByteEncoder)"]
 
 
+SLAYER_OBD = "from . import object_detection as obd\n"
+SLAYER_OBD_FIXED = ("try:  # patched for stac: object_detection needs torchvision and opencv\n"
+                    "    from . import object_detection as obd\n"
+                    "except ImportError:\n"
+                    "    obd = None\n")
+
+
+def patch_slayer(root: Path) -> list[str]:
+    """Make lava-dl's eager object-detection import optional; return one line per change."""
+    path = root / "lib" / "dl" / "slayer" / "__init__.py"
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    if SLAYER_OBD_FIXED in text or SLAYER_OBD not in text:
+        return []
+    path.write_text(text.replace(SLAYER_OBD, SLAYER_OBD_FIXED, 1))
+    return [f"{path}: 'from . import object_detection as obd' made optional (it needs "
+            "torchvision and opencv)"]
+
+
 def remove_shadowing_tests(site: Path) -> list[str]:
     """Remove site-packages/tests when a lava wheel installed it (its RECORD lists it)."""
     tests = site / "tests"
@@ -83,7 +107,7 @@ def main() -> int:
     if root is None:
         print(f"patch_lava: lava is not installed for {sys.executable}", file=sys.stderr)
         return 1
-    changes = patch_var_model(root) + remove_shadowing_tests(root.parent)
+    changes = patch_var_model(root) + patch_slayer(root) + remove_shadowing_tests(root.parent)
     for line in changes:
         print(f"patch_lava: {line}")
     if not changes:

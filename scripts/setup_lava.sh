@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install Lava (lava-nc 0.10.0) into a virtual environment for stac's `lava` backend, and say
-# what it changed. lava-nc declares Python < 3.11, so it is installed without dependency
-# resolution (--no-deps --ignore-requires-python; never --ignore-requires-python with
-# resolution, which then tries to build scipy from source) and its real needs are installed by
-# name. scripts/patch_lava.py then fixes the one Python 3.11 incompatibility and removes the
-# top-level `tests` package the wheel installs. Safe to run again: a stamp file skips the work
-# when this script and the patch script are unchanged.
+# Install Lava (lava-nc 0.10.0, and lava-dl 0.6.0 for netx export) into a virtual environment
+# for stac's `lava` backend, and say what it changed. Both declare Python < 3.11, so they are
+# installed without dependency resolution (--no-deps --ignore-requires-python; never
+# --ignore-requires-python with resolution, which then tries to build scipy from source) and
+# their real needs are installed by name (netx also needs torch, which stac installs first).
+# scripts/patch_lava.py then fixes the Python 3.11 incompatibility, makes lava-dl's
+# object-detection import optional, and removes the top-level `tests` package the wheels
+# install. Safe to run again: a stamp file skips the work when this script and the patch
+# script are unchanged.
 #
 #   bash scripts/setup_lava.sh              # into .venv/
 #   VENV=/tmp/lavavenv bash scripts/setup_lava.sh
@@ -24,6 +26,11 @@ pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
     "scikit-learn>=1.5,<2"
 echo "setup_lava: installing lava-nc 0.10.0 with --no-deps --ignore-requires-python (it declares Python < 3.11)"
 "${pip[@]}" --no-deps --ignore-requires-python lava-nc==0.10.0
+# lava-dl for netx export. It declares Python < 3.11, torch < 2.4, torchvision, opencv,
+# pytest < 8 and pillow < 11; netx needs only lava-nc, torch (stac's pin), h5py and matplotlib,
+# all installed by stac itself.
+echo "setup_lava: installing lava-dl 0.6.0 with --no-deps --ignore-requires-python (netx only)"
+"${pip[@]}" --no-deps --ignore-requires-python lava-dl==0.6.0
 "$VENV/bin/python" scripts/patch_lava.py
 "$VENV/bin/python" -c "from lava.magma.core.run_configs import Loihi2SimCfg; from lava.proc.lif.process import LIF" \
     || { echo "setup_lava: lava-nc still fails to import after the patch" >&2; exit 1; }

@@ -174,22 +174,45 @@ def _neuron_factors(node: Any, dt: float, fmt: fx.LoihiFormat) -> tuple[np.ndarr
     return factor * ones, du, dv, bias
 
 
-def _choose_exponent(name: str, k: float, rows: list[np.ndarray], fmt: fx.LoihiFormat) -> int:
-    """Largest weight_exp for which vth = round(k 2**e) and every row's worst sum fit."""
+def _choose_exponent(name: str, k: float, rows: list[np.ndarray], fmt: fx.LoihiFormat,
+                     fixed: int | None = None) -> int:
+    """Largest weight_exp (or ``fixed``) for which vth = round(k 2**e) and every row's worst
+    sum fit."""
     worst = max((int(np.abs(w).sum(axis=1).max()) for w in rows if w.size), default=0)
-    for e in range(fmt.weight_exp_max, fmt.weight_exp_min - 1, -1):
+    choices = range(fmt.weight_exp_max, fmt.weight_exp_min - 1, -1) if fixed is None \
+        else [fixed]
+    for e in choices:
         vth = round(k * 2.0**e)
         acc = worst * 2.0**e
         if 1 <= vth < (1 << fmt.threshold_bits) and acc < (1 << (fmt.input_bits - 1)):
             return e
-    raise StacError(f"{name}: no weight_exp in [{fmt.weight_exp_min}, {fmt.weight_exp_max}] fits "
+    raise StacError(f"{name}: no weight_exp in {list(choices)} fits "
                     f"its threshold in {fmt.threshold_bits} bits and its input in "
                     f"{fmt.input_bits} bits")
 
 
-def plan_from_graph(graph: nir.NIRGraph, fmt: fx.LoihiFormat, dt: float | None = None
-                    ) -> LoihiPlan:
-    """Integer layers for a NIR-style chip graph (see the module docstring for the maths)."""
+def _bias(name: str, bias: np.ndarray, fmt: fx.LoihiFormat, fixed_exp: int | None
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Bias in voltage units as Loihi's (mantissa, exponent); ``fixed_exp`` pins the exponent
+    (lava-dl's netx always uses 6)."""
+    top = 1 << (fmt.bias_mantissa_bits - 1)
+    if fixed_exp is None:
+        mant, exp, sat = mantissa_exponent(bias, fmt.bias_mantissa_bits, fmt.bias_exp_bits)
+    else:
+        mant = np.rint(bias / 2.0**fixed_exp)
+        sat, exp = np.abs(mant) > top - 1, np.full(bias.shape, fixed_exp)
+    if np.any(sat):
+        raise StacError(f"{name}: {int(np.sum(sat))} bias value(s) exceed Loihi's "
+                        f"{fmt.bias_mantissa_bits}-bit mantissa")
+    return np.asarray(mant, np.int64), np.asarray(exp, np.int64)
+
+
+def plan_from_graph(graph: nir.NIRGraph, fmt: fx.LoihiFormat, dt: float | None = None,
+                    weight_exp: int | None = None, bias_exp: int | None = None) -> LoihiPlan:
+    """Integer layers for a NIR-style chip graph (see the module docstring for the maths).
+
+    ``weight_exp`` and ``bias_exp`` pin the exponents instead of choosing them (lava-dl's netx
+    format stores neither: it reads weights at exponent 0 and biases at exponent 6)."""
     check_emittable(graph)
     dt = graph.metadata.get("dt") if dt is None else dt
     if dt is None or not float(dt) > 0:
@@ -226,20 +249,14 @@ def plan_from_graph(graph: nir.NIRGraph, fmt: fx.LoihiFormat, dt: float | None =
         k = top / m if m > 0 else 1.0
         ints = {d: (2 * np.rint(x * k / 2) if mixed[d] else np.rint(x * k)).astype(np.int64)
                 for d, x in xs.items()}
-        e = _choose_exponent(name, k, list(ints.values()), fmt)
+        e = _choose_exponent(name, k, list(ints.values()), fmt, weight_exp)
         vth = int(round(k * 2.0**e))
         # A weight of 1 adds 2**(e + shift) to v, and v = theta maps to vth << shift.
         volt_unit = float(vth) * 2.0**fmt.threshold_shift / theta
-        mant, exp, sat = mantissa_exponent(bias * volt_unit, fmt.bias_mantissa_bits,
-                                           fmt.bias_exp_bits)
-        if np.any(sat):
-            raise StacError(f"{name}: {int(np.sum(sat))} bias value(s) exceed Loihi's "
-                            f"{fmt.bias_mantissa_bits}-bit mantissa x 2^"
-                            f"{(1 << fmt.bias_exp_bits) - 1}")
+        mant, exp = _bias(name, bias * volt_unit, fmt, bias_exp)
         for d, w in ints.items():
             plan.dense[d] = DenseLayer(w, e, pre[d][0])
-        plan.neurons[name] = LIFLayer(len(theta), du, dv, vth, np.asarray(mant, np.int64),
-                                      np.asarray(exp, np.int64), list(pre[name]))
+        plan.neurons[name] = LIFLayer(len(theta), du, dv, vth, mant, exp, list(pre[name]))
     return plan
 
 
