@@ -34,7 +34,8 @@ GOLD = ROOT / "tests" / "data" / "lava"
 NIR_PAPER = ROOT.parent / "shared" / "reference" / "nir_paper" / "01_lif"
 needs_lava = pytest.mark.skipif(not lava_available(),
                                 reason="lava-nc is not installed (bash scripts/setup_lava.sh)")
-needs_paper = pytest.mark.skipif(not NIR_PAPER.is_dir(), reason="shared/reference/nir_paper missing")
+needs_paper = pytest.mark.skipif(not NIR_PAPER.is_dir(),
+                                 reason="shared/reference/nir_paper missing")
 FMT = lava_format(load_profile("loihi2"))
 
 
@@ -294,7 +295,8 @@ def test_bad_spikes_and_a_profile_unlike_lavas_are_refused(tmp_path):
 
 
 def test_without_lava_the_backend_says_how_to_install_it():
-    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r}); sys.modules['lava'] = None\n"
+    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+              "sys.modules['lava'] = None\n"
               "from stac.backends import resolve_target\n"
               "from stac.errors import StacError\n"
               "from test_lava import two_layer_graph\n"

@@ -185,7 +185,8 @@ class LavaBackend:
         Input name)."""
         return run_plan_lava(lowered, spikes, steps)
 
-    def run(self, lowered: LoihiPlan, ctx: RunContext) -> tuple[dict[str, Any], dict[str, NodeStats]]:
+    def run(self, lowered: LoihiPlan, ctx: RunContext
+            ) -> tuple[dict[str, Any], dict[str, NodeStats]]:
         """Token runs need the host ops this backend does not emit; only spike-driven graphs
         lower here, and they run on spikes (:meth:`run_spikes`)."""
         raise StacError("the lava backend runs spike-driven graphs on input spikes "
