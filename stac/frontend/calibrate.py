@@ -93,16 +93,26 @@ def encoder_quantiser(x: torch.Tensor, theta: torch.Tensor, steps: int, max_payl
 
 @torch.no_grad()
 def optimise_steps(model: Any, modules: dict[str, torch.nn.Module], chunks: list[torch.Tensor],
-                   stats: dict[str, ChannelStats], levels: int) -> dict[str, torch.Tensor]:
-    """Per channel, the quantisation step (from :data:`CLIP_RATIOS` of the text maximum over
-    ``levels``) with the least squared error on the calibration text, BOS rows excluded."""
+                   stats: dict[str, ChannelStats], levels: int, with_bos: bool = False
+                   ) -> dict[str, torch.Tensor]:
+    """Per channel, the quantisation step (from :data:`CLIP_RATIOS` of the maximum over
+    ``levels``) with the least squared error on the calibration text.
+
+    By default the BOS rows are left out (the payload is widened for them afterwards); with
+    ``with_bos`` they are scored too and the ratios apply to the maximum over every token, for
+    codings that cannot widen (binary spikes), so the attention sink is not clipped away.
+    """
     ratios = torch.tensor(CLIP_RATIOS, dtype=torch.float64)
     errors = {name: torch.zeros(len(CLIP_RATIOS), s.absmax.numel(), dtype=torch.float64)
               for name, s in stats.items()}
 
+    def peak(name: str) -> torch.Tensor:
+        s = stats[name]
+        return (s.absmax if with_bos else s.absmax_text).clamp_min(1e-12)
+
     def hook(name: str, x: torch.Tensor) -> None:
-        text = x.detach()[1:].to(torch.float32)
-        base = (stats[name].absmax_text.clamp_min(1e-12) / levels).to(torch.float32)
+        text = x.detach()[0 if with_bos else 1:].to(torch.float32)
+        base = (peak(name) / levels).to(torch.float32)
         for i, r in enumerate(ratios.tolist()):
             q = quantise_activation(text, base * r, levels)
             errors[name][i] += (q - text).pow(2).sum(0, dtype=torch.float64)
@@ -111,5 +121,5 @@ def optimise_steps(model: Any, modules: dict[str, torch.nn.Module], chunks: list
     steps = {}
     for name, err in errors.items():
         best = ratios[err.argmin(0)]
-        steps[name] = stats[name].absmax_text.clamp_min(1e-12) * best / levels
+        steps[name] = peak(name) * best / levels
     return steps

@@ -103,7 +103,9 @@ class FullPlan:
         t = self.cfg.timesteps
         # A power-of-two step (never coarser than the optimum) makes every spike value an
         # integer shift of the layer's smallest one.
-        step = torch.exp2(torch.floor(torch.log2(self.steps[name].clamp_min(1e-30))))
+        step = self.steps[name]
+        if self.cfg.base_payload > 1:  # binary spikes carry no payload: their value is free
+            step = torch.exp2(torch.floor(torch.log2(step.clamp_min(1e-30))))
         theta = (step * t).to(torch.float32).numpy()
         # Binary spikes (payload_bits = 1) stay binary: the pure-spiking baseline. Graded ones
         # get the payload that carries the largest calibrated value (BOS sink included) times
@@ -142,7 +144,9 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
         plan = SimplifiedPlan(stats, cfg)
     else:
         levels = cfg.timesteps * cfg.base_payload
-        plan = FullPlan(stats, optimise_steps(loaded.model, modules, chunks, stats, levels), cfg)
+        steps = optimise_steps(loaded.model, modules, chunks, stats, levels,
+                               with_bos=cfg.base_payload == 1)
+        plan = FullPlan(stats, steps, cfg)
     metadata = {
         "stac_version": __version__,
         "source_model": loaded.source,
