@@ -144,6 +144,11 @@ def full_mode_options(args: argparse.Namespace) -> dict[str, object]:
 
         profile, _ = resolve_target(args.target)
         given["weight_bits"] = int(profile.get("chip", "weight_bits"))
+    from stac.backends import resolve_target
+
+    profile, _ = resolve_target(args.target)
+    if bool(profile.get("spikes", "graded")):
+        given["max_spike_bits"] = int(profile.get("spikes", "payload_bits"))
     return {**given, "headroom": args.headroom}
 
 

@@ -49,6 +49,7 @@ class ConversionConfig:
     weight_bits: int = 8  # full mode: synaptic weight bits (the profile's)
     payload_bits: int = 8  # full mode: graded spike bits that set the resolution (1 = binary)
     headroom: float = 4.0  # full mode: payload covers this times the calibrated maximum
+    max_spike_bits: int = 32  # full mode: widest graded spike the target carries (Loihi 2: 32)
 
     def __post_init__(self) -> None:
         if not MIN_T <= self.timesteps <= MAX_T:
@@ -113,7 +114,21 @@ class FullPlan:
         need = self.cfg.headroom * self.stats[name].absmax / (step * t)
         k = 1 if self.cfg.base_payload == 1 else max(self.cfg.base_payload,
                                                      int(math.ceil(float(need.max()))))
+        quant: dict[str, Any] = {}
+        if k > 1:
+            # A spike carries K * theta_max / theta_min in units of the smallest threshold;
+            # keep that within the target's payload, at the price of less headroom.
+            spread = float(theta.max() / theta.min())
+            fit = int((2 ** (self.cfg.max_spike_bits - 1) - 1) // spread)
+            if fit < k:
+                cover = self.cfg.headroom * fit / k
+                log.warning("%s: payload capped to %d bits; it covers %.3gx the calibrated "
+                            "maximum instead of %gx", name, self.cfg.max_spike_bits, cover,
+                            self.cfg.headroom)
+                quant["payload_capped"] = {"covers": cover, "wanted_k": k}
+                k = max(fit, 1)
         return SignedIF(theta, max_payload=k, onset_drive=True, metadata={"quant": {
+            **quant,
             "scheme": "host-scaled",
             "note": "the host divides each drive by its threshold; the chip threshold is 1; "
                     "a spike's payload is its count shifted by its channel's exponent",
