@@ -29,6 +29,27 @@ def event_nodes(graph: nir.NIRGraph) -> set[str]:
     return events
 
 
+def connected_groups(graph: nir.NIRGraph, members: set[str]) -> list[list[str]]:
+    """Weakly connected groups of ``members`` (edges between two members join them), each in
+    graph order, groups ordered by their first node."""
+    parent = {n: n for n in members}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for s, d in graph.edges:
+        if s in parent and d in parent:
+            parent[find(s)] = find(d)
+    groups: dict[str, list[str]] = {}
+    for n in graph.nodes:
+        if n in parent:
+            groups.setdefault(find(n), []).append(n)
+    return list(groups.values())
+
+
 @dataclass(frozen=True)
 class OpRow:
     node: str

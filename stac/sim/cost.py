@@ -34,7 +34,7 @@ import nir
 import numpy as np
 
 from stac.errors import StacError
-from stac.ir.analysis import SPIKING_TYPES
+from stac.ir.analysis import SPIKING_TYPES, connected_groups
 from stac.ir.graph import successors
 from stac.ir.passes.common import WEIGHTED_TYPES
 from stac.profiles import Profile
@@ -160,20 +160,7 @@ class NodeCost:
 
 def _stages(graph: nir.NIRGraph, chip_nodes: set[str]) -> dict[str, int]:
     """Connected groups of chip nodes (edges between two chip nodes join them)."""
-    parent = {n: n for n in chip_nodes}
-
-    def find(n: str) -> str:
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    for src, dst in graph.edges:
-        if src in chip_nodes and dst in chip_nodes:
-            parent[find(src)] = find(dst)
-    roots: dict[str, int] = {}
-    order = [n for n in graph.nodes if n in chip_nodes]
-    return {n: roots.setdefault(find(n), len(roots)) for n in order}
+    return {n: i for i, group in enumerate(connected_groups(graph, chip_nodes)) for n in group}
 
 
 def _synaptic_depth(graph: nir.NIRGraph, members: set[str]) -> int:

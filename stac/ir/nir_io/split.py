@@ -19,7 +19,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from stac.ir.analysis import SPIKING_TYPES
+from stac.ir.analysis import SPIKING_TYPES, connected_groups
 from stac.ir.graph import input_shape, output_shape, predecessors, successors
 from stac.ir.nir_io.supported import STATEFUL, nir_expressible
 from stac.ir.nir_io.write import clean_node, export_metadata, nir_graph, valid_names, write_checked
@@ -69,22 +69,7 @@ class _Part:
 
 def _components(graph: nir.NIRGraph) -> list[list[str]]:
     """Maximal weakly connected sets of NIR-expressible nodes, in graph order."""
-    nir_nodes = [n for n, v in graph.nodes.items() if nir_expressible(v)]
-    parent = {n: n for n in nir_nodes}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for s, d in graph.edges:
-        if s in parent and d in parent:
-            parent[find(s)] = find(d)
-    groups: dict[str, list[str]] = {}
-    for n in nir_nodes:
-        groups.setdefault(find(n), []).append(n)
-    return list(groups.values())
+    return connected_groups(graph, {n for n, v in graph.nodes.items() if nir_expressible(v)})
 
 
 def _build_part(graph: nir.NIRGraph, k: int, comp: list[str], pre: dict[str, list[str]],
