@@ -9,6 +9,11 @@ lava-dl 0.6.0's ``lava/lib/dl/slayer/__init__.py`` imports its object-detection 
 needs torchvision and opencv (neither installs beside torch 2.13 here), and netx imports slayer;
 the script makes that one import optional (``obd`` is None when it fails), so netx loads.
 
+lava-nc's message infrastructure calls ``multiprocessing.set_start_method('fork')`` when it is
+first imported, which raises "context has already been set" in any process that has already
+used multiprocessing (loading a Hugging Face model does); the script makes that call set
+``fork`` only when it is not already the method (forcing it otherwise, as Lava needs fork).
+
 Both wheels also install a top-level ``tests`` package (their own test suites) into
 site-packages, which shadows a project's ``tests`` package; the script removes it when the
 files there belong to a lava distribution (checked against the wheel's RECORD).
@@ -82,6 +87,25 @@ def patch_slayer(root: Path) -> list[str]:
             "torchvision and opencv)"]
 
 
+START_METHOD = "    mp.set_start_method('fork')\n"
+START_METHOD_FIXED = ("    if mp.get_start_method(allow_none=True) != 'fork':  # patched for stac\n"
+                      "        mp.set_start_method('fork', force=True)\n")
+
+
+def patch_start_method(root: Path) -> list[str]:
+    """Make lava's import-time ``set_start_method('fork')`` safe to run after multiprocessing
+    was used; return one line per change."""
+    path = root / "magma" / "runtime" / "message_infrastructure" / "multiprocessing.py"
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    if START_METHOD_FIXED in text or START_METHOD not in text:
+        return []
+    path.write_text(text.replace(START_METHOD, START_METHOD_FIXED, 1))
+    return [f"{path}: set_start_method('fork') only when fork is not already the start method "
+            "(it raised 'context has already been set' after a model load)"]
+
+
 def remove_shadowing_tests(site: Path) -> list[str]:
     """Remove site-packages/tests when a lava wheel installed it (its RECORD lists it)."""
     tests = site / "tests"
@@ -107,7 +131,8 @@ def main() -> int:
     if root is None:
         print(f"patch_lava: lava is not installed for {sys.executable}", file=sys.stderr)
         return 1
-    changes = patch_var_model(root) + patch_slayer(root) + remove_shadowing_tests(root.parent)
+    changes = (patch_var_model(root) + patch_slayer(root) + patch_start_method(root)
+               + remove_shadowing_tests(root.parent))
     for line in changes:
         print(f"patch_lava: {line}")
     if not changes:

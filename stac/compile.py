@@ -136,6 +136,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         "fit": fit_report(graph),
         "encoders": encoder_table(graph, stats),
     }
+    if hasattr(lowered, "summary"):  # what a backend that runs elsewhere (Lava) did
+        report["backend_run"] = lowered.summary()
     header = [
         f"stac {__version__} conversion of {req.model} ({loaded.family} family)",
         f"mode {req.conversion.mode}, T = {steps} timesteps per token",

@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import importlib
 import logging
+import tempfile
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import nir
 import numpy as np
+import scipy.sparse
 
+from stac.backends.loihi_blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
+    block_plan, readout_key, with_width_counts
 from stac.backends.loihi_plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
 from stac.errors import StacError
+from stac.ir.nodes import SignedIF
 from stac.profiles import Profile
 from stac.sim import fixed_point as fx
 from stac.sim.semantics import NodeStats, RunContext
@@ -59,7 +65,9 @@ def _lava() -> dict[str, Any]:
     names = {
         "RingBuffer": "lava.proc.io.source", "Dense": "lava.proc.dense.process",
         "LIF": "lava.proc.lif.process", "Monitor": "lava.proc.monitor.process",
-        "RunSteps": "lava.magma.core.run_conditions",
+        "RunSteps": "lava.magma.core.run_conditions", "Sigma": "lava.proc.sdn.process",
+        "Sparse": "lava.proc.sparse.process",
+        "GradedSignedIF": "stac.backends.lava_procs", "Recorder": "stac.backends.lava_procs",
         "Loihi2SimCfg": "lava.magma.core.run_configs",
     }
     try:
@@ -152,6 +160,65 @@ def run_plan_lava(plan: LoihiPlan, spikes: Any, steps: int | None = None) -> Lav
                    plan_stats(plan, xs, traces))
 
 
+def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
+                   fmt: fx.LoihiFormat) -> BlockTrace:
+    """Run one converted block in Lava: a ``RingBuffer`` with the host's drive, stac's
+    :class:`~stac.backends.lava_procs.GradedSignedIF` encoder, one graded ``Dense`` and one
+    ``Sigma`` readout per map; ``Loihi2SimCfg(select_tag="fixed_pt")`` for ``len(drive)`` steps
+    (``RunSteps``). :class:`~stac.backends.lava_procs.Recorder` processes bring the encoder's
+    ``v`` and payloads and every readout back."""
+    lava = _lava()
+    total = int(drive.shape[0])
+    with tempfile.TemporaryDirectory(prefix="stac-lava-") as tmp:
+        def record(port: Any, shape: tuple[int, ...], key: str) -> Path:
+            path = Path(tmp) / f"{len(recorded)}.npy"
+            rec = lava["Recorder"](shape=shape, steps=total, path=str(path))
+            port.connect(rec.a_in)
+            recorded[key] = path
+            return path
+
+        recorded: dict[str, Path] = {}
+        source = lava["RingBuffer"](data=np.ascontiguousarray(drive.T))
+        enc = lava["GradedSignedIF"](shape=(block.size,), theta=block.chip_theta,
+                                     mult=block.mult(), max_payload=block.max_payload,
+                                     reset_interval=steps, v_max=fmt.uv_max - 1,
+                                     name=f"stac-enc:{block.name}")
+        source.s_out.connect(enc.a_in)
+        record(enc.v_out, (block.size,), "v")
+        record(enc.s_out, (block.size,), "payload")
+        for dense in block.dense:
+            for i, group in enumerate(block.groups):
+                proc = _synapses(lava, dense, group, block, fmt)
+                sigma = lava["Sigma"](shape=(dense.out_features,))  # Sigma takes no name
+                enc.s_out.connect(proc.s_in)
+                proc.a_out.connect(sigma.a_in)
+                record(sigma.s_out, (dense.out_features,), readout_key(dense.name, i))
+        log.debug("lava: block %s as %d processes for %d steps", block.name,
+                  2 + len(recorded) + 2 * len(block.groups) * len(block.dense), total)
+        try:
+            enc.run(condition=lava["RunSteps"](num_steps=total),
+                    run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
+        finally:
+            enc.stop()
+        data = {k: np.load(p) for k, p in recorded.items()}
+    sigmas = {k: data[k] for k in recorded if k not in ("v", "payload")}
+    return with_width_counts(BlockTrace(data["v"], data["payload"], sigmas), fmt)
+
+
+def _synapses(lava: dict[str, Any], dense: DenseBlock, group: ChannelGroup, block: EncoderBlock,
+              fmt: fx.LoihiFormat) -> Any:
+    """A graded ``Dense`` for a one-group block; otherwise a ``Sparse`` holding only the
+    group's columns (the encoder is one process; each group has its own readout)."""
+    common = {"weight_exp": dense.weight_exp, "num_weight_bits": fmt.weight_bits,
+              "num_message_bits": min(block.payload_bits, 31)}
+    if len(block.groups) == 1:
+        return lava["Dense"](weights=dense.weights, name=f"stac-dense:{dense.name}", **common)
+    cols = np.zeros(block.size, bool)
+    cols[group.index] = True
+    weights = scipy.sparse.csr_matrix(np.where(cols[None, :], dense.weights, 0))
+    return lava["Sparse"](weights=weights, **common)
+
+
 def plan_stats(plan: LoihiPlan, xs: dict[str, np.ndarray], traces: dict[str, dict[str, Any]]
                ) -> dict[str, NodeStats]:
     """Operation counts of a run for stac's report: spikes and neuron updates per LIF layer,
@@ -168,13 +235,25 @@ def plan_stats(plan: LoihiPlan, xs: dict[str, np.ndarray], traces: dict[str, dic
 
 
 class LavaBackend:
-    """``<profile>-lava``: emits Lava processes for spike-driven chip graphs."""
+    """``<profile>-lava``: emits Lava processes for spike-driven chip graphs (NIR Dense + LIF /
+    CubaLIF) and for the blocks of converted transformers (with their host ops run in stac)."""
 
     name = "lava"
 
-    def lower(self, graph: nir.NIRGraph, profile: Profile) -> LoihiPlan:
-        """Integer layers for ``graph``; refuses unsupported nodes, a profile whose widths are
+    def lower(self, graph: nir.NIRGraph, profile: Profile) -> Any:
+        """Integer layers (a spike-driven graph) or integer blocks (a converted graph, one with
+        SignedIF encoders) for ``graph``; refuses unsupported nodes, a profile whose widths are
         not Lava's, and a machine without Lava, in that order, before anything runs."""
+        if any(isinstance(node, SignedIF) for node in graph.nodes.values()):
+            from stac.backends.lava_host import ConvertedLowering
+
+            fmt = lava_format(profile)
+            steps = int(graph.metadata.get("conversion", {}).get("timesteps", 16))
+            payload = int(profile.get("spikes", "payload_bits")) \
+                if profile.get("spikes", "graded") else 1
+            plan = block_plan(graph, fmt, steps, payload_bits=payload)
+            _lava()
+            return ConvertedLowering(graph, plan, run_block_lava)
         check_emittable(graph, target=f"{profile.name}-lava")
         fmt = lava_format(profile)
         _lava()
@@ -185,13 +264,16 @@ class LavaBackend:
         Input name)."""
         return run_plan_lava(lowered, spikes, steps)
 
-    def run(self, lowered: LoihiPlan, ctx: RunContext
+    def run(self, lowered: Any, ctx: RunContext
             ) -> tuple[dict[str, Any], dict[str, NodeStats]]:
-        """Token runs need the host ops this backend does not emit; only spike-driven graphs
-        lower here, and they run on spikes (:meth:`run_spikes`)."""
-        raise StacError("the lava backend runs spike-driven graphs on input spikes "
-                        "(LavaBackend.run_spikes); it does not take tokens")
+        """Tokens through a converted graph: its blocks in Lava, its host ops in stac
+        (:class:`stac.backends.lava_host.ConvertedLowering`). A spike-driven graph runs on
+        spikes instead (:meth:`run_spikes`)."""
+        if isinstance(lowered, LoihiPlan):
+            raise StacError("a spike-driven graph runs on input spikes "
+                            "(LavaBackend.run_spikes), not on tokens")
+        return lowered.run(ctx)
 
 
 __all__ = ["INSTALL_HINT", "LAVA_WIDTHS", "LavaBackend", "LavaRun", "lava_available",
-           "lava_format", "plan_stats", "run_plan_lava"]
+           "lava_format", "plan_stats", "run_block_lava", "run_plan_lava"]

@@ -10,7 +10,8 @@ import torch
 
 from stac.errors import StacError
 from stac.ir.graph import predecessors, successors, topo_order
-from stac.sim.semantics import LINEAR_TYPES, SEMANTICS, STEPPED_INPUT, NodeStats, RunContext
+from stac.sim.semantics import LINEAR_TYPES, SEMANTICS, STEPPED_INPUT, NodeStats, RunContext, \
+    Semantics
 from stac.sim.signal import Signal
 
 
@@ -18,10 +19,14 @@ class Simulator:
     """Executes a graph with the semantics of :mod:`stac.sim.semantics`.
 
     Parameters are turned into torch tensors once (shared arrays stay shared). Unknown node
-    types are refused up front, naming the node.
+    types are refused up front, naming the node. ``overrides`` maps node names to functions
+    with the signature of :data:`stac.sim.semantics.SEMANTICS` entries that run those nodes
+    instead (a backend executing part of the graph elsewhere, such as Lava, and the host ops
+    here).
     """
 
-    def __init__(self, graph: nir.NIRGraph) -> None:
+    def __init__(self, graph: nir.NIRGraph,
+                 overrides: dict[str, Semantics] | None = None) -> None:
         unknown = [
             f"{name} ({type(node).__name__})"
             for name, node in graph.nodes.items()
@@ -33,6 +38,7 @@ class Simulator:
                 f"supported types: {', '.join(sorted(t.__name__ for t in SEMANTICS))}"
             )
         self.graph = graph
+        self.overrides = dict(overrides or {})
         self.order = topo_order(graph)
         self.pre = predecessors(graph)
         self.need_steps = self._need_steps(successors(graph))
@@ -74,7 +80,8 @@ class Simulator:
             inp = inputs[0] if inputs else Signal(torch.zeros(0), False)
             for extra in inputs[1:]:
                 inp = inp + extra
-            out, stats[name] = SEMANTICS[type(node)](node, inp, ctx, name, self.need_steps[name])
+            run = self.overrides.get(name) or SEMANTICS[type(node)]
+            out, stats[name] = run(node, inp, ctx, name, self.need_steps[name])
             for p in self.pre[name]:  # free what no later node reads
                 consumers[p] -= 1
                 if consumers[p] == 0:

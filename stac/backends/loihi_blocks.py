@@ -1,0 +1,395 @@
+r"""A converted transformer's chip part as integer Loihi blocks, independent of Lava.
+
+A converted graph (:mod:`stac.frontend.convert`) alternates host ops (norms, attention, the
+gated activation, residual adds) with *blocks*: one :class:`stac.ir.nodes.SignedIF` encoder and
+the Linear / Affine maps it feeds. A block is what runs on the chip; the host computes each
+encoder's drive and reads each map's accumulated output back (glue between runs). This module
+turns every block of a quantised graph into integers (:func:`block_plan`) and runs a block with
+stac's bit-accurate steps (:func:`run_block_fixed`); :mod:`stac.backends.lava` emits the same
+block as Lava processes, and the two agree bit for bit (tests/test_lava_blocks.py).
+
+A block on the chip, per token of T steps (the encoder resets at each token's first step, as
+the reference simulator starts every token from reset):
+
+* **encoder** (a graded, multi-threshold signed IF; Lava has no such neuron, so the backend
+  brings a ``fixed_pt`` ProcessModel for it): ``v <- sat(v + d)``,
+  ``s = clamp(floor((2v + theta) / (2 theta)), -K, K)``, ``v <- v - s theta``, and the spike
+  carries the payload ``s * m_c``, where ``m_c`` is the channel's threshold in units of the
+  layer's smallest one (``theta_c = m_c * unit``; full mode makes them powers of two, the
+  quantise pass puts simplified mode's on an integer grid);
+* **Dense** (Lava's ``Dense`` in graded mode): the mixed-sign 8-bit weights ``q`` of each row
+  (``W = q * scale_r``, from the quantise pass) are stored doubled, ``2q``, because Lava's
+  fixed-point Dense clears a mixed-sign weight's lowest bit, with ``weight_exp = -1`` to halve
+  the sum again (exact: every product is even); it sends each step's accumulation one step
+  later;
+* **readout** (Lava's ``Sigma``): ``sigma <- sigma + a_in``; the host reads it at token
+  boundaries, so a token's sum is the difference of two reads.
+
+Host glue. Onset-driven (full-mode) encoders get chip threshold 1 and, at the token's first
+step, the integer ``n = floor(T x / theta_c + 1/2)`` that the reference neuron computes in its
+first step; the chip then drains it at K per step exactly as the reference does. Held drive
+(simplified mode) is quantised per channel onto a grid of ``2**b`` steps per threshold,
+``d = round(x 2**b / (g theta_c))`` every step, with ``b`` set so that T steps of up to four
+thresholds fit the ``state_bits`` potential. The token's output is
+``y_r = sum_t sum_c q_rc s_tc m_c * scale_r * unit * g / T + bias_r`` (``g``: the per-token
+gain when the encoder has ``token_gain``). Integer arithmetic follows Lava's Python models:
+32-bit products and sums that wrap. The profile's narrower widths (``input_bits`` for a Dense
+output, ``state_bits`` for the readout) are not enforced by those models; every run counts the
+values beyond them (:class:`BlockTrace` ``over_input_bits`` / ``over_state_bits``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import nir
+import numpy as np
+import torch
+
+from stac.errors import StacError
+from stac.ir.graph import predecessors, successors
+from stac.ir.nodes import SignedIF
+from stac.sim import fixed_point as fx
+
+DENSE_TYPES = (nir.Linear, nir.Affine)
+#: Thresholds a held drive may reach over T steps before the potential saturates.
+HELD_HEADROOM = 4
+#: Relative tolerance when reading integers back from float parameters.
+INT_TOL = 1e-3
+
+
+@dataclass
+class DenseBlock:
+    """One Linear / Affine behind an encoder, as Lava's graded ``Dense`` + ``Sigma``."""
+
+    name: str
+    weights: np.ndarray  # [out, in] int64, the doubled 8-bit row weights 2q (even)
+    weight_exp: int  # -1: halves the doubled sum back
+    scale: np.ndarray  # [out] float64: the value of one accumulated unit in each row
+    bias: np.ndarray | None  # [out] float64, added by the host when it reads the output
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weights.shape[0])
+
+
+@dataclass
+class ChannelGroup:
+    """Channels of an encoder emitted as one Lava encoder process, with their own Dense and
+    Sigma per map. A spike of channel c carries ``s * mult_c``; the host multiplies the group's
+    readouts by ``factor``, so channel c's threshold is ``mult_c * factor`` units."""
+
+    index: np.ndarray  # [k] int64 channel indices
+    mult: np.ndarray  # [k] int64 payload multiplier per channel
+    factor: int
+
+
+@dataclass
+class EncoderBlock:
+    """A SignedIF encoder and the maps it feeds, in integers."""
+
+    name: str
+    threshold: np.ndarray  # [n] float32: the graph's per-channel thresholds theta_c
+    chip_theta: int  # the chip neuron's integer threshold (1 for onset drive, 2**b held)
+    groups: list[ChannelGroup]
+    max_payload: int  # K
+    onset: bool
+    token_gain: bool
+    dense: list[DenseBlock]
+
+    @property
+    def size(self) -> int:
+        return int(self.threshold.size)
+
+    @property
+    def payload_bits(self) -> int:
+        """Sign plus magnitude bits of the widest payload ``K * max(mult)``."""
+        top = max(int(g.mult.max()) for g in self.groups)
+        return 1 + int(self.max_payload * top).bit_length()
+
+    def mult(self) -> np.ndarray:
+        """Each channel's in-group payload multiplier, in channel order."""
+        out = np.zeros(self.size, np.int64)
+        for g in self.groups:
+            out[g.index] = g.mult
+        return out
+
+
+def readout_key(dense: str, group: int) -> str:
+    """The name of map ``dense``'s readout for channel group ``group``."""
+    return f"{dense}#{group}"
+
+
+@dataclass
+class BlockPlan:
+    """Every block of a graph, by encoder name, and the encoder each map belongs to."""
+
+    blocks: dict[str, EncoderBlock]
+    owner: dict[str, str]  # Linear / Affine name -> encoder name
+    fmt: fx.LoihiFormat
+
+
+@dataclass
+class BlockTrace:
+    """One block run over ``steps = tokens * T + 1`` steps (the last flushes the Dense delay)."""
+
+    v: np.ndarray  # [steps, n] int64: encoder potential after each step
+    payload: np.ndarray  # [steps, n] int64: payload sent each step (s * m)
+    sigma: dict[str, np.ndarray]  # readout_key -> [steps, out] int64, readout after each step
+    over_input_bits: int = 0  # Dense outputs beyond the profile's input_bits
+    over_state_bits: int = 0  # readouts beyond the profile's state_bits
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def _payload_units(name: str, node: SignedIF) -> tuple[np.ndarray, float]:
+    """(m_c as integers, unit) with ``theta_c = m_c * unit``, or a StacError naming ``name``."""
+    theta = np.asarray(node.threshold, dtype=np.float64)
+    lo = float(theta.min())
+    for unit in (lo, float(theta.max()) / _grid_top(theta)):
+        m = theta / unit
+        if np.all(np.abs(m - np.rint(m)) <= INT_TOL * np.maximum(m, 1.0)) and np.rint(m).min() >= 1:
+            return np.rint(m).astype(np.int64), unit
+    raise StacError(f"{name}: its thresholds are not integer multiples of one unit "
+                    f"(max/min {theta.max() / lo:.4g}), so its spikes cannot carry their values "
+                    "as integer payloads; quantise the graph for a graded-spike profile "
+                    "(stac.ir.passes.run_passes)")
+
+
+#: An encoder whose thresholds take at most this many power-of-two values is split into one
+#: channel group per value (payloads then carry counts only, and each group's readout stays far
+#: inside 32 bits); otherwise it is one group whose payloads carry their thresholds.
+MAX_GROUPS = 16
+
+
+def channel_groups(m: np.ndarray) -> list[ChannelGroup]:
+    """Groups for thresholds of ``m`` units (see MAX_GROUPS)."""
+    values = np.unique(m)
+    pow2 = bool(np.all((values & (values - 1)) == 0))
+    if pow2 and len(values) <= MAX_GROUPS:
+        return [ChannelGroup(np.flatnonzero(m == v), np.ones(int((m == v).sum()), np.int64),
+                             int(v)) for v in values]
+    return [ChannelGroup(np.arange(m.size), m.astype(np.int64), 1)]
+
+
+def _grid_top(theta: np.ndarray) -> float:
+    """The largest integer level of a threshold grid whose top level is ``theta.max()``:
+    ``2**bits - 1`` for the smallest bits that hold the spread (quantise_uniform's grid)."""
+    bits = max(1, math.ceil(math.log2(float(theta.max() / theta.min()) + 1)))
+    for b in range(bits, 33):
+        top = float(2**b - 1)
+        m = theta / (float(theta.max()) / top)
+        if np.all(np.abs(m - np.rint(m)) <= INT_TOL * np.maximum(m, 1.0)):
+            return top
+    return float(theta.max() / theta.min())
+
+
+def _dense(name: str, node: Any, fmt: fx.LoihiFormat, unit: float) -> DenseBlock:
+    quant = (node.metadata or {}).get("quant") or {}
+    if quant.get("folded") or "scale" not in quant:
+        raise StacError(f"{name}: no per-row weight scale in its metadata; run the quantise pass "
+                        "for a graded-spike profile before the lava backend")
+    scale = np.asarray(quant["scale"], dtype=np.float64).reshape(-1)
+    w = np.asarray(node.weight, dtype=np.float64).reshape(node.weight.shape[0], -1)
+    q = w / scale[:, None]
+    qi = np.rint(q)
+    top = (1 << (fmt.weight_bits - 1)) - 1
+    if not np.allclose(q, qi, atol=INT_TOL) or np.abs(qi).max() > top:
+        raise StacError(f"{name}: its weights are not {fmt.weight_bits}-bit integers times the "
+                        "row scale in its metadata")
+    bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
+    return DenseBlock(name, (2 * qi).astype(np.int64), -1, scale * unit, bias)
+
+
+def held_theta(fmt: fx.LoihiFormat, steps: int) -> int:
+    """The chip threshold ``2**b`` for a held drive: T steps of HELD_HEADROOM thresholds fit."""
+    need = (steps * HELD_HEADROOM).bit_length()
+    b = fmt.state_bits - 1 - need
+    if b < 1:
+        raise StacError(f"a {fmt.state_bits}-bit potential cannot hold {steps} steps of held drive")
+    return 1 << b
+
+
+def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
+               payload_bits: int = 32) -> BlockPlan:
+    """Integer blocks for every SignedIF of a quantised converted graph.
+
+    Raises one StacError naming every chip node that is not part of a block (a map fed by
+    anything but one encoder, an encoder feeding anything but maps), every encoder whose
+    payload needs more than ``payload_bits`` bits, and every map without integer weights.
+    """
+    pre, post = predecessors(graph), successors(graph)
+    errors: list[str] = []
+    blocks: dict[str, EncoderBlock] = {}
+    owner: dict[str, str] = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, DENSE_TYPES):
+            feeds = pre[name]
+            if len(feeds) != 1 or not isinstance(graph.nodes[feeds[0]], SignedIF):
+                errors.append(f"{name} ({type(node).__name__}): fed by {feeds or 'nothing'}, "
+                              "not by one SignedIF encoder")
+            continue
+        if not isinstance(node, SignedIF):
+            continue
+        bad = [s for s in post[name] if not isinstance(graph.nodes[s], DENSE_TYPES)]
+        if bad or not post[name]:
+            errors.append(f"{name} (SignedIF): feeds {bad or 'nothing'}; an encoder feeds only "
+                          "Linear / Affine maps")
+            continue
+        try:
+            mult, unit = _payload_units(name, node)
+            dense = [_dense(s, graph.nodes[s], fmt, unit) for s in post[name]]
+        except StacError as exc:
+            errors.append(str(exc))
+            continue
+        block = EncoderBlock(name, np.asarray(node.threshold, np.float32),
+                             1 if node.onset_drive else held_theta(fmt, steps),
+                             channel_groups(mult),
+                             int(node.max_payload), bool(node.onset_drive),
+                             bool(node.token_gain), dense)
+        if block.payload_bits > payload_bits:
+            errors.append(f"{name}: its payloads need {block.payload_bits} bits, more than the "
+                          f"{payload_bits} a spike carries")
+            continue
+        blocks[name] = block
+        owner.update({d.name: name for d in dense})
+    if errors:
+        shown = "; ".join(errors[:6]) + (f"; and {len(errors) - 6} more" if len(errors) > 6 else "")
+        raise StacError(f"the lava backend cannot emit {len(errors)} chip node(s) as blocks: {shown}")
+    return BlockPlan(blocks, owner, fmt)
+
+
+# --- host glue: drives in, values out ----------------------------------------------------------
+
+
+@dataclass
+class Drive:
+    """A block's integer input for a run: ``[tokens * T + 1, n]`` per step, and the gains."""
+
+    steps: np.ndarray  # [S, n] int64, what the host sends each step
+    gain: np.ndarray  # [tokens] float32 (ones without token_gain)
+    saturated: int  # drive values clipped to the potential's range
+
+
+def encode_drive(block: EncoderBlock, x: Any, steps: int, fmt: fx.LoihiFormat) -> Drive:
+    """The host's integer drive for per-token float drives ``x`` ``[tokens, n]`` (the encoder's
+    accumulated input, as the reference simulator feeds it), in float32 as the simulator
+    computes it."""
+    x = np.asarray(x, dtype=np.float32)
+    tokens, n = x.shape
+    theta = block.threshold
+    gain = np.ones(tokens, np.float32)
+    if block.token_gain:
+        gain = np.maximum((np.abs(x) / theta).max(-1), np.float32(1.0)).astype(np.float32)
+    scaled = theta[None, :] * gain[:, None]
+    top = fmt.uv_max - 1
+    if block.onset:  # the reference's first step: floor(T x / theta + 1/2), T x in float32
+        d = np.floor((x * np.float32(steps)) / scaled + np.float32(0.5)).astype(np.float64)
+    else:
+        d = np.rint(x.astype(np.float64) * block.chip_theta / scaled.astype(np.float64))
+    sat = int(np.count_nonzero(np.abs(d) > top))
+    d = np.clip(d, -top, top).astype(np.int64)
+    out = np.zeros((tokens * steps + 1, n), np.int64)
+    if block.onset:
+        out[0:tokens * steps:steps] = d
+    else:
+        out[:tokens * steps] = np.repeat(d, steps, axis=0)
+    return Drive(out, gain, sat)
+
+
+def token_sums(sigma: np.ndarray, tokens: int, steps: int) -> np.ndarray:
+    """Each token's accumulated Dense output from the readout's per-step values: the
+    difference of the reads at its first and last steps (plus the one-step Dense delay),
+    modulo 2**32 as Lava's int32 readout wraps."""
+    reads = np.concatenate([np.zeros((1, sigma.shape[1]), np.int64), sigma[steps::steps]])
+    return fx.wrap_signed(_t(reads[1:tokens + 1] - reads[:tokens]), 32).numpy()
+
+
+def decode(block: EncoderBlock, dense: DenseBlock, trace: "BlockTrace", tokens: int,
+           gain: np.ndarray, steps: int) -> np.ndarray:
+    """The map's float output per token ``[tokens, out]`` from its readouts in ``trace``."""
+    # The Dense halves its doubled weights with weight_exp = -1, so sums are in units of q.
+    sums = sum(token_sums(trace.sigma[readout_key(dense.name, i)], tokens, steps)
+               .astype(np.float64) * g.factor for i, g in enumerate(block.groups))
+    y = sums * dense.scale[None, :] * (gain[:, None] / steps)
+    if dense.bias is not None:
+        y = y + dense.bias[None, :]
+    return y.astype(np.float32)
+
+
+# --- stac's bit-accurate run of a block --------------------------------------------------------
+
+
+def _t(x: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=torch.int64)
+
+
+def encoder_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
+                  fmt: fx.LoihiFormat) -> tuple[np.ndarray, np.ndarray]:
+    """The encoder over ``drive`` ``[S, n]``, reset at every token's first step: (v, payload)."""
+    theta = torch.full((block.size,), block.chip_theta, dtype=torch.int64)
+    mult = _t(block.mult())
+    state = fx.SignedIFFixedState(torch.zeros(block.size, dtype=torch.int64))
+    vs, ps = [], []
+    for t, x in enumerate(_t(drive)):
+        if t % steps == 0:
+            state = fx.SignedIFFixedState(torch.zeros_like(state.v))
+        s, state = fx.signed_if_fixed_step(x, state, theta, fmt, block.max_payload)
+        vs.append(state.v)
+        ps.append(fx.wrap_signed(s * mult, 32))
+    return torch.stack(vs).numpy(), torch.stack(ps).numpy()
+
+
+def dense_sigma_fixed(weights: np.ndarray, weight_exp: int, payload: np.ndarray,
+                      name: str = "Dense") -> np.ndarray:
+    """Lava's graded Dense (int32 dot product, shifted by ``weight_exp``, sent one step later)
+    into a Sigma readout (int32 running sum): the readout after each step ``[S, out]``.
+
+    The dot products are taken in float64, exact while every partial sum stays below 2**53
+    (checked), then wrapped to 32 bits as the int32 products are."""
+    w = weights.astype(np.float64)
+    bound = float(np.abs(payload).max(initial=0)) * float(np.abs(w).sum(axis=1).max(initial=0))
+    if bound >= 2.0**53:
+        raise StacError(f"{name}: accumulations up to {bound:.3g} are beyond exact float64 "
+                        "arithmetic")
+    acc = fx.shift(fx.wrap_signed(_t(payload.astype(np.float64) @ w.T), 32), weight_exp)
+    acc = fx.wrap_signed(acc, 32).numpy()
+    sent = np.concatenate([np.zeros((1, w.shape[0]), np.int64), acc[:-1]])
+    return fx.wrap_signed(_t(np.cumsum(sent, axis=0)), 32).numpy()
+
+
+def width_counts(sigma: np.ndarray, fmt: fx.LoihiFormat) -> tuple[int, int]:
+    """(Dense outputs beyond ``input_bits``, readouts beyond ``state_bits``) of a run, from the
+    readout after each step (a step's Dense output is the readout's change)."""
+    sent = fx.wrap_signed(_t(np.diff(sigma, axis=0, prepend=0)), 32).numpy()
+    half_in, half_state = 1 << (fmt.input_bits - 1), 1 << (fmt.state_bits - 1)
+    return (int(np.count_nonzero((sent < -half_in) | (sent >= half_in))),
+            int(np.count_nonzero((sigma < -half_state) | (sigma >= half_state))))
+
+
+def with_width_counts(trace: BlockTrace, fmt: fx.LoihiFormat) -> BlockTrace:
+    """``trace`` with its width counts filled in."""
+    trace.over_input_bits = trace.over_state_bits = 0
+    for sigma in trace.sigma.values():
+        over_in, over_state = width_counts(sigma, fmt)
+        trace.over_input_bits += over_in
+        trace.over_state_bits += over_state
+    return trace
+
+
+def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
+                    fmt: fx.LoihiFormat) -> BlockTrace:
+    """One block with stac's bit-accurate steps, the timing of the Lava processes."""
+    v, payload = encoder_fixed(block, drive, steps, fmt)
+    sigma = {readout_key(d.name, i): dense_sigma_fixed(d.weights[:, g.index], d.weight_exp,
+                                                        payload[:, g.index], d.name)
+             for d in block.dense for i, g in enumerate(block.groups)}
+    return with_width_counts(BlockTrace(v, payload, sigma), fmt)
+
+
+__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "MAX_GROUPS", "Drive", "EncoderBlock", "block_plan",
+           "decode", "dense_sigma_fixed", "encode_drive", "encoder_fixed", "held_theta",
+           "readout_key", "channel_groups", "run_block_fixed", "token_sums", "width_counts", "with_width_counts"]
