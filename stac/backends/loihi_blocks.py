@@ -56,8 +56,10 @@ from stac.sim import fixed_point as fx
 DENSE_TYPES = (nir.Linear, nir.Affine)
 #: Thresholds a held drive may reach over T steps before the potential saturates.
 HELD_HEADROOM = 4
-#: Relative tolerance when reading integers back from float parameters.
-INT_TOL = 1e-3
+#: Relative tolerance when reading integers back from float parameters: a few float32 roundings
+#: (a threshold is a float32 multiple of its unit), far below the fractional part 1/q that a
+#: wrong unit leaves on a level q < 2**20.
+INT_TOL = 1e-6
 
 
 @dataclass
@@ -151,7 +153,7 @@ def _payload_units(name: str, node: SignedIF) -> tuple[np.ndarray, float]:
     lo = float(theta.min())
     for unit in (lo, float(theta.max()) / _grid_top(theta)):
         m = theta / unit
-        if np.all(np.abs(m - np.rint(m)) <= INT_TOL * np.maximum(m, 1.0)) and np.rint(m).min() >= 1:
+        if _integral(m) and np.rint(m).min() >= 1:
             return np.rint(m).astype(np.int64), unit
     raise StacError(f"{name}: its thresholds are not integer multiples of one unit "
                     f"(max/min {theta.max() / lo:.4g}), so its spikes cannot carry their values "
@@ -175,14 +177,17 @@ def channel_groups(m: np.ndarray) -> list[ChannelGroup]:
     return [ChannelGroup(np.arange(m.size), m.astype(np.int64), 1)]
 
 
+def _integral(m: np.ndarray) -> bool:
+    return bool(np.all(np.abs(m - np.rint(m)) <= INT_TOL * np.maximum(np.abs(m), 1.0)))
+
+
 def _grid_top(theta: np.ndarray) -> float:
     """The largest integer level of a threshold grid whose top level is ``theta.max()``:
     ``2**bits - 1`` for the smallest bits that hold the spread (quantise_uniform's grid)."""
     bits = max(1, math.ceil(math.log2(float(theta.max() / theta.min()) + 1)))
     for b in range(bits, 33):
         top = float(2**b - 1)
-        m = theta / (float(theta.max()) / top)
-        if np.all(np.abs(m - np.rint(m)) <= INT_TOL * np.maximum(m, 1.0)):
+        if _integral(theta / (float(theta.max()) / top)):
             return top
     return float(theta.max() / theta.min())
 
@@ -197,7 +202,7 @@ def _dense(name: str, node: Any, fmt: fx.LoihiFormat, unit: float) -> DenseBlock
     q = w / scale[:, None]
     qi = np.rint(q)
     top = (1 << (fmt.weight_bits - 1)) - 1
-    if not np.allclose(q, qi, atol=INT_TOL) or np.abs(qi).max() > top:
+    if not np.allclose(q, qi, rtol=0, atol=1e-3) or np.abs(qi).max() > top:
         raise StacError(f"{name}: its weights are not {fmt.weight_bits}-bit integers times the "
                         "row scale in its metadata")
     bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
