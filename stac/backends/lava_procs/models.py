@@ -1,0 +1,77 @@
+"""``fixed_pt`` ProcessModels of stac's Lava processes (see :mod:`stac.backends.lava_procs`).
+
+Lava finds a Process's models by importing the modules beside it, so this directory holds
+nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from stac.backends.lava_procs.process import GradedSignedIF, Recorder
+
+
+@implements(proc=GradedSignedIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
+    """Bit-accurate model: integers held in int64 while computing, sent as int32 payloads."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    mult: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self.theta = int(proc_params["theta"])
+        self.max_payload = int(proc_params["max_payload"])
+        self.reset_interval = int(proc_params["reset_interval"])
+        self.v_max = int(proc_params["v_max"])
+
+    def run_spk(self) -> None:
+        x = self.a_in.recv().astype(np.int64)
+        v = self.v.astype(np.int64)
+        if (self.time_step - 1) % self.reset_interval == 0:
+            v = np.zeros_like(v)
+        v = np.clip(v + x, -self.v_max, self.v_max)
+        s = np.clip(np.floor_divide(2 * v + self.theta, 2 * self.theta),
+                    -self.max_payload, self.max_payload)
+        self.v[:] = v - s * self.theta
+        self.v_out.send(self.v)
+        payload = s * self.mult.astype(np.int64)
+        self.s_out.send(((payload + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32))
+
+
+@implements(proc=Recorder, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyRecorderModel(PyLoihiProcessModel):
+    """Buffers what arrives; saves it at the last step."""
+
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self.steps = int(proc_params["steps"])
+        self.path = str(proc_params["path"])
+        self.buffer = np.zeros((self.steps, *proc_params["shape"]), dtype=np.int64)
+
+    def run_spk(self) -> None:
+        data = self.a_in.recv()
+        if self.time_step <= self.steps:
+            self.buffer[self.time_step - 1] = data
+        if self.time_step == self.steps:
+            np.save(self.path, self.buffer)
+
+
+__all__ = ["PyGradedSignedIFModelFixed", "PyRecorderModel"]
