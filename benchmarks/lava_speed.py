@@ -10,6 +10,11 @@ one process, alternately, each the median of ``--repeats`` runs. Lava's time inc
 the processes, its compiler and runtime start-up and reading the monitors back, which is what
 a user of the backend waits for; the "bit-exact" column checks spikes, v and u agree. The NIR
 paper's one-neuron LIF graph (1000 steps) is added when shared/reference is present.
+
+Converted transformer blocks (``--blocks``, default two of SmolLM2-135M's in full mode and one
+in simplified mode, T = 16): the encoder, its graded Dense / Sparse synapses and Sigma
+readouts, driven by what the model's own host ops compute on 8 tokens of Hamlet (129 steps);
+``run_block_lava`` against ``run_block_fixed``, bit-exact in potentials, payloads and readouts.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from stac.backends.lava import lava_available, lava_format, run_plan_lava
+from stac.backends.lava import lava_available, lava_format, run_block_lava, run_plan_lava
+from stac.backends.lava_host import first_difference
+from stac.backends.loihi_blocks import block_plan, encode_drive, run_block_fixed
 from stac.backends.loihi_plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
     run_plan_fixed
 from stac.ir.nir_io import read_nir
@@ -49,6 +56,47 @@ def nir_paper_lif(fmt: Any) -> tuple[LoihiPlan, np.ndarray]:
     return plan, rows[:, :1].astype(np.int64)
 
 
+def converted_blocks(spec: str, fmt: Any) -> list[tuple[str, int, Callable, Callable, Callable]]:
+    """``mode:encoder`` pairs of SmolLM2 as (name, steps, stac run, Lava run, bit-exact check)."""
+    from stac.frontend import ConversionConfig, convert, load_model
+    from stac.frontend.text import play_text
+    from stac.ir.passes import run_passes
+    from stac.ir.nodes import SignedIF
+    from stac.sim.semantics import SEMANTICS, RunContext
+    from stac.sim.simulator import Simulator
+
+    model = load_model("smollm2-135m")
+    ids = model.tokenizer(play_text("tragedies/hamlet")[:4000], return_tensors="pt"
+                          ).input_ids[:, 200:208]
+    wanted: dict[str, list[str]] = {}
+    for item in spec.split(","):
+        mode, name = item.split(":")
+        wanted.setdefault(mode, []).append(name)
+    out = []
+    for mode, names in wanted.items():
+        graph = run_passes(convert(model, ConversionConfig(mode=mode, timesteps=16,
+                                                           calibration_passages=1)),
+                           load_profile("loihi2"))
+        plan = block_plan(graph, fmt, 16)
+        seen: dict[str, np.ndarray] = {}
+
+        def record(node, inp, ctx, name, need):
+            seen[name] = inp.mean().reshape(-1, node.threshold.size).numpy().copy()
+            return SEMANTICS[SignedIF](node, inp, ctx, name, need)
+
+        Simulator(graph, {n: record for n in names}).run(RunContext(ids, steps=16))
+        for name in names:
+            blk = plan.blocks[name]
+            drive = encode_drive(blk, seen[name], 16, fmt).steps
+            outs = sum(d.out_features for d in blk.dense)
+            label = f"{mode} {name} {blk.size}->{outs} ({len(blk.groups)} gr)"
+            out.append((label, drive.shape[0],
+                        lambda b=blk, d=drive: run_block_fixed(b, d, 16, fmt),
+                        lambda b=blk, d=drive: run_block_lava(b, d, 16, fmt),
+                        lambda a, b: first_difference(a, b) is None))
+    return out
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = fn()
@@ -64,30 +112,42 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--blocks", default="full:layer0_qkv_in,full:layer3_down_in,"
+                                        "simplified:layer3_o_proj_in",
+                    help="converted SmolLM2 blocks as mode:encoder ('' for none)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not lava_available():
         raise SystemExit("lava-nc is not installed: bash scripts/setup_lava.sh")
     fmt = lava_format(load_profile("loihi2"))
-    blocks = [(f"Dense+LIF N={n}", *block(int(n), args.steps, fmt))
-              for n in args.sizes.split(",")]
+    cases = []
+    for n in args.sizes.split(","):
+        plan, spikes = block(int(n), args.steps, fmt)
+        cases.append((f"Dense+LIF N={n}", spikes.shape[0],
+                      lambda p=plan, x=spikes: run_plan_fixed(p, x),
+                      lambda p=plan, x=spikes: run_plan_lava(p, x).traces, same))
     if NIR_LIF.is_dir():
-        blocks.append(("NIR paper LIF (lif_norse.nir)", *nir_paper_lif(fmt)))
+        plan, spikes = nir_paper_lif(fmt)
+        cases.append(("NIR paper LIF (lif_norse.nir)", spikes.shape[0],
+                      lambda p=plan, x=spikes: run_plan_fixed(p, x),
+                      lambda p=plan, x=spikes: run_plan_lava(p, x).traces, same))
+    if args.blocks:
+        cases += converted_blocks(args.blocks, fmt)
     rows = []
-    for name, plan, spikes in tqdm(blocks, desc="blocks"):
+    for name, steps, run_stac, run_lava, check in tqdm(cases, desc="blocks"):
         t_stac, t_lava, exact = [], [], True
         for _ in range(args.repeats):
-            ts, fixed = timed(lambda: run_plan_fixed(plan, spikes))
-            tl, run = timed(lambda: run_plan_lava(plan, spikes))
+            ts, fixed = timed(run_stac)
+            tl, lava = timed(run_lava)
             t_stac.append(ts)
             t_lava.append(tl)
-            exact &= same(run.traces, fixed)
+            exact &= check(lava, fixed)
         s, l = statistics.median(t_stac), statistics.median(t_lava)
-        rows.append((name, spikes.shape[0], s, l, exact))
-    print(f"\n{'block':32} {'steps':>6} {'stac s':>8} {'Lava s':>8} {'stac steps/s':>13} "
+        rows.append((name, steps, s, l, exact))
+    print(f"\n{'block':44} {'steps':>6} {'stac s':>8} {'Lava s':>8} {'stac steps/s':>13} "
           f"{'Lava steps/s':>13} {'Lava/stac':>9} {'bit-exact':>9}")
     for name, steps, s, l, exact in rows:
-        print(f"{name:32} {steps:>6} {s:>8.3f} {l:>8.3f} {steps / s:>13.0f} {steps / l:>13.0f} "
+        print(f"{name:44} {steps:>6} {s:>8.3f} {l:>8.3f} {steps / s:>13.0f} {steps / l:>13.0f} "
               f"{l / s:>9.1f} {'yes' if exact else 'NO':>9}")
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse
 
 from stac.backends.loihi_blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
-    block_plan, readout_key, with_width_counts
+    PART_PORTS, block_plan, readout_key, with_width_counts
 from stac.backends.loihi_plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
@@ -182,27 +182,38 @@ def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
         enc = lava["GradedSignedIF"](shape=(block.size,), theta=block.chip_theta,
                                      mult=block.mult(), max_payload=block.max_payload,
                                      reset_interval=steps, v_max=fmt.uv_max - 1,
+                                     split_bits=block.split_bits, parts=block.parts,
                                      name=f"stac-enc:{block.name}")
         source.s_out.connect(enc.a_in)
         record(enc.v_out, (block.size,), "v")
-        record(enc.s_out, (block.size,), "payload")
+        ports = [getattr(enc, port) for port in PART_PORTS[:block.parts]]
+        for j, port in enumerate(ports):
+            record(port, (block.size,), f"part{j}")
         for dense in block.dense:
             for i, group in enumerate(block.groups):
-                proc = _synapses(lava, dense, group, block, fmt)
-                sigma = lava["Sigma"](shape=(dense.out_features,))  # Sigma takes no name
-                enc.s_out.connect(proc.s_in)
-                proc.a_out.connect(sigma.a_in)
-                record(sigma.s_out, (dense.out_features,), readout_key(dense.name, i))
+                for j, port in enumerate(ports):
+                    proc = _synapses(lava, dense, group, block, fmt)
+                    sigma = lava["Sigma"](shape=(dense.out_features,))  # Sigma takes no name
+                    port.connect(proc.s_in)
+                    proc.a_out.connect(sigma.a_in)
+                    record(sigma.s_out, (dense.out_features,), readout_key(dense.name, i, j))
         log.debug("lava: block %s as %d processes for %d steps", block.name,
-                  2 + len(recorded) + 2 * len(block.groups) * len(block.dense), total)
+                  block_processes(block), total)
         try:
             enc.run(condition=lava["RunSteps"](num_steps=total),
                     run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
         finally:
             enc.stop()
         data = {k: np.load(p) for k, p in recorded.items()}
-    sigmas = {k: data[k] for k in recorded if k not in ("v", "payload")}
-    return with_width_counts(BlockTrace(data["v"], data["payload"], sigmas), fmt)
+    payload = sum(data[f"part{j}"] << (j * block.split_bits) for j in range(block.parts))
+    sigmas = {k: data[k] for k in recorded if k != "v" and not k.startswith("part")}
+    return with_width_counts(BlockTrace(data["v"], payload, sigmas), fmt)
+
+
+def block_processes(block: EncoderBlock) -> int:
+    """Lava processes one block run uses: the drive, the encoder, a recorder for v and for each
+    payload part, and synapses, a Sigma and a recorder per map, group and part."""
+    return 3 + block.parts + 3 * len(block.dense) * len(block.groups) * block.parts
 
 
 def _synapses(lava: dict[str, Any], dense: DenseBlock, group: ChannelGroup, block: EncoderBlock,
@@ -253,7 +264,7 @@ class LavaBackend:
                 if profile.get("spikes", "graded") else 1
             plan = block_plan(graph, fmt, steps, payload_bits=payload)
             _lava()
-            return ConvertedLowering(graph, plan, run_block_lava)
+            return ConvertedLowering(graph, plan, run_block_lava, block_processes)
         check_emittable(graph, target=f"{profile.name}-lava")
         fmt = lava_format(profile)
         _lava()

@@ -45,6 +45,7 @@ class BlockRecord:
     tokens: int
     steps: int  # Lava timesteps run (tokens * T + 1)
     groups: int  # channel groups (one Dense or Sparse and Sigma per map and group)
+    parts: int  # messages per spike (a payload split so that its readouts fit 32 bits)
     processes: int
     payload_bits: int
     spikes: int
@@ -75,8 +76,10 @@ def first_difference(lava: BlockTrace, fixed: BlockTrace) -> str | None:
 class ConvertedLowering:
     """A converted graph lowered for the lava backend (see the module docstring)."""
 
-    def __init__(self, graph: nir.NIRGraph, plan: BlockPlan, run_block: Any) -> None:
+    def __init__(self, graph: nir.NIRGraph, plan: BlockPlan, run_block: Any,
+                 block_processes: Any) -> None:
         self.graph, self.plan, self._run_block = graph, plan, run_block
+        self._processes = block_processes
         overrides = {name: self._encoder for name in plan.blocks}
         overrides.update({name: self._map for name in plan.owner})
         self.sim = Simulator(graph, overrides)
@@ -134,7 +137,7 @@ class ConvertedLowering:
                 neuron_updates=steps * tokens * dense.out_features))
         record = BlockRecord(
             name, [d.name for d in block.dense], tokens, int(drive.steps.shape[0]),
-            len(block.groups), 2 + 2 + len(block.dense) * len(block.groups) * 3,
+            len(block.groups), block.parts, self._processes(block),
             block.payload_bits, spikes, spikes * sum(d.out_features for d in block.dense),
             True, t1 - t0, t2 - t1, max(errs), drive.saturated, lava.over_input_bits,
             lava.over_state_bits)
@@ -142,7 +145,7 @@ class ConvertedLowering:
         log.debug("lava block %s: %s", name, record)
         if self._bar is not None:
             self._bar.update(1)
-        stats = NodeStats(spikes=spikes, spike_bits=spikes * block.payload_bits,
+        stats = NodeStats(spikes=spikes, spike_bits=spikes * block.payload_bits * block.parts,
                           neuron_updates=steps * tokens * block.size)
         return reference, stats
 

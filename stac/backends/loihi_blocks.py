@@ -27,7 +27,8 @@ the reference simulator starts every token from reset):
 
 Host glue. Onset-driven (full-mode) encoders get chip threshold 1 and, at the token's first
 step, the integer ``n = floor(T x / theta_c + 1/2)`` that the reference neuron computes in its
-first step; the chip then drains it at K per step exactly as the reference does. Held drive
+first step (more than the potential holds follows at K per step, :func:`encode_drive`); the
+chip then drains it at K per step exactly as the reference does. Held drive
 (simplified mode) is quantised per channel onto a grid of ``2**b`` steps per threshold,
 ``d = round(x 2**b / (g theta_c))`` every step, with ``b`` set so that T steps of up to four
 thresholds fit the ``state_bits`` potential. The token's output is
@@ -56,6 +57,13 @@ from stac.sim import fixed_point as fx
 DENSE_TYPES = (nir.Linear, nir.Affine)
 #: Thresholds a held drive may reach over T steps before the potential saturates.
 HELD_HEADROOM = 4
+#: Lava's Python Dense and Sigma hold int32 and the Dense halves its doubled sum after the
+#: product, so a token's sum of one readout must stay within 2**30 to be read back exactly.
+READOUT_LIMIT = 1 << 30
+#: The Lava encoder's output ports, one per payload part; a payload is split into at most
+#: this many parts when that keeps every readout exact.
+PART_PORTS = ("s_out", "s_out1", "s_out2", "s_out3")
+MAX_PARTS = len(PART_PORTS)
 #: Relative tolerance when reading integers back from float parameters: a few float32 roundings
 #: (a threshold is a float32 multiple of its unit), far below the fractional part 1/q that a
 #: wrong unit leaves on a level q < 2**20.
@@ -100,6 +108,8 @@ class EncoderBlock:
     onset: bool
     token_gain: bool
     dense: list[DenseBlock]
+    split_bits: int = 0  # k > 0: each payload s * mult is sent as base-2**k digits
+    parts: int = 1
 
     @property
     def size(self) -> int:
@@ -107,9 +117,12 @@ class EncoderBlock:
 
     @property
     def payload_bits(self) -> int:
-        """Sign plus magnitude bits of the widest payload ``K * max(mult)``."""
-        top = max(int(g.mult.max()) for g in self.groups)
-        return 1 + int(self.max_payload * top).bit_length()
+        """Sign plus magnitude bits of the widest message: ``K * max(mult)``, or its widest
+        base-``2**k`` digit when the payload is split."""
+        top = self.max_payload * max(int(g.mult.max()) for g in self.groups)
+        if self.parts > 1:
+            top = max((1 << self.split_bits) - 1, top >> (self.split_bits * (self.parts - 1)))
+        return 1 + int(top).bit_length()
 
     def mult(self) -> np.ndarray:
         """Each channel's in-group payload multiplier, in channel order."""
@@ -119,9 +132,21 @@ class EncoderBlock:
         return out
 
 
-def readout_key(dense: str, group: int) -> str:
-    """The name of map ``dense``'s readout for channel group ``group``."""
-    return f"{dense}#{group}"
+def readout_key(dense: str, group: int, part: int = 0) -> str:
+    """The name of map ``dense``'s readout for channel group ``group`` (and payload part)."""
+    return f"{dense}#{group}" + (f".{part}" if part else "")
+
+
+def split_payload(s: np.ndarray, bits: int, parts: int) -> list[np.ndarray]:
+    """``s`` as ``parts`` integers with ``s = sum_j s_j 2**(j bits)``: the low parts in
+    ``[0, 2**bits)``, the top part signed (two's complement digits, exact for any sign)."""
+    if parts == 1:
+        return [s]
+    out, rest = [], s
+    for _ in range(parts - 1):
+        out.append(rest & ((1 << bits) - 1))
+        rest = rest >> bits
+    return out + [rest]
 
 
 @dataclass
@@ -209,6 +234,41 @@ def _dense(name: str, node: Any, fmt: fx.LoihiFormat, unit: float) -> DenseBlock
     return DenseBlock(name, (2 * qi).astype(np.int64), -1, scale * unit, bias)
 
 
+def _row_sums(block: EncoderBlock) -> tuple[float, float]:
+    """(largest row sum of |q| over the maps and groups, the same times the group's largest
+    multiplier)."""
+    rows = with_mult = 0.0
+    for d in block.dense:
+        for g in block.groups:
+            r = float(np.abs(d.weights[:, g.index]).sum(axis=1).max(initial=0)) / 2
+            rows, with_mult = max(rows, r), max(with_mult, r * float(g.mult.max()))
+    return rows, with_mult
+
+
+def _bound(block: EncoderBlock, steps: int) -> float:
+    """The largest token sum of any readout of the unsplit block: T steps of K times the row
+    sums times the multiplier."""
+    return steps * float(block.max_payload) * _row_sums(block)[1]
+
+
+def payload_split(block: EncoderBlock, steps: int) -> tuple[int, int]:
+    """(k, parts): no split when every readout stays within READOUT_LIMIT; else each payload
+    value ``s * mult`` is sent as base-``2**k`` digits (:func:`split_payload`), with the widest
+    k for which T steps of a digit stay within the limit, on ``parts`` ports (each message is
+    priced as one spike message)."""
+    if _bound(block, steps) < READOUT_LIMIT:
+        return 0, 1
+    rows = _row_sums(block)[0]
+    k = int(math.floor(math.log2(READOUT_LIMIT / (steps * rows)))) if rows else 0
+    if k < 1:
+        return 0, MAX_PARTS + 1
+    top = block.max_payload * max(int(g.mult.max()) for g in block.groups)
+    parts = 1
+    while steps * float(top >> (k * (parts - 1))) * rows >= READOUT_LIMIT:
+        parts += 1
+    return k, parts
+
+
 def held_theta(fmt: fx.LoihiFormat, steps: int) -> int:
     """The chip threshold ``2**b`` for a held drive: T steps of HELD_HEADROOM thresholds fit."""
     need = (steps * HELD_HEADROOM).bit_length()
@@ -255,6 +315,16 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
                              channel_groups(mult),
                              int(node.max_payload), bool(node.onset_drive),
                              bool(node.token_gain), dense)
+        block.split_bits, block.parts = payload_split(block, steps)
+        if block.parts > MAX_PARTS:
+            errors.append(f"{name}: a token's readout can reach {_bound(block, steps):.3g}, "
+                          f"beyond Lava's 32-bit Dense and Sigma even with its payload split "
+                          f"into {MAX_PARTS} parts")
+            continue
+        if block.max_payload > fmt.uv_max - 1:
+            errors.append(f"{name}: its payload K = {block.max_payload} exceeds what the "
+                          f"{fmt.state_bits}-bit potential holds")
+            continue
         if block.payload_bits > payload_bits:
             errors.append(f"{name}: its payloads need {block.payload_bits} bits, more than the "
                           f"{payload_bits} a spike carries")
@@ -276,13 +346,23 @@ class Drive:
 
     steps: np.ndarray  # [S, n] int64, what the host sends each step
     gain: np.ndarray  # [tokens] float32 (ones without token_gain)
-    saturated: int  # drive values clipped to the potential's range
+    saturated: int  # held drive values clipped to the potential's range
 
 
 def encode_drive(block: EncoderBlock, x: Any, steps: int, fmt: fx.LoihiFormat) -> Drive:
     """The host's integer drive for per-token float drives ``x`` ``[tokens, n]`` (the encoder's
     accumulated input, as the reference simulator feeds it), in float32 as the simulator
-    computes it."""
+    computes it.
+
+    Onset drive: the reference neuron receives ``T x`` at once and emits
+    ``s_t = clamp(n - S_{t-1}, -K, K)`` with ``n = floor(T x / theta + 1/2)`` and ``S`` the
+    payloads so far. The chip's potential holds ``v_max = 2**(state_bits-1) - 1``, so the host
+    sends ``clamp(n, +-v_max)`` at the first step and the rest at up to K per step after it.
+    Since ``v_max >= K``, the potential never falls below K while the reference would still
+    emit K, so every payload equals the reference's, for any n, and ``v`` never saturates.
+
+    Held drive: ``round(x 2**b / (g theta))`` every step; values beyond the potential are
+    clipped and counted (the neuron then fires at every step either way)."""
     x = np.asarray(x, dtype=np.float32)
     tokens, n = x.shape
     theta = block.threshold
@@ -291,17 +371,22 @@ def encode_drive(block: EncoderBlock, x: Any, steps: int, fmt: fx.LoihiFormat) -
         gain = np.maximum((np.abs(x) / theta).max(-1), np.float32(1.0)).astype(np.float32)
     scaled = theta[None, :] * gain[:, None]
     top = fmt.uv_max - 1
+    out = np.zeros((tokens * steps + 1, n), np.int64)
     if block.onset:  # the reference's first step: floor(T x / theta + 1/2), T x in float32
         d = np.floor((x * np.float32(steps)) / scaled + np.float32(0.5)).astype(np.float64)
+        rest = np.clip(d, -2.0**62, 2.0**62).astype(np.int64)
+        # More than the potential holds arrives over the next steps at K per step, as fast as
+        # the neuron drains it: every step's payload is the reference's (see the docstring).
+        for t in range(steps):
+            sent = np.clip(rest, -(top if t == 0 else block.max_payload),
+                           top if t == 0 else block.max_payload)
+            out[t:tokens * steps:steps] = sent
+            rest = rest - sent
+        sat = 0
     else:
         d = np.rint(x.astype(np.float64) * block.chip_theta / scaled.astype(np.float64))
-    sat = int(np.count_nonzero(np.abs(d) > top))
-    d = np.clip(d, -top, top).astype(np.int64)
-    out = np.zeros((tokens * steps + 1, n), np.int64)
-    if block.onset:
-        out[0:tokens * steps:steps] = d
-    else:
-        out[:tokens * steps] = np.repeat(d, steps, axis=0)
+        sat = int(np.count_nonzero(np.abs(d) > top))
+        out[:tokens * steps] = np.repeat(np.clip(d, -top, top).astype(np.int64), steps, axis=0)
     return Drive(out, gain, sat)
 
 
@@ -317,8 +402,9 @@ def decode(block: EncoderBlock, dense: DenseBlock, trace: "BlockTrace", tokens: 
            gain: np.ndarray, steps: int) -> np.ndarray:
     """The map's float output per token ``[tokens, out]`` from its readouts in ``trace``."""
     # The Dense halves its doubled weights with weight_exp = -1, so sums are in units of q.
-    sums = sum(token_sums(trace.sigma[readout_key(dense.name, i)], tokens, steps)
-               .astype(np.float64) * g.factor for i, g in enumerate(block.groups))
+    sums = sum(token_sums(trace.sigma[readout_key(dense.name, i, j)], tokens, steps)
+               .astype(np.float64) * (g.factor * 2.0 ** (j * block.split_bits))
+               for i, g in enumerate(block.groups) for j in range(block.parts))
     y = sums * dense.scale[None, :] * (gain[:, None] / steps)
     if dense.bias is not None:
         y = y + dense.bias[None, :]
@@ -334,7 +420,8 @@ def _t(x: np.ndarray) -> torch.Tensor:
 
 def encoder_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
                   fmt: fx.LoihiFormat) -> tuple[np.ndarray, np.ndarray]:
-    """The encoder over ``drive`` ``[S, n]``, reset at every token's first step: (v, payload)."""
+    """The encoder over ``drive`` ``[S, n]``, reset at every token's first step: (v, payload
+    ``s * mult``, whole; a split block sends it in parts)."""
     theta = torch.full((block.size,), block.chip_theta, dtype=torch.int64)
     mult = _t(block.mult())
     state = fx.SignedIFFixedState(torch.zeros(block.size, dtype=torch.int64))
@@ -344,7 +431,7 @@ def encoder_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
             state = fx.SignedIFFixedState(torch.zeros_like(state.v))
         s, state = fx.signed_if_fixed_step(x, state, theta, fmt, block.max_payload)
         vs.append(state.v)
-        ps.append(fx.wrap_signed(s * mult, 32))
+        ps.append(s * mult)
     return torch.stack(vs).numpy(), torch.stack(ps).numpy()
 
 
@@ -389,12 +476,15 @@ def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
                     fmt: fx.LoihiFormat) -> BlockTrace:
     """One block with stac's bit-accurate steps, the timing of the Lava processes."""
     v, payload = encoder_fixed(block, drive, steps, fmt)
-    sigma = {readout_key(d.name, i): dense_sigma_fixed(d.weights[:, g.index], d.weight_exp,
-                                                        payload[:, g.index], d.name)
-             for d in block.dense for i, g in enumerate(block.groups)}
+    parts = split_payload(payload, block.split_bits, block.parts)
+    sigma = {readout_key(d.name, i, j): dense_sigma_fixed(d.weights[:, g.index], d.weight_exp,
+                                                           part[:, g.index], d.name)
+             for d in block.dense for i, g in enumerate(block.groups)
+             for j, part in enumerate(parts)}
     return with_width_counts(BlockTrace(v, payload, sigma), fmt)
 
 
-__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "MAX_GROUPS", "Drive", "EncoderBlock", "block_plan",
+__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "MAX_GROUPS", "MAX_PARTS",
+           "PART_PORTS", "Drive", "EncoderBlock", "block_plan",
            "decode", "dense_sigma_fixed", "encode_drive", "encoder_fixed", "held_theta",
-           "readout_key", "channel_groups", "run_block_fixed", "token_sums", "width_counts", "with_width_counts"]
+           "payload_split", "readout_key", "split_payload", "channel_groups", "run_block_fixed", "token_sums", "width_counts", "with_width_counts"]

@@ -27,6 +27,9 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+    s_out1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+    s_out2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+    s_out3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
     mult: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
@@ -37,6 +40,8 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
         self.max_payload = int(proc_params["max_payload"])
         self.reset_interval = int(proc_params["reset_interval"])
         self.v_max = int(proc_params["v_max"])
+        self.split_bits = int(proc_params["split_bits"])
+        self.parts = int(proc_params["parts"])
 
     def run_spk(self) -> None:
         x = self.a_in.recv().astype(np.int64)
@@ -48,8 +53,15 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
                     -self.max_payload, self.max_payload)
         self.v[:] = v - s * self.theta
         self.v_out.send(self.v)
-        payload = s * self.mult.astype(np.int64)
-        self.s_out.send(((payload + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32))
+        rest = s * self.mult.astype(np.int64)
+        for j, port in enumerate((self.s_out, self.s_out1, self.s_out2, self.s_out3)):
+            if j == self.parts - 1:
+                part = rest  # the top digit keeps the sign
+            elif j < self.parts:
+                part, rest = rest & ((1 << self.split_bits) - 1), rest >> self.split_bits
+            else:
+                part = np.zeros_like(s)  # unused port
+            port.send(((part + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32))
 
 
 @implements(proc=Recorder, protocol=LoihiProtocol)
