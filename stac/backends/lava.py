@@ -1,6 +1,9 @@
 """The ``lava`` backend: a chip graph as real Lava processes, run bit-accurately on the CPU.
 
-``lower`` checks the graph (every node it cannot emit is named, before anything runs), checks
+Converted transformers (graphs with SignedIF encoders) lower to integer blocks
+(:mod:`stac.backends.loihi_blocks`) and run token by token through
+:class:`stac.backends.lava_host.ConvertedLowering`: each block as Lava processes
+(:func:`run_block_lava`), the host ops in stac. Spike-driven NIR graphs: ``lower`` checks the graph (every node it cannot emit is named, before anything runs), checks
 that the profile's fixed-point widths are the ones Lava's bit-accurate models use, and turns
 the graph into integer layers (:mod:`stac.backends.loihi_plan`). ``run_spikes`` emits one Lava
 process per layer (``RingBuffer`` for each Input, ``Dense`` with 8-bit weights and
@@ -10,10 +13,10 @@ and ``u`` back through ``Monitor`` processes. The same plan runs in stac's own f
 steps with :func:`stac.backends.loihi_plan.run_plan_fixed`; the two agree bit for bit
 (tests/test_lava.py).
 
-Lava is optional and imported only here, lazily: ``scripts/setup_lava.sh`` installs it
-(lava-nc 0.10.0 declares Python < 3.11 and needs a small patch on 3.11). Lava runs spike-driven
-graphs; the converted transformers also need host ops (embedding, norms, attention, softmax)
-and SignedIF encoders, which this backend does not emit, so ``lower`` refuses them by name.
+Lava is optional and imported only here (and by stac's own processes in
+:mod:`stac.backends.lava_procs`, which only this module imports), lazily:
+``scripts/setup_lava.sh`` installs it (lava-nc 0.10.0 declares Python < 3.11 and needs a small
+patch on 3.11).
 """
 
 from __future__ import annotations
