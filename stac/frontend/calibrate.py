@@ -74,6 +74,21 @@ def channel_stats(model: Any, modules: dict[str, torch.nn.Module],
     return stats
 
 
+@torch.no_grad()
+def input_hessians(model: Any, modules: dict[str, torch.nn.Module],
+                   chunks: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``X^T X`` (float64 ``[C, C]``) of each encoder's input over ``chunks``: what GPTQ
+    weight rounding (:func:`stac.quant.quantise_weight_gptq`) weighs errors by."""
+    out: dict[str, torch.Tensor] = {}
+
+    def hook(name: str, x: torch.Tensor) -> None:
+        x = x.detach().to(torch.float64)
+        out[name] = out[name] + x.T @ x if name in out else x.T @ x
+
+    _run_hooked(model, modules, chunks, hook, "weight statistics")
+    return out
+
+
 def quantise_activation(x: torch.Tensor, step: torch.Tensor, levels: int) -> torch.Tensor:
     """The quantiser a SignedIF encoder realises over T steps: step * clip(floor(x/step + 1/2),
     -levels, levels). ``step`` is the spike value over T; ``levels`` is T times the payload K.

@@ -14,15 +14,18 @@ import torch
 from stac import __version__
 from stac.errors import StacError
 from stac.frontend import gpt2, llama
-from stac.frontend.calibrate import ChannelStats, channel_stats, optimise_steps
+from stac.frontend.calibrate import ChannelStats, channel_stats, input_hessians, optimise_steps
 from stac.frontend.models import LoadedModel
 from stac.ir.nodes import SignedIF
-from stac.quant import dequantise, quantise_weight
+from stac.quant import dequantise, quantise_weight, quantise_weight_gptq
 from stac.frontend.text import calibration_windows
 
 log = logging.getLogger(__name__)
 
 MODES = ("simplified", "full")
+#: Full-mode weight rounding: error-feedback rounding against the calibration inputs (GPTQ), or
+#: rounding each weight to nearest.
+WEIGHT_ROUNDING = ("gptq", "rtn")
 MIN_T, MAX_T = 1, 256
 _FAMILIES = {"gpt2": gpt2, "llama": llama}
 
@@ -50,6 +53,7 @@ class ConversionConfig:
     payload_bits: int = 8  # full mode: graded spike bits that set the resolution (1 = binary)
     headroom: float = 4.0  # full mode: payload covers this times the calibrated maximum
     max_spike_bits: int = 32  # full mode: widest graded spike the target carries (Loihi 2: 32)
+    weight_rounding: str = "gptq"  # full mode: "gptq" (error feedback) or "rtn" (nearest)
 
     def __post_init__(self) -> None:
         if not MIN_T <= self.timesteps <= MAX_T:
@@ -66,8 +70,13 @@ class ConversionConfig:
             raise StacError(f"payload bits {self.payload_bits} outside 1..24")
         if not self.headroom >= 1.0:
             raise StacError(f"headroom {self.headroom} must be at least 1")
-        if self.mode == "simplified" and (self.payload_bits, self.weight_bits) != (8, 8):
-            raise StacError("--payload-bits and --weight-bits apply to --mode full only")
+        if self.weight_rounding not in WEIGHT_ROUNDING:
+            raise StacError(f"weight rounding {self.weight_rounding!r} is not one of "
+                            f"{', '.join(WEIGHT_ROUNDING)}")
+        if self.mode == "simplified" and ((self.payload_bits, self.weight_bits) != (8, 8)
+                                          or self.weight_rounding != "gptq"):
+            raise StacError("--payload-bits, --weight-bits and --weight-rounding apply to "
+                            "--mode full only")
 
     @property
     def base_payload(self) -> int:
@@ -97,8 +106,10 @@ class FullPlan:
     the synapses hold the model's own weights on an integer grid."""
 
     def __init__(self, stats: dict[str, ChannelStats], steps: dict[str, torch.Tensor],
-                 cfg: ConversionConfig) -> None:
+                 cfg: ConversionConfig,
+                 hessians: dict[str, torch.Tensor] | None = None) -> None:
         self.stats, self.steps, self.cfg = stats, steps, cfg
+        self.hessians = hessians or {}
 
     def encoder(self, name: str) -> SignedIF:
         t = self.cfg.timesteps
@@ -136,12 +147,18 @@ class FullPlan:
 
     def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
                ) -> tuple[np.ndarray, dict[str, Any]]:
-        q, scale = quantise_weight(weight, self.cfg.weight_bits)
+        hessian = self.hessians.pop(f"{name}_in", None)
+        if self.cfg.weight_rounding == "gptq" and hessian is not None:
+            q, scale = quantise_weight_gptq(weight, hessian, self.cfg.weight_bits)
+        else:
+            q, scale = quantise_weight(weight, self.cfg.weight_bits)
         effective = dequantise(q, scale)
         err = np.linalg.norm(effective - weight) / max(np.linalg.norm(weight), 1e-30)
         return effective, {
             "bits": self.cfg.weight_bits,
             "scheme": "per-channel",
+            "rounding": "gptq" if hessian is not None and self.cfg.weight_rounding == "gptq"
+            else "nearest",
             "scale": scale,
             "relative_error": float(err),
         }
@@ -161,7 +178,9 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
         levels = cfg.timesteps * cfg.base_payload
         steps = optimise_steps(loaded.model, modules, chunks, stats, levels,
                                with_bos=cfg.base_payload == 1)
-        plan = FullPlan(stats, steps, cfg)
+        hessians = input_hessians(loaded.model, modules, chunks) \
+            if cfg.weight_rounding == "gptq" else None
+        plan = FullPlan(stats, steps, cfg, hessians)
     metadata = {
         "stac_version": __version__,
         "source_model": loaded.source,
