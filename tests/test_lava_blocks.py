@@ -252,6 +252,24 @@ def test_a_converted_model_runs_through_loihi2_lava_like_the_reference_simulator
             assert stats[d.name].synops == want_stats[d.name].synops
 
 
+@needs_lava
+def test_stac_compile_on_loihi2_lava_reports_the_lava_run(tmp_path, tiny_gpt2_dir):
+    import json
+
+    from stac.cli import main
+
+    out = tmp_path / "lava"
+    assert main(["compile", "--model", str(tiny_gpt2_dir), "--target", "loihi2-lava", "-T", "4",
+                 "--calibration-passages", "1", "--prompt", "To be, or not to be",
+                 "--output-dir", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    run = report["backend_run"]
+    assert run["backend"] == "lava" and run["bit_exact"] and run["blocks_run"] == 9
+    assert run["max_rel_rms_vs_float"] < 1e-5
+    assert report["total"]["spikes"] > 0
+    assert "## Lava run" in (out / "report.md").read_text()
+
+
 # --- bad input -----------------------------------------------------------------------------------
 
 
