@@ -93,6 +93,7 @@ class ConvertedLowering:
 
     def run(self, ctx: RunContext) -> tuple[dict[str, Any], dict[str, NodeStats]]:
         if ctx.spiking:
+            self.records = []
             self._bar = tqdm(total=len(self.plan.blocks), desc="lava blocks", unit="block",
                              leave=False)
         try:
