@@ -74,17 +74,23 @@ SLAYER_OBD_FIXED = ("try:  # patched for stac: object_detection needs torchvisio
                     "    obd = None\n")
 
 
-def patch_slayer(root: Path) -> list[str]:
-    """Make lava-dl's eager object-detection import optional; return one line per change."""
-    path = root / "lib" / "dl" / "slayer" / "__init__.py"
+def replace_once(path: Path, old: str, new: str, change: str) -> list[str]:
+    """Replace ``old`` by ``new`` in ``path`` unless done already (or absent); return
+    ``[f"{path}: {change}"]`` when it changed the file, else []."""
     if not path.is_file():
         return []
     text = path.read_text()
-    if SLAYER_OBD_FIXED in text or SLAYER_OBD not in text:
+    if new in text or old not in text:
         return []
-    path.write_text(text.replace(SLAYER_OBD, SLAYER_OBD_FIXED, 1))
-    return [f"{path}: 'from . import object_detection as obd' made optional (it needs "
-            "torchvision and opencv)"]
+    path.write_text(text.replace(old, new, 1))
+    return [f"{path}: {change}"]
+
+
+def patch_slayer(root: Path) -> list[str]:
+    """Make lava-dl's eager object-detection import optional; return one line per change."""
+    return replace_once(root / "lib" / "dl" / "slayer" / "__init__.py", SLAYER_OBD,
+                        SLAYER_OBD_FIXED, "'from . import object_detection as obd' made "
+                        "optional (it needs torchvision and opencv)")
 
 
 START_METHOD = "    mp.set_start_method('fork')\n"
@@ -96,14 +102,9 @@ def patch_start_method(root: Path) -> list[str]:
     """Make lava's import-time ``set_start_method('fork')`` safe to run after multiprocessing
     was used; return one line per change."""
     path = root / "magma" / "runtime" / "message_infrastructure" / "multiprocessing.py"
-    if not path.is_file():
-        return []
-    text = path.read_text()
-    if START_METHOD_FIXED in text or START_METHOD not in text:
-        return []
-    path.write_text(text.replace(START_METHOD, START_METHOD_FIXED, 1))
-    return [f"{path}: set_start_method('fork') only when fork is not already the start method "
-            "(it raised 'context has already been set' after a model load)"]
+    return replace_once(path, START_METHOD, START_METHOD_FIXED,
+                        "set_start_method('fork') only when fork is not already the start method "
+                        "(it raised 'context has already been set' after a model load)")
 
 
 def remove_shadowing_tests(site: Path) -> list[str]:

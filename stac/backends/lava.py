@@ -3,7 +3,8 @@
 Converted transformers (graphs with SignedIF encoders) lower to integer blocks
 (:mod:`stac.backends.loihi_blocks`) and run token by token through
 :class:`stac.backends.lava_host.ConvertedLowering`: each block as Lava processes
-(:func:`run_block_lava`), the host ops in stac. Spike-driven NIR graphs: ``lower`` checks the graph (every node it cannot emit is named, before anything runs), checks
+(:func:`run_block_lava`), the host ops in stac. Spike-driven NIR graphs: ``lower`` checks the
+graph (every node it cannot emit is named, before anything runs), checks
 that the profile's fixed-point widths are the ones Lava's bit-accurate models use, and turns
 the graph into integer layers (:mod:`stac.backends.loihi_plan`). ``run_spikes`` emits one Lava
 process per layer (``RingBuffer`` for each Input, ``Dense`` with 8-bit weights and
@@ -33,7 +34,7 @@ import numpy as np
 import scipy.sparse
 
 from stac.backends.loihi_blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
-    PART_PORTS, block_plan, readout_key, with_width_counts
+    PART_PORTS, block_plan, readout_key
 from stac.backends.loihi_plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
@@ -172,15 +173,13 @@ def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
     ``v`` and payloads and every readout back."""
     lava = _lava()
     total = int(drive.shape[0])
+    recorded: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="stac-lava-") as tmp:
-        def record(port: Any, shape: tuple[int, ...], key: str) -> Path:
-            path = Path(tmp) / f"{len(recorded)}.npy"
-            rec = lava["Recorder"](shape=shape, steps=total, path=str(path))
+        def record(port: Any, shape: tuple[int, ...], key: str) -> None:
+            recorded[key] = Path(tmp) / f"{len(recorded)}.npy"
+            rec = lava["Recorder"](shape=shape, steps=total, path=str(recorded[key]))
             port.connect(rec.a_in)
-            recorded[key] = path
-            return path
 
-        recorded: dict[str, Path] = {}
         source = lava["RingBuffer"](data=np.ascontiguousarray(drive.T))
         enc = lava["GradedSignedIF"](shape=(block.size,), theta=block.chip_theta,
                                      mult=block.mult(), max_payload=block.max_payload,
@@ -210,7 +209,7 @@ def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
         data = {k: np.load(p) for k, p in recorded.items()}
     payload = sum(data[f"part{j}"] << (j * block.split_bits) for j in range(block.parts))
     sigmas = {k: data[k] for k in recorded if k != "v" and not k.startswith("part")}
-    return with_width_counts(BlockTrace(data["v"], payload, sigmas), fmt)
+    return BlockTrace(data["v"], payload, sigmas)
 
 
 def block_processes(block: EncoderBlock) -> int:
@@ -227,9 +226,10 @@ def _synapses(lava: dict[str, Any], dense: DenseBlock, group: ChannelGroup, bloc
               "num_message_bits": min(block.payload_bits, 31)}
     if len(block.groups) == 1:
         return lava["Dense"](weights=dense.weights, name=f"stac-dense:{dense.name}", **common)
-    cols = np.zeros(block.size, bool)
-    cols[group.index] = True
-    weights = scipy.sparse.csr_matrix(np.where(cols[None, :], dense.weights, 0))
+    sub = dense.weights[:, group.index]  # only the group's columns are copied
+    rows, cols = np.nonzero(sub)
+    weights = scipy.sparse.csr_matrix((sub[rows, cols], (rows, group.index[cols])),
+                                      shape=dense.weights.shape)
     return lava["Sparse"](weights=weights, **common)
 
 

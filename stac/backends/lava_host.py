@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from stac.backends.loihi_blocks import BlockPlan, BlockTrace, decode, encode_drive, \
-    run_block_fixed
+    run_block_fixed, width_counts
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
 from stac.sim import fixed_point as fx
@@ -140,8 +140,7 @@ class ConvertedLowering:
             name, [d.name for d in block.dense], tokens, int(drive.steps.shape[0]),
             len(block.groups), block.parts, self._processes(block),
             block.payload_bits, spikes, spikes * sum(d.out_features for d in block.dense),
-            True, t1 - t0, t2 - t1, max(errs), drive.saturated, lava.over_input_bits,
-            lava.over_state_bits)
+            True, t1 - t0, t2 - t1, max(errs), drive.saturated, *width_counts(lava, self.fmt))
         self.records.append(record)
         log.debug("lava block %s: %s", name, record)
         if self._bar is not None:

@@ -36,7 +36,7 @@ thresholds fit the ``state_bits`` potential. The token's output is
 gain when the encoder has ``token_gain``). Integer arithmetic follows Lava's Python models:
 32-bit products and sums that wrap. The profile's narrower widths (``input_bits`` for a Dense
 output, ``state_bits`` for the readout) are not enforced by those models; every run counts the
-values beyond them (:class:`BlockTrace` ``over_input_bits`` / ``over_state_bits``).
+values beyond them (:func:`width_counts`).
 """
 
 from __future__ import annotations
@@ -165,8 +165,6 @@ class BlockTrace:
     v: np.ndarray  # [steps, n] int64: encoder potential after each step
     payload: np.ndarray  # [steps, n] int64: payload sent each step (s * m)
     sigma: dict[str, np.ndarray]  # readout_key -> [steps, out] int64, readout after each step
-    over_input_bits: int = 0  # Dense outputs beyond the profile's input_bits
-    over_state_bits: int = 0  # readouts beyond the profile's state_bits
 
 
 # --- the plan ----------------------------------------------------------------------------------
@@ -175,8 +173,11 @@ class BlockTrace:
 def _payload_units(name: str, node: SignedIF) -> tuple[np.ndarray, float]:
     """(m_c as integers, unit) with ``theta_c = m_c * unit``, or a StacError naming ``name``."""
     theta = np.asarray(node.threshold, dtype=np.float64)
-    lo = float(theta.min())
-    for unit in (lo, float(theta.max()) / _grid_top(theta)):
+    lo, hi = float(theta.min()), float(theta.max())
+    # The smallest threshold (full mode's power-of-two multiples), else the top of a grid of
+    # 2**b - 1 levels (quantise_uniform's), from the fewest bits that hold the spread.
+    bits = max(1, math.ceil(math.log2(hi / lo + 1)))
+    for unit in (lo, *(hi / (2**b - 1) for b in range(bits, 33))):
         m = theta / unit
         if _integral(m) and np.rint(m).min() >= 1:
             return np.rint(m).astype(np.int64), unit
@@ -204,17 +205,6 @@ def channel_groups(m: np.ndarray) -> list[ChannelGroup]:
 
 def _integral(m: np.ndarray) -> bool:
     return bool(np.all(np.abs(m - np.rint(m)) <= INT_TOL * np.maximum(np.abs(m), 1.0)))
-
-
-def _grid_top(theta: np.ndarray) -> float:
-    """The largest integer level of a threshold grid whose top level is ``theta.max()``:
-    ``2**bits - 1`` for the smallest bits that hold the spread (quantise_uniform's grid)."""
-    bits = max(1, math.ceil(math.log2(float(theta.max() / theta.min()) + 1)))
-    for b in range(bits, 33):
-        top = float(2**b - 1)
-        if _integral(theta / (float(theta.max()) / top)):
-            return top
-    return float(theta.max() / theta.min())
 
 
 def _dense(name: str, node: Any, fmt: fx.LoihiFormat, unit: float) -> DenseBlock:
@@ -333,7 +323,8 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
         owner.update({d.name: name for d in dense})
     if errors:
         shown = "; ".join(errors[:6]) + (f"; and {len(errors) - 6} more" if len(errors) > 6 else "")
-        raise StacError(f"the lava backend cannot emit {len(errors)} chip node(s) as blocks: {shown}")
+        raise StacError(f"the lava backend cannot emit {len(errors)} chip node(s) as blocks: "
+                        f"{shown}")
     return BlockPlan(blocks, owner, fmt)
 
 
@@ -453,23 +444,16 @@ def dense_sigma_fixed(weights: np.ndarray, weight_exp: int, payload: np.ndarray,
     return fx.wrap_signed(_t(np.cumsum(sent, axis=0)), 32).numpy()
 
 
-def width_counts(sigma: np.ndarray, fmt: fx.LoihiFormat) -> tuple[int, int]:
-    """(Dense outputs beyond ``input_bits``, readouts beyond ``state_bits``) of a run, from the
-    readout after each step (a step's Dense output is the readout's change)."""
-    sent = fx.wrap_signed(_t(np.diff(sigma, axis=0, prepend=0)), 32).numpy()
+def width_counts(trace: BlockTrace, fmt: fx.LoihiFormat) -> tuple[int, int]:
+    """(Dense outputs beyond ``input_bits``, readouts beyond ``state_bits``) of a run, from
+    every readout after each step (a step's Dense output is the readout's change)."""
     half_in, half_state = 1 << (fmt.input_bits - 1), 1 << (fmt.state_bits - 1)
-    return (int(np.count_nonzero((sent < -half_in) | (sent >= half_in))),
-            int(np.count_nonzero((sigma < -half_state) | (sigma >= half_state))))
-
-
-def with_width_counts(trace: BlockTrace, fmt: fx.LoihiFormat) -> BlockTrace:
-    """``trace`` with its width counts filled in."""
-    trace.over_input_bits = trace.over_state_bits = 0
+    over_in = over_state = 0
     for sigma in trace.sigma.values():
-        over_in, over_state = width_counts(sigma, fmt)
-        trace.over_input_bits += over_in
-        trace.over_state_bits += over_state
-    return trace
+        sent = fx.wrap_signed(_t(np.diff(sigma, axis=0, prepend=0)), 32).numpy()
+        over_in += int(np.count_nonzero((sent < -half_in) | (sent >= half_in)))
+        over_state += int(np.count_nonzero((sigma < -half_state) | (sigma >= half_state)))
+    return over_in, over_state
 
 
 def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
@@ -481,10 +465,10 @@ def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
                                                            part[:, g.index], d.name)
              for d in block.dense for i, g in enumerate(block.groups)
              for j, part in enumerate(parts)}
-    return with_width_counts(BlockTrace(v, payload, sigma), fmt)
+    return BlockTrace(v, payload, sigma)
 
 
-__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "MAX_GROUPS", "MAX_PARTS",
-           "PART_PORTS", "Drive", "EncoderBlock", "block_plan",
-           "decode", "dense_sigma_fixed", "encode_drive", "encoder_fixed", "held_theta",
-           "payload_split", "readout_key", "split_payload", "channel_groups", "run_block_fixed", "token_sums", "width_counts", "with_width_counts"]
+__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "Drive", "EncoderBlock",
+           "MAX_GROUPS", "MAX_PARTS", "PART_PORTS", "block_plan", "channel_groups", "decode",
+           "dense_sigma_fixed", "encode_drive", "encoder_fixed", "held_theta", "payload_split",
+           "readout_key", "run_block_fixed", "split_payload", "token_sums", "width_counts"]

@@ -148,7 +148,8 @@ class FullPlan:
     def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
                ) -> tuple[np.ndarray, dict[str, Any]]:
         hessian = self.hessians.pop(f"{name}_in", None)
-        if self.cfg.weight_rounding == "gptq" and hessian is not None:
+        gptq = self.cfg.weight_rounding == "gptq" and hessian is not None
+        if gptq:
             q, scale = quantise_weight_gptq(weight, hessian, self.cfg.weight_bits)
         else:
             q, scale = quantise_weight(weight, self.cfg.weight_bits)
@@ -157,8 +158,7 @@ class FullPlan:
         return effective, {
             "bits": self.cfg.weight_bits,
             "scheme": "per-channel",
-            "rounding": "gptq" if hessian is not None and self.cfg.weight_rounding == "gptq"
-            else "nearest",
+            "rounding": "gptq" if gptq else "nearest",
             "scale": scale,
             "relative_error": float(err),
         }
