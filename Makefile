@@ -1,5 +1,5 @@
 # The two quickstart commands (README): `make demo` and `make test`.
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench lint
 
 setup:
 	bash scripts/setup.sh
@@ -12,3 +12,8 @@ test: setup
 
 bench: setup
 	.venv/bin/python benchmarks/fidelity.py
+
+lint: setup
+	.venv/bin/ruff check stac tests benchmarks examples scripts
+	.venv/bin/ruff format --check stac tests benchmarks examples scripts
+	.venv/bin/mypy
