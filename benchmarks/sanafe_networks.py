@@ -71,7 +71,7 @@ def dense_chain(sizes: list[int], rate: float, steps: int, seed: int = 0) -> Cas
                              RELAY: _if((sizes[0],), 0.5)}
     edges = [("input", RELAY)]
     prev = RELAY
-    for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:]), start=1):
+    for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False), start=1):
         w = rng.integers(-3, 6, size=(n_out, n_in)).astype(np.float32)  # mean +1
         nodes[f"fc{k}"], nodes[f"h{k}"] = nir.Linear(weight=w), _if((n_out,), 2 * math.sqrt(n_in))
         edges += [(prev, f"fc{k}"), (f"fc{k}", f"h{k}")]

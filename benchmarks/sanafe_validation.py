@@ -30,6 +30,7 @@ from typing import Any
 import nir
 import numpy as np
 
+from stac.ir import make_graph
 from stac.ir.passes import PIPELINE
 from stac.profiles import load_profile
 from stac.sim.cost import node_costs, summarise
@@ -161,7 +162,7 @@ def stac_feedforward(case: nets.Case) -> tuple[dict[str, Any], nir.NIRGraph]:
 def stac_random(case: nets.Case) -> dict[str, Any]:
     """The random network placed by hand as SANA-FE maps it: neuron i on core i // n; each
     neuron's messages and hops from its own destination cores, weighted by its spikes."""
-    sp, chip = case.sparse, load_profile("loihi1")
+    sp = case.sparse
     cores, n = sp["cores"], sp["n"]
     res = Stepper(case.graph).run(case.x, record=["pop"])
     fired = res.traces["pop"][:, 0].sum(0).numpy()
@@ -176,12 +177,12 @@ def stac_random(case: nets.Case) -> dict[str, Any]:
     place = {"unit": "chip", "cores": cores, "neurons": cores * n, "synapse_bytes": 0}
     g = case.graph
     nodes = dict(g.nodes)
-    nodes["pop"] = nets.nir.IF(r=g.nodes["pop"].r, v_threshold=g.nodes["pop"].v_threshold,
+    nodes["pop"] = nir.IF(r=g.nodes["pop"].r, v_threshold=g.nodes["pop"].v_threshold,
                                v_reset=g.nodes["pop"].v_reset,
                                metadata={"placement": {**place, **route}})
-    nodes["syn"] = nets.nir.Linear(weight=g.nodes["syn"].weight, metadata={"placement": {
+    nodes["syn"] = nir.Linear(weight=g.nodes["syn"].weight, metadata={"placement": {
         **place, "neurons": 0, "col_blocks": 1, "dest_cores_per_spike": 0.0}})
-    graph = nets.make_graph(nodes, g.edges, g.metadata)
+    graph = make_graph(nodes, g.edges, g.metadata)
     stats = res.stats
     stats["syn"].synops = int(np.bincount(src, minlength=len(fired)) @ fired)  # sparse
     return _price(graph, stats, case, cores)
