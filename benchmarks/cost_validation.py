@@ -2,14 +2,9 @@
 
     .venv/bin/python benchmarks/cost_validation.py [--llm]
 
-1. SANA-FE cross-check (Loihi 1). SANA-FE (TCAD 2025) is the published cycle-approximate
-   model that predicts Loihi within 12 % energy and 25 % latency on three applications. Its
-   random-network experiment (scripts/tcad2025/random_network.py) is rebuilt here with every
-   core sending to every core (stac's dense-layer assumption); the same event counts are priced
-   by SANA-FE's per-event figures (arch/loihi.yaml, quoted below with its source) and by stac's
-   cost model on the loihi1 profile (a stac graph with explicit placement through
-   stac.sim.cost). The difference is the part of stac's error that comes from its simpler
-   event model, before any error SANA-FE itself has against the chip.
+1. SANA-FE cross-check (Loihi 1): not here. benchmarks/sanafe_validation.py runs SANA-FE
+   2.2.9 itself on the same mapped networks and spikes as stac (this script used to re-type
+   SANA-FE's constants into a formula instead, which checked nothing SANA-FE does).
 2. Loihi 1 per-operation figures (Davies et al. 2018, FACTS.md) beside the loihi1 profile.
 3. The NIR paper's graphs (../shared/reference/nir_paper): the braille RNNs run on the sample
    input through stac's import pipeline, spikes and synaptic ops beside those implied by each
@@ -23,119 +18,17 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import nir
 import numpy as np
 import torch
 
-from stac.ir import make_graph
 from stac.profiles import load_profile
 from stac.sim.cost import node_costs, summarise
 from stac.sim.semantics import NodeStats
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nir_paper"
-
-# SANA-FE arch/loihi.yaml (SLAM-Lab/SANA-FE, TCAD 2025; figures from Davies et al. 2018 SPICE),
-# joules and seconds. Sync: a lookup by the number of mapped tiles (src/chip.cpp).
-SANAFE = {
-    "access_neuron": (51.2e-12, 6.0e-9), "update_neuron": (21.6e-12, 3.7e-9),
-    "spike_out": (69.3e-12, 30.0e-9), "message_out": (111.0e-12, 5.1e-9),
-    "message_in": (0.0, 16.0e-9), "synapse": (35.5e-12, 3.8e-9),
-    "hop_ew": (3.0e-12, 4.1e-9), "hop_ns": (4.2e-12, 6.5e-9),
-}
-SANAFE_SYNC = {1: 0.6e-6, 2: 1.0e-6, 4: 1.4e-6, 29: 1.8e-6}
-CORES_PER_TILE, MESH = 4, (8, 4)
-
-
-def sanafe_sync(tiles: int) -> float:
-    return SANAFE_SYNC[max(k for k in SANAFE_SYNC if k <= max(tiles, 1))]
-
-
-def mesh_hops(cores: int) -> tuple[float, float]:
-    """Mean east-west and north-south hops of a message between two random cores of the
-    tiles in use (filled row by row on the 8 x 4 mesh): the same routes for both models."""
-    tiles = math.ceil(cores / CORES_PER_TILE)
-    used = (min(tiles, MESH[0]), math.ceil(tiles / MESH[0]))
-    return tuple((n * n - 1) / (3 * n) for n in used)  # type: ignore[return-value]
-
-
-def sanafe_step(cores: int, n: int, p: float, s: int) -> tuple[float, float]:
-    """(energy J, latency s) of one timestep of SANA-FE's random network with every neuron
-    updated, a share p of them spiking, each spike sent to every core (one message each) and
-    reaching s synapses there."""
-    e = {k: v[0] for k, v in SANAFE.items()}
-    t = {k: v[1] for k, v in SANAFE.items()}
-    spikes = p * cores * n
-    messages = spikes * cores
-    synops = messages * s
-    ew, ns = mesh_hops(cores)
-    energy = (cores * n * (e["access_neuron"] + e["update_neuron"]) + spikes * e["spike_out"]
-              + messages * (e["message_out"] + e["message_in"]) + synops * e["synapse"]
-              + messages * (ew * e["hop_ew"] + ns * e["hop_ns"]))
-    per_core = (n * (t["access_neuron"] + t["update_neuron"]) + p * n * t["spike_out"]
-                + p * n * cores * (t["message_out"] + t["message_in"])
-                + p * n * cores * s * t["synapse"])
-    return energy, per_core + sanafe_sync(math.ceil(cores / CORES_PER_TILE))
-
-
-def stac_step(cores: int, n: int, p: float, s: int, steps: int = 10) -> tuple[float, float]:
-    """The same network as a stac graph (LIF population -> synapses -> back), placed by hand
-    on ``cores`` cores each with the same routes, priced by stac.sim.cost on the loihi1
-    profile; per timestep."""
-    chip = load_profile("loihi1")
-    neurons = cores * n
-    route = {"dest_cores_per_spike": float(cores), "hops_per_spike": cores * sum(mesh_hops(cores)),
-             "chip_crossings_per_spike": 0.0}
-    place = {"unit": "chip", "cores": cores, "neurons": neurons, "synapse_bytes": 0}
-    lif = nir.LIF(tau=np.ones(neurons), r=np.ones(neurons), v_leak=np.zeros(neurons),
-                  v_threshold=np.ones(neurons), metadata={"placement": {**place, **route}})
-    # The cost model reads counts and placement, not weights: a zero-stride view stands in
-    # for the neurons x neurons matrix without allocating it.
-    syn = nir.Linear(weight=np.broadcast_to(np.float32(0), (neurons, neurons)),
-                     metadata={"placement": {**place, "col_blocks": 1,
-                                             "dest_cores_per_spike": 0.0}})
-    graph = make_graph({"input": nir.Input(np.array([neurons])), "pop": lif, "syn": syn},
-                       [("input", "pop"), ("pop", "syn"), ("syn", "pop")], {})
-    spikes = round(p * neurons) * steps
-    stats = {"input": NodeStats(),
-             "pop": NodeStats(spikes=spikes, neuron_updates=neurons * steps),
-             "syn": NodeStats(synops=spikes * cores * s)}
-    rows = node_costs(graph, stats, chip, load_profile(chip.host), steps, tokens=1)
-    total = summarise(rows, chip, chips=1, cores=cores)["total"]
-    return total["chip_dynamic_energy_j"] / steps, total["chip_latency_s"] / (steps + 1)
-
-
-def sanafe_table() -> None:
-    print("1. SANA-FE random network (Loihi 1 figures), every core sending to every core; "
-          "per timestep, dynamic energy")
-    print(f"{'cores':>5} {'n/core':>6} {'spike %':>7} {'syn/msg':>7} {'SANA-FE nJ':>10} "
-          f"{'stac nJ':>9} {'energy':>7} {'SANA-FE us':>10} {'stac us':>8} {'latency':>8}")
-    errors: list[tuple[float, float]] = []
-    configs: list[str] = []
-    for cores in (1, 4, 32, 128):
-        for n in (64, 1024):
-            for p in (0.01, 0.1, 1.0):
-                for s in (1, 16):
-                    se, sl = sanafe_step(cores, n, p, s)
-                    te, tl = stac_step(cores, n, p, s)
-                    errors.append((te / se - 1, tl / sl - 1))
-                    configs.append(f"{cores} cores x {n}, {p:.0%} spiking, {s} syn/msg")
-                    if s == 16 or p == 0.1:
-                        print(f"{cores:>5} {n:>6} {p:>7.0%} {s:>7} {se * 1e9:>10.1f} "
-                              f"{te * 1e9:>9.1f} {te / se - 1:>+7.0%} {sl * 1e6:>10.2f} "
-                              f"{tl * 1e6:>8.2f} {tl / sl - 1:>+8.0%}")
-    e = np.array(errors)
-    print(f"over {len(e)} configurations: energy {e[:, 0].min():+.0%} to {e[:, 0].max():+.0%} "
-          f"(median {np.median(e[:, 0]):+.0%}), latency {e[:, 1].min():+.0%} to "
-          f"{e[:, 1].max():+.0%} (median {np.median(e[:, 1]):+.0%}) against SANA-FE's model")
-    print(f"   largest energy gap: {configs[int(np.argmin(e[:, 0]))]}; largest latency gap: "
-          f"{configs[int(np.argmin(e[:, 1]))]}")
-    print("   stac omits SANA-FE's per-spike soma energy (69.3 pJ) and message-in latency "
-          "(16 ns), prices a message at 76.8 pJ (SANA-FE 111 pJ), and uses a 299 ns barrier "
-          "where SANA-FE looks up 0.6 to 1.8 us by mapped tiles.\n")
-
 
 def davies_table() -> None:
     p = load_profile("loihi1")
@@ -279,7 +172,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--llm", action="store_true", help="also estimate the bundled SmolLM2")
     args = parser.parse_args()
-    sanafe_table()
+    print("1. SANA-FE cross-check: run benchmarks/sanafe_validation.py (SANA-FE 2.2.9 itself, "
+          "in its own virtualenv)\n")
     davies_table()
     if REFERENCE.is_dir():
         braille_table()
@@ -289,10 +183,10 @@ def main() -> None:
     if args.llm:
         llm_table()
     print("Expected error: SANA-FE, the best published cycle-approximate model, is within 12 % "
-          "energy and 25 % latency of Loihi 1 on three applications; stac's simpler event model "
-          "differs from SANA-FE's by the ranges in table 1 on identical counts, so its error "
-          "against the chip is expected to be at least that large. No chip measurement is "
-          "available here to check it directly.")
+          "energy and 25 % latency of Loihi 1 on three applications; stac's event model differs "
+          "from SANA-FE's by what benchmarks/sanafe_validation.py prints on identical networks "
+          "and spikes, so its error against the chip is expected to be at least that large. No "
+          "chip measurement is available here to check it directly.")
 
 
 if __name__ == "__main__":
