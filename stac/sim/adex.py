@@ -29,7 +29,8 @@ crosses in far less than any usable dt (at Naud et al.'s parameters the cut-off
 The reset is written arithmetically (not with ``where``) so that a surrogate ``spike_fn``
 (see :mod:`stac.train.surrogate`) passes gradients through it; with the default Heaviside the
 values are the same. All tensors broadcast: parameters of shape ``(n,)``, input and state of
-shape ``[..., n]``; the values are computed in the input's dtype.
+shape ``[..., n]``; the values are computed in torch's promoted dtype of the two (build the
+parameters with :func:`adex_params` in the input's dtype).
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def adex_step(
     """
     p = params
     soft = p.delta_t > 0
-    slope = torch.where(soft, p.delta_t, torch.ones_like(p.delta_t))  # no 0/0 where hard
-    arg = ((state.v - p.v_th) / slope).clamp(max=EXP_ARG_MAX)
+    scale = torch.where(soft, p.delta_t, torch.ones_like(p.delta_t))  # no 0/0 where hard
+    arg = ((state.v - p.v_th) / scale).clamp(max=EXP_ARG_MAX)
     exp_term = torch.where(soft, p.delta_t * torch.exp(arg), torch.zeros_like(arg))
     v = state.v + (dt / p.tau_m) * ((p.v_rest - state.v) + exp_term + p.r * (x - state.w))
     w = state.w + (dt / p.tau_w) * (p.a * (state.v - p.v_rest) - state.w)
