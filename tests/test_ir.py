@@ -7,6 +7,7 @@ import pytest
 from stac.ir import IRFormatError, VerifyError, load, make_graph, save, verify
 from stac.ir.nodes import (
     Activation,
+    AdEx,
     CausalSelfAttention,
     Embedding,
     GatedActivation,
@@ -34,6 +35,9 @@ EXAMPLES = {
     "Residual": Residual(6),
     "CausalSelfAttention": CausalSelfAttention(4, 2, 8, 0.35, 10000.0),
     "Embedding": Embedding(f32(10, 6), "position"),
+    "AdEx": AdEx(**{k: np.full(6, v) for k, v in dict(
+        tau_m=10.0, tau_w=50.0, a=0.1, b=0.2, delta_t=0.2, v_th=1.0, v_reset=0.0, v_rest=0.0,
+        r=1.0, v_peak=2.0).items()}),
 }
 
 

@@ -1,5 +1,6 @@
 """stac's own node types, one family per file."""
 
+from stac.ir.nodes.adex import AdEx
 from stac.ir.nodes.attention import CausalSelfAttention
 from stac.ir.nodes.base import StacNode, stac_node_types
 from stac.ir.nodes.elementwise import ACTIVATIONS, Activation, GatedActivation, Residual
@@ -10,6 +11,7 @@ from stac.ir.nodes.norm import LayerNorm, RMSNorm
 __all__ = [
     "ACTIVATIONS",
     "Activation",
+    "AdEx",
     "CausalSelfAttention",
     "Embedding",
     "GatedActivation",
