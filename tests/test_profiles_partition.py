@@ -12,7 +12,8 @@ from stac.backends import resolve_target, target_label, targets
 from stac.cli import main
 from stac.ir import make_graph
 from stac.ir.nodes import RMSNorm, SignedIF
-from stac.ir.passes import partition
+from stac.ir.capabilities import check_capabilities
+from stac.ir.passes import partition, run_passes
 from stac.ir.passes.partition import BLOCK_COLUMNS
 from stac.profiles import PROFILE_DIR, load_profile, load_profile_file, profile_names
 
@@ -55,8 +56,6 @@ def test_key_figures_from_the_files():
          "missing field 'energy_pj.synop'"),
         (lambda t: t.replace("[chip]", "[chip]\nwarp_drive = { value = 1, source = \"x\" }"),
          "unknown field 'chip.warp_drive'"),
-        (lambda t: t.replace('SignedIF = { run', 'Teleport = { run'),
-         "unknown capability 'Teleport'"),
         (lambda t: t.replace('Linear = { run = "chip"', 'Linear = { run = "gpu"'),
          "'ops.Linear.run' must be one of"),
         (lambda t: t.replace('barrier = { value = 299.0, source = "Loihi 1 global barrier latency per timestep, SANA-FE arch/loihi.yaml" }',
@@ -81,6 +80,19 @@ def test_bad_profiles_are_refused_naming_the_field(tmp_path, edit, message):
     path.write_text(text)
     with pytest.raises(StacError, match=message):
         load_profile_file(path)
+
+
+def test_an_unknown_op_capability_is_refused_before_use(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(LOIHI2.replace('SignedIF = { run', 'Teleport = { run'))
+    profile = load_profile_file(path)  # the file is well formed; the IR knows no Teleport
+    with pytest.raises(StacError, match="unknown capability 'Teleport'"):
+        check_capabilities(profile)
+    with pytest.raises(StacError, match=f"hardware profile {path}: unknown capability 'Teleport'"):
+        resolve_target(str(path))
+    with pytest.raises(StacError, match="unknown capability 'Teleport'"):
+        run_passes(make_graph({"i": nir.Input(np.array([2])), "o": nir.Output(np.array([2]))},
+                              [("i", "o")]), profile)
 
 
 def test_a_host_profile_needs_its_roofline_figures(tmp_path):

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from stac import __version__
 from stac.artifact import check_output_dir, load_artifact, write_json, writing
 from stac.errors import StacError
+from stac.ir.capabilities import check_capabilities
 from stac.profiles import Profile, load_profile, profile_names
 from stac.report import SCHEMA_VERSION as ARTIFACT_REPORT_SCHEMA
 
@@ -125,8 +126,8 @@ def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | 
         raise StacError(f"--baseline {baseline!r} is a neuromorphic profile; the comparison row "
                         "is the float model on a host profile (h100, host-cpu, ...)")
     names = targets + [b for b in [baseline] if b not in targets]
-    for name in names:  # every profile readable before any work
-        load_profile(name)
+    for name in names:  # every profile readable (and its [ops] known) before any work
+        check_capabilities(load_profile(name))
     check_output_dir(output_dir, force)
     art = load_artifact(artifact)
     compiled = _artifact_report(art.path)

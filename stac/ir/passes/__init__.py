@@ -7,6 +7,7 @@ from typing import Callable
 
 import nir
 
+from stac.ir.capabilities import check_capabilities
 from stac.ir.graph import verify
 from stac.ir.passes.legality import legality, legality_report
 from stac.ir.passes.partition import partition
@@ -26,6 +27,7 @@ PIPELINE: list[tuple[str, Callable[[nir.NIRGraph, Profile], nir.NIRGraph]]] = [
 
 
 def run_passes(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
+    check_capabilities(profile)
     verify(graph, "lowering")
     for name, fn in PIPELINE:
         graph = verify(fn(graph, profile), name)
