@@ -60,7 +60,8 @@ _CHIP_FIELDS: dict[str, dict[str, str]] = {
     },
 }
 _HOST_FIELDS: dict[str, dict[str, str]] = {
-    "host": {"mac_energy_pj": "pos", "flop_energy_pj": "pos", "throughput_gflops": "pos"},
+    "host": {"mac_energy_pj": "pos", "flop_energy_pj": "pos", "throughput_gflops": "pos",
+             "flops_per_neuron_update": "count"},
     "dense": {
         "peak_tflops": "pos", "memory_bandwidth_gb_s": "pos", "memory_gb": "pos", "power_w": "pos",
     },

@@ -177,6 +177,18 @@ def test_spike_driven_work_left_on_the_host_is_priced_there_and_said():
     assert "lin (Affine) runs on the host on no-affine" in rows["lin"].notes[0]
 
 
+def test_a_spiking_neuron_left_on_the_host_costs_the_host_profiles_flops_per_update():
+    loihi2 = load_profile("loihi2")
+    no_if = dataclasses.replace(  # a chip whose [ops] table lacks SignedIF
+        loihi2, name="no-if", ops={k: v for k, v in loihi2.ops.items() if k != "SignedIF"})
+    host = _with(load_profile("host-cpu"), host={"flops_per_neuron_update": 7})
+    graph = run_passes(_encoder_graph(), no_if)
+    assert graph.nodes["enc"].metadata["placement"]["unit"] == "host"
+    rows = {r.node: r for r in node_costs(graph, STATS, no_if, host, 4, 1)}
+    assert rows["enc"].host_flops == 7 * 12  # 12 updates, no synops
+    assert "neuron updates as 7 flops each" in rows["enc"].notes[0]
+
+
 def test_missing_profile_field_names_field_and_profile():
     loihi2 = load_profile("loihi2")
     broken = dataclasses.replace(loihi2, values={**loihi2.values, "mesh": {}})

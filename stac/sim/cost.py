@@ -15,7 +15,9 @@ Model ``stac-stage-sync-v2``, an estimate from operation counts, not a measureme
 - Chip dynamic energy = synops x E_synop + updates x E_update + messages x E_spike_out +
   hops x E_hop. Chip static energy = static power per chip x chips x the token's latency.
 - Host ops (and chip nodes' host-side work, such as a per-token gain) cost MACs x E_mac +
-  flops x E_flop and take (2 MACs + flops) / throughput on the host profile.
+  flops x E_flop and take (2 MACs + flops) / throughput on the host profile. A spiking node
+  the chip leaves on the host costs one flop per synop and ``host.flops_per_neuron_update``
+  flops per neuron update.
 
 Destination cores, hops and chip crossings per spike come from the place pass
 (``placement["dest_cores_per_spike"]``, ``["hops_per_spike"]``,
@@ -58,8 +60,6 @@ ASSUMPTIONS = [
     "priced as one message each, chip-host transfer of accumulated values is not priced",
     "host energy counts arithmetic only (per-MAC / per-flop figures), a lower bound",
 ]
-#: Host flops per neuron update when a spiking neuron runs on the host (add, compare, reset).
-HOST_FLOPS_PER_UPDATE = 3
 
 
 def need(profile: Profile, section: str, name: str) -> float:
@@ -107,12 +107,14 @@ class HostRates:
     e_mac: float
     e_flop: float
     flops_per_s: float
+    flops_per_update: int  # a spiking neuron's update emulated on the host
 
     @classmethod
     def of(cls, p: Profile) -> "HostRates":
         return cls(need(p, "host", "mac_energy_pj") * 1e-12,
                    need(p, "host", "flop_energy_pj") * 1e-12,
-                   need(p, "host", "throughput_gflops") * 1e9)
+                   need(p, "host", "throughput_gflops") * 1e9,
+                   int(need(p, "host", "flops_per_neuron_update")))
 
     def energy(self, macs: float, flops: float) -> float:
         return macs * self.e_mac + flops * self.e_flop
@@ -221,11 +223,11 @@ def node_costs(
             if (row.synops or spiking_updates) and not row.host_flops:
                 # Event work the executor counted as chip work, but this profile leaves the
                 # node on the host: price it there (one add per synop, a few flops per update).
-                row.host_flops = row.synops + HOST_FLOPS_PER_UPDATE * spiking_updates
+                row.host_flops = row.synops + hrates.flops_per_update * spiking_updates
                 row.notes.append(
                     f"{name} ({row.type}) runs on the host on {chip.name}: its "
                     f"{row.synops:.4g} synaptic ops per token are priced as one host flop each"
-                    + (f" and its neuron updates as {HOST_FLOPS_PER_UPDATE} flops each"
+                    + (f" and its neuron updates as {hrates.flops_per_update} flops each"
                        if spiking_updates else ""))
         row.chip_energy_j = (row.synop_energy_j + row.update_energy_j + row.message_energy_j
                              + row.mesh_energy_j)
