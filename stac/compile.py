@@ -139,8 +139,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         "fit": fit_report(graph),
         "encoders": encoder_table(graph, stats),
     }
-    if hasattr(lowered, "summary"):  # what a backend that runs elsewhere (Lava) did
-        report["backend_run"] = lowered.summary()
+    backend_run = backend.summary(lowered)  # what a backend that runs elsewhere (Lava) did
+    if backend_run is not None:
+        report["backend_run"] = backend_run
     header = [
         f"stac {__version__} conversion of {req.model} ({loaded.family} family)",
         f"mode {req.conversion.mode}, T = {steps} timesteps per token",

@@ -118,18 +118,12 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def to_markdown(report: dict[str, Any]) -> str:
+    from stac.reporting.lava import lava_run_section
+
     table = format_table(report).splitlines()
     notes = report.get("notes") or []
     return "# stac report\n\n```\n" + "\n".join(table) + "\n```\n\n## Assumptions\n\n" + "\n".join(
         f"- {a}" for a in report["estimate"]["assumptions"]
     ) + "\n" + ("\n## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "") \
-        + _backend_run(report.get("backend_run"))
+        + lava_run_section(report.get("backend_run"))
 
-
-def _backend_run(run: dict[str, Any] | None) -> str:
-    """The report section of a backend that ran the chip part elsewhere (Lava)."""
-    if not run:
-        return ""
-    from stac.backends.lava_host import summary_lines
-
-    return "\n## Lava run\n\n" + "\n".join(summary_lines(run)) + "\n"
