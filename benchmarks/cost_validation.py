@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from stac.ir import make_graph
+from stac.ir.results import NodePlacement, node_placement, partition_of
 from stac.profiles import load_profile
 from stac.sim.cost import node_costs, summarise
 from stac.sim.semantics import NodeStats
@@ -90,12 +91,13 @@ def stac_step(cores: int, n: int, p: float, s: int, steps: int = 10) -> tuple[fl
              "chip_crossings_per_spike": 0.0}
     place = {"unit": "chip", "cores": cores, "neurons": neurons, "synapse_bytes": 0}
     lif = nir.LIF(tau=np.ones(neurons), r=np.ones(neurons), v_leak=np.zeros(neurons),
-                  v_threshold=np.ones(neurons), metadata={"placement": {**place, **route}})
+                  v_threshold=np.ones(neurons),
+                  metadata={"placement": NodePlacement(**place, **route)})
     # The cost model reads counts and placement, not weights: a zero-stride view stands in
     # for the neurons x neurons matrix without allocating it.
     syn = nir.Linear(weight=np.broadcast_to(np.float32(0), (neurons, neurons)),
-                     metadata={"placement": {**place, "col_blocks": 1,
-                                             "dest_cores_per_spike": 0.0}})
+                     metadata={"placement": NodePlacement(**place, col_blocks=1,
+                                                          dest_cores_per_spike=0.0)})
     graph = make_graph({"input": nir.Input(np.array([neurons])), "pop": lif, "syn": syn},
                        [("input", "pop"), ("pop", "syn"), ("syn", "pop")], {})
     spikes = round(p * neurons) * steps
@@ -230,7 +232,8 @@ def cnn_table() -> None:
     placed = {p: _import(path, p)[0] for p in ("loihi1", "loihi2")}
     g = placed["loihi1"]
     for name in g.nodes:
-        pl = {p: placed[p].nodes[name].metadata.get("placement", {}) for p in placed}
+        pl = {p: (node_placement(placed[p].nodes[name]) or NodePlacement("host")).to_dict()
+              for p in placed}
         if pl["loihi1"].get("unit") != "chip":
             continue
         w = getattr(g.nodes[name], "weight", None)
@@ -263,7 +266,7 @@ def llm_table() -> None:
         _, stats = Simulator(graph).run(RunContext(ids[None], steps=16))
     chip = load_profile("loihi2")
     placed = run_passes(graph, chip)
-    part = placed.metadata["partition"]
+    part = partition_of(placed).to_dict()
     rows = node_costs(placed, stats, chip, load_profile(chip.host), 16, ids.numel())
     t = summarise(rows, chip, part["chips"], part["cores"])["total"]
     print("4. LLM context (not a validation: different model, method and system)")

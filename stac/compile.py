@@ -25,6 +25,7 @@ from stac.ir.nodes import SignedIF
 from stac.ir.analysis import op_census, spike_driven_share
 from stac.ir.passes import run_passes
 from stac.ir.passes.legality import fit_report
+from stac.ir.results import partition_of
 from stac.profiles import load_profile
 from stac.report import SCHEMA_VERSION, conversion_log, encoder_lines, encoder_table, \
     format_table, to_markdown
@@ -117,9 +118,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     with torch.no_grad():  # the reference is the float Hugging Face model itself
         float_logits = loaded.model(ids).logits
     agreement = float((logits.argmax(-1) == float_logits.argmax(-1)).float().mean())
-    part = graph.metadata["partition"]
+    part = partition_of(graph)
     rows = node_costs(graph, stats, profile, host, steps, ids.numel())
-    summary = summarise(rows, profile, part["chips"], part["cores"])
+    summary = summarise(rows, profile, part.chips, part.cores)
     census = op_census(graph, context=ids.shape[1])
     report = {
         "schema_version": SCHEMA_VERSION,

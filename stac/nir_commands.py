@@ -87,6 +87,7 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     from stac.ir.graph import input_shape
     from stac.ir.nir_io import RESETTABLE, check_graph, read_nir
     from stac.ir.passes import PIPELINE, run_passes
+    from stac.ir.results import legality_of, partition_of
     from stac.profiles import load_profile
     from stac.sim.cost import ASSUMPTIONS, MODEL, node_costs, summarise
     from stac.sim.stepper import Stepper
@@ -118,9 +119,9 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     result = stepper.run(x, steps=steps)
     t = int(steps if steps is not None else x.shape[0])
     batch = int(next(iter(result.outputs.values())).shape[1]) if result.outputs else 1
-    part = graph.metadata["partition"]
+    part = partition_of(graph)
     rows = node_costs(graph, result.stats, profile, host, t, batch)
-    summary = summarise(rows, profile, part["chips"], part["cores"])
+    summary = summarise(rows, profile, part.chips, part.cores)
     spikes = sum(s.spikes for s in result.stats.values())
     spiking_updates = sum(
         s.neuron_updates for n, s in result.stats.items()
@@ -146,7 +147,7 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
         "units": "per sample (a sample = the whole run of T steps), not per token",
         "output_spikes": {n: int(np.count_nonzero(v.numpy())) for n, v in result.outputs.items()},
         "quantisation": graph.metadata.get("quantise"),
-        "legality": graph.metadata.get("legality"),
+        "legality": legal.to_dict() if (legal := legality_of(graph)) else None,
         "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
         **summary,
     }

@@ -72,21 +72,23 @@ def _chip_row(graph: Any, simulate: Callable[[Any], dict], profile: Profile, ste
     """The passes for ``profile`` (which re-quantise the weights to its widths), a simulation
     of the network as placed there, and the cost model."""
     from stac.ir.passes import run_passes
+    from stac.ir.results import legality_of, partition_of
     from stac.sim.cost import node_costs, summarise
 
     placed = run_passes(graph, profile)
-    part = placed.metadata["partition"]
+    part = partition_of(placed)
     rows = node_costs(placed, simulate(placed), profile, load_profile(profile.host), steps,
                       tokens)
-    summary = summarise(rows, profile, part["chips"], part["cores"])
-    legality = placed.metadata.get("legality", {})
-    warnings = [i["message"] for i in legality.get("issues", []) if i["level"] == "warning"]
+    summary = summarise(rows, profile, part.chips, part.cores)
+    legality = legality_of(placed)
+    issues = legality.issues if legality else ()
+    warnings = [i.message for i in issues if i.level == "warning"]
     summary["notes"] += [f"warning: {w}" for w in warnings[:MAX_WARNINGS]]
     if len(warnings) > MAX_WARNINGS:
         summary["notes"].append(f"... and {len(warnings) - MAX_WARNINGS} more legality warnings")
     return {"target": profile.name, "kind": "neuromorphic", "host_profile": profile.host,
             "description": profile.description,
-            "legality": {k: legality.get(k, 0) for k in ("errors", "warnings", "notes")},
+            "legality": {k: getattr(legality, k, 0) for k in ("errors", "warnings", "notes")},
             **summary}
 
 
