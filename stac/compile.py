@@ -23,13 +23,12 @@ from stac.frontend.text import CALIBRATION_PLAYS, with_bos
 from stac.ir import save
 from stac.ir.nodes import SignedIF
 from stac.ir.analysis import op_census, spike_driven_share
-from stac.ir.passes import run_passes
 from stac.ir.passes.legality import fit_report
-from stac.ir.results import partition_of
 from stac.profiles import load_profile
 from stac.report import SCHEMA_VERSION, conversion_log, encoder_lines, encoder_table, \
     format_table, to_markdown
-from stac.sim.cost import ASSUMPTIONS, MODEL, node_costs, summarise
+from stac.pipeline import fit_run_price
+from stac.sim.cost import ASSUMPTIONS, MODEL
 from stac.sim.semantics import RunContext
 
 log = logging.getLogger(__name__)
@@ -48,12 +47,6 @@ class CompileRequest:
     conversion: ConversionConfig
     prompt: str = DEFAULT_PROMPT
     force: bool = False
-
-
-def run_prompt(graph: Any, backend: Any, lowered: Any, token_ids: torch.Tensor, steps: int,
-               spiking: bool = True) -> tuple[torch.Tensor, dict]:
-    outputs, stats = backend.run(lowered, RunContext(token_ids, steps=steps, spiking=spiking))
-    return outputs["output"], stats
 
 
 def coding_lines(cfg: ConversionConfig) -> list[str]:
@@ -111,16 +104,13 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
             f"the prompt has {ids.shape[1]} tokens, past the model's context of "
             f"{graph.metadata['max_positions']}"
         )
-    graph = run_passes(graph, profile)
-    lowered = backend.lower(graph, profile)
     steps = req.conversion.timesteps
-    logits, stats = run_prompt(graph, backend, lowered, ids, steps)
+    done = fit_run_price(graph, profile, backend, RunContext(ids, steps=steps))
+    graph, stats = done.graph, done.stats
     with torch.no_grad():  # the reference is the float Hugging Face model itself
         float_logits = loaded.model(ids).logits
-    agreement = float((logits.argmax(-1) == float_logits.argmax(-1)).float().mean())
-    part = partition_of(graph)
-    rows = node_costs(graph, stats, profile, host, steps, ids.numel())
-    summary = summarise(rows, profile, part.chips, part.cores)
+    agreement = float((done.outputs["output"].argmax(-1) == float_logits.argmax(-1)).float()
+                      .mean())
     census = op_census(graph, context=ids.shape[1])
     report = {
         "schema_version": SCHEMA_VERSION,
@@ -136,13 +126,12 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         "prompt_top1_agreement": agreement,
         "spike_driven_share": spike_driven_share(census),
         "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
-        **summary,
+        **done.summary,
         "fit": fit_report(graph),
         "encoders": encoder_table(graph, stats),
     }
-    backend_run = backend.summary(lowered)  # what a backend that runs elsewhere (Lava) did
-    if backend_run is not None:
-        report["backend_run"] = backend_run
+    if done.backend_run is not None:  # what a backend that runs elsewhere (Lava) did
+        report["backend_run"] = done.backend_run
     header = [
         f"stac {__version__} conversion of {req.model} ({loaded.family} family)",
         f"mode {req.conversion.mode}, T = {steps} timesteps per token",

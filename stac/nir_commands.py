@@ -83,14 +83,13 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     """Import, partition, run and report; return the report."""
     from stac.artifact import check_output_dir, write_json, writing
     from stac.backends import resolve_target
-    from stac.ir import save, topo_order
+    from stac.ir import save
     from stac.ir.graph import input_shape
-    from stac.ir.nir_io import RESETTABLE, check_graph, read_nir
-    from stac.ir.passes import PIPELINE, run_passes
-    from stac.ir.results import legality_of, partition_of
+    from stac.ir.nir_io import RESETTABLE, read_nir
+    from stac.ir.results import legality_of
+    from stac.pipeline import fit, is_recurrent, price, run_steps
     from stac.profiles import load_profile
-    from stac.sim.cost import ASSUMPTIONS, MODEL, node_costs, summarise
-    from stac.sim.stepper import Stepper
+    from stac.sim.cost import ASSUMPTIONS, MODEL
 
     import nir
 
@@ -100,28 +99,17 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     host = load_profile(profile.host)
     check_output_dir(output_dir, force)
     graph = read_nir(path, dt=dt, reset=reset)
-    try:
-        topo_order(graph)
-        recurrent = False
-    except ValueError:
-        recurrent = True
-    if recurrent:  # stac.ir.verify refuses cycles; check_graph is its cycle-tolerant twin
-        for _, fn in PIPELINE:
-            graph = check_graph(fn(graph, profile), path)
-    else:
-        graph = run_passes(graph, profile)
+    recurrent = is_recurrent(graph)
+    graph = fit(graph, profile, source=path)
     inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
         raise StacError(f"import-nir runs graphs with one Input node; {path} has "
                         f"{len(inputs)} ({', '.join(inputs)})")
     x, input_note = load_input(input_path, input_shape(graph.nodes[inputs[0]]), steps)
-    stepper = Stepper(graph)
-    result = stepper.run(x, steps=steps)
+    result = run_steps(graph, x, steps)
     t = int(steps if steps is not None else x.shape[0])
     batch = int(next(iter(result.outputs.values())).shape[1]) if result.outputs else 1
-    part = partition_of(graph)
-    rows = node_costs(graph, result.stats, profile, host, t, batch)
-    summary = summarise(rows, profile, part.chips, part.cores)
+    summary = price(graph, result.stats, profile, t, batch)
     spikes = sum(s.spikes for s in result.stats.values())
     spiking_updates = sum(
         s.neuron_updates for n, s in result.stats.items()

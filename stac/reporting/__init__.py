@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -67,20 +67,19 @@ def _artifact_report(path: Path) -> dict[str, Any]:
 MAX_WARNINGS = 8
 
 
-def _chip_row(graph: Any, simulate: Callable[[Any], dict], profile: Profile, steps: int,
-              tokens: int) -> dict[str, Any]:
-    """The passes for ``profile`` (which re-quantise the weights to its widths), a simulation
-    of the network as placed there, and the cost model."""
-    from stac.ir.passes import run_passes
-    from stac.ir.results import legality_of, partition_of
-    from stac.sim.cost import node_costs, summarise
+def _chip_row(graph: Any, profile: Profile, ids: Any, steps: int) -> dict[str, Any]:
+    """The pipeline for ``profile``: its passes (which re-quantise the weights to its widths),
+    a simulation of the network as placed there, and the cost model."""
+    import torch
 
-    placed = run_passes(graph, profile)
-    part = partition_of(placed)
-    rows = node_costs(placed, simulate(placed), profile, load_profile(profile.host), steps,
-                      tokens)
-    summary = summarise(rows, profile, part.chips, part.cores)
-    legality = legality_of(placed)
+    from stac.ir.results import legality_of
+    from stac.pipeline import REFERENCE, fit_run_price
+    from stac.sim.semantics import RunContext
+
+    with torch.no_grad():
+        done = fit_run_price(graph, profile, REFERENCE, RunContext(ids, steps=steps))
+    summary = done.summary
+    legality = legality_of(done.graph)
     issues = legality.issues if legality else ()
     warnings = [i.message for i in issues if i.level == "warning"]
     summary["notes"] += [f"warning: {w}" for w in warnings[:MAX_WARNINGS]]
@@ -92,17 +91,16 @@ def _chip_row(graph: Any, simulate: Callable[[Any], dict], profile: Profile, ste
             **summary}
 
 
-def _row(name: str, graph: Any, simulate: Callable[[Any], dict], steps: int,
-         tokens: int) -> dict[str, Any]:
+def _row(name: str, graph: Any, ids: Any, steps: int) -> dict[str, Any]:
     """One target's figures, or the reason it has none (a network that does not fit)."""
     from stac.reporting.dense import dense_estimate
 
     profile = load_profile(name)
     if profile.kind == "host":
         return {"target": profile.name, "kind": "dense", "description": profile.description,
-                "total": dense_estimate(graph, profile, context=tokens)}
+                "total": dense_estimate(graph, profile, context=int(ids.numel()))}
     try:
-        return _chip_row(graph, simulate, profile, steps, tokens)
+        return _chip_row(graph, profile, ids, steps)
     except StacError as exc:
         return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
 
@@ -111,15 +109,11 @@ def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | 
                     prompt: str | None = None, baseline: str = DEFAULT_BASELINE,
                     force: bool = False) -> dict[str, Any]:
     """Estimate the artifact on every target; write the report; return it."""
-    import torch
-
     from stac.frontend.text import with_bos
     from stac.reporting.dense import ASSUMPTIONS as DENSE_ASSUMPTIONS, MODEL as DENSE_MODEL
     from stac.reporting.plots import write_plots
     from stac.reporting.render import to_markdown
     from stac.sim.cost import ASSUMPTIONS, MODEL
-    from stac.sim.semantics import RunContext
-    from stac.sim.simulator import Simulator
 
     started = time.perf_counter()
     output_dir = Path(output_dir)
@@ -144,11 +138,7 @@ def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | 
     steps = int(art.config["conversion"]["timesteps"])
     tokens = int(ids.numel())
 
-    def simulate(graph: Any) -> dict:
-        with torch.no_grad():
-            return Simulator(graph).run(RunContext(ids, steps=steps))[1]
-
-    rows = [_row(n, art.graph, simulate, steps, tokens)
+    rows = [_row(n, art.graph, ids, steps)
             for n in tqdm(names, desc="targets", unit="target", leave=False)]
     report = {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "stac_version": __version__,
