@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from stac.frontend import ConversionConfig, convert  # noqa: E402
 from stac.frontend.models import LoadedModel, materialise_bundled  # noqa: E402
 from stac.ir.passes import legality_report, partition, place, quantise  # noqa: E402
-from stac.ir.passes.legality import format_legality  # noqa: E402
+from stac.reporting.fit import format_legality  # noqa: E402
 from stac.ir.results import node_placement, partition_of, placement_of  # noqa: E402
 from stac.profiles import load_profile, profile_names  # noqa: E402
 

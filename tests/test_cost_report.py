@@ -15,8 +15,9 @@ from stac.ir.passes import run_passes
 from stac.ir.passes.common import with_metadata
 from stac.ir.results import NodePlacement, node_placement
 from stac.profiles import load_profile
-from stac.reporting import SCHEMA_VERSION, report_artifact
+from stac.commands.report import report_artifact
 from stac.reporting.dense import dense_estimate
+from stac.reporting.schema import TARGETS_REPORT, TARGETS_REPORT_VERSION
 from stac.sim.cost import mean_hops, node_costs, summarise
 from stac.sim.semantics import NodeStats
 
@@ -230,7 +231,8 @@ def test_report_writes_json_markdown_and_plots(multi_report):
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
     data = json.loads((out / "report.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION and data["schema"] == "stac-report-targets"
+    assert data["schema_version"] == TARGETS_REPORT_VERSION and data["schema"] == TARGETS_REPORT
+    assert TARGETS_REPORT == "stac-report-targets"  # the name docs/cost_model.md gives
     assert [t["target"] for t in data["targets"]] == ["loihi2", "loihi1", "spinnaker2", "h100"]
     md = (out / "report.md").read_text()
     assert "| target | runs | energy mJ |" in md and "## loihi1: per layer" in md

@@ -18,7 +18,7 @@ import nir
 from stac.ir.analysis import EVENT_ROUTING_TYPES, SPIKING_TYPES, event_nodes
 from stac.ir.graph import make_graph, predecessors, topo_order
 from stac.ir.nodes import StacNode
-from stac.ir.results import LEVELS, Issue, issues_of
+from stac.ir.results import Issue, issues_of
 from stac.profiles import Profile
 
 #: Nodes whose parameters are synaptic weights (a matrix or a kernel).

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import nir
-import numpy as np
 
 from stac.errors import StacError
 from stac.ir.passes.common import issue, rebuild
@@ -73,18 +72,6 @@ def legality(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     return rebuild(graph, dict(graph.nodes), "legality", [], legality=report)
 
 
-def format_legality(report: dict[str, Any], limit: int = 12) -> list[str]:
-    """Lines for a terminal or Markdown report: counts, then issues (errors first); ``report``
-    is a :class:`Legality` as JSON data (``to_dict``)."""
-    lines = [f"legality on {report['profile']}: {report['errors']} error(s), "
-             f"{report['warnings']} warning(s), {report['notes']} note(s)"]
-    for i in report["issues"][:limit]:
-        lines.append(f"  {i['level']:<7} {i['node']:<22} [{i['limit']}] {i['message']}")
-    if len(report["issues"]) > limit:
-        lines.append(f"  ... {len(report['issues']) - limit} more in report.json")
-    return lines
-
-
 def fit_report(graph: nir.NIRGraph) -> dict[str, Any]:
     """The passes' findings as JSON-ready data for a compile report: partition totals and
     utilisation, placement traffic, per-layer quantisation error, the legality report."""
@@ -96,23 +83,4 @@ def fit_report(graph: nir.NIRGraph) -> dict[str, Any]:
             "legality": legal.to_dict() if legal else None}
 
 
-def fit_lines(fit: dict[str, Any], limit: int = 12) -> list[str]:
-    """Report lines for :func:`fit_report`'s data."""
-    lines = []
-    part, traffic = fit.get("partition") or {}, fit.get("traffic")
-    if part:
-        u = part.get("utilisation", {})
-        lines.append(f"fit: {part['cores']} cores on {part['chips']} {part['profile']} chip(s); "
-                     f"utilisation: synaptic memory {u.get('synaptic_memory', 0):.1%}, neuron "
-                     f"slots {u.get('neurons', 0):.1%}, cores of the chips {u.get('cores', 0):.1%}")
-    if traffic:
-        lines.append(f"placement: {traffic['placed']['hops']:.4g} hop-messages and "
-                     f"{traffic['placed']['chip_crossings']:.4g} chip crossings per timestep "
-                     f"(sequential placement: {traffic['sequential']['hops']:.4g}); rate: "
-                     f"{traffic['rate']}")
-    if fit.get("legality"):
-        lines += format_legality(fit["legality"], limit)
-    return lines
-
-
-__all__ = ["fit_lines", "fit_report", "format_legality", "legality", "legality_report"]
+__all__ = ["Issue", "Legality", "fit_report", "legality", "legality_of", "legality_report"]
