@@ -34,7 +34,7 @@ from stac.runtime import TemporalSpikeProcessor
 
 
 def compile_bundled(out: Path, steps: int, passages: int) -> Path:
-    from stac.compile import CompileRequest, compile_model
+    from stac.commands.compile import CompileRequest, compile_model
     from stac.frontend import ConversionConfig
 
     compile_model(CompileRequest("smollm2-135m", "loihi2-sim", out, prompt="Hello there.",

@@ -24,6 +24,7 @@ import nir
 import numpy as np
 import torch
 
+from stac.ir.results import NodePlacement, node_placement, partition_of
 from stac.profiles import load_profile
 from stac.sim.cost import node_costs, summarise
 from stac.sim.semantics import NodeStats
@@ -123,7 +124,8 @@ def cnn_table() -> None:
     placed = {p: _import(path, p)[0] for p in ("loihi1", "loihi2")}
     g = placed["loihi1"]
     for name in g.nodes:
-        pl = {p: placed[p].nodes[name].metadata.get("placement", {}) for p in placed}
+        pl = {p: (node_placement(placed[p].nodes[name]) or NodePlacement("host")).to_dict()
+              for p in placed}
         if pl["loihi1"].get("unit") != "chip":
             continue
         w = getattr(g.nodes[name], "weight", None)
@@ -156,7 +158,7 @@ def llm_table() -> None:
         _, stats = Simulator(graph).run(RunContext(ids[None], steps=16))
     chip = load_profile("loihi2")
     placed = run_passes(graph, chip)
-    part = placed.metadata["partition"]
+    part = partition_of(placed).to_dict()
     rows = node_costs(placed, stats, chip, load_profile(chip.host), 16, ids.numel())
     t = summarise(rows, chip, part["chips"], part["cores"])["total"]
     print("4. LLM context (not a validation: different model, method and system)")

@@ -37,6 +37,7 @@ from stac.ir import make_graph
 from stac.ir.graph import input_shape, output_shape, predecessors, successors
 from stac.ir.passes.partition import BLOCK_COLUMNS
 from stac.ir.passes.place import slot_coordinates
+from stac.ir.results import node_placement, partition_of, placement_of
 from stac.profiles import Profile
 
 RELAY = "relay"
@@ -187,8 +188,10 @@ def feedforward_spec(graph: nir.NIRGraph, profile: Profile, case: Case
     """SANA-FE description of a placed feed-forward case: each IF layer's neurons on the
     cores that stac's partition gave the synaptic node feeding it (those cores hold its
     synapses and compartments), the relay's on its own cores, at the same mesh positions."""
-    part, slots = graph.metadata["partition"], graph.metadata["placement"]["core_slots"]
-    chips = int(part["chips"])
+    part, placement = partition_of(graph), placement_of(graph)
+    assert part is not None and placement is not None, "run the partition and place passes first"
+    slots = placement.core_slots
+    chips = int(part.chips)
     gx = max(1, math.ceil(math.sqrt(chips)))
     mesh = (gx * int(profile.get("mesh", "tiles_x")),
             math.ceil(chips / gx) * int(profile.get("mesh", "tiles_y")))
@@ -200,11 +203,12 @@ def feedforward_spec(graph: nir.NIRGraph, profile: Profile, case: Case
             continue
         feed = [p for p in pre[name] if not isinstance(graph.nodes[p], nir.Input)]
         owner = graph.nodes[feed[0]] if feed else node
-        p = owner.metadata["placement"]
-        blocks = p["blocks"][p["blocks"][:, _C0] >= 0] if "col_blocks" in p else p["blocks"]
+        p = node_placement(owner)
+        assert p is not None and p.blocks is not None, f"{name} has no cores"
+        blocks = p.blocks[p.blocks[:, _C0] >= 0] if p.synaptic else p.blocks
         cores = np.empty(int(np.prod(output_shape(node))), np.int64)
         for k, b in enumerate(blocks):
-            cores[b[_R0]:b[_R1]] = sanafe_core(int(slots[p["first_core"] + k]), xy, mesh[1],
+            cores[b[_R0]:b[_R1]] = sanafe_core(int(slots[p.first_core + k]), xy, mesh[1],
                                                profile)
         arrays[f"{name}.cores"] = cores
         if name == RELAY:

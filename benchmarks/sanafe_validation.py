@@ -32,6 +32,7 @@ import numpy as np
 
 from stac.ir import make_graph
 from stac.ir.passes import PIPELINE
+from stac.ir.results import partition_of
 from stac.profiles import load_profile
 from stac.sim.cost import node_costs, summarise
 from stac.sim.stepper import Stepper
@@ -147,6 +148,12 @@ def _price(graph: nir.NIRGraph, stats: dict, case: nets.Case, cores: int) -> dic
             "latency_s": float(t["chip_latency_s"]) * steps / (steps + case.depth)}
 
 
+def _cores(graph: nir.NIRGraph) -> int:
+    part = partition_of(graph)
+    assert part is not None, "run the partition pass first"
+    return part.cores
+
+
 def stac_feedforward(case: nets.Case) -> tuple[dict[str, Any], nir.NIRGraph]:
     """stac's passes (weights are already integers: quantise is skipped), stepper, cost."""
     chip = load_profile("loihi1")
@@ -156,7 +163,7 @@ def stac_feedforward(case: nets.Case) -> tuple[dict[str, Any], nir.NIRGraph]:
             graph = fn(graph, chip)
     stats = Stepper(graph).run(case.x).stats
     stats[nets.RELAY].neuron_updates = 0  # SANA-FE's input neurons do no soma work
-    return _price(graph, stats, case, int(graph.metadata["partition"]["cores"])), graph
+    return _price(graph, stats, case, _cores(graph)), graph
 
 
 def stac_random(case: nets.Case) -> dict[str, Any]:

@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from stac.frontend import ConversionConfig, convert  # noqa: E402
 from stac.frontend.models import LoadedModel, materialise_bundled  # noqa: E402
 from stac.ir.passes import legality_report, partition, place, quantise  # noqa: E402
-from stac.ir.passes.legality import format_legality  # noqa: E402
+from stac.reporting.fit import format_legality  # noqa: E402
+from stac.ir.results import node_placement, partition_of, placement_of  # noqa: E402
 from stac.profiles import load_profile, profile_names  # noqa: E402
 
 PUBLISHED = {"params": 370e6, "chips": 24,
@@ -103,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     graph = place(graph, profile)
     stage("place", t0)
     t0 = time.perf_counter()
-    report = legality_report(graph, profile)
+    report = legality_report(graph, profile).to_dict()
     stage("legality", t0)
     total = time.perf_counter() - started
 
@@ -116,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"goal: under 300 s and under 16 GB (14.9 GiB) -> "
           f"{'met' if total < 300 and peak_gb() < 16e9 / 2**30 else 'NOT met'}\n")
 
-    part, traffic = graph.metadata["partition"], graph.metadata["placement"]["traffic"]
+    part, traffic = partition_of(graph).to_dict(), placement_of(graph).to_dict()["traffic"]
     u = part["utilisation"]
     chip_params = part["synapses"]
-    head = graph.nodes["lm_head"].metadata["placement"]
-    head_in = graph.nodes["lm_head_in"].metadata["placement"]
+    head = node_placement(graph.nodes["lm_head"]).to_dict()
+    head_in = node_placement(graph.nodes["lm_head_in"]).to_dict()
     head_cores = head.get("cores", 0) + head_in.get("cores", 0)
     cpc = profile.get("chip", "cores_per_chip")
     chips_wo_head = -(-(part["cores"] - head_cores) // cpc)
@@ -151,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in [profile.name] + others:
         p = load_profile(name)
         g = partition(graph, p) if name != profile.name else graph
-        r = legality_report(g, p) if name != profile.name else report
+        r = legality_report(g, p).to_dict() if name != profile.name else report
         first = next((i for i in r["issues"] if i["level"] == "error"), None)
-        print(f"{name:<12} {g.metadata['partition']['chips']:>7} "
-              f"{g.metadata['partition']['cores']:>8} {p.get('chip', 'max_chips'):>10} "
+        print(f"{name:<12} {partition_of(g).chips:>7} "
+              f"{partition_of(g).cores:>8} {p.get('chip', 'max_chips'):>10} "
               f"{r['errors']:>7}  {(first['message'][:70] + ' [' + first['limit'] + ']') if first else '-'}")
     print("(other profiles: partition of the same quantised graph; their own quantise and place "
           "passes not run)")

@@ -1,58 +1,24 @@
 """The compiled artifact: a directory of data (JSON, safetensors, tokenizer), never pickles.
 
-``writing(path, force)`` builds the directory beside its final place and renames it into place
-only when everything is written, so an interrupted compile leaves nothing half-written.
+It is written atomically with :func:`stac.files.writing` (re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import nir
 
 from stac import __version__
 from stac.errors import StacError
+from stac.files import check_output_dir, write_json, writing
 from stac.ir import IRFormatError, load
 
 IR_FILE = "model.stac.json"  # its arrays are in model.stac.safetensors
 ARTIFACT_FORMAT = 1
-
-
-def check_output_dir(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise StacError(f"output directory {path} exists; pass --force to replace it")
-    if path.exists() and not path.is_dir():
-        raise StacError(f"output path {path} exists and is not a directory")
-
-
-@contextlib.contextmanager
-def writing(path: Path, force: bool) -> Iterator[Path]:
-    """Yield a fresh temporary directory that becomes ``path`` when the block succeeds."""
-    check_output_dir(path, force)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, default=float) + "\n")
 
 
 @dataclass
@@ -89,3 +55,7 @@ def load_artifact(path: str | Path) -> Artifact:
     except IRFormatError as exc:
         raise StacError(str(exc)) from None
     return Artifact(path, graph, config)
+
+
+__all__ = ["ARTIFACT_FORMAT", "IR_FILE", "Artifact", "check_output_dir", "load_artifact",
+           "write_json", "writing"]

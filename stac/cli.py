@@ -1,8 +1,10 @@
-"""The ``stac`` command line."""
+"""The ``stac`` command line: parses the arguments and hands them to the command's body in
+:mod:`stac.commands`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -122,133 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from stac.eval_cmd import format_results, parse_timesteps, run_eval
-
-    doc = run_eval(Path(args.artifact), parse_timesteps(args.timesteps), args.text, args.json,
-                   args.plot, args.window, args.max_tokens, args.force)
-    print(format_results(doc))
-    for label, path in (("json", args.json), ("plot", args.plot)):
-        if path is not None:
-            print(f"{label}: {path}")
-    return 0
+#: Command name -> the module of ``stac.commands`` whose ``run(args)`` is its body.
+COMMANDS = {
+    "compile": "compile", "targets": "targets", "profiles": "profiles",
+    "export-nir": "export_nir", "import-nir": "import_nir", "report": "report",
+    "chat": "chat", "verify": "verify", "eval": "eval",
+}
 
 
-def full_mode_options(args: argparse.Namespace) -> dict[str, object]:
-    """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
-    given = {k: v for k, v in (("payload_bits", args.payload_bits),
-                               ("weight_bits", args.weight_bits),
-                               ("weight_rounding", args.weight_rounding)) if v is not None}
-    if args.mode != "full":
-        if given or args.headroom != 4.0:
-            raise StacError("--payload-bits, --weight-bits, --weight-rounding and --headroom "
-                            "apply to --mode full only")
-        return {}
-    if "weight_bits" not in given:
-        from stac.backends import resolve_target
-
-        profile, _ = resolve_target(args.target)
-        given["weight_bits"] = int(profile.get("chip", "weight_bits"))
-    from stac.backends import resolve_target
-
-    profile, _ = resolve_target(args.target)
-    if bool(profile.get("spikes", "graded")):
-        given["max_spike_bits"] = int(profile.get("spikes", "payload_bits"))
-    return {**given, "headroom": args.headroom}
-
-
-def _compile(args: argparse.Namespace) -> int:
-    from stac.compile import DEFAULT_PROMPT, CompileRequest, compile_model, format_table
-    from stac.frontend import ConversionConfig
-
-    from stac.backends import target_label
-
-    out = args.output_dir or Path("out") / f"{Path(args.model).name}-{target_label(args.target)}"
-    req = CompileRequest(
-        model=args.model,
-        target=args.target,
-        output_dir=out,
-        conversion=ConversionConfig(
-            timesteps=args.timesteps, mode=args.mode,
-            calibration_passages=args.calibration_passages, token_gain=args.token_gain,
-            **full_mode_options(args),
-        ),
-        prompt=DEFAULT_PROMPT if args.prompt is None else args.prompt,
-        force=args.force,
-    )
-    report = compile_model(req)
-    print(format_table(report))
-    print(f"\nartifact: {out} (compiled in {report['compile_seconds']:.1f} s)")
-    return 0
-
-
-def _targets(args: argparse.Namespace) -> int:
-    from stac.backends import targets
-
-    for name, (profile, backend) in sorted(targets().items()):
-        print(f"{name:<20} profile {profile}, backend {backend}")
-    return 0
-
-
-def _profiles(args: argparse.Namespace) -> int:
-    from stac.profiles import format_profiles
-
-    print("\n".join(format_profiles()))
-    return 0
-
-
-def _export_nir(args: argparse.Namespace) -> int:
-    from stac.nir_commands import export_nir
-
-    done = export_nir(args.source, args.output, split=args.split, force=args.force)
-    if args.split:
-        print(f"wrote {len(done['parts'])} NIR part(s) and manifest.json to {done['output']} "
-              f"({done['host_ops']} host op(s) join them)")
-    else:
-        print(f"wrote {done['output']} ({done['nodes']} nodes)")
-    return 0
-
-
-def _import_nir(args: argparse.Namespace) -> int:
-    from stac.nir_commands import format_import, import_nir
-
-    from stac.backends import target_label
-
-    out = args.output_dir or Path("out") / f"{args.file.stem}-{target_label(args.target)}"
-    report = import_nir(args.file, args.target, args.dt, out, steps=args.steps,
-                        input_path=args.input, reset=args.reset, force=args.force)
-    print(format_import(report))
-    print(f"report: {out / 'report.json'}")
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from stac.reporting import parse_targets, report_artifact
-    from stac.reporting.render import format_summary
-
-    out = args.output_dir or Path(f"{Path(args.artifact).resolve()}-report")
-    report = report_artifact(args.artifact, parse_targets(args.targets), out, args.prompt,
-                             args.baseline, args.force)
-    print(format_summary(report))
-    print(f"report: {out}/report.md, report.json, 3 plots")
-    return 0
-
-
-def _chat(args: argparse.Namespace) -> int:
-    from stac.runtime.chat import run_chat
-    from stac.runtime.generate import Sampler
-
-    sampler = Sampler(args.temperature, args.top_k, args.seed)
-    return run_chat(args.artifact, args.prompt, args.system, args.timesteps,
-                    args.max_new_tokens, args.context, sampler)
-
-
-def _verify(args: argparse.Namespace) -> int:
-    from stac.runtime.verify import format_checks, verify_artifact
-
-    checks = verify_artifact(args.artifact, args.timesteps, args.context)
-    print(format_checks(checks))
-    return 0 if all(c.passed for c in checks) else 1
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the command's body (imported only now: most pull in torch and transformers)."""
+    module = importlib.import_module(f"stac.commands.{COMMANDS[args.command]}")
+    return int(module.run(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
     try:
-        return {"compile": _compile, "targets": _targets, "profiles": _profiles,
-                "export-nir": _export_nir,
-                "import-nir": _import_nir, "chat": _chat, "verify": _verify, "eval": _eval,
-                "report": _report}[args.command](args)
+        return dispatch(args)
     except StacError as exc:
         print(f"stac: error: {exc}", file=sys.stderr)
         return 2

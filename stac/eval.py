@@ -2,7 +2,8 @@
 
 The float reference is the same IR run with neurons passing their drive through, which the
 test suite checks equals the Hugging Face model's logits; so the comparison isolates what
-spiking costs.
+spiking costs. Both run on the reference simulator through the pipeline's ``run`` step
+(:mod:`stac.pipeline`); nothing is fitted or priced.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from tqdm import tqdm
 from stac.errors import StacError
 from stac.frontend.text import with_bos
 from stac.ir.nodes import SignedIF
+from stac.pipeline import REFERENCE, run, simulate
 from stac.sim.semantics import NodeStats, RunContext
-from stac.sim.simulator import Simulator
 
 
 @dataclass(frozen=True)
@@ -69,22 +70,22 @@ def evaluate(
     the graph's own float path is used (neurons pass their drive through), which equals the
     Hugging Face model only for a graph with float weights (simplified mode).
     """
-    sim = Simulator(graph)
+    sim = simulate(graph)  # lowered once, run at every T
     encoders = [k for k, v in graph.nodes.items() if isinstance(v, SignedIF)]
     if reference is None:
         quantised = [k for k, v in graph.nodes.items() if "quant" in getattr(v, "metadata", {})]
         if quantised:
             raise StacError("this graph's weights are quantised: pass the float model's logits "
                             "as the reference")
-        reference = [sim.run(RunContext(c[None], steps=1, spiking=False))[0]["output"][0]
-                     for c in chunks]
+        reference = [run(REFERENCE, sim, RunContext(c[None], steps=1, spiking=False))[0][
+            "output"][0] for c in chunks]
     refs = reference
     results = []
     for steps in timesteps:
         nll_f = nll_s = kl = agree = n = 0.0
         totals: dict[str, NodeStats] = {}
         for chunk, ref in tqdm(list(zip(chunks, refs)), desc=f"T={steps}", leave=False):
-            outputs, stats = sim.run(RunContext(chunk[None], steps=steps))
+            outputs, stats = run(REFERENCE, sim, RunContext(chunk[None], steps=steps))
             out = outputs["output"][0]
             for name in encoders:
                 totals.setdefault(name, NodeStats())

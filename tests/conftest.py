@@ -45,7 +45,7 @@ def tiny_gpt2_artifact(tmp_path_factory, tiny_gpt2_dir) -> Path:
 
     Shared, read-only: a test that needs to change it copies it first.
     """
-    from stac.compile import CompileRequest, compile_model
+    from stac.commands.compile import CompileRequest, compile_model
     from stac.frontend import ConversionConfig
 
     out = tmp_path_factory.mktemp("tiny-artifact") / "tiny"
@@ -59,7 +59,7 @@ def tiny_gpt2_artifact(tmp_path_factory, tiny_gpt2_dir) -> Path:
 def smollm2_artifact(tmp_path_factory, smollm2) -> Path:
     """The bundled SmolLM2 compiled for loihi2-sim at T = 4 (one calibration window, a short
     prompt), through the compile API. Shared, read-only."""
-    from stac.compile import CompileRequest, compile_model
+    from stac.commands.compile import CompileRequest, compile_model
     from stac.frontend import ConversionConfig
 
     out = tmp_path_factory.mktemp("smollm2-artifact") / "smollm2"

@@ -15,7 +15,8 @@ from stac.ir import save
 from stac.ir.graph import make_graph
 from stac.ir.nodes import SignedIF
 from stac.runtime import TemporalSpikeProcessor
-from stac.runtime.chat import ChatSession, run_chat
+from stac.commands.chat import run_chat
+from stac.runtime.chat import ChatSession
 from stac.runtime.generate import generate
 
 SUMMARY = re.compile(

@@ -13,9 +13,11 @@ from stac.ir import make_graph
 from stac.ir.nodes import RMSNorm, SignedIF
 from stac.ir.passes import run_passes
 from stac.ir.passes.common import with_metadata
+from stac.ir.results import NodePlacement, node_placement
 from stac.profiles import load_profile
-from stac.reporting import SCHEMA_VERSION, report_artifact
+from stac.commands.report import report_artifact
 from stac.reporting.dense import dense_estimate
+from stac.reporting.schema import TARGETS_REPORT, TARGETS_REPORT_VERSION
 from stac.sim.cost import mean_hops, node_costs, summarise
 from stac.sim.semantics import NodeStats
 
@@ -52,7 +54,7 @@ def _encoder_graph(placement=None):
         "output": nir.Output(np.array([2])),
     }
     for name, place in (placement or {}).items():
-        nodes[name] = with_metadata(nodes[name], placement=place)
+        nodes[name] = with_metadata(nodes[name], placement=NodePlacement(**place))
     edges = [("input", "norm"), ("norm", "enc"), ("enc", "lin"), ("lin", "output")]
     return make_graph(nodes, edges, {})
 
@@ -143,11 +145,11 @@ def test_without_routes_every_consumer_core_is_a_destination_and_it_is_said(roun
 def test_the_passes_placement_feeds_the_traffic():
     loihi2 = load_profile("loihi2")
     graph = run_passes(_encoder_graph(), loihi2)
-    place = graph.nodes["enc"].metadata["placement"]
+    place = node_placement(graph.nodes["enc"])
     rows = node_costs(graph, STATS, loihi2, load_profile("host-cpu"), 4, 1)
     enc = next(r for r in rows if r.node == "enc")
-    assert enc.messages == pytest.approx(5 * place["dest_cores_per_spike"]) and enc.messages > 0
-    assert enc.hops == pytest.approx(5 * place["hops_per_spike"])
+    assert enc.messages == pytest.approx(5 * place.dest_cores_per_spike) and enc.messages > 0
+    assert enc.hops == pytest.approx(5 * place.hops_per_spike)
 
 
 def test_two_neurons_per_signed_channel_double_the_updates_not_the_spike_rate():
@@ -169,12 +171,24 @@ def test_spike_driven_work_left_on_the_host_is_priced_there_and_said():
     nodes = dict(_encoder_graph().nodes)
     nodes["lin"] = nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32))
     graph = run_passes(make_graph(nodes, _encoder_graph().edges, {}), no_affine)
-    assert graph.nodes["lin"].metadata["placement"]["unit"] == "host"
+    assert not node_placement(graph.nodes["lin"]).on_chip
     rows = {r.node: r for r in node_costs(graph, STATS, no_affine, load_profile("host-cpu"),
                                           4, 1)}
     assert rows["lin"].chip_energy_j == 0 and rows["lin"].host_flops == 10
     assert rows["enc"].messages == 5  # every spike leaves the chip for the host
     assert "lin (Affine) runs on the host on no-affine" in rows["lin"].notes[0]
+
+
+def test_a_spiking_neuron_left_on_the_host_costs_the_host_profiles_flops_per_update():
+    loihi2 = load_profile("loihi2")
+    no_if = dataclasses.replace(  # a chip whose [ops] table lacks SignedIF
+        loihi2, name="no-if", ops={k: v for k, v in loihi2.ops.items() if k != "SignedIF"})
+    host = _with(load_profile("host-cpu"), host={"flops_per_neuron_update": 7})
+    graph = run_passes(_encoder_graph(), no_if)
+    assert not node_placement(graph.nodes["enc"]).on_chip
+    rows = {r.node: r for r in node_costs(graph, STATS, no_if, host, 4, 1)}
+    assert rows["enc"].host_flops == 7 * 12  # 12 updates, no synops
+    assert "neuron updates as 7 flops each" in rows["enc"].notes[0]
 
 
 def test_missing_profile_field_names_field_and_profile():
@@ -217,7 +231,8 @@ def test_report_writes_json_markdown_and_plots(multi_report):
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
     data = json.loads((out / "report.json").read_text())
-    assert data["schema_version"] == SCHEMA_VERSION and data["schema"] == "stac-report-targets"
+    assert data["schema_version"] == TARGETS_REPORT_VERSION and data["schema"] == TARGETS_REPORT
+    assert TARGETS_REPORT == "stac-report-targets"  # the name docs/cost_model.md gives
     assert [t["target"] for t in data["targets"]] == ["loihi2", "loihi1", "spinnaker2", "h100"]
     md = (out / "report.md").read_text()
     assert "| target | runs | energy mJ |" in md and "## loihi1: per layer" in md

@@ -1,5 +1,8 @@
 """IR nodes check themselves; the verifier catches broken graphs; files round-trip exactly."""
 
+import json
+from pathlib import Path
+
 import nir
 import numpy as np
 import pytest
@@ -17,7 +20,20 @@ from stac.ir.nodes import (
     SignedIF,
     stac_node_types,
 )
+from stac.ir.passes import run_passes
+from stac.ir.results import (
+    Issue,
+    NodePlacement,
+    Partition,
+    Placement,
+    issues_of,
+    legality_of,
+    node_placement,
+    partition_of,
+    placement_of,
+)
 from stac.ir.serialize import node_fields
+from stac.profiles import load_profile
 
 rng = np.random.default_rng(0)
 
@@ -138,3 +154,74 @@ def test_loading_rejects_other_formats_and_versions(tmp_path):
     (tmp_path / "c.json").write_bytes(b"\x89HDF\r\n")
     with pytest.raises(IRFormatError, match="not a readable"):
         load(tmp_path / "c.json")
+
+
+# --- the passes' typed results in the IR file ----------------------------------------------
+
+BEFORE_TYPED = Path(__file__).parent / "data" / "ir_before_typed_results" / "model.stac.json"
+
+
+def _placed_graph():
+    """The graph of ``tests/data/ir_before_typed_results`` (written by stac before the passes'
+    results were typed), fitted to loihi2 by today's passes."""
+    nodes = {
+        "input": nir.Input(np.array([3])),
+        "norm": RMSNorm(weight=np.ones(3, np.float32), eps=1e-6),
+        "enc": SignedIF(threshold=np.ones(3, np.float32)),
+        "lin": nir.Linear(weight=np.arange(6, dtype=np.float32).reshape(2, 3)),
+        "output": nir.Output(np.array([2])),
+    }
+    edges = [("input", "norm"), ("norm", "enc"), ("enc", "lin"), ("lin", "output")]
+    return run_passes(make_graph(nodes, edges, {}), load_profile("loihi2"))
+
+
+def test_a_file_written_before_the_results_were_typed_loads_into_them():
+    g = load(BEFORE_TYPED)
+    part, legal = partition_of(g), legality_of(g)
+    assert isinstance(part, Partition) and isinstance(placement_of(g), Placement)
+    assert (part.profile, part.cores, part.chips, part.neurons, part.synapses) == (
+        "loihi2", 2, 1, 5, 6)
+    assert part.utilisation.cores == 2 / 128
+    enc = node_placement(g.nodes["enc"])
+    assert isinstance(enc, NodePlacement) and enc.on_chip and not enc.synaptic
+    assert enc.blocks.tolist() == [[0, 3, 0, 0, 3, 0, 0, 3, 3]]
+    assert (enc.fanout_cores, enc.dest_cores_per_spike, enc.chips_spanned) == (1, 1.0, 1)
+    assert node_placement(g.nodes["lin"]).col_blocks == 1
+    assert node_placement(g.nodes["norm"]).to_dict() == {"unit": "host"}
+    assert (legal.errors, legal.warnings, legal.notes) == (0, 0, 3)
+    assert isinstance(legal.issues[0], Issue)
+    assert legal.issues[1].message == "3 node(s) run on the host (RMSNorm)"
+    assert [i.limit for i in issues_of(g)["partition"]] == ["chip.axons_out_per_core", "ops"]
+
+
+def test_pass_results_round_trip_in_the_layout_files_already_have(tmp_path):
+    graph = _placed_graph()
+    path, _ = save(graph, tmp_path / "g.stac.json")
+    assert json.loads(path.read_text())["metadata"] == json.loads(BEFORE_TYPED.read_text())[
+        "metadata"]
+    back = load(path)
+    for get in (partition_of, placement_of, legality_of, issues_of):
+        want, got = get(graph), get(back)
+        assert type(got) is type(want)
+        if isinstance(want, Placement):
+            assert np.array_equal(got.core_slots, want.core_slots)
+            assert got.traffic == want.traffic and got.chip_grid == want.chip_grid
+        else:
+            assert got == want
+    for name, node in graph.nodes.items():
+        want, got = node_placement(node), node_placement(back.nodes[name])
+        for key, value in want.to_dict().items():
+            if isinstance(value, np.ndarray):
+                assert got.blocks.dtype == value.dtype and np.array_equal(got.blocks, value)
+            else:
+                assert getattr(got, key) == value, f"{name}.{key}"
+
+
+def test_a_malformed_pass_result_is_refused_naming_it(tmp_path):
+    doc = json.loads(BEFORE_TYPED.read_text())
+    doc["metadata"]["__dict__"]["partition"]["__dict__"]["warp"] = 1
+    doc["tensors"] = str(BEFORE_TYPED.with_suffix(".safetensors").resolve())
+    (tmp_path / "g.json").write_text(json.dumps(doc))
+    with pytest.raises(IRFormatError, match=r"malformed pass result .*Partition: unknown field\(s\) "
+                                            r"\['warp'\]"):
+        load(tmp_path / "g.json")

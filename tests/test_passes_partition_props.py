@@ -12,6 +12,7 @@ from stac.ir import make_graph
 from stac.ir.nodes import RMSNorm, SignedIF
 from stac.ir.passes import partition
 from stac.ir.passes.partition import BLOCK_COLUMNS
+from stac.ir.results import issues_of, node_placement, partition_of
 from stac.profiles import PROFILE_DIR, Profile, load_profile_file
 
 LOIHI2 = (PROFILE_DIR / "loihi2.toml").read_text()
@@ -58,16 +59,16 @@ def _chains(draw):
 def test_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits, graded):
     profile = _profile(tmp_path, npc, mem, ax_in, ax_out, bits, graded)
     after = partition(graph, profile)
-    errors = {i["node"] for i in after.metadata["issues"]["partition"] if i["level"] == "error"}
+    errors = {i.node for i in issues_of(after)["partition"] if i.level == "error"}
     next_core, total_cores = 0, 0
     for name in after.nodes:
         node = after.nodes[name]
-        p = node.metadata["placement"]
-        if p["unit"] != "chip":
+        p = node_placement(node)
+        if not p.on_chip:
             continue
-        b = p["blocks"]
-        total_cores += p["cores"]
-        assert b.shape == (p["cores"], len(BLOCK_COLUMNS))
+        b = p.blocks
+        total_cores += p.cores
+        assert b.shape == (p.cores, len(BLOCK_COLUMNS))
         if name not in errors:  # a node the partition says fits must fit, core by core
             assert b[:, COL["neurons"]].max() <= npc, name
             assert b[:, COL["synapse_bytes"]].max() <= mem, name
@@ -80,16 +81,16 @@ def test_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits, gr
                 count[r0:r1, c0:c1] += 1
             assert np.all(count == 1), f"{name}: a synapse is placed {count.min()}..{count.max()} times"
             assert b[b[:, COL["col0"]] >= 0][:, COL["synapses"]].sum() == out_f * in_f
-            assert math.ceil(p["synapse_bytes"] * 8 / bits) >= out_f * in_f
+            assert math.ceil(p.synapse_bytes * 8 / bits) >= out_f * in_f
             acc = b[b[:, COL["col0"]] == -1]
-            if p["col_blocks"] > 1:  # every neuron has exactly one accumulator
+            if p.col_blocks > 1:  # every neuron has exactly one accumulator
                 rows = np.zeros(out_f, np.int64)
                 for r0, r1 in acc[:, :2]:
                     rows[r0:r1] += 1
                 assert np.all(rows == 1)
             else:
                 assert len(acc) == 0
-            if not graded and p["col_blocks"] > 1:
+            if not graded and p.col_blocks > 1:
                 assert name in errors  # no fan-in split without graded spikes
         else:  # neurons: every channel in exactly one core, units neurons each
             channels = int(np.prod(node.threshold.shape))
@@ -97,13 +98,13 @@ def test_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits, gr
             for r0, r1 in b[:, :2]:
                 seen[r0:r1] += 1
             assert np.all(seen == 1)
-            assert p["neurons"] == channels * profile.units(node)
-    part = after.metadata["partition"]
-    assert part["cores"] == total_cores
-    assert part["chips"] == math.ceil(total_cores / profile.get("chip", "cores_per_chip"))
+            assert p.neurons == channels * profile.units(node)
+    part = partition_of(after)
+    assert part.cores == total_cores
+    assert part.chips == math.ceil(total_cores / profile.get("chip", "cores_per_chip"))
     # cores have consecutive, unique ids
-    firsts = sorted((n.metadata["placement"]["first_core"], n.metadata["placement"]["cores"])
-                    for n in after.nodes.values() if n.metadata["placement"]["unit"] == "chip")
+    firsts = sorted((node_placement(n).first_core, node_placement(n).cores)
+                    for n in after.nodes.values() if node_placement(n).on_chip)
     for first, cores in firsts:
         assert first == next_core
         next_core += cores

@@ -1,6 +1,8 @@
 """The place pass (slots, traffic, Before / Expected) and the legality pass (errors, warnings,
 notes naming the layer and the limit; the whole pipeline on a converted model)."""
 
+import dataclasses
+
 import nir
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from stac.ir.nodes import RMSNorm, SignedIF
 from stac.ir.passes import legality, legality_report, partition, place, quantise, run_passes
 from stac.ir.passes.partition import BLOCK_COLUMNS
 from stac.ir.passes.place import slot_coordinates
+from stac.ir.results import legality_of, node_placement, partition_of, placement_of
 from stac.profiles import PROFILE_DIR, load_profile, load_profile_file
 
 
@@ -48,30 +51,31 @@ def test_place_before_expected(tmp_path):
     the middle of its consumers gives at most 16 (and swaps may find a 2-D arrangement)."""
     profile = _one_row_per_core(tmp_path)
     before = partition(quantise(_star(15), profile), profile)
-    fc = before.nodes["fc"].metadata["placement"]
-    assert (before.nodes["enc"].metadata["placement"]["cores"], fc["cores"]) == (1, 15)
+    fc = node_placement(before.nodes["fc"])
+    assert (node_placement(before.nodes["enc"]).cores, fc.cores) == (1, 15)
     after = place(before, profile)
-    traffic = after.metadata["placement"]["traffic"]
+    traffic = placement_of(after).traffic
     channels = 8
-    assert traffic["sequential"]["hops"] == 24 * channels
-    assert traffic["placed"]["hops"] <= 16 * channels
-    slots = after.metadata["placement"]["core_slots"]
+    assert traffic.sequential.hops == 24 * channels
+    assert traffic.placed.hops <= 16 * channels
+    slots = placement_of(after).core_slots
     assert len(set(slots.tolist())) == 16 and slots.max() < 128
-    enc = after.nodes["enc"].metadata["placement"]
-    assert enc["dest_cores_per_spike"] == pytest.approx(15)
-    assert enc["hops_per_spike"] == pytest.approx(traffic["placed"]["hops"] / channels)
-    assert enc["chips_spanned"] == 1
-    assert after.edges == before.edges and "core_slots" not in before.metadata.get("placement", {})
+    enc = node_placement(after.nodes["enc"])
+    assert enc.dest_cores_per_spike == pytest.approx(15)
+    assert enc.hops_per_spike == pytest.approx(traffic.placed.hops / channels)
+    assert enc.chips_spanned == 1
+    assert after.edges == before.edges and placement_of(before) is None
+    assert not node_placement(before.nodes["enc"]).routed  # the input graph is left untouched
 
 
 def test_placement_across_chips_counts_crossings(tmp_path):
     profile = _one_row_per_core(tmp_path)
     # 600 row cores; each encoder channel needs 600 output axons, so 6 channels per core: 2 cores
     g = place(partition(_star(600), profile), profile)
-    part, traffic = g.metadata["partition"], g.metadata["placement"]["traffic"]
-    assert (part["cores"], part["chips"]) == (602, 5)
-    assert 0 < traffic["placed"]["chip_crossings"] <= traffic["sequential"]["chip_crossings"]
-    assert traffic["placed"]["hops"] < traffic["sequential"]["hops"]
+    part, traffic = partition_of(g), placement_of(g).traffic
+    assert (part.cores, part.chips) == (602, 5)
+    assert 0 < traffic.placed.chip_crossings <= traffic.sequential.chip_crossings
+    assert traffic.placed.hops < traffic.sequential.hops
 
 
 def test_legality_errors_name_the_layer_and_the_limit():
@@ -80,14 +84,14 @@ def test_legality_errors_name_the_layer_and_the_limit():
                                         r"\[chip.axons_in_per_core\]"):
         legality(g, load_profile("loihi1"))
     report = legality_report(g, load_profile("loihi1"))
-    assert report["errors"] == 1 and report["issues"][0]["node"] == "fc"
+    assert report.errors == 1 and report.issues[0].node == "fc"
 
 
 def test_truenorth_neurons_cannot_fan_out_to_several_cores():
     tn = load_profile("truenorth")
     g = partition(_star(300, in_f=100), tn)  # 300 rows > 256 neurons per core: 2 row cores
-    errors = [i for i in legality_report(g, tn)["issues"] if i["level"] == "error"]
-    assert [(i["node"], i["limit"]) for i in errors] == [("enc", "chip.neuron_fanout_cores")]
+    errors = [i for i in legality_report(g, tn).issues if i.level == "error"]
+    assert [(i.node, i.limit) for i in errors] == [("enc", "chip.neuron_fanout_cores")]
 
 
 def test_too_many_chips_is_an_error_naming_the_field(tmp_path):
@@ -104,11 +108,12 @@ def test_legality_rechecks_the_cores_itself():
     profile = load_profile("loihi2")
     g = partition(_star(10), profile)
     fc = g.nodes["fc"]
-    bad = fc.metadata["placement"]["blocks"].copy()
+    bad = node_placement(fc).blocks.copy()
     bad[0, BLOCK_COLUMNS.index("neurons")] = 10**6
-    fc.metadata = {**fc.metadata, "placement": {**fc.metadata["placement"], "blocks": bad}}
+    fc.metadata = {**fc.metadata,
+                   "placement": dataclasses.replace(node_placement(fc), blocks=bad)}
     report = legality_report(g, profile)
-    assert [(i["node"], i["limit"]) for i in report["issues"] if i["level"] == "error"] == [
+    assert [(i.node, i.limit) for i in report.issues if i.level == "error"] == [
         ("fc", "chip.neurons_per_core")]
 
 
@@ -116,14 +121,14 @@ def test_the_pipeline_on_a_converted_gpt2_fits_loihi2_and_not_truenorth(tiny_gpt
     graph = convert(load_model(str(tiny_gpt2_dir)), ConversionConfig(timesteps=4,
                                                                      calibration_passages=1))
     fitted = run_passes(graph, load_profile("loihi2"))
-    report = fitted.metadata["legality"]
-    assert report["errors"] == 0 and report["profile"] == "loihi2"
-    assert all(i["node"] and i["limit"] and i["message"] for i in report["issues"])
-    assert fitted.metadata["partition"]["cores"] >= 1
+    report = legality_of(fitted)
+    assert report.errors == 0 and report.profile == "loihi2"
+    assert all(i.node and i.limit and i.message for i in report.issues)
+    assert partition_of(fitted).cores >= 1
     assert [n for n in fitted.nodes if n not in graph.nodes] == []  # no node added or lost
     for name, node in fitted.nodes.items():
         if isinstance(node, (nir.Linear, nir.Affine)) and \
-                node.metadata["placement"]["unit"] == "chip":
+                node_placement(node).on_chip:
             assert node.metadata["quant"]["bits"] == 8
     # TrueNorth: 256 axons per core and binary spikes (two axons per signed channel), one
     # destination core per neuron: the MLP's down projection (fan-in 256) cannot be split, and
@@ -131,8 +136,8 @@ def test_the_pipeline_on_a_converted_gpt2_fits_loihi2_and_not_truenorth(tiny_gpt
     tn = load_profile("truenorth")
     with pytest.raises(StacError, match=r"the network does not fit truenorth: .* error\(s\)\)$"):
         run_passes(graph, tn)
-    errors = {(i["node"], i["limit"]) for i in legality_report(partition(quantise(graph, tn), tn),
-                                                                tn)["issues"]
-              if i["level"] == "error"}
+    errors = {(i.node, i.limit) for i in legality_report(partition(quantise(graph, tn), tn),
+                                                                tn).issues
+              if i.level == "error"}
     assert ("layer0_down", "chip.axons_in_per_core") in errors
     assert ("lm_head_in", "chip.neuron_fanout_cores") in errors

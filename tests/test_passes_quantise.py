@@ -10,6 +10,7 @@ from hypothesis.extra import numpy as hnp
 from stac.ir import make_graph
 from stac.ir.nodes import RMSNorm, SignedIF
 from stac.ir.passes import quantise
+from stac.ir.results import issues_of
 from stac.profiles import PROFILE_DIR, load_profile, load_profile_file
 from stac.quant import (accumulator_shift, dequantise, error_stats, mantissa_exponent,
                         quantise_uniform, quantise_weight)
@@ -66,8 +67,8 @@ def test_binary_spike_chips_quantise_the_folded_synapses():
     np.testing.assert_allclose(after.nodes["fc"].weight, dequantise(q, scale) / theta_q[None, :],
                                rtol=1e-5)
     assert after.metadata["quantise"]["layers"]["fc"]["folded_spike_values"] is True
-    assert any(i["node"] == "fc" and i["limit"] == "spikes.graded"
-               for i in after.metadata["issues"]["quantise"])
+    assert any(i.node == "fc" and i.limit == "spikes.graded"
+               for i in issues_of(after)["quantise"])
 
 
 def test_a_full_mode_node_is_carried_when_it_fits_and_requantised_when_not():
@@ -120,16 +121,16 @@ def test_neuron_decays_go_to_the_decay_grid_and_a_chip_without_decay_refuses_the
     no_decay.write_text((PROFILE_DIR / "loihi2.toml").read_text().replace(
         "decay_bits = { value = 12", "decay_bits = { value = 0"))
     tn = quantise(g, load_profile_file(no_decay))
-    errors = [i for i in tn.metadata["issues"]["quantise"] if i["level"] == "error"]
-    assert errors and errors[0]["node"] == "lif" and errors[0]["limit"] == "fixed_point.decay_bits"
+    errors = [i for i in issues_of(tn)["quantise"] if i.level == "error"]
+    assert errors and errors[0].node == "lif" and errors[0].limit == "fixed_point.decay_bits"
 
 
 def test_a_wide_threshold_spread_is_warned_about():
     w, _ = _random(out_f=3, in_f=4)
     theta = np.array([1e-4, 1.0, 2.0, 3.0], np.float32)
     after = quantise(_graph(w, theta), load_profile("loihi2"))
-    warn = [i for i in after.metadata["issues"]["quantise"] if i["level"] == "warning"]
-    assert [(i["node"], i["limit"]) for i in warn] == [("enc", "fixed_point.threshold_bits")]
+    warn = [i for i in issues_of(after)["quantise"] if i.level == "warning"]
+    assert [(i.node, i.limit) for i in warn] == [("enc", "fixed_point.threshold_bits")]
     assert after.metadata["quantise"]["layers"]["enc"]["threshold_levels_min"] == 1
 
 
@@ -217,12 +218,12 @@ def test_graded_encoders_need_graded_spikes_wide_enough(tmp_path):
     assert need == 8
     ok = quantise(g, load_profile("loihi2"))  # 32-bit payloads
     assert ok.metadata["quantise"]["layers"]["enc"]["payload_bits_needed"] == 8
-    assert not [i for i in ok.metadata["issues"]["quantise"] if i["level"] == "error"]
+    assert not [i for i in issues_of(ok)["quantise"] if i.level == "error"]
     narrow = tmp_path / "narrow.toml"
     narrow.write_text((PROFILE_DIR / "loihi2.toml").read_text().replace(
         "payload_bits = { value = 32", "payload_bits = { value = 6"))
     for profile, limit in ((load_profile_file(narrow), "spikes.payload_bits"),
                            (load_profile("loihi1"), "spikes.graded")):
-        errors = [(i["node"], i["limit"]) for i in
-                  quantise(g, profile).metadata["issues"]["quantise"] if i["level"] == "error"]
+        errors = [(i.node, i.limit) for i in
+                  issues_of(quantise(g, profile))["quantise"] if i.level == "error"]
         assert ("enc", limit) in errors

@@ -12,8 +12,10 @@ from stac.backends import resolve_target, target_label, targets
 from stac.cli import main
 from stac.ir import make_graph
 from stac.ir.nodes import RMSNorm, SignedIF
-from stac.ir.passes import partition
+from stac.ir.capabilities import check_capabilities
+from stac.ir.passes import partition, run_passes
 from stac.ir.passes.partition import BLOCK_COLUMNS
+from stac.ir.results import issues_of, node_placement, partition_of
 from stac.profiles import PROFILE_DIR, load_profile, load_profile_file, profile_names
 
 LOIHI2 = (PROFILE_DIR / "loihi2.toml").read_text()
@@ -55,8 +57,6 @@ def test_key_figures_from_the_files():
          "missing field 'energy_pj.synop'"),
         (lambda t: t.replace("[chip]", "[chip]\nwarp_drive = { value = 1, source = \"x\" }"),
          "unknown field 'chip.warp_drive'"),
-        (lambda t: t.replace('SignedIF = { run', 'Teleport = { run'),
-         "unknown capability 'Teleport'"),
         (lambda t: t.replace('Linear = { run = "chip"', 'Linear = { run = "gpu"'),
          "'ops.Linear.run' must be one of"),
         (lambda t: t.replace('barrier = { value = 299.0, source = "Loihi 1 global barrier latency per timestep, SANA-FE arch/loihi.yaml" }',
@@ -81,6 +81,19 @@ def test_bad_profiles_are_refused_naming_the_field(tmp_path, edit, message):
     path.write_text(text)
     with pytest.raises(StacError, match=message):
         load_profile_file(path)
+
+
+def test_an_unknown_op_capability_is_refused_before_use(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text(LOIHI2.replace('SignedIF = { run', 'Teleport = { run'))
+    profile = load_profile_file(path)  # the file is well formed; the IR knows no Teleport
+    with pytest.raises(StacError, match="unknown capability 'Teleport'"):
+        check_capabilities(profile)
+    with pytest.raises(StacError, match=f"hardware profile {path}: unknown capability 'Teleport'"):
+        resolve_target(str(path))
+    with pytest.raises(StacError, match="unknown capability 'Teleport'"):
+        run_passes(make_graph({"i": nir.Input(np.array([2])), "o": nir.Output(np.array([2]))},
+                              [("i", "o")]), profile)
 
 
 def test_a_host_profile_needs_its_roofline_figures(tmp_path):
@@ -162,17 +175,16 @@ def test_partition_before_expected():
                 "blocks": _blocks((0, 300, 0, 0, 300, 0, 0, 300, 900))},
     }
     for name, want in expected.items():
-        got = after.nodes[name].metadata["placement"]
+        got = node_placement(after.nodes[name]).to_dict()
         assert set(got) == set(want), name
         for key, value in want.items():
             if isinstance(value, np.ndarray):
                 np.testing.assert_array_equal(got[key], value, err_msg=f"{name}.{key}")
             else:
                 assert got[key] == value, f"{name}.{key}"
-    part = after.metadata["partition"]
-    assert (part["cores"], part["chips"], part["neurons"], part["synapse_bytes"]) == (4, 1, 1300,
-                                                                                      300_000)
-    assert part["utilisation"]["synaptic_memory"] == pytest.approx(300_000 / (4 * 131072))
+    part = partition_of(after)
+    assert (part.cores, part.chips, part.neurons, part.synapse_bytes) == (4, 1, 1300, 300_000)
+    assert part.utilisation.synaptic_memory == pytest.approx(300_000 / (4 * 131072))
     assert after.edges == before.edges and list(after.nodes) == list(before.nodes)
     # the pass is pure: its input graph carries no placement
     assert all("placement" not in n.metadata for n in before.nodes.values())
@@ -180,26 +192,26 @@ def test_partition_before_expected():
 
 def test_fan_in_beyond_a_core_is_split_with_accumulators_on_graded_chips():
     after = partition(_before(out_f=100, in_f=5000), load_profile("loihi2"))
-    fc = after.nodes["fc"].metadata["placement"]
-    assert (fc["col_blocks"], fc["row_blocks"], fc["cores"]) == (2, 2, 5)
-    np.testing.assert_array_equal(fc["blocks"], _blocks(
+    fc = node_placement(after.nodes["fc"])
+    assert (fc.col_blocks, fc.row_blocks, fc.cores) == (2, 2, 5)
+    np.testing.assert_array_equal(fc.blocks, _blocks(
         (0, 50, 0, 2500, 50, 125_000, 125_000, 2500, 50),
         (0, 50, 2500, 5000, 50, 125_000, 125_000, 2500, 50),
         (50, 100, 0, 2500, 50, 125_000, 125_000, 2500, 50),
         (50, 100, 2500, 5000, 50, 125_000, 125_000, 2500, 50),
         (0, 100, -1, -1, 100, 200, 200, 200, 100)))  # accumulators: 2 partial sums each
-    notes = after.metadata["issues"]["partition"]
-    assert any(i["node"] == "fc" and i["level"] == "note" and i["limit"] == "chip.axons_in_per_core"
+    notes = issues_of(after)["partition"]
+    assert any(i.node == "fc" and i.level == "note" and i.limit == "chip.axons_in_per_core"
                for i in notes)
 
 
 def test_fan_in_beyond_a_core_is_an_error_on_binary_spike_chips():
     """loihi1: a signed channel is two binary neurons, so 5000 inputs need 10000 axons > 4096."""
     after = partition(_before(out_f=100, in_f=5000), load_profile("loihi1"))
-    errors = [i for i in after.metadata["issues"]["partition"] if i["level"] == "error"]
-    assert [(i["node"], i["limit"]) for i in errors] == [("fc", "chip.axons_in_per_core")]
-    assert "fan-in 5000 x 2 axon(s)" in errors[0]["message"]
-    assert after.nodes["enc"].metadata["placement"]["neurons"] == 2 * 5000
+    errors = [i for i in issues_of(after)["partition"] if i.level == "error"]
+    assert [(i.node, i.limit) for i in errors] == [("fc", "chip.axons_in_per_core")]
+    assert "fan-in 5000 x 2 axon(s)" in errors[0].message
+    assert node_placement(after.nodes["enc"]).neurons == 2 * 5000
 
 
 def test_report_of_a_compile_carries_the_fit(tiny_gpt2_artifact):

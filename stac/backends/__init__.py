@@ -14,6 +14,7 @@ from stac.backends.base import Backend
 from stac.backends.lava import LavaBackend
 from stac.backends.sim import SimBackend
 from stac.errors import StacError
+from stac.ir.capabilities import check_capabilities
 from stac.profiles import Profile, is_profile_path, load_profile, load_profile_file, profile_names
 
 BACKENDS: dict[str, Backend] = {"sim": SimBackend(), "lava": LavaBackend()}
@@ -41,7 +42,7 @@ def _split(target: str) -> tuple[str, str]:
 
 
 def _resolve_file(target: str, path: str, backend: str) -> tuple[Profile, Backend]:
-    profile = load_profile_file(path)
+    profile = check_capabilities(load_profile_file(path))
     if profile.kind != "neuromorphic":
         raise StacError(f"profile {path} is a {profile.kind} profile; a target needs a "
                         f"neuromorphic one")

@@ -2,7 +2,9 @@
 
 No pickle anywhere: arrays go to a safetensors file (deduplicated, so a tied embedding and LM
 head are stored once), everything else is JSON. Loading rebuilds each node through its
-``from_dict``, so every node's ``__post_init__`` checks run again.
+``from_dict``, so every node's ``__post_init__`` checks run again. The passes' typed results
+(:mod:`stac.ir.results`) are written as plain JSON under their metadata key and rebuilt into
+their records on load, so a file keeps the layout it had before they were typed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import nir
 import numpy as np
@@ -18,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 
 from stac.ir.graph import make_graph
 from stac.ir.nodes import StacNode, stac_node_types
+from stac.ir.results import GRAPH_RECORDS, NODE_RECORDS
 
 FORMAT = "stac-ir"
 VERSION = 1
@@ -58,6 +61,27 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     return value
 
 
+Records = dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]]
+
+
+def _records_to_data(metadata: dict[str, Any] | None, records: Records) -> dict[str, Any] | None:
+    """``metadata`` with each typed pass result (by its key) as JSON-ready data."""
+    if not metadata:
+        return metadata
+    return {k: records[k][0](v) if k in records else v for k, v in metadata.items()}
+
+
+def _records_from_data(metadata: dict[str, Any] | None, records: Records,
+                       where: str) -> dict[str, Any] | None:
+    """The inverse of :func:`_records_to_data`; a malformed record is an IRFormatError."""
+    if not metadata:
+        return metadata
+    try:
+        return {k: records[k][1](v) if k in records else v for k, v in metadata.items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IRFormatError(f"{where}: malformed pass result in its metadata ({exc})") from None
+
+
 def save(graph: nir.NIRGraph, path: str | Path) -> tuple[Path, Path]:
     """Write ``path`` (JSON) and ``path`` with suffix ``.safetensors``; return both paths."""
     path = Path(path)
@@ -67,6 +91,8 @@ def save(graph: nir.NIRGraph, path: str | Path) -> tuple[Path, Path]:
     nodes = {}
     for name, node in graph.nodes.items():
         fields = node_fields(node)
+        if "metadata" in fields:
+            fields["metadata"] = _records_to_data(fields["metadata"], NODE_RECORDS)
         ntype = type(node).__name__
         nodes[name] = {
             "type": ntype,
@@ -78,7 +104,8 @@ def save(graph: nir.NIRGraph, path: str | Path) -> tuple[Path, Path]:
         "tensors": tensors_path.name,
         "nodes": nodes,
         "edges": [list(e) for e in graph.edges],
-        "metadata": _encode(graph.metadata, "metadata", arrays, ids),
+        "metadata": _encode(_records_to_data(graph.metadata, GRAPH_RECORDS), "metadata", arrays,
+                            ids),
     }
     path.write_text(json.dumps(doc, indent=1))
     save_file(arrays, str(tensors_path))
@@ -106,6 +133,9 @@ def load(path: str | Path) -> nir.NIRGraph:
     for name, entry in doc["nodes"].items():
         fields = {k: _decode(v, arrays) for k, v in entry["fields"].items()}
         ntype = entry["type"]
+        if "metadata" in fields:
+            fields["metadata"] = _records_from_data(fields["metadata"], NODE_RECORDS,
+                                                    f"{path}: node {name!r}")
         try:
             if ntype in stac_types:
                 nodes[name] = stac_types[ntype].from_dict(fields)
@@ -118,18 +148,21 @@ def load(path: str | Path) -> nir.NIRGraph:
                 raise
             raise IRFormatError(f"{path}: node {name!r} ({ntype}) is malformed: {exc}") from None
     edges = [tuple(e) for e in doc["edges"]]
-    return make_graph(nodes, edges, _decode(doc["metadata"], arrays))
+    metadata = _records_from_data(_decode(doc["metadata"], arrays), GRAPH_RECORDS, str(path))
+    return make_graph(nodes, edges, metadata)
 
 
 def node_fields(node: Any) -> dict[str, Any]:
     """A node's constructor fields by name, arrays by reference (not copied).
 
     NIR's own ``to_dict`` deep-copies arrays (``dataclasses.asdict``), which would lose the
-    sharing of a tied embedding and LM head; it is used only for Input and Output, whose
-    fields are shapes.
+    sharing of a tied embedding and LM head (and turns the passes' records in ``metadata`` into
+    dicts); it is used only for Input and Output, whose fields are shapes and metadata.
     """
     if isinstance(node, (nir.Input, nir.Output)) or not dataclasses.is_dataclass(node):
         fields = node.to_dict()
+        if "metadata" in fields:  # as held, not as asdict flattened its records
+            fields["metadata"] = node.metadata
     else:
         fields = {
             f.name: getattr(node, f.name)

@@ -1,4 +1,5 @@
-"""``stac chat``: multi-turn chat on a compiled artifact, with the model's chat template.
+"""Multi-turn chat on a compiled artifact, with the model's chat template (``ChatSession``;
+the ``stac chat`` loop is :mod:`stac.commands.chat`).
 
 Each turn feeds only what is new since the last one (the template's rendering of the new user
 message and the end of the previous reply) to the processor, whose KV cache holds the rest.
@@ -10,10 +11,9 @@ pinned: context eviction never drops it.
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, TextIO
+from typing import Any, Iterator
 
 from stac.errors import StacError
 from stac.runtime.energy import EnergyEstimate, estimate
@@ -166,56 +166,4 @@ class ChatSession:
         self.carry = [reply[-1]] + closing
 
 
-DEFAULT_CONTEXT = 512  # tokens per conversation, or the model's limit when that is less
-HELP = "type a message; /reset starts over, /quit (or end of input) leaves"
-
-
-def run_chat(
-    artifact_path: str, prompt: str | None = None, system: str | None = None,
-    steps: int | None = None, max_new_tokens: int = 128, context: int | None = None,
-    sampler: Sampler = Sampler(), out: TextIO | None = None,
-    read: Any = input,
-) -> int:
-    """The ``stac chat`` loop: one turn for ``prompt``, else read turns until /quit or EOF."""
-    from stac.artifact import load_artifact
-
-    out = out or sys.stdout
-    artifact = load_artifact(artifact_path)
-    if context is None:
-        context = min(DEFAULT_CONTEXT, int(artifact.graph.metadata.get("max_positions", 0))
-                      or DEFAULT_CONTEXT)
-    processor = TemporalSpikeProcessor(artifact, T=steps, max_context_length=context)
-    session = ChatSession(processor, artifact.tokenizer(), system, sampler, max_new_tokens)
-
-    def one_turn(text: str) -> None:
-        for piece in session.turn(text):
-            out.write(piece)
-            out.flush()
-        out.write("\n" + session.last.summary() + "\n")
-        out.flush()
-
-    if prompt is not None:
-        one_turn(prompt)
-        return 0
-    out.write(f"stac chat: {artifact.config.get('source_model')} at T={processor.T}, context "
-              f"{context} tokens ({session.pinned} pinned); {HELP}\n")
-    while True:
-        try:
-            text = read("you> ")
-        except EOFError:
-            out.write("\n")
-            return 0
-        command = text.strip()
-        if command == "/quit":
-            return 0
-        if command == "/reset":
-            session.reset()
-            out.write("[conversation reset]\n")
-            continue
-        if command.startswith("/"):
-            out.write(f"[unknown command {command}; {HELP}]\n")
-            continue
-        try:
-            one_turn(text)
-        except StacError as exc:  # a bad turn leaves the conversation as it was
-            print(f"stac: error: {exc}", file=sys.stderr)
+__all__ = ["ChatSession", "TurnResult"]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import nir
 
 from stac.errors import StacError
+from stac.ir.results import partition_of
 from stac.profiles import load_profile
 from stac.runtime.processor import Meter
 from stac.sim.cost import MODEL, node_costs, summarise
@@ -45,16 +46,16 @@ class EnergyEstimate:
 
 def estimate(graph: nir.NIRGraph, meter: Meter, steps: int) -> EnergyEstimate:
     """Energy and latency of everything ``meter`` saw, on the graph's partition profile."""
-    part = graph.metadata.get("partition")
-    if not part:
+    part = partition_of(graph)
+    if part is None:
         raise StacError("the graph was not partitioned for a profile; compile it with stac compile")
     work = meter.tokens + meter.padded
     if not work:
         raise StacError("nothing was run, so there is nothing to estimate")
-    chip = load_profile(part["profile"])
+    chip = load_profile(part.profile)
     host = load_profile(chip.host)
     rows = node_costs(graph, meter.stats, chip, host, steps, work)
-    total = summarise(rows, chip, part["chips"], part["cores"])["total"]
+    total = summarise(rows, chip, part.chips, part.cores)["total"]
     return EnergyEstimate(
         tokens=meter.tokens, padded=meter.padded,
         spikes=sum(s.spikes for s in meter.stats.values()),

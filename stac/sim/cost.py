@@ -15,11 +15,13 @@ Model ``stac-stage-sync-v2``, an estimate from operation counts, not a measureme
 - Chip dynamic energy = synops x E_synop + updates x E_update + messages x E_spike_out +
   hops x E_hop. Chip static energy = static power per chip x chips x the token's latency.
 - Host ops (and chip nodes' host-side work, such as a per-token gain) cost MACs x E_mac +
-  flops x E_flop and take (2 MACs + flops) / throughput on the host profile.
+  flops x E_flop and take (2 MACs + flops) / throughput on the host profile. A spiking node
+  the chip leaves on the host costs one flop per synop and ``host.flops_per_neuron_update``
+  flops per neuron update.
 
-Destination cores, hops and chip crossings per spike come from the place pass
-(``placement["dest_cores_per_spike"]``, ``["hops_per_spike"]``,
-``["chip_crossings_per_spike"]``). A graph placed without them (an older pipeline) gets every
+Destination cores, hops and chip crossings per spike come from the place pass (each chip
+node's :class:`~stac.ir.results.NodePlacement`: ``dest_cores_per_spike``, ``hops_per_spike``,
+``chip_crossings_per_spike``). A graph placed without them (an older pipeline) gets every
 core of each consumer as a destination and the mean Manhattan distance between two tiles of
 one chip's mesh per message, and the report's notes say so.
 """
@@ -37,6 +39,7 @@ from stac.errors import StacError
 from stac.ir.analysis import SPIKING_TYPES, connected_groups
 from stac.ir.graph import successors
 from stac.ir.passes.common import WEIGHTED_TYPES
+from stac.ir.results import NodePlacement, node_placement
 from stac.profiles import Profile
 from stac.sim.semantics import NodeStats
 
@@ -58,8 +61,6 @@ ASSUMPTIONS = [
     "priced as one message each, chip-host transfer of accumulated values is not priced",
     "host energy counts arithmetic only (per-MAC / per-flop figures), a lower bound",
 ]
-#: Host flops per neuron update when a spiking neuron runs on the host (add, compare, reset).
-HOST_FLOPS_PER_UPDATE = 3
 
 
 def need(profile: Profile, section: str, name: str) -> float:
@@ -107,12 +108,14 @@ class HostRates:
     e_mac: float
     e_flop: float
     flops_per_s: float
+    flops_per_update: int  # a spiking neuron's update emulated on the host
 
     @classmethod
     def of(cls, p: Profile) -> "HostRates":
         return cls(need(p, "host", "mac_energy_pj") * 1e-12,
                    need(p, "host", "flop_energy_pj") * 1e-12,
-                   need(p, "host", "throughput_gflops") * 1e9)
+                   need(p, "host", "throughput_gflops") * 1e9,
+                   int(need(p, "host", "flops_per_neuron_update")))
 
     def energy(self, macs: float, flops: float) -> float:
         return macs * self.e_mac + flops * self.e_flop
@@ -189,14 +192,14 @@ def node_costs(
     npc = need(chip, "chip", "neurons_per_core")
     mem = need(chip, "chip", "synaptic_memory_bytes_per_core")
     post = successors(graph)
-    placement = {n: v.metadata.get("placement", {"unit": "host"}) for n, v in graph.nodes.items()}
-    on_chip = {n for n, p in placement.items() if p.get("unit") == "chip"}
+    placement = {n: node_placement(v) or NodePlacement("host") for n, v in graph.nodes.items()}
+    on_chip = {n for n, p in placement.items() if p.on_chip}
     stage_of = _stages(graph, on_chip)
     per = 1.0 / tokens
     rows: list[NodeCost] = []
     for name, node in graph.nodes.items():
         s, place = stats[name], placement[name]
-        cores = int(place.get("cores", 0))
+        cores = place.cores
         units = chip.units(node)
         row = NodeCost(
             name, type(node).__name__, "chip" if name in on_chip else "host", cores,
@@ -213,7 +216,7 @@ def node_costs(
             row.core_step_s = (row.synops * rates.t_synop + row.chip_neuron_updates
                                * rates.t_update + row.messages * rates.t_message) / (
                                    max(cores, 1) * steps)
-            neurons, syn = place.get("neurons", 0), place.get("synapse_bytes", 0)
+            neurons, syn = place.neurons, place.synapse_bytes
             row.memory_utilisation = max(neurons / (cores * npc), syn / (cores * mem)) \
                 if cores else 0.0
         else:
@@ -221,11 +224,11 @@ def node_costs(
             if (row.synops or spiking_updates) and not row.host_flops:
                 # Event work the executor counted as chip work, but this profile leaves the
                 # node on the host: price it there (one add per synop, a few flops per update).
-                row.host_flops = row.synops + HOST_FLOPS_PER_UPDATE * spiking_updates
+                row.host_flops = row.synops + hrates.flops_per_update * spiking_updates
                 row.notes.append(
                     f"{name} ({row.type}) runs on the host on {chip.name}: its "
                     f"{row.synops:.4g} synaptic ops per token are priced as one host flop each"
-                    + (f" and its neuron updates as {HOST_FLOPS_PER_UPDATE} flops each"
+                    + (f" and its neuron updates as {hrates.flops_per_update} flops each"
                        if spiking_updates else ""))
         row.chip_energy_j = (row.synop_energy_j + row.update_energy_j + row.message_energy_j
                              + row.mesh_energy_j)
@@ -236,21 +239,21 @@ def node_costs(
     return rows
 
 
-def _traffic(row: NodeCost, node: Any, place: dict, consumers: list[str],
-             placement: dict[str, dict], on_chip: set[str], steps: int,
+def _traffic(row: NodeCost, node: Any, place: NodePlacement, consumers: list[str],
+             placement: dict[str, NodePlacement], on_chip: set[str], steps: int,
              fallback_hops: float) -> None:
     """Messages, hops and chip crossings a chip node sends per token (``row.spikes`` is
     already per token; partial sums go every step)."""
     to_host = any(d not in on_chip for d in consumers)
-    if "dest_cores_per_spike" in place:
-        per_spike = (place["dest_cores_per_spike"], place.get("hops_per_spike", 0.0),
-                     place.get("chip_crossings_per_spike", 0.0))
-        if place.get("col_blocks", 1) > 1:  # partial sums to accumulators, every step
+    if place.dest_cores_per_spike is not None:
+        per_spike = (place.dest_cores_per_spike, place.hops_per_spike or 0.0,
+                     place.chip_crossings_per_spike or 0.0)
+        if (place.col_blocks or 1) > 1:  # partial sums to accumulators, every step
             channels = int(np.asarray(node.weight).shape[0]) * steps
             row.messages, row.hops, row.crossings = (x * channels for x in per_spike)
             return
     else:
-        dest = sum(int(placement[d].get("cores", 0)) for d in consumers if d in on_chip)
+        dest = sum(placement[d].cores for d in consumers if d in on_chip)
         per_spike = (dest, dest * fallback_hops, 0.0)
         row.notes.append("no routes in the placement: each spike goes to every core of its "
                          "consumers, each message the mean Manhattan distance between two "

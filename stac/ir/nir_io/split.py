@@ -19,6 +19,7 @@ from typing import Any
 import nir
 import numpy as np
 
+from stac.files import writing
 from stac.ir.analysis import SPIKING_TYPES, connected_groups
 from stac.ir.graph import input_shape, output_shape, predecessors, successors
 from stac.ir.nir_io.supported import STATEFUL, nir_expressible
@@ -147,8 +148,6 @@ def export_split(graph: nir.NIRGraph, out_dir: str | Path, force: bool = False,
     manifest lists them under ``graph_inputs``/``graph_outputs``. The directory is written
     atomically; an existing one is replaced only with ``force``.
     """
-    from stac.artifact import writing
-
     pre, post = predecessors(graph), successors(graph)
     comps = [c for c in _components(graph)
              if any(not isinstance(graph.nodes[n], (nir.Input, nir.Output)) for n in c)]

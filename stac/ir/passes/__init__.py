@@ -7,6 +7,7 @@ from typing import Callable
 
 import nir
 
+from stac.ir.capabilities import check_capabilities
 from stac.ir.graph import verify
 from stac.ir.passes.legality import legality, legality_report
 from stac.ir.passes.partition import partition
@@ -25,10 +26,14 @@ PIPELINE: list[tuple[str, Callable[[nir.NIRGraph, Profile], nir.NIRGraph]]] = [
 ]
 
 
-def run_passes(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
-    verify(graph, "lowering")
+def run_passes(graph: nir.NIRGraph, profile: Profile,
+               check: Callable[[nir.NIRGraph, str], nir.NIRGraph] = verify) -> nir.NIRGraph:
+    """Every pass of :data:`PIPELINE` in order, ``check`` (the IR verifier) on the input and
+    after each pass, naming the step."""
+    check_capabilities(profile)
+    check(graph, "lowering")
     for name, fn in PIPELINE:
-        graph = verify(fn(graph, profile), name)
+        graph = check(fn(graph, profile), name)
         log.info("pass %s done", name)
     return graph
 

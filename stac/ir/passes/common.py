@@ -1,9 +1,10 @@
 """Helpers the passes share: copying nodes with changes, where each node runs, issues.
 
-An *issue* is one line of the legality report: a level (``error``, ``warning`` or ``note``),
-the layer (node) it concerns, the profile limit it is about (a profile field such as
-``chip.axons_in_per_core``, or ``-``), and a sentence. Passes record issues in
-``graph.metadata["issues"][<pass>]``; the legality pass gathers them.
+An *issue* (:class:`stac.ir.results.Issue`) is one line of the legality report: a level
+(``error``, ``warning`` or ``note``), the layer (node) it concerns, the profile limit it is
+about (a profile field such as ``chip.axons_in_per_core``, or ``-``), and a sentence. Passes
+record issues in the graph's metadata by pass (read with ``issues_of``); the legality pass
+gathers them.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import nir
 from stac.ir.analysis import EVENT_ROUTING_TYPES, SPIKING_TYPES, event_nodes
 from stac.ir.graph import make_graph, predecessors, topo_order
 from stac.ir.nodes import StacNode
+from stac.ir.results import Issue, issues_of
 from stac.profiles import Profile
 
 #: Nodes whose parameters are synaptic weights (a matrix or a kernel).
 WEIGHTED_TYPES: tuple[type, ...] = (nir.Linear, nir.Affine, nir.Conv1d, nir.Conv2d)
 #: Neuron-like nodes that hold state but never spike (leaky integrators).
 INTEGRATOR_TYPES: tuple[type, ...] = (nir.LI, nir.CubaLI, nir.I)
-LEVELS = ("error", "warning", "note")
 
 
 def with_metadata(node: Any, **extra: Any) -> Any:
@@ -72,14 +73,12 @@ def node_order(graph: nir.NIRGraph) -> list[str]:
         return list(graph.nodes)
 
 
-def issue(level: str, node: str, limit: str, message: str) -> dict[str, str]:
-    if level not in LEVELS:
-        raise ValueError(f"issue level must be one of {LEVELS}, got {level!r}")
-    return {"level": level, "node": node, "limit": limit, "message": message}
+def issue(level: str, node: str, limit: str, message: str) -> Issue:
+    return Issue(level, node, limit, message)
 
 
 def rebuild(graph: nir.NIRGraph, nodes: dict[str, Any], pass_name: str,
-            issues: list[dict[str, str]], **metadata: Any) -> nir.NIRGraph:
+            issues: list[Issue], **metadata: Any) -> nir.NIRGraph:
     """The pass's output graph: same edges, new nodes, the pass's metadata and issues."""
-    recorded = {**graph.metadata.get("issues", {}), pass_name: issues}
+    recorded = {**issues_of(graph), pass_name: tuple(issues)}
     return make_graph(nodes, graph.edges, {**graph.metadata, **metadata, "issues": recorded})

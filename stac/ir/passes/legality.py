@@ -1,9 +1,9 @@
 """Legality pass: check the placed network against every profile limit and report.
 
-It gathers the issues the earlier passes recorded (``graph.metadata["issues"]``), re-checks
-each core of the partition against the profile's per-core limits (the partition's own
-arithmetic is not trusted), and writes ``graph.metadata["legality"]``: counts and every issue
-as ``{level, node, limit, message}``. Errors mean the network does not fit the chip: the pass
+It gathers the issues the earlier passes recorded (``issues_of(graph)``), re-checks each core
+of the partition against the profile's per-core limits (the partition's own arithmetic is not
+trusted), and records a :class:`~stac.ir.results.Legality` (``legality_of(graph)``): counts and
+every :class:`~stac.ir.results.Issue`. Errors mean the network does not fit the chip: the pass
 then raises :class:`stac.StacError` with the first error and the count, so a compile stops with
 one clear line; :func:`legality_report` gives the same findings without raising.
 """
@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import nir
-import numpy as np
 
 from stac.errors import StacError
-from stac.ir.passes.common import LEVELS, issue, rebuild
+from stac.ir.passes.common import issue, rebuild
 from stac.ir.passes.partition import BLOCK_COLUMNS, Limits
+from stac.ir.results import LEVELS, Issue, Legality, issues_of, legality_of, node_placement, \
+    partition_of, placement_of
 from stac.profiles import Profile
 
 _CHECKS = (  # block column, limit attribute, profile field
@@ -27,14 +28,14 @@ _CHECKS = (  # block column, limit attribute, profile field
 )
 
 
-def _core_checks(graph: nir.NIRGraph, profile: Profile) -> list[dict[str, str]]:
+def _core_checks(graph: nir.NIRGraph, profile: Profile) -> list[Issue]:
     lim = Limits.of(profile)
     found = []
     for name, node in graph.nodes.items():
-        p = node.metadata.get("placement", {})
-        if p.get("unit") != "chip" or not p.get("cores"):
+        p = node_placement(node)
+        if p is None or not p.on_chip or not p.cores or p.blocks is None:
             continue
-        blocks = p["blocks"]
+        blocks = p.blocks
         for column, attr, field in _CHECKS:
             worst = int(blocks[:, BLOCK_COLUMNS.index(column)].max())
             if worst > getattr(lim, attr):
@@ -49,66 +50,37 @@ def _core_checks(graph: nir.NIRGraph, profile: Profile) -> list[dict[str, str]]:
     return found
 
 
-def legality_report(graph: nir.NIRGraph, profile: Profile) -> dict[str, Any]:
+def legality_report(graph: nir.NIRGraph, profile: Profile) -> Legality:
     """Every issue of the passes plus the per-core re-check, errors first."""
-    found: list[dict[str, str]] = []
-    for pass_issues in graph.metadata.get("issues", {}).values():
+    found: list[Issue] = []
+    for pass_issues in issues_of(graph).values():
         found += pass_issues
     found += _core_checks(graph, profile)
-    found.sort(key=lambda i: LEVELS.index(i["level"]))
-    counts = {f"{lvl}s": sum(i["level"] == lvl for i in found) for lvl in LEVELS}
-    return {"profile": profile.name, **counts, "issues": found}
+    found.sort(key=lambda i: LEVELS.index(i.level))
+    errors, warnings, notes = (sum(i.level == lvl for i in found) for lvl in LEVELS)
+    return Legality(profile.name, errors, warnings, notes, tuple(found))
 
 
 def legality(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     """Record the legality report; raise StacError when the network does not fit."""
     report = legality_report(graph, profile)
-    if report["errors"]:
-        first = report["issues"][0]
-        more = f" (and {report['errors'] - 1} more error(s))" if report["errors"] > 1 else ""
-        raise StacError(f"the network does not fit {profile.name}: {first['message']} "
-                        f"[{first['limit']}]{more}")
+    if report.errors:
+        first = report.issues[0]
+        more = f" (and {report.errors - 1} more error(s))" if report.errors > 1 else ""
+        raise StacError(f"the network does not fit {profile.name}: {first.message} "
+                        f"[{first.limit}]{more}")
     return rebuild(graph, dict(graph.nodes), "legality", [], legality=report)
-
-
-def format_legality(report: dict[str, Any], limit: int = 12) -> list[str]:
-    """Lines for a terminal or Markdown report: counts, then issues (errors first)."""
-    lines = [f"legality on {report['profile']}: {report['errors']} error(s), "
-             f"{report['warnings']} warning(s), {report['notes']} note(s)"]
-    for i in report["issues"][:limit]:
-        lines.append(f"  {i['level']:<7} {i['node']:<22} [{i['limit']}] {i['message']}")
-    if len(report["issues"]) > limit:
-        lines.append(f"  ... {len(report['issues']) - limit} more in report.json")
-    return lines
 
 
 def fit_report(graph: nir.NIRGraph) -> dict[str, Any]:
     """The passes' findings as JSON-ready data for a compile report: partition totals and
     utilisation, placement traffic, per-layer quantisation error, the legality report."""
-    part = {k: v for k, v in graph.metadata.get("partition", {}).items()}
-    place = graph.metadata.get("placement", {})
+    part, place, legal = partition_of(graph), placement_of(graph), legality_of(graph)
     quant = graph.metadata.get("quantise", {})
-    return {"partition": part, "traffic": place.get("traffic"),
-            "quantisation": quant.get("layers", {}), "legality": graph.metadata.get("legality")}
+    return {"partition": part.to_dict() if part else {},
+            "traffic": place.to_dict()["traffic"] if place else None,
+            "quantisation": quant.get("layers", {}),
+            "legality": legal.to_dict() if legal else None}
 
 
-def fit_lines(fit: dict[str, Any], limit: int = 12) -> list[str]:
-    """Report lines for :func:`fit_report`'s data."""
-    lines = []
-    part, traffic = fit.get("partition") or {}, fit.get("traffic")
-    if part:
-        u = part.get("utilisation", {})
-        lines.append(f"fit: {part['cores']} cores on {part['chips']} {part['profile']} chip(s); "
-                     f"utilisation: synaptic memory {u.get('synaptic_memory', 0):.1%}, neuron "
-                     f"slots {u.get('neurons', 0):.1%}, cores of the chips {u.get('cores', 0):.1%}")
-    if traffic:
-        lines.append(f"placement: {traffic['placed']['hops']:.4g} hop-messages and "
-                     f"{traffic['placed']['chip_crossings']:.4g} chip crossings per timestep "
-                     f"(sequential placement: {traffic['sequential']['hops']:.4g}); rate: "
-                     f"{traffic['rate']}")
-    if fit.get("legality"):
-        lines += format_legality(fit["legality"], limit)
-    return lines
-
-
-__all__ = ["fit_lines", "fit_report", "format_legality", "legality", "legality_report"]
+__all__ = ["Issue", "Legality", "fit_report", "legality", "legality_of", "legality_report"]

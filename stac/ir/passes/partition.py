@@ -23,8 +23,10 @@ core that holds its column (``fanout`` destination cores), so a core holds at mo
 ``chip.neuron_fanout_cores`` is a hard error (stac generates no relay neurons). Flatten is a
 relabelling: no cores.
 
-Cores get consecutive global ids in data-flow order; each chip node's ``placement`` metadata
-lists its blocks (``BLOCK_COLUMNS``), and ``graph.metadata["partition"]`` holds the totals. A
+Cores get consecutive global ids in data-flow order; every node gets a
+:class:`~stac.ir.results.NodePlacement` (``node_placement(node)``; a chip node's lists its
+blocks, ``BLOCK_COLUMNS``), and the graph a :class:`~stac.ir.results.Partition` with the
+totals (``partition_of(graph)``). A
 network needing more than ``chip.max_chips`` chips is an error. Errors are recorded as issues
 for the legality pass, which raises; the partition itself always completes, so that a report
 can show every problem at once.
@@ -42,6 +44,8 @@ import numpy as np
 from stac.ir.graph import output_shape, predecessors, successors
 from stac.ir.passes.common import WEIGHTED_TYPES, chip_assignment, issue, node_order, rebuild, \
     with_metadata
+from stac.ir.results import Issue, NodePlacement, Partition, Utilisation, node_placement, \
+    partition_of
 from stac.profiles import Profile
 
 #: Columns of a placement's ``blocks`` array, one row per core. Accumulator cores have
@@ -86,7 +90,7 @@ class _Partitioner:
         self.graph, self.profile, self.lim = graph, profile, Limits.of(profile)
         self.on_chip = chip_assignment(graph, profile)
         self.pre, self.post = predecessors(graph), successors(graph)
-        self.issues: list[dict[str, str]] = []
+        self.issues: list[Issue] = []
         self.splits: dict[str, dict[str, Any]] = {}
 
     # -- helpers following Flatten, which is only a relabelling -------------------------
@@ -240,7 +244,7 @@ class _Partitioner:
         for name in order:
             node = self.graph.nodes[name]
             if not self.on_chip[name]:
-                nodes[name] = with_metadata(node, placement={"unit": "host"})
+                nodes[name] = with_metadata(node, placement=NodePlacement("host"))
                 continue
             split = self.splits.get(name, {"blocks": []})
             blocks = np.asarray(split.pop("blocks"), dtype=np.int64).reshape(-1, len(BLOCK_COLUMNS))
@@ -248,9 +252,8 @@ class _Partitioner:
             for k in totals:
                 totals[k] += sums[k]
             cores = int(blocks.shape[0])
-            nodes[name] = with_metadata(node, placement={
-                "unit": "chip", "cores": cores, "first_core": next_core, **sums, **split,
-                "blocks": blocks})
+            nodes[name] = with_metadata(node, placement=NodePlacement(
+                "chip", cores=cores, first_core=next_core, **sums, **split, blocks=blocks))
             next_core += cores
         nodes = {n: nodes[n] for n in self.graph.nodes}  # keep the graph's own order
         return self._finish(nodes, next_core, totals)
@@ -268,15 +271,15 @@ class _Partitioner:
             kinds = sorted({type(self.graph.nodes[n]).__name__ for n in host} - {"Input", "Output"})
             self.issues.append(issue("note", "-", "ops", f"{len(host)} node(s) run on the host "
                                                         f"({', '.join(kinds) or 'Input/Output only'})"))
-        util = {
-            "neurons": totals["neurons"] / (cores * self.lim.neurons) if cores else 0.0,
-            "synaptic_memory": 8 * totals["synapse_bytes"] / (cores * self.lim.memory_bits)
+        util = Utilisation(
+            neurons=totals["neurons"] / (cores * self.lim.neurons) if cores else 0.0,
+            synaptic_memory=8 * totals["synapse_bytes"] / (cores * self.lim.memory_bits)
             if cores else 0.0,
-            "cores": cores / (chips * c["cores_per_chip"]) if chips else 0.0,
-        }
-        summary = {"profile": self.profile.name, "cores": cores, "chips": chips, **totals,
-                   "utilisation": util, "chip_nodes": len(self.on_chip) - len(host),
-                   "host_nodes": len(host)}
+            cores=cores / (chips * c["cores_per_chip"]) if chips else 0.0,
+        )
+        summary = Partition(profile=self.profile.name, cores=cores, chips=chips, **totals,
+                            utilisation=util, chip_nodes=len(self.on_chip) - len(host),
+                            host_nodes=len(host))
         return rebuild(self.graph, nodes, "partition", self.issues, partition=summary)
 
 
@@ -285,4 +288,5 @@ def partition(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     return _Partitioner(graph, profile).run()
 
 
-__all__ = ["BLOCK_COLUMNS", "partition", "with_metadata"]
+__all__ = ["BLOCK_COLUMNS", "NodePlacement", "Partition", "Utilisation", "node_placement",
+           "partition", "partition_of", "with_metadata"]

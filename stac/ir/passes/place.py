@@ -15,13 +15,15 @@ per channel per timestep) when an earlier run recorded one, else 1 -- stated in 
 Method: (1) *sequential*: cores in the partition's data-flow order, filled chip by chip along a
 boustrophedon path over the tiles (the baseline); (2) each producer's cores moved into the
 middle of the cores they feed; (3) greedy pairwise swaps that lower the traffic (bounded
-number of trials, fixed seed). Both the baseline's and the final traffic are reported, and each
-chip node's ``placement`` gets ``hops_per_spike`` and ``chip_crossings_per_spike`` (summed
-over its destination cores) for the cost model.
+number of trials, fixed seed). Both the baseline's and the final traffic are reported in the
+graph's :class:`~stac.ir.results.Placement` (``placement_of(graph)``), and each chip node's
+:class:`~stac.ir.results.NodePlacement` gets ``hops_per_spike``, ``chip_crossings_per_spike``
+and ``dest_cores_per_spike`` (summed over its destination cores) for the cost model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -33,6 +35,8 @@ from tqdm import tqdm
 from stac.ir.graph import successors
 from stac.ir.passes.common import issue, node_order, rebuild, with_metadata
 from stac.ir.passes.partition import BLOCK_COLUMNS
+from stac.ir.results import Hops, NodePlacement, Placement, Traffic, node_placement, \
+    partition_of, placement_of
 from stac.profiles import Profile
 
 log = logging.getLogger(__name__)
@@ -58,14 +62,25 @@ def slot_coordinates(profile: Profile, chips: int) -> np.ndarray:
     return np.concatenate(rows) if rows else np.zeros((0, 4), np.int64)
 
 
+def _placed(node: Any) -> NodePlacement:
+    p = node_placement(node)
+    if p is None:
+        raise ValueError("place needs every node partitioned first")
+    return p
+
+
+def _blocks(p: NodePlacement) -> np.ndarray:
+    return p.blocks if p.blocks is not None else np.zeros((0, len(BLOCK_COLUMNS)), np.int64)
+
+
 def _channel_blocks(node: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """(global core ids, [k, 2] channel ranges, channels) of the cores that emit a node's
     output: its neuron cores, or a synaptic node's accumulators / single column block."""
-    p = node.metadata["placement"]
-    b = p["blocks"]
-    ids = p["first_core"] + np.arange(b.shape[0])
-    if "col_blocks" in p:
-        keep = b[:, _C0] == -1 if p["col_blocks"] > 1 else np.ones(len(b), bool)
+    p = _placed(node)
+    b = _blocks(p)
+    ids = p.first_core + np.arange(b.shape[0])
+    if p.col_blocks is not None:
+        keep = b[:, _C0] == -1 if p.col_blocks > 1 else np.ones(len(b), bool)
         ids, b = ids[keep], b[keep]
     channels = int(b[:, _R1].max()) if len(b) else 0
     return ids, b[:, [_R0, _R1]], channels
@@ -75,13 +90,12 @@ def _routes(graph: nir.NIRGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     """Every core-to-core route: (source core, destination core, channels x rate, node index)."""
     post = successors(graph)
     names = list(graph.nodes)
-    chip = {n for n, v in graph.nodes.items()
-            if v.metadata.get("placement", {}).get("unit") == "chip"}
+    chip = {n for n, v in graph.nodes.items() if _placed(v).on_chip}
 
     def consumers(name: str) -> list[str]:
         out = []
         for s in post[name]:
-            if s in chip and graph.nodes[s].metadata["placement"]["cores"] == 0:
+            if s in chip and _placed(graph.nodes[s]).cores == 0:
                 out += consumers(s)  # a relabelling (Flatten) passes channels through
             elif s in chip:
                 out.append(s)
@@ -101,23 +115,23 @@ def _routes(graph: nir.NIRGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
     for name in chip:
         node = graph.nodes[name]
-        p = node.metadata["placement"]
-        if p["cores"] == 0:
+        p = _placed(node)
+        if p.cores == 0:
             continue
         who = names.index(name)
-        b = p["blocks"]
-        ids = p["first_core"] + np.arange(b.shape[0])
-        if p.get("col_blocks", 1) > 1:  # partial sums to accumulators, every step
+        b = _blocks(p)
+        ids = p.first_core + np.arange(b.shape[0])
+        if (p.col_blocks or 1) > 1:  # partial sums to accumulators, every step
             part, acc = b[:, _C0] >= 0, b[:, _C0] == -1
             add(ids[part], b[part][:, [_R0, _R1]], int(b[:, _R1].max()),
                 ids[acc], b[acc][:, [_R0, _R1]], int(b[:, _R1].max()), 1.0, who)
-        rate = float(node.metadata.get("spike_rate", 1.0)) if "col_blocks" not in p else 1.0
+        rate = float(node.metadata.get("spike_rate", 1.0)) if not p.synaptic else 1.0
         a_ids, a_rng, a_n = _channel_blocks(node)
         for s in consumers(name):
-            sp = graph.nodes[s].metadata["placement"]
-            sb = sp["blocks"]
-            s_ids = sp["first_core"] + np.arange(sb.shape[0])
-            if "col_blocks" in sp:  # a channel feeds every core holding its column
+            sp = _placed(graph.nodes[s])
+            sb = _blocks(sp)
+            s_ids = sp.first_core + np.arange(sb.shape[0])
+            if sp.synaptic:  # a channel feeds every core holding its column
                 keep = sb[:, _C0] >= 0
                 add(a_ids, a_rng, a_n, s_ids[keep], sb[keep][:, [_C0, _C1]],
                     int(sb[keep][:, _C1].max()), rate, who)
@@ -209,10 +223,10 @@ def _refine(slots: np.ndarray, xy: np.ndarray, src: np.ndarray, dst: np.ndarray,
 
 def place(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     """Assign every core a slot; record traffic before and after (see module doc)."""
-    part = graph.metadata.get("partition")
-    if part is None or part.get("profile") != profile.name:
+    part = partition_of(graph)
+    if part is None or part.profile != profile.name:
         raise ValueError("place needs the graph partitioned for this profile first")
-    cores, chips = int(part["cores"]), int(part["chips"])
+    cores, chips = part.cores, part.chips
     xy = slot_coordinates(profile, chips)
     src, dst, w, owner = _routes(graph)
     seq_h, seq_c = _hops(xy, src, dst)
@@ -228,34 +242,33 @@ def place(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     nodes = dict(graph.nodes)
     for k, name in enumerate(names):
         node = graph.nodes[name]
-        p = node.metadata.get("placement", {})
-        if p.get("unit") != "chip" or not p.get("cores"):
+        p = _placed(node)
+        if not p.on_chip or not p.cores:
             continue
-        rate = float(node.metadata.get("spike_rate", 1.0)) if "col_blocks" not in p else 1.0
+        rate = float(node.metadata.get("spike_rate", 1.0)) if not p.synaptic else 1.0
         _, _, channels = _channel_blocks(node)
         per = 1.0 / (rate * channels) if channels and rate else 0.0
-        own = slots[p["first_core"]:p["first_core"] + p["cores"]]
-        nodes[name] = with_metadata(node, placement={
-            **p, "hops_per_spike": float(per_node_h[k] * per),
-            "chip_crossings_per_spike": float(per_node_c[k] * per),
-            "dest_cores_per_spike": float(per_node_d[k] * per),
-            "chips_spanned": int(len(np.unique(own // int(profile.get("chip", "cores_per_chip"))))),
-        })
-    traffic = {
-        "sequential": {"hops": float(w @ seq_h), "chip_crossings": float(w @ seq_c)},
-        "placed": {"hops": float(w @ hops), "chip_crossings": float(w @ crossings)},
-        "routes": int(len(src)), "swaps_accepted": accepted,
-        "rate": "recorded spike_rate per node where present, else 1 spike per channel per step",
-    }
-    gain = 1 - traffic["placed"]["hops"] / traffic["sequential"]["hops"] \
-        if traffic["sequential"]["hops"] else 0.0
+        own = slots[p.first_core:p.first_core + p.cores]
+        nodes[name] = with_metadata(node, placement=dataclasses.replace(
+            p, hops_per_spike=float(per_node_h[k] * per),
+            chip_crossings_per_spike=float(per_node_c[k] * per),
+            dest_cores_per_spike=float(per_node_d[k] * per),
+            chips_spanned=int(len(np.unique(own // int(profile.get("chip", "cores_per_chip")))))))
+    traffic = Traffic(
+        sequential=Hops(hops=float(w @ seq_h), chip_crossings=float(w @ seq_c)),
+        placed=Hops(hops=float(w @ hops), chip_crossings=float(w @ crossings)),
+        routes=int(len(src)), swaps_accepted=accepted,
+        rate="recorded spike_rate per node where present, else 1 spike per channel per step",
+    )
+    gain = 1 - traffic.placed.hops / traffic.sequential.hops if traffic.sequential.hops else 0.0
     issues = [issue("note", "-", "mesh", (
-        f"placement: {traffic['placed']['hops']:.4g} hop-messages and "
-        f"{traffic['placed']['chip_crossings']:.4g} chip crossings per timestep at the stated "
+        f"placement: {traffic.placed.hops:.4g} hop-messages and "
+        f"{traffic.placed.chip_crossings:.4g} chip crossings per timestep at the stated "
         f"rates over {len(src)} routes ({gain:.1%} fewer hops than sequential placement)"))]
-    summary = {"profile": profile.name, "chips": chips, "chip_grid": int(max(1, math.ceil(
-        math.sqrt(chips)))), "core_slots": slots, "traffic": traffic}
+    summary = Placement(profile=profile.name, chips=chips,
+                        chip_grid=int(max(1, math.ceil(math.sqrt(chips)))), core_slots=slots,
+                        traffic=traffic)
     return rebuild(graph, nodes, "place", issues, placement=summary)
 
 
-__all__ = ["place", "slot_coordinates"]
+__all__ = ["Hops", "Placement", "Traffic", "place", "placement_of", "slot_coordinates"]

@@ -6,6 +6,7 @@ and top-1 agreement against T. Both files are written only when every T has been
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -16,14 +17,15 @@ from typing import Any
 from stac import __version__
 from stac.artifact import load_artifact
 from stac.errors import StacError
-from stac.eval import Fidelity, evaluate, float_logits, windows
+from stac.eval import evaluate, float_logits, windows
 from stac.frontend.convert import MAX_T, MIN_T
 from stac.frontend.models import load_model
 from stac.frontend.text import EVALUATION_PLAYS, evaluation_text
+from stac.reporting.fidelity import format_results, plot
+from stac.reporting.schema import EVAL_VERSION
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
 DEFAULT_WINDOW = 128  # tokens per window: BOS + 127 text tokens
 DEFAULT_MAX_TOKENS = 20_320  # 160 windows of 127 scored tokens: >= 20,000 held-out tokens
 
@@ -102,7 +104,7 @@ def run_eval(
     results = evaluate(graph, chunks, timesteps, reference)
     conversion = artifact.config.get("conversion", {})
     doc = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EVAL_VERSION,
         "stac_version": __version__,
         "artifact": str(artifact_dir),
         "model": artifact.config.get("source_model"),
@@ -143,43 +145,14 @@ def _stage(path: Path, content: str) -> Path:
     return tmp
 
 
-def plot(results: list[Fidelity], path: Path, title: str) -> None:
-    """Perplexity ratio (log scale) and top-1 agreement against T, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ts = [r.timesteps for r in results]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
-    a.plot(ts, [r.perplexity_ratio for r in results], "o-")
-    a.axhline(1.0, color="grey", lw=0.8)
-    a.set(xscale="log", yscale="log", xlabel="T (timesteps per token)",
-          ylabel="perplexity ratio SNN / float")
-    b.plot(ts, [100 * r.top1_agreement for r in results], "o-", color="C1")
-    b.set(xscale="log", xlabel="T (timesteps per token)", ylabel="top-1 agreement (%)",
-          ylim=(0, 100))
-    for ax in (a, b):
-        ax.set_xticks(ts, [str(t) for t in ts])
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format="png")
-    plt.close(fig)
+def run(args: argparse.Namespace) -> int:
+    doc = run_eval(Path(args.artifact), parse_timesteps(args.timesteps), args.text, args.json,
+                   args.plot, args.window, args.max_tokens, args.force)
+    print(format_results(doc))
+    for label, path in (("json", args.json), ("plot", args.plot)):
+        if path is not None:
+            print(f"{label}: {path}")
+    return 0
 
 
-def format_results(doc: dict[str, Any]) -> str:
-    lines = [
-        f"{doc['model']}, {doc['mode']} mode (compiled at T={doc['artifact_timesteps']}); "
-        f"{doc['scored_tokens']} scored tokens in {doc['windows']} windows of {doc['window']} "
-        f"from {doc['text']}",
-        f"{'T':>4} {'float ppl':>10} {'SNN ppl':>10} {'ratio':>8} {'top-1 agree':>12} "
-        f"{'KL':>8} {'spike rate':>11} {'bits/spike':>11}",
-    ]
-    for r in doc["results"]:
-        lines.append(
-            f"{r['timesteps']:>4} {r['float_perplexity']:>10.3f} {r['snn_perplexity']:>10.3f} "
-            f"{r['perplexity_ratio']:>8.4f} {r['top1_agreement']:>12.1%} {r['mean_kl']:>8.4f} "
-            f"{r['spike_rate']:>11.4f} {r['bits_per_spike']:>11.2f}"
-        )
-    return "\n".join(lines)
+__all__ = ["DEFAULT_MAX_TOKENS", "DEFAULT_WINDOW", "parse_timesteps", "run", "run_eval"]

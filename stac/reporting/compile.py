@@ -1,4 +1,4 @@
-"""Turning costs into the report: JSON data, a table for the terminal, Markdown."""
+"""``stac compile``'s report as text: the conversion log, the per-layer table, Markdown."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from typing import Any
 import nir
 
 from stac.ir.analysis import op_census, spike_driven_share
-
-SCHEMA_VERSION = 1
+from stac.reporting.fit import fit_lines
+from stac.reporting.lava import lava_run_section
+from stac.reporting.tables import fmt
 
 
 def conversion_log(graph: nir.NIRGraph, context: int, header: list[str]) -> str:
@@ -43,25 +44,6 @@ def conversion_log(graph: nir.NIRGraph, context: int, header: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def encoder_table(graph: nir.NIRGraph, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per spiking encoder: its coding, the bits each spike carries and its measured spike rate
-    (nonzero spikes per neuron-step) on the run behind ``stats``."""
-    from stac.ir.nodes import SignedIF
-
-    out = {}
-    for name, node in graph.nodes.items():
-        if isinstance(node, SignedIF) and name in stats:
-            st = stats[name]
-            out[name] = {
-                "coding": "graded" if node.max_payload > 1 else "binary",
-                "drive": "onset" if node.onset_drive else "held",
-                "max_payload": int(node.max_payload),
-                "bits_per_spike": node.bits_per_spike(),
-                "spike_rate": st.spikes / st.neuron_updates if st.neuron_updates else 0.0,
-            }
-    return out
-
-
 def encoder_lines(table: dict[str, dict[str, Any]]) -> list[str]:
     spikes = [(v["spike_rate"], v["bits_per_spike"]) for v in table.values()]
     mean_bits = sum(r * b for r, b in spikes) / max(sum(r for r, _ in spikes), 1e-30)
@@ -72,14 +54,6 @@ def encoder_lines(table: dict[str, dict[str, Any]]) -> list[str]:
               f"{v['bits_per_spike']:>10} {v['spike_rate']:>11.4f}" for n, v in table.items()]
     lines.append(f"mean bits per emitted spike: {mean_bits:.2f}")
     return lines
-
-
-def _fmt(x: float) -> str:
-    if x == 0:
-        return "0"
-    if abs(x) >= 1e4 or abs(x) < 1e-2:
-        return f"{x:.3g}"
-    return f"{x:,.2f}"
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -93,7 +67,7 @@ def format_table(report: dict[str, Any]) -> str:
     def row(name: str, d: dict[str, Any], chip_key: str) -> str:
         vals = (d["spikes"], d["synops"], d["neuron_updates"], d[chip_key] * 1e6,
                 d["host_energy_j"] * 1e6, d["latency_s"] * 1e6, d["cores"])
-        return "  ".join([f"{name:>11}"] + [f"{_fmt(v):>11}" for v in vals])
+        return "  ".join([f"{name:>11}"] + [f"{fmt(v):>11}" for v in vals])
     for name, d in report["layers"].items():
         lines.append(row(name, d, "chip_energy_j"))
     t = report["total"]
@@ -111,8 +85,6 @@ def format_table(report: dict[str, Any]) -> str:
         f"estimate ({report['estimate']['model']}): " + "; ".join(report["estimate"]["assumptions"][:2]),
     ]
     if report.get("fit"):  # partition, placement and legality of the passes
-        from stac.ir.passes.legality import fit_lines
-
         lines += [""] + fit_lines(report["fit"])
     return "\n".join(lines)
 
@@ -123,13 +95,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "# stac report\n\n```\n" + "\n".join(table) + "\n```\n\n## Assumptions\n\n" + "\n".join(
         f"- {a}" for a in report["estimate"]["assumptions"]
     ) + "\n" + ("\n## Notes\n\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "") \
-        + _backend_run(report.get("backend_run"))
+        + lava_run_section(report.get("backend_run"))
 
 
-def _backend_run(run: dict[str, Any] | None) -> str:
-    """The report section of a backend that ran the chip part elsewhere (Lava)."""
-    if not run:
-        return ""
-    from stac.backends.lava_host import summary_lines
-
-    return "\n## Lava run\n\n" + "\n".join(summary_lines(run)) + "\n"
+__all__ = ["conversion_log", "encoder_lines", "format_table", "to_markdown"]

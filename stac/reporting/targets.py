@@ -1,10 +1,10 @@
-"""The multi-target report as text: a fixed-width table for the terminal and Markdown."""
+"""``stac report`` as text: a fixed-width table for the terminal and Markdown."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from stac.report import _fmt as fmt
+from stac.reporting.tables import fmt, md_table, text_table
 
 PLOTS = {
     "energy_breakdown.png": "Energy per token by part (log scale)",
@@ -53,26 +53,6 @@ def layer_rows(target: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-def text_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max([len(h)] + [len(r[i]) for r in rows if len(r) == len(head)])
-              for i, h in enumerate(head)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths))]
-    for r in rows:
-        if len(r) != len(head):  # a row with a message instead of figures
-            lines.append("  ".join([r[0].rjust(widths[0])] + list(r[1:])))
-        else:
-            lines.append("  ".join(c.rjust(w) for c, w in zip(r, widths)))
-    return "\n".join(lines)
-
-
-def md_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        cells = list(r) + [""] * (len(head) - len(r))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _settings(report: dict[str, Any]) -> str:
     return (f"{report['model']}, T = {report['timesteps']}, mode {report['mode']}; "
             f"{report['prompt_tokens']} prompt tokens (figures per token, averaged over them; "
@@ -117,3 +97,6 @@ def to_markdown(report: dict[str, Any]) -> str:
         out += [f"## Estimate for {title}: {est[key]['model']}", ""]
         out += [f"- {a}" for a in est[key]["assumptions"]] + [""]
     return "\n".join(out)
+
+
+__all__ = ["PLOTS", "format_summary", "layer_rows", "summary_rows", "to_markdown"]

@@ -1,34 +1,37 @@
 """``stac compile``: the whole pipeline, top to bottom.
 
-load -> calibrate + lower (frontend) -> passes (verify, partition) -> backend run on a prompt
--> cost model -> artifact directory, written atomically.
+load -> calibrate + lower (frontend) -> fit, lower, run on a prompt, price (:mod:`stac.pipeline`)
+-> artifact directory, written atomically.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import nir
 import torch
 
 from stac import __version__
-from stac.artifact import ARTIFACT_FORMAT, IR_FILE, check_output_dir, write_json, writing
-from stac.backends import resolve_target
+from stac.artifact import ARTIFACT_FORMAT, IR_FILE
+from stac.backends import resolve_target, target_label
 from stac.errors import StacError
+from stac.files import check_output_dir, write_json, writing
 from stac.frontend import ConversionConfig, convert, load_model
 from stac.frontend.text import CALIBRATION_PLAYS, with_bos
 from stac.ir import save
-from stac.ir.nodes import SignedIF
 from stac.ir.analysis import op_census, spike_driven_share
-from stac.ir.passes import run_passes
+from stac.ir.nodes import SignedIF
 from stac.ir.passes.legality import fit_report
+from stac.pipeline import fit_run_price
 from stac.profiles import load_profile
-from stac.report import SCHEMA_VERSION, conversion_log, encoder_lines, encoder_table, \
-    format_table, to_markdown
-from stac.sim.cost import ASSUMPTIONS, MODEL, node_costs, summarise
+from stac.reporting.compile import conversion_log, encoder_lines, format_table, to_markdown
+from stac.reporting.schema import COMPILE_REPORT_VERSION
+from stac.sim.cost import ASSUMPTIONS, MODEL
 from stac.sim.semantics import RunContext
 
 log = logging.getLogger(__name__)
@@ -47,12 +50,6 @@ class CompileRequest:
     conversion: ConversionConfig
     prompt: str = DEFAULT_PROMPT
     force: bool = False
-
-
-def run_prompt(graph: Any, backend: Any, lowered: Any, token_ids: torch.Tensor, steps: int,
-               spiking: bool = True) -> tuple[torch.Tensor, dict]:
-    outputs, stats = backend.run(lowered, RunContext(token_ids, steps=steps, spiking=spiking))
-    return outputs["output"], stats
 
 
 def coding_lines(cfg: ConversionConfig) -> list[str]:
@@ -93,6 +90,23 @@ def check_payloads(graph: Any, profile: Any) -> None:
         )
 
 
+def encoder_table(graph: nir.NIRGraph, stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per spiking encoder: its coding, the bits each spike carries and its measured spike rate
+    (nonzero spikes per neuron-step) on the run behind ``stats``."""
+    out = {}
+    for name, node in graph.nodes.items():
+        if isinstance(node, SignedIF) and name in stats:
+            st = stats[name]
+            out[name] = {
+                "coding": "graded" if node.max_payload > 1 else "binary",
+                "drive": "onset" if node.onset_drive else "held",
+                "max_payload": int(node.max_payload),
+                "bits_per_spike": node.bits_per_spike(),
+                "spike_rate": st.spikes / st.neuron_updates if st.neuron_updates else 0.0,
+            }
+    return out
+
+
 def compile_model(req: CompileRequest) -> dict[str, Any]:
     """Run the pipeline and write the artifact; return the report."""
     started = time.perf_counter()
@@ -110,19 +124,16 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
             f"the prompt has {ids.shape[1]} tokens, past the model's context of "
             f"{graph.metadata['max_positions']}"
         )
-    graph = run_passes(graph, profile)
-    lowered = backend.lower(graph, profile)
     steps = req.conversion.timesteps
-    logits, stats = run_prompt(graph, backend, lowered, ids, steps)
+    done = fit_run_price(graph, profile, backend, RunContext(ids, steps=steps))
+    graph, stats = done.graph, done.stats
     with torch.no_grad():  # the reference is the float Hugging Face model itself
         float_logits = loaded.model(ids).logits
-    agreement = float((logits.argmax(-1) == float_logits.argmax(-1)).float().mean())
-    part = graph.metadata["partition"]
-    rows = node_costs(graph, stats, profile, host, steps, ids.numel())
-    summary = summarise(rows, profile, part["chips"], part["cores"])
+    agreement = float((done.outputs["output"].argmax(-1) == float_logits.argmax(-1)).float()
+                      .mean())
     census = op_census(graph, context=ids.shape[1])
     report = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": COMPILE_REPORT_VERSION,
         "stac_version": __version__,
         "model": req.model,
         "target": req.target,
@@ -135,12 +146,12 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         "prompt_top1_agreement": agreement,
         "spike_driven_share": spike_driven_share(census),
         "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
-        **summary,
+        **done.summary,
         "fit": fit_report(graph),
         "encoders": encoder_table(graph, stats),
     }
-    if hasattr(lowered, "summary"):  # what a backend that runs elsewhere (Lava) did
-        report["backend_run"] = lowered.summary()
+    if done.backend_run is not None:  # what a backend that runs elsewhere (Lava) did
+        report["backend_run"] = done.backend_run
     header = [
         f"stac {__version__} conversion of {req.model} ({loaded.family} family)",
         f"mode {req.conversion.mode}, T = {steps} timesteps per token",
@@ -176,4 +187,43 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     return report
 
 
-__all__ = ["CompileRequest", "DEFAULT_PROMPT", "compile_model", "format_table"]
+def full_mode_options(args: argparse.Namespace) -> dict[str, object]:
+    """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
+    given = {k: v for k, v in (("payload_bits", args.payload_bits),
+                               ("weight_bits", args.weight_bits),
+                               ("weight_rounding", args.weight_rounding)) if v is not None}
+    if args.mode != "full":
+        if given or args.headroom != 4.0:
+            raise StacError("--payload-bits, --weight-bits, --weight-rounding and --headroom "
+                            "apply to --mode full only")
+        return {}
+    profile, _ = resolve_target(args.target)
+    if "weight_bits" not in given:
+        given["weight_bits"] = int(profile.get("chip", "weight_bits"))
+    if bool(profile.get("spikes", "graded")):
+        given["max_spike_bits"] = int(profile.get("spikes", "payload_bits"))
+    return {**given, "headroom": args.headroom}
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.output_dir or Path("out") / f"{Path(args.model).name}-{target_label(args.target)}"
+    req = CompileRequest(
+        model=args.model,
+        target=args.target,
+        output_dir=out,
+        conversion=ConversionConfig(
+            timesteps=args.timesteps, mode=args.mode,
+            calibration_passages=args.calibration_passages, token_gain=args.token_gain,
+            **full_mode_options(args),
+        ),
+        prompt=DEFAULT_PROMPT if args.prompt is None else args.prompt,
+        force=args.force,
+    )
+    report = compile_model(req)
+    print(format_table(report))
+    print(f"\nartifact: {out} (compiled in {report['compile_seconds']:.1f} s)")
+    return 0
+
+
+__all__ = ["CompileRequest", "DEFAULT_PROMPT", "compile_model", "encoder_table",
+           "full_mode_options", "run"]

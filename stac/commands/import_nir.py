@@ -1,0 +1,122 @@
+"""``stac import-nir``: any NIR file -> the same passes, executor and report as a converted
+transformer: read (with ``dt``) -> fit the profile -> step-by-step run on an input -> price
+(:mod:`stac.pipeline`) -> ``report.json``, ``report.md``, the recorded spikes and the IR,
+written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import nir
+import numpy as np
+
+from stac import __version__
+from stac.backends import resolve_target, target_label
+from stac.errors import StacError
+from stac.files import check_output_dir, write_json, writing
+from stac.ir import save
+from stac.ir.graph import input_shape
+from stac.ir.nir_io import RESETTABLE, read_nir
+from stac.ir.results import legality_of
+from stac.pipeline import fit, is_recurrent, price, run_steps
+from stac.profiles import load_profile
+from stac.reporting.nir import format_import, to_markdown
+from stac.reporting.schema import IMPORT_REPORT_VERSION
+from stac.sim.cost import ASSUMPTIONS, MODEL
+
+
+def load_input(path: str | Path | None, shape: tuple[int, ...],
+               steps: int | None) -> tuple[np.ndarray, str]:
+    """The drive for an import-nir run and a note saying what it is."""
+    if path is None:
+        if steps is None:
+            raise StacError("give --steps (or --input FILE.npy to take the steps from it)")
+        return np.zeros((steps, 1, *shape), np.float32), (
+            f"input: zeros of shape {(steps, *shape)} (no --input given); counts show the "
+            "graph's response to biases only")
+    path = Path(path)
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise StacError(f"input {path}: not a readable .npy array ({exc})") from None
+    if x.dtype.kind not in "fiub":
+        raise StacError(f"input {path}: dtype {x.dtype} is not numeric")
+    if not np.all(np.isfinite(x)):
+        raise StacError(f"input {path}: contains NaN or infinite values")
+    return x.astype(np.float32), f"input: {path.name}, shape {x.shape}"
+
+
+def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
+               steps: int | None = None, input_path: str | Path | None = None,
+               reset: str | None = None, force: bool = False) -> dict[str, Any]:
+    """Import, partition, run and report; return the report."""
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    profile, _ = resolve_target(target)  # the run is the simulator's stepper on any backend
+    host = load_profile(profile.host)
+    check_output_dir(output_dir, force)
+    graph = read_nir(path, dt=dt, reset=reset)
+    recurrent = is_recurrent(graph)
+    graph = fit(graph, profile, source=path)
+    inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    if len(inputs) != 1:
+        raise StacError(f"import-nir runs graphs with one Input node; {path} has "
+                        f"{len(inputs)} ({', '.join(inputs)})")
+    x, input_note = load_input(input_path, input_shape(graph.nodes[inputs[0]]), steps)
+    result = run_steps(graph, x, steps)
+    t = int(steps if steps is not None else x.shape[0])
+    batch = int(next(iter(result.outputs.values())).shape[1]) if result.outputs else 1
+    summary = price(graph, result.stats, profile, t, batch)
+    spikes = sum(s.spikes for s in result.stats.values())
+    spiking_updates = sum(
+        s.neuron_updates for n, s in result.stats.items()
+        if isinstance(graph.nodes[n], RESETTABLE))
+    summary["total"]["spike_rate"] = spikes / spiking_updates if spiking_updates else 0.0
+    report = {
+        "schema_version": IMPORT_REPORT_VERSION,
+        "stac_version": __version__,
+        "model": f"nir:{Path(path).name}",
+        "source": str(path),
+        "target": target,
+        "profile": profile.name,
+        "host_profile": host.name,
+        "timesteps": t,
+        "dt_s": dt,
+        "batch": batch,
+        "recurrent": recurrent,
+        "input": input_note,
+        "discretisation": "forward Euler at dt: synaptic current, membrane, threshold (>), "
+                          "reset (see docs/nir.md); IF and I integrate per step (no dt)",
+        "resets": {n: v.metadata.get("reset") for n, v in graph.nodes.items()
+                   if isinstance(v, RESETTABLE)},
+        "units": "per sample (a sample = the whole run of T steps), not per token",
+        "output_spikes": {n: int(np.count_nonzero(v.numpy())) for n, v in result.outputs.items()},
+        "quantisation": graph.metadata.get("quantise"),
+        "legality": legal.to_dict() if (legal := legality_of(graph)) else None,
+        "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
+        **summary,
+    }
+    with writing(output_dir, force) as tmp:
+        save(graph, tmp / "model.stac.json")
+        np.savez(tmp / "spikes.npz", **{n.replace("/", "_"): v.numpy()
+                                        for n, v in result.traces.items()})
+        report["seconds"] = time.perf_counter() - started
+        write_json(tmp / "report.json", report)
+        (tmp / "report.md").write_text(to_markdown(report))
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.output_dir or Path("out") / f"{args.file.stem}-{target_label(args.target)}"
+    report = import_nir(args.file, args.target, args.dt, out, steps=args.steps,
+                        input_path=args.input, reset=args.reset, force=args.force)
+    print(format_import(report))
+    print(f"report: {out / 'report.json'}")
+    return 0
+
+
+__all__ = ["import_nir", "load_input", "run"]

@@ -1,0 +1,175 @@
+"""``stac report``: one compiled artifact priced on several hardware profiles, side by side.
+
+artifact -> check (artifact format, report schema, prompt) -> per neuromorphic target the
+pipeline (:mod:`stac.pipeline`): the passes for that profile (quantise to its widths,
+partition, place, legality), a simulation of the prompt on the network as placed there, the
+cost model -> per dense target and the
+baseline: the float model's roofline -> report.json, report.md and PNG plots, written
+atomically. A target the network does not fit gets a row saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from stac import __version__
+from stac.artifact import load_artifact
+from stac.errors import StacError
+from stac.files import check_output_dir, write_json, writing
+from stac.ir.capabilities import check_capabilities
+from stac.profiles import Profile, load_profile, profile_names
+from stac.reporting.schema import COMPILE_REPORT_VERSION, TARGETS_REPORT, TARGETS_REPORT_VERSION
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGETS = ("loihi2", "loihi1", "spinnaker2", "h100")
+DEFAULT_BASELINE = "h100"
+
+
+def parse_targets(text: str) -> list[str]:
+    """Comma-separated profile names (or profile file paths); every one must exist."""
+    names = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise StacError(f"--targets must be a comma-separated list of profile names, got {text!r}")
+    if len(set(names)) != len(names):
+        raise StacError(f"--targets names a profile twice: {text!r}")
+    known = profile_names()
+    for n in names:
+        if n not in known and not Path(n).suffix == ".toml":
+            raise StacError(f"unknown target {n!r}; known profiles: {', '.join(known)}")
+    return names
+
+
+def _artifact_report(path: Path) -> dict[str, Any]:
+    """The artifact's own report.json, refused when written in another schema version."""
+    file = path / "report.json"
+    if not file.is_file():
+        raise StacError(f"{path} has no report.json; recompile it with stac compile")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StacError(f"{file} is not readable JSON ({exc})") from None
+    version = data.get("schema_version")
+    if version != COMPILE_REPORT_VERSION:
+        raise StacError(
+            f"{file} has report schema version {version!r}; this stac ({__version__}) reads "
+            f"version {COMPILE_REPORT_VERSION}: recompile the artifact")
+    return data
+
+
+#: Legality warnings copied into a target's notes (the rest are counted).
+MAX_WARNINGS = 8
+
+
+def _chip_row(graph: Any, profile: Profile, ids: Any, steps: int) -> dict[str, Any]:
+    """The pipeline for ``profile``: its passes (which re-quantise the weights to its widths),
+    a simulation of the network as placed there, and the cost model."""
+    import torch
+
+    from stac.ir.results import legality_of
+    from stac.pipeline import REFERENCE, fit_run_price
+    from stac.sim.semantics import RunContext
+
+    with torch.no_grad():
+        done = fit_run_price(graph, profile, REFERENCE, RunContext(ids, steps=steps))
+    summary = done.summary
+    legality = legality_of(done.graph)
+    issues = legality.issues if legality else ()
+    warnings = [i.message for i in issues if i.level == "warning"]
+    summary["notes"] += [f"warning: {w}" for w in warnings[:MAX_WARNINGS]]
+    if len(warnings) > MAX_WARNINGS:
+        summary["notes"].append(f"... and {len(warnings) - MAX_WARNINGS} more legality warnings")
+    return {"target": profile.name, "kind": "neuromorphic", "host_profile": profile.host,
+            "description": profile.description,
+            "legality": {k: getattr(legality, k, 0) for k in ("errors", "warnings", "notes")},
+            **summary}
+
+
+def _row(name: str, graph: Any, ids: Any, steps: int) -> dict[str, Any]:
+    """One target's figures, or the reason it has none (a network that does not fit)."""
+    from stac.reporting.dense import dense_estimate
+
+    profile = load_profile(name)
+    if profile.kind == "host":
+        return {"target": profile.name, "kind": "dense", "description": profile.description,
+                "total": dense_estimate(graph, profile, context=int(ids.numel()))}
+    try:
+        return _chip_row(graph, profile, ids, steps)
+    except StacError as exc:
+        return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
+
+
+def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | Path,
+                    prompt: str | None = None, baseline: str = DEFAULT_BASELINE,
+                    force: bool = False) -> dict[str, Any]:
+    """Estimate the artifact on every target; write the report; return it."""
+    from stac.frontend.text import with_bos
+    from stac.reporting.dense import ASSUMPTIONS as DENSE_ASSUMPTIONS, MODEL as DENSE_MODEL
+    from stac.reporting.plots import write_plots
+    from stac.reporting.targets import to_markdown
+    from stac.sim.cost import ASSUMPTIONS, MODEL
+
+    started = time.perf_counter()
+    output_dir = Path(output_dir)
+    parse_targets(",".join(targets))
+    if load_profile(baseline).kind != "host":
+        raise StacError(f"--baseline {baseline!r} is a neuromorphic profile; the comparison row "
+                        "is the float model on a host profile (h100, host-cpu, ...)")
+    names = targets + [b for b in [baseline] if b not in targets]
+    for name in names:  # every profile readable (and its [ops] known) before any work
+        check_capabilities(load_profile(name))
+    check_output_dir(output_dir, force)
+    art = load_artifact(artifact)
+    compiled = _artifact_report(art.path)
+    text = compiled.get("prompt") if prompt is None else prompt
+    if not isinstance(text, str) or not text.strip():
+        raise StacError("the prompt is empty")
+    tokenizer = art.tokenizer()
+    ids = with_bos(tokenizer, tokenizer(text, return_tensors="pt").input_ids[0])[None]
+    if ids.shape[1] > art.graph.metadata["max_positions"]:
+        raise StacError(f"the prompt has {ids.shape[1]} tokens, past the model's context of "
+                        f"{art.graph.metadata['max_positions']}")
+    steps = int(art.config["conversion"]["timesteps"])
+    tokens = int(ids.numel())
+
+    rows = [_row(n, art.graph, ids, steps)
+            for n in tqdm(names, desc="targets", unit="target", leave=False)]
+    report = {
+        "schema": TARGETS_REPORT, "schema_version": TARGETS_REPORT_VERSION,
+        "stac_version": __version__,
+        "artifact": str(art.path), "model": art.config.get("source_model", "?"),
+        "family": art.config.get("family"), "timesteps": steps,
+        "mode": art.config["conversion"].get("mode"), "prompt": text, "prompt_tokens": tokens,
+        "baseline": load_profile(baseline).name,
+        "estimate": {"chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
+                     "dense": {"model": DENSE_MODEL, "assumptions": DENSE_ASSUMPTIONS}},
+        "targets": rows,
+    }
+    with writing(output_dir, force) as tmp:
+        write_plots(report, tmp)
+        report["seconds"] = time.perf_counter() - started
+        write_json(tmp / "report.json", report)
+        (tmp / "report.md").write_text(to_markdown(report))
+    log.info("wrote %s in %.1f s", output_dir, report["seconds"])
+    return report
+
+
+def run(args: argparse.Namespace) -> int:
+    from stac.reporting.targets import format_summary
+
+    out = args.output_dir or Path(f"{Path(args.artifact).resolve()}-report")
+    report = report_artifact(args.artifact, parse_targets(args.targets), out, args.prompt,
+                             args.baseline, args.force)
+    print(format_summary(report))
+    print(f"report: {out}/report.md, report.json, 3 plots")
+    return 0
+
+
+__all__ = ["DEFAULT_BASELINE", "DEFAULT_TARGETS", "parse_targets", "report_artifact", "run"]
