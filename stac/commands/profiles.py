@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stac.profiles import format_profiles
+from stac.reporting.profiles import format_profiles
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: ARG001 (the command takes no options)

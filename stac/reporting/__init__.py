@@ -4,7 +4,7 @@
 - ``targets``, ``plots``: ``stac report``'s tables, report.md and PNG plots
 - ``nir``: ``stac import-nir``'s line and report.md
 - ``fidelity``: ``stac eval``'s table and plot
-- ``checks``: ``stac verify``'s table
+- ``checks``: ``stac verify``'s table; ``profiles``: ``stac profiles``' list
 - ``fit``, ``lava``: sections shared by these (the passes' fit and legality; a Lava run)
 - ``tables``: number formatting and tables; ``schema``: every JSON document's version
 - ``dense``: the float model's roofline estimate on a dense processor (the comparison row)
