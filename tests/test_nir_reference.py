@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import nir
 import numpy as np
 import pytest
 
+from paths import NIR_PAPER as REF
 from stac.cli import main
 from stac.errors import StacError
 from stac.ir.graph import output_shape
 from stac.ir.nir_io import read_nir
 from stac.sim.stepper import Stepper
 
-REF = Path(os.environ.get("STAC_REFERENCE_DIR") or
-           Path(__file__).resolve().parents[2] / "shared" / "reference") / "nir_paper"
-if not (REF / "01_lif").is_dir():  # STAC_REFERENCE_DIR may name nir_paper itself
-    REF = REF.parent
 DT = 1e-4
 
 

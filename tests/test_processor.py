@@ -159,14 +159,15 @@ BAD_CALLS = {
                  "does not fit the context of 32 tokens"),
     "unknown id": (lambda p, ids: p([ids[:2], ids[:2]], conversation_ids=["keep", "nope"]),
                    "unknown conversation id 'nope'"),
-    "empty turn": (lambda p, ids: p(torch.tensor([ids[:2], ids[:2]]), conversation_ids=["keep", "x"],
+    "empty turn": (lambda p, ids: p(torch.tensor([ids[:2], ids[:2]]),
+                                    conversation_ids=["keep", "x"],
                                     attention_mask=torch.tensor([[1, 1], [0, 0]])),
                    "empty turn for conversation 'x'"),
     "negative id": (lambda p, ids: p([ids[:2], [5, -1]], conversation_ids=["keep", "x"]),
                     "token id -1 for conversation 'x' is outside the vocabulary"),
     "id past vocab": (lambda p, ids: p([ids[:2], [49152]], conversation_ids=["keep", "x"]),
                       "token id 49152 .* outside the vocabulary 0..49151"),
-    "float ids": (lambda p, ids: p(torch.ones(1, 3)), "input ids must be integers"),
+    "float ids": (lambda p, _ids: p(torch.ones(1, 3)), "input ids must be integers"),
     "same id twice": (lambda p, ids: p([ids[:2], ids[:2]], conversation_ids=["keep", "keep"]),
                       "appears twice"),
 }
@@ -218,19 +219,37 @@ def test_greedy_generation_streams_and_matches_no_cache(tiny, text_ids):
     assert ref[len(prompts["a"]) - 1:].argmax(-1).tolist() == got["a"]
 
 
+def greedy_reply(proc: TemporalSpikeProcessor, prompt: list[int], n: int) -> list[int]:
+    """The greedy reply by from-scratch recomputation: no cache, no ``stream``."""
+    history, reply = list(prompt), []
+    for _ in range(n):
+        reply.append(int(fresh(proc, history)[-1].argmax()))
+        history.append(reply[-1])
+    return reply
+
+
 def test_stop_token_ends_one_conversation_only(tiny, text_ids):
+    """docs/chat.md: a conversation leaves the batch at a stop id (that token is its last,
+    finished "stop") or after max_new_tokens (finished "length"); the others go on."""
     proc = TemporalSpikeProcessor(tiny, max_context_length=64)
-    proc.open(0)
-    first = generate(proc, {0: text_ids[:6]}, 1)[0][0]
-    proc.reset(0)
-    proc.open(1)
-    events = list(stream(proc, {0: text_ids[:6], 1: text_ids[40:44]}, 4, stop_ids=[first]))
-    zero = [e for e in events if e.conversation_id == 0]
-    assert [(e.token_id, e.finished) for e in zero] == [(first, "stop")]
-    one = [e for e in events if e.conversation_id == 1]
-    assert all(e.token_id != first and e.finished is None for e in one[:-1])
-    assert (one[-1].token_id, one[-1].finished) == (first, "stop") or (
-        len(one), one[-1].finished) == (4, "length")
+    prompts = {0: text_ids[:6], 1: text_ids[40:44]}
+    ref = {c: greedy_reply(proc, p, 4) for c, p in prompts.items()}
+    first = ref[0][0]
+    # the data make the two cases below distinct: conversation 1's reply never produces
+    # conversation 0's first token, and its second token is new in its reply
+    assert first not in ref[1] and ref[1][1] != ref[1][0], ref
+    for stops, want_1 in (
+        ([first], [(t, i, None) for i, t in enumerate(ref[1][:3])] + [(ref[1][3], 3, "length")]),
+        ([first, ref[1][1]], [(ref[1][0], 0, None), (ref[1][1], 1, "stop")]),
+    ):
+        for c in prompts:
+            proc.open(c)
+        events = list(stream(proc, prompts, 4, stop_ids=stops))
+        got = {c: [(e.token_id, e.index, e.finished) for e in events if e.conversation_id == c]
+               for c in prompts}
+        assert got == {0: [(first, 0, "stop")], 1: want_1}, stops
+        for c in prompts:
+            proc.remove(c)
 
 
 def test_seeded_sampling_is_reproducible_and_top1_is_greedy(tiny, text_ids):

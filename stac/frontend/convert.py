@@ -17,6 +17,7 @@ from stac.frontend import gpt2, llama
 from stac.frontend.calibrate import ChannelStats, channel_stats, input_hessians, optimise_steps
 from stac.frontend.models import LoadedModel
 from stac.ir.nodes import SignedIF
+from stac.limits import MAX_T, MIN_T  # re-exported: stac.frontend.convert.MAX_T still works
 from stac.quant import dequantise, quantise_weight, quantise_weight_gptq
 from stac.frontend.text import calibration_windows
 
@@ -26,7 +27,6 @@ MODES = ("simplified", "full")
 #: Full-mode weight rounding: error-feedback rounding against the calibration inputs (GPTQ), or
 #: rounding each weight to nearest.
 WEIGHT_ROUNDING = ("gptq", "rtn")
-MIN_T, MAX_T = 1, 256
 _FAMILIES = {"gpt2": gpt2, "llama": llama}
 
 

@@ -11,11 +11,9 @@ State per conversation
     Positions are ``0 .. len(tokens) - 1``: a call continues from the conversation's length.
 
 Batches
-    A call may carry several conversations of different lengths. Past caches are left-padded to
-    the longest past, new tokens are left-padded to the longest input, and the attention mask
-    ``[B, past + N]`` is False on every padding slot; the simulator's causal mask is offset by
-    the (common) past, so each real token sees exactly its own conversation's history.
-    Padding tokens are computed (and counted in the run's statistics) but never stored.
+    A call may carry several conversations of different lengths; :mod:`stac.runtime.kv` packs
+    them into one padded run (masks, positions, left-padded caches) and takes each row's cache
+    back.
 
 Neuron state between tokens
     Every token's neurons start from reset: the simulator scans T steps per token from v = 0,
@@ -48,15 +46,14 @@ import nir
 import torch
 
 from stac.errors import StacError
-from stac.frontend.convert import MAX_T, MIN_T
-from stac.sim.semantics import NodeStats, RunContext
+from stac.limits import MAX_T, MIN_T
+from stac.runtime.kv import KV, Row, as_batch, pack, unpack
+from stac.sim.semantics import NodeStats
 from stac.sim.simulator import Simulator
 
 log = logging.getLogger(__name__)
 
 ConversationId = Hashable
-KV = dict[str, tuple[torch.Tensor, torch.Tensor]]
-PAD_ID = 0  # token fed at padding slots; any valid id works, its results are discarded
 
 
 @dataclass
@@ -165,7 +162,9 @@ class TemporalSpikeProcessor:
     def conversations(self) -> list[ConversationId]:
         return list(self._conversations)
 
-    def open(self, conversation_id: ConversationId | None = None, pinned: int = 0) -> ConversationId:
+    def open(
+        self, conversation_id: ConversationId | None = None, pinned: int = 0
+    ) -> ConversationId:
         """Start a conversation (a fresh integer id when none is given) and return its id.
 
         ``pinned``: how many leading tokens of the conversation (its system prompt) eviction
@@ -240,7 +239,7 @@ class TemporalSpikeProcessor:
         KV cache and recomputes each conversation's whole history (the reference path).
         Logits at padding slots are 0.
         """
-        ids, mask = _as_batch(input_ids, attention_mask)
+        ids, mask = as_batch(input_ids, attention_mask)
         opened = []
         if conversation_ids is None:
             conversation_ids = list(range(ids.shape[0]))
@@ -299,7 +298,8 @@ class TemporalSpikeProcessor:
         return conv.tokens[: conv.pinned] + conv.tokens[conv.pinned + drop:], drop
 
     def _run(self, plans: list[_Plan], use_cache: bool) -> torch.Tensor:
-        ctx = _pack(plans, self.T, use_cache, self.spiking)
+        rows = [Row(p.tokens, p.past, p.conv.cache) for p in plans]
+        ctx = pack(rows, self.T, use_cache, self.spiking)
         outputs, stats = self.simulator.run(ctx)
         computed = tuple(len(p.tokens) - p.past for p in plans)
         padded = ctx.token_ids.numel() - sum(computed)
@@ -312,7 +312,7 @@ class TemporalSpikeProcessor:
         for b, plan in enumerate(plans):  # commit only after the run succeeded
             conv = plan.conv
             conv.tokens, conv.evicted = plan.tokens, conv.evicted + plan.evicted
-            conv.cache = _unpack(ctx, b, plan) if use_cache else {}
+            conv.cache = unpack(ctx, b, rows[b]) if use_cache else {}
             conv.cached = len(plan.tokens) if use_cache else 0
         return outputs[self.output]
 
@@ -331,82 +331,3 @@ def _graph_of(snn_model: Any) -> nir.NIRGraph:
         f"TemporalSpikeProcessor needs an artifact directory, an Artifact or an IR graph, "
         f"not {type(snn_model).__name__}"
     )
-
-
-def _as_batch(input_ids: Any, attention_mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[B, N]`` int64 ids and a bool mask of the real tokens."""
-    if isinstance(input_ids, (list, tuple)) and input_ids and all(
-        isinstance(r, (list, tuple, torch.Tensor)) for r in input_ids
-    ):
-        rows = [torch.as_tensor(r, dtype=torch.long).reshape(-1) for r in input_ids]
-        width = max(r.numel() for r in rows)
-        ids = torch.full((len(rows), width), PAD_ID, dtype=torch.long)
-        made = torch.zeros(len(rows), width, dtype=torch.bool)
-        for b, r in enumerate(rows):
-            ids[b, : r.numel()], made[b, : r.numel()] = r, True
-        if attention_mask is not None:
-            raise StacError("pass an attention_mask only with a padded tensor of ids")
-        return ids, made
-    ids = torch.as_tensor(input_ids)
-    if ids.is_floating_point() or ids.dtype == torch.bool:
-        raise StacError(f"input ids must be integers, got {ids.dtype}")
-    ids = ids.to(torch.long)
-    if ids.dim() == 1:
-        ids = ids[None]
-    if ids.dim() != 2 or ids.shape[0] == 0:
-        raise StacError(f"input ids must be [batch, tokens], got shape {tuple(ids.shape)}")
-    if attention_mask is None:
-        return ids, torch.ones_like(ids, dtype=torch.bool)
-    mask = torch.as_tensor(attention_mask).to(torch.bool)
-    if mask.dim() == 1:
-        mask = mask[None]
-    if mask.shape != ids.shape:
-        raise StacError(f"attention_mask {tuple(mask.shape)} does not match ids {tuple(ids.shape)}")
-    return ids, mask
-
-
-def _pack(plans: list[_Plan], steps: int, use_cache: bool, spiking: bool) -> RunContext:
-    """Left-pad every row's past and new tokens into one RunContext."""
-    bsz = len(plans)
-    past = max(p.past for p in plans)
-    width = max(len(p.tokens) - p.past for p in plans)
-    ids = torch.full((bsz, width), PAD_ID, dtype=torch.long)
-    positions = torch.zeros(bsz, width, dtype=torch.long)
-    mask = torch.zeros(bsz, past + width, dtype=torch.bool)
-    for b, p in enumerate(plans):
-        todo = p.tokens[p.past:]
-        ids[b, width - len(todo):] = torch.tensor(todo)
-        positions[b, width - len(todo):] = torch.arange(p.past, p.past + len(todo))
-        mask[b, past - p.past: past] = True
-        mask[b, past + width - len(todo):] = True
-    kv: KV = {}
-    if past:
-        donors = [p.conv.cache for p in plans if p.past]
-        for name in donors[0]:
-            if bsz == 1:
-                kv[name] = donors[0][name]
-                continue
-            k0, v0 = donors[0][name]
-            k = k0.new_zeros(bsz, k0.shape[1], past, k0.shape[3])
-            v = v0.new_zeros(bsz, v0.shape[1], past, v0.shape[3])
-            for b, p in enumerate(plans):
-                if p.past:
-                    pk, pv = p.conv.cache[name]
-                    k[b, :, past - p.past:] = pk[0, :, : p.past]
-                    v[b, :, past - p.past:] = pv[0, :, : p.past]
-            kv[name] = (k, v)
-    return RunContext(ids, steps=steps, positions=positions, attention_mask=mask, kv_cache=kv,
-                      use_cache=use_cache, spiking=spiking)
-
-
-def _unpack(ctx: RunContext, b: int, plan: _Plan) -> KV:
-    """Row ``b``'s real cache slots (its past, then its new tokens), without padding."""
-    bsz, width = ctx.token_ids.shape
-    past = ctx.attention_mask.shape[1] - width
-    todo = len(plan.tokens) - plan.past
-    if bsz == 1 and plan.past == past and todo == width:
-        return dict(ctx.kv_cache)
-    index = torch.cat([torch.arange(past - plan.past, past),
-                       torch.arange(past + width - todo, past + width)])
-    return {name: (k[b: b + 1, :, index], v[b: b + 1, :, index])
-            for name, (k, v) in ctx.kv_cache.items()}
