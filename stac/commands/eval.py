@@ -18,7 +18,7 @@ from stac import __version__
 from stac.artifact import load_artifact
 from stac.errors import StacError
 from stac.eval import evaluate, float_logits, windows
-from stac.frontend.convert import MAX_T, MIN_T
+from stac.limits import MAX_T, MIN_T
 from stac.frontend.models import load_model
 from stac.frontend.text import EVALUATION_PLAYS, evaluation_text
 from stac.reporting.fidelity import format_results, plot
