@@ -17,7 +17,14 @@ train on binary-spike chips):
   cores). On a chip without graded spikes no split can fit: a hard error naming the layer;
 - blocks are balanced, so every synapse and compartment is in exactly one core.
 
-Neuron nodes (and SumPool2d) take ``channels x units`` neurons; each channel sends to every
+Spatial nodes (Conv2d, SumPool2d, AvgPool2d with ``[C, H, W]`` outputs) are tiled by space and
+channel instead (:mod:`stac.ir.passes.spatial`): block rows are outputs in (x, y, c) order; a
+tile's core stores the kernels of its channels once; the neuron node that is a spatial node's
+only consumer shares its cores (``NodePlacement.shares_cores_of``); a tile's input axons are
+one per source core reaching it, a core's output axons one per destination core each of its
+neurons reaches (tiles shrink until they fit).
+
+Neuron nodes take ``channels x units`` neurons; each channel sends to every
 core that holds its column (``fanout`` destination cores), so a core holds at most
 ``axons_out_per_core / (units x fanout)`` channels, and a channel whose fanout exceeds
 ``chip.neuron_fanout_cores`` is a hard error (stac generates no relay neurons). Flatten is a
