@@ -7,7 +7,10 @@ the Manhattan distance between their tiles (0 inside a tile); ``chip crossings``
 chip boundaries on the way.
 
 Routes: a spike of a channel goes once to every core that holds synapses of that channel (a
-multicast per destination core); partial sums go from column-block cores to accumulators;
+multicast per destination core) -- for a convolution or pooling layer, only the tiles whose
+receptive fields hold the channel's position (:mod:`stac.ir.passes.spatial`), counted channel
+by channel; a neuron layer sharing its convolution's cores gets no route from it;
+partial sums go from column-block cores to accumulators;
 a synaptic node's outputs go to the neuron cores that hold the same channels. Traffic is
 ``sum over routes of channels x rate x hops``, rate = ``node.metadata["spike_rate"]`` (spikes
 per channel per timestep) when an earlier run recorded one, else 1 -- stated in the report.
@@ -15,7 +18,7 @@ per channel per timestep) when an earlier run recorded one, else 1 -- stated in 
 Method: (1) *sequential*: cores in the partition's data-flow order, filled chip by chip along a
 boustrophedon path over the tiles (the baseline); (2) each producer's cores moved into the
 middle of the cores they feed; (3) greedy pairwise swaps that lower the traffic (bounded
-number of trials, fixed seed). Both the baseline's and the final traffic are reported in the
+number of trials and of routes read, fixed seed). Both the baseline's and the final traffic are reported in the
 graph's :class:`~stac.ir.results.Placement` (``placement_of(graph)``), and each chip node's
 :class:`~stac.ir.results.NodePlacement` gets ``hops_per_spike``, ``chip_crossings_per_spike``
 and ``dest_cores_per_spike`` (summed over its destination cores) for the cost model.
@@ -44,6 +47,9 @@ log = logging.getLogger(__name__)
 _R0, _R1, _C0, _C1 = (BLOCK_COLUMNS.index(k) for k in ("row0", "row1", "col0", "col1"))
 #: Swap trials per core in the refinement, and an overall cap (keeps big models fast).
 SWAPS_PER_CORE, MAX_SWAPS = 8, 200_000
+#: A cap on the routes the swap trials read in all (a trial reads both cores' routes), so
+#: that cores with thousands of routes each (large convolutions) stay fast too.
+MAX_ROUTE_READS = 20_000_000
 
 
 def slot_coordinates(profile: Profile, chips: int) -> np.ndarray:
@@ -216,7 +222,8 @@ def _refine(slots: np.ndarray, xy: np.ndarray, src: np.ndarray, dst: np.ndarray,
         return float(out + inn)
 
     rng = np.random.default_rng(seed)
-    trials = min(SWAPS_PER_CORE * cores, MAX_SWAPS)
+    mean_degree = 2.0 * len(src) / cores  # routes a core has, out and in
+    trials = min(SWAPS_PER_CORE * cores, MAX_SWAPS, int(MAX_ROUTE_READS / (4 * mean_degree)))
     n_slots = cores + free
     slot_owner = np.full(n_slots, -1)
     slot_owner[slots] = np.arange(cores)
