@@ -153,7 +153,8 @@ def _xyc_channels(shape, r0, r1):
     return [(k % c * h + k // c % h) * w + k // (c * h) for k in range(r0, r1)]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(graph=_conv_nets(), npc=st.integers(1, 400), mem=st.integers(1, 256),
        ax_in=st.integers(2, 64), ax_out=st.integers(2, 400), bits=st.sampled_from([1, 4, 8]))
 def test_conv_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits):

@@ -18,10 +18,11 @@ per channel per timestep) when an earlier run recorded one, else 1 -- stated in 
 Method: (1) *sequential*: cores in the partition's data-flow order, filled chip by chip along a
 boustrophedon path over the tiles (the baseline); (2) each producer's cores moved into the
 middle of the cores they feed; (3) greedy pairwise swaps that lower the traffic (bounded
-number of trials and of routes read, fixed seed). Both the baseline's and the final traffic are reported in the
-graph's :class:`~stac.ir.results.Placement` (``placement_of(graph)``), and each chip node's
-:class:`~stac.ir.results.NodePlacement` gets ``hops_per_spike``, ``chip_crossings_per_spike``
-and ``dest_cores_per_spike`` (summed over its destination cores) for the cost model.
+number of trials and of routes read, fixed seed). Both the baseline's and the final traffic
+are reported in the graph's :class:`~stac.ir.results.Placement` (``placement_of(graph)``), and
+each chip node's :class:`~stac.ir.results.NodePlacement` gets ``hops_per_spike``,
+``chip_crossings_per_spike`` and ``dest_cores_per_spike`` (summed over its destination cores)
+for the cost model.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from stac.ir.graph import output_shape, successors
-from stac.ir.passes.common import issue, node_order, rebuild, with_metadata
+from stac.ir.passes.common import issue, rebuild, with_metadata
 from stac.ir.passes.partition import BLOCK_COLUMNS
 from stac.ir.passes.spatial import channel_reach, core_of_channel, geometry, is_spatial
 from stac.ir.results import Hops, NodePlacement, Placement, Traffic, node_placement, \
