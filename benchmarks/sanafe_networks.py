@@ -37,6 +37,7 @@ from stac.ir import make_graph
 from stac.ir.graph import input_shape, output_shape, predecessors, successors
 from stac.ir.passes.partition import BLOCK_COLUMNS
 from stac.ir.passes.place import slot_coordinates
+from stac.ir.passes.spatial import core_of_channel, is_spatial
 from stac.ir.results import node_placement, partition_of, placement_of
 from stac.profiles import Profile
 
@@ -206,10 +207,10 @@ def feedforward_spec(graph: nir.NIRGraph, profile: Profile, case: Case
         p = node_placement(owner)
         assert p is not None and p.blocks is not None, f"{name} has no cores"
         blocks = p.blocks[p.blocks[:, _C0] >= 0] if p.synaptic else p.blocks
-        cores = np.empty(int(np.prod(output_shape(node))), np.int64)
-        for k, b in enumerate(blocks):
-            cores[b[_R0]:b[_R1]] = sanafe_core(int(slots[p.first_core + k]), xy, mesh[1],
-                                               profile)
+        per_core = np.array([sanafe_core(int(slots[p.first_core + k]), xy, mesh[1], profile)
+                             for k in range(len(blocks))])
+        cores = per_core[core_of_channel(blocks[:, [_R0, _R1]], int(np.prod(output_shape(node))),
+                                         output_shape(owner) if is_spatial(owner) else None)]
         arrays[f"{name}.cores"] = cores
         if name == RELAY:
             groups.append({"name": name, "size": len(cores), "kind": "input"})

@@ -32,7 +32,7 @@ import numpy as np
 
 from stac.ir import make_graph
 from stac.ir.passes import PIPELINE
-from stac.ir.results import partition_of
+from stac.ir.results import NodePlacement, partition_of
 from stac.profiles import load_profile
 from stac.sim.cost import node_costs, summarise
 from stac.sim.stepper import Stepper
@@ -186,9 +186,9 @@ def stac_random(case: nets.Case) -> dict[str, Any]:
     nodes = dict(g.nodes)
     nodes["pop"] = nir.IF(r=g.nodes["pop"].r, v_threshold=g.nodes["pop"].v_threshold,
                                v_reset=g.nodes["pop"].v_reset,
-                               metadata={"placement": {**place, **route}})
-    nodes["syn"] = nir.Linear(weight=g.nodes["syn"].weight, metadata={"placement": {
-        **place, "neurons": 0, "col_blocks": 1, "dest_cores_per_spike": 0.0}})
+                               metadata={"placement": NodePlacement(**place, **route)})
+    nodes["syn"] = nir.Linear(weight=g.nodes["syn"].weight, metadata={"placement": NodePlacement(
+        **{**place, "neurons": 0}, col_blocks=1, dest_cores_per_spike=0.0)})
     graph = make_graph(nodes, g.edges, g.metadata)
     stats = res.stats
     stats["syn"].synops = int(np.bincount(src, minlength=len(fired)) @ fired)  # sparse

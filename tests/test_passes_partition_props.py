@@ -108,3 +108,90 @@ def test_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits, gr
     for first, cores in firsts:
         assert first == next_core
         next_core += cores
+
+
+@st.composite
+def _conv_nets(draw):
+    """Input -> relay IF -> Conv2d -> IF [-> SumPool2d -> IF] -> Flatten -> Linear -> Output,
+    random channels, image sizes, kernels, strides and paddings."""
+    c, h, w = draw(st.integers(1, 4)), draw(st.integers(3, 12)), draw(st.integers(3, 12))
+    k, stride = draw(st.integers(1, 3)), (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    pad = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    co = draw(st.integers(1, 6))
+    ho, wo = (h + 2 * pad[0] - k) // stride[0] + 1, (w + 2 * pad[1] - k) // stride[1] + 1
+
+    def neuron(shape):
+        return nir.IF(r=np.ones(shape), v_threshold=np.ones(shape))
+
+    nodes = {"in": nir.Input(np.array([c, h, w])), "relay": neuron((c, h, w)),
+             "conv": nir.Conv2d(input_shape=np.array([h, w]), weight=np.ones((co, c, k, k)),
+                                stride=np.array(stride), padding=np.array(pad),
+                                dilation=np.array([1, 1]), groups=1, bias=np.zeros(co)),
+             "act": neuron((co, ho, wo))}
+    edges = [("in", "relay"), ("relay", "conv"), ("conv", "act")]
+    prev, shape = "act", (co, ho, wo)
+    if draw(st.booleans()) and ho >= 2 and wo >= 2:
+        nodes["pool"] = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                      padding=np.array([0, 0]))
+        nodes["pool"].input_type = {"input": np.array(shape)}
+        shape = (co, ho // 2, wo // 2)
+        nodes["pool"].output_type = {"output": np.array(shape)}
+        nodes["pact"] = neuron(shape)
+        edges += [(prev, "pool"), ("pool", "pact")]
+        prev = "pact"
+    n = int(np.prod(shape))
+    nodes["flat"] = nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0, end_dim=-1)
+    nodes["fc"] = nir.Linear(np.ones((3, n), np.float32))
+    nodes["out"] = nir.Output(np.array([3]))
+    edges += [(prev, "flat"), ("flat", "fc"), ("fc", "out")]
+    return make_graph(nodes, edges)
+
+
+def _xyc_channels(shape, r0, r1):
+    """NIR flat indices (c, y, x) of the outputs r0:r1 counted with x slowest, then y, then c."""
+    c, h, w = shape
+    return [(k % c * h + k // c % h) * w + k // (c * h) for k in range(r0, r1)]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(graph=_conv_nets(), npc=st.integers(1, 400), mem=st.integers(1, 256),
+       ax_in=st.integers(2, 64), ax_out=st.integers(2, 400), bits=st.sampled_from([1, 4, 8]))
+def test_conv_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits):
+    """Spatial tiles: every output on exactly one core, limits kept, a tile's synaptic memory
+    holds the kernels of the channels it has, and neurons fused into their layer's cores."""
+    profile = _profile(tmp_path, npc, mem, ax_in, ax_out, bits, True)
+    after = partition(graph, profile)
+    errors = {i.node for i in issues_of(after)["partition"] if i.level == "error"}
+    own_cores = 0
+    for name, node in after.nodes.items():
+        p = node_placement(node)
+        if not p.on_chip or not p.cores:
+            continue
+        b = p.blocks
+        if p.shares_cores_of is None:
+            own_cores += p.cores
+        else:  # same cores, same tiles as the layer it is fused into
+            host = node_placement(after.nodes[p.shares_cores_of])
+            assert (p.first_core, p.cores) == (host.first_core, host.cores)
+            assert np.array_equal(b[:, :2], host.blocks[:, :2])
+        if name not in errors and p.shares_cores_of not in errors:
+            assert b[:, COL["neurons"]].max() <= npc, name
+            assert b[:, COL["synapse_bytes"]].max() <= mem, name
+            assert b[:, COL["axons_in"]].max() <= ax_in, name
+            assert b[:, COL["axons_out"]].max() <= ax_out, name
+        if isinstance(node, (nir.Conv2d, nir.SumPool2d)):
+            shape = tuple(int(v) for v in node.output_type["output"])
+            seen = np.zeros(int(np.prod(shape)), np.int64)
+            for r0, r1 in b[:, :2]:
+                seen[_xyc_channels(shape, r0, r1)] += 1
+            assert np.all(seen == 1), name
+            if isinstance(node, nir.Conv2d):
+                per_channel = int(np.prod(node.weight.shape[1:]))
+                assert p.synapses == seen.size * per_channel
+                for r0, r1, nbytes in b[:, [COL["row0"], COL["row1"], COL["synapse_bytes"]]]:
+                    channels = {ch // (shape[1] * shape[2]) for ch in _xyc_channels(shape, r0, r1)}
+                    assert nbytes * 8 >= len(channels) * per_channel * bits
+        elif isinstance(node, nir.IF) and name != "relay":
+            assert p.neurons == int(np.prod(node.v_threshold.shape))
+    assert partition_of(after).cores == own_cores

@@ -141,3 +141,46 @@ def test_the_pipeline_on_a_converted_gpt2_fits_loihi2_and_not_truenorth(tiny_gpt
               if i.level == "error"}
     assert ("layer0_down", "chip.axons_in_per_core") in errors
     assert ("lm_head_in", "chip.neuron_fanout_cores") in errors
+
+
+def _conv_net(c=2, h=9, w=11, co=5, k=3, stride=(2, 1), pad=(1, 0)):
+    ho, wo = (h + 2 * pad[0] - k) // stride[0] + 1, (w + 2 * pad[1] - k) // stride[1] + 1
+    nodes = {"in": nir.Input(np.array([c, h, w])),
+             "relay": nir.IF(r=np.ones((c, h, w)), v_threshold=np.ones((c, h, w))),
+             "conv": nir.Conv2d(input_shape=np.array([h, w]), weight=np.ones((co, c, k, k)),
+                                stride=np.array(stride), padding=np.array(pad),
+                                dilation=np.array([1, 1]), groups=1, bias=np.zeros(co)),
+             "act": nir.IF(r=np.ones((co, ho, wo)), v_threshold=np.ones((co, ho, wo))),
+             "out": nir.Output(np.array([co, ho, wo]))}
+    edges = [("in", "relay"), ("relay", "conv"), ("conv", "act"), ("act", "out")]
+    return make_graph(nodes, edges), (c, h, w, co, ho, wo, k, stride, pad)
+
+
+def test_conv_spikes_go_only_to_the_tiles_their_window_reaches(tmp_path):
+    """Each input spike's destination cores, counted synapse by synapse (every output whose
+    window holds the input, and the core holding that output), match the place pass's."""
+    path = tmp_path / "small-cores.toml"
+    path.write_text((PROFILE_DIR / "loihi2.toml").read_text().replace(
+        "neurons_per_core = { value = 8192", "neurons_per_core = { value = 20"))
+    profile = load_profile_file(path)
+    graph, (c, h, w, co, ho, wo, k, stride, pad) = _conv_net()
+    placed = place(partition(graph, profile), profile)
+    conv, act = (node_placement(placed.nodes[n]) for n in ("conv", "act"))
+    assert act.shares_cores_of == "conv" and act.first_core == conv.first_core
+    assert conv.cores == -(-co * ho * wo // 20) and conv.cores > 4
+    core_of = {}  # output (c, y, x) -> tile; tiles count outputs with x slowest, then y, c
+    for t, (r0, r1) in enumerate(conv.blocks[:, :2]):
+        for idx in range(r0, r1):
+            core_of[(idx % co, idx // co % ho, idx // (co * ho))] = t
+    dests = []
+    for yi in range(h):
+        for xi in range(w):
+            reached = {core_of[(o, yo, xo)] for o in range(co) for yo in range(ho)
+                       for xo in range(wo) for ky in range(k) for kx in range(k)
+                       if yo * stride[0] - pad[0] + ky == yi and xo * stride[1] - pad[1] + kx == xi}
+            dests += [len(reached)] * c
+    relay = node_placement(placed.nodes["relay"])
+    assert relay.dest_cores_per_spike == pytest.approx(np.mean(dests))
+    assert np.mean(dests) < conv.cores / 2  # far from every tile
+    # the layer's own neurons send nothing to its tiles (one route per output, to the host)
+    assert conv.dest_cores_per_spike == 0.0

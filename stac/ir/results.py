@@ -89,6 +89,7 @@ class NodePlacement:
     chip_crossings_per_spike: float | None = None  # place: chip boundaries crossed
     dest_cores_per_spike: float | None = None  # place: destination cores (messages)
     chips_spanned: int | None = None  # place: chips its cores sit on
+    shares_cores_of: str | None = None  # neurons on the cores of the spatial node feeding them
 
     def __post_init__(self) -> None:
         if self.unit not in ("chip", "host"):

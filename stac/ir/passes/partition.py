@@ -17,7 +17,14 @@ train on binary-spike chips):
   cores). On a chip without graded spikes no split can fit: a hard error naming the layer;
 - blocks are balanced, so every synapse and compartment is in exactly one core.
 
-Neuron nodes (and SumPool2d) take ``channels x units`` neurons; each channel sends to every
+Spatial nodes (Conv2d, SumPool2d, AvgPool2d with ``[C, H, W]`` outputs) are tiled by space and
+channel instead (:mod:`stac.ir.passes.spatial`): block rows are outputs in (x, y, c) order; a
+tile's core stores the kernels of its channels once; the neuron node that is a spatial node's
+only consumer shares its cores (``NodePlacement.shares_cores_of``); a tile's input axons are
+one per source core reaching it, a core's output axons one per destination core each of its
+neurons reaches (tiles shrink until they fit).
+
+Neuron nodes take ``channels x units`` neurons; each channel sends to every
 core that holds its column (``fanout`` destination cores), so a core holds at most
 ``axons_out_per_core / (units x fanout)`` channels, and a channel whose fanout exceeds
 ``chip.neuron_fanout_cores`` is a hard error (stac generates no relay neurons). Flatten is a
@@ -42,8 +49,9 @@ import nir
 import numpy as np
 
 from stac.ir.graph import output_shape, predecessors, successors
-from stac.ir.passes.common import WEIGHTED_TYPES, chip_assignment, issue, node_order, rebuild, \
-    with_metadata
+from stac.ir.passes import spatial as sp
+from stac.ir.passes.common import WEIGHTED_TYPES, chip_assignment, is_neuron, issue, node_order, \
+    rebuild, with_metadata
 from stac.ir.results import Issue, NodePlacement, Partition, Utilisation, node_placement, \
     partition_of
 from stac.profiles import Profile
@@ -92,6 +100,26 @@ class _Partitioner:
         self.pre, self.post = predecessors(graph), successors(graph)
         self.issues: list[Issue] = []
         self.splits: dict[str, dict[str, Any]] = {}
+        self.spatial = {n for n, v in graph.nodes.items() if self.on_chip[n] and sp.is_spatial(v)}
+        self.fused = self._fused()  # neuron node -> the spatial node whose cores hold it
+        self.reach: dict[str, np.ndarray] = {}  # spatial node -> [input positions, tiles]
+        self.tiles: dict[str, np.ndarray] = {}  # spatial node -> [tiles, 2] ranges, (x, y, c)
+
+    def _fused(self) -> dict[str, str]:
+        """Neuron nodes that are the only consumer of a spatial node, with its output shape:
+        their neurons are the spatial node's compartments, on its cores."""
+        out = {}
+        for name in self.spatial:
+            post = self.post[name]
+            if len(post) != 1 or not self.on_chip[post[0]]:
+                continue
+            n = post[0]
+            node = self.graph.nodes[n]
+            if (is_neuron(node) and self.pre[n] == [name]
+                    and int(np.prod(output_shape(node))) == sp.geometry(
+                        self.graph.nodes[name]).outputs):
+                out[n] = name
+        return out
 
     # -- helpers following Flatten, which is only a relabelling -------------------------
     def _is_relabel(self, name: str) -> bool:
@@ -113,6 +141,8 @@ class _Partitioner:
                 total += 1
             elif self._is_relabel(s):
                 total += self.dest_cores(s)
+            elif s in self.reach:  # the tiles one input position reaches, at most
+                total += int(self.reach[s].sum(axis=1).max())
             elif s in self.splits and "row_blocks" in self.splits[s]:
                 total += self.splits[s]["row_blocks"]
             else:
@@ -193,6 +223,107 @@ class _Partitioner:
                                r1 - r0))
         return {"row_blocks": row_blocks, "col_blocks": col_blocks, "blocks": blocks}
 
+    # -- spatial layers (convolution, pooling): tiles by space and channel ----------------
+    def _channel_dests(self, name: str, channels: int) -> np.ndarray:
+        """Destination cores of each channel of ``name`` (NIR flat order)."""
+        d = np.zeros(channels, np.int64)
+        for s in self.post[name]:
+            if not self.on_chip[s]:
+                d += 1
+            elif self._is_relabel(s):
+                d += self._channel_dests(s, channels)
+            elif s in self.reach:
+                d += np.tile(self.reach[s].sum(axis=1), channels // len(self.reach[s]))
+            elif s in self.splits and "row_blocks" in self.splits[s]:
+                d += self.splits[s]["row_blocks"]
+            else:
+                d += 1
+        return d
+
+    def spatial_tiles(self, name: str, node: Any) -> dict[str, Any]:
+        """Tiles of a spatial node's outputs (see :mod:`stac.ir.passes.spatial`); the neuron
+        node fused into it (if any) gets the same cores."""
+        lim, g = self.lim, sp.geometry(node)
+        emitter = next((n for n, s in self.fused.items() if s == name), None)
+        units = self.profile.units(self.graph.nodes[emitter]) if emitter else 1
+        channel_cap = lim.memory_bits // (g.kernel_weights(1) * lim.weight_bits)
+        if channel_cap < 1:
+            self.issues.append(issue(
+                "error", name, "chip.synaptic_memory_bytes_per_core",
+                f"{name}: the kernel of one output channel "
+                f"({_bytes(g.kernel_weights(1), lim.weight_bits)} bytes) does not fit one "
+                "core's synaptic memory"))
+            channel_cap = 1
+        per_row = (self._channel_dests(emitter or name, g.outputs) * units)[
+            sp.xyc_to_flat((g.c_out, g.h_out, g.w_out))]
+        cum = np.concatenate([[0], np.cumsum(per_row)])
+        cap = max(1, min(lim.neurons, lim.axons_out) // units)
+        while True:  # shrink the tiles until each core's output axons fit
+            ranges = np.asarray(sp.tiles(g, cap, channel_cap), dtype=np.int64)
+            axons = cum[ranges[:, 1]] - cum[ranges[:, 0]]
+            worst = int(axons.max())
+            if worst <= lim.axons_out or cap == 1:
+                break
+            cap = min(cap - 1, max(1, cap * lim.axons_out // worst))
+        if worst > lim.axons_out:
+            self.issues.append(issue(
+                "error", name, "chip.axons_out_per_core",
+                f"{name}: one output needs {worst} output axons (its destination cores), "
+                f"above a core's {lim.axons_out}"))
+        self.reach[name] = sp.reach(g, ranges)
+        self.tiles[name] = ranges
+        blocks = [(r0, r1, 0, g.fan_in, 0 if emitter else r1 - r0, (r1 - r0) * g.fan_in,
+                   _bytes(g.kernel_weights(sp.tile_channels(g, r0, r1)), lim.weight_bits), 0,
+                   0 if emitter else int(a)) for (r0, r1), a in zip(ranges.tolist(), axons)]
+        if emitter:
+            self.splits[emitter] = {
+                "units": units, "fanout_cores": int(per_row.max()) // units,
+                "shares_cores_of": name,
+                "blocks": [(r0, r1, 0, 0, (r1 - r0) * units, 0, 0, 0, int(a))
+                           for (r0, r1), a in zip(ranges.tolist(), axons)]}
+        return {"row_blocks": len(ranges), "col_blocks": 1, "blocks": blocks}
+
+    def _source_cores(self, name: str) -> np.ndarray | None:
+        """Local core of each output channel of ``name`` (None: it runs on the host)."""
+        if not self.on_chip[name]:
+            return None
+        if self._is_relabel(name):
+            return self._source_cores(self.pre[name][0])
+        ranges = np.asarray([b[:2] for b in self.splits[name]["blocks"]
+                             if b[2] >= 0], dtype=np.int64).reshape(-1, 2)
+        channels = int(np.prod(output_shape(self.graph.nodes[name])))
+        tiled = name in self.spatial or name in self.fused
+        return sp.core_of_channel(ranges, channels, output_shape(self.graph.nodes[name])
+                                  if tiled else None)
+
+    def _fill_axons_in(self) -> None:
+        """A tile's input axons: one per source core that reaches it (Loihi 2's convolutional
+        axons: the spike carries its position; benchmark.ipynb's AxonIn column, 1-2 per
+        convolution core), times the source's units."""
+        col = BLOCK_COLUMNS.index("axons_in")
+        for name in self.spatial:
+            g, ranges = sp.geometry(self.graph.nodes[name]), self.tiles[name]
+            total = np.zeros(len(ranges), np.int64)
+            reach = np.tile(self.reach[name], (g.c_in, 1)).astype(np.int64)
+            for p in self.pre[name]:
+                src = self._source_cores(p)
+                if src is None or len(src) != len(reach):
+                    total += 1
+                    continue
+                hits = np.zeros((int(src.max()) + 1, len(ranges)), np.int64)
+                np.add.at(hits, src, reach)
+                total += (hits > 0).sum(axis=0) * self.units_in(name)
+            blocks = [list(b) for b in self.splits[name]["blocks"]]
+            for b, a in zip(blocks, total.tolist()):
+                b[col] = a
+                if a > self.lim.axons_in:
+                    self.issues.append(issue(
+                        "error", name, "chip.axons_in_per_core",
+                        f"{name}: a tile is reached by {a} input axons (source cores x "
+                        f"units), above a core's {self.lim.axons_in}"))
+                    break
+            self.splits[name]["blocks"] = [tuple(b) for b in blocks]
+
     # -- neurons and pooling ------------------------------------------------------------
     def neurons(self, name: str, node: Any) -> dict[str, Any]:
         lim = self.lim
@@ -232,14 +363,17 @@ class _Partitioner:
         order = node_order(self.graph)
         for name in reversed(order):  # consumers first: a neuron's fanout needs their splits
             node = self.graph.nodes[name]
-            if self.on_chip[name] and isinstance(node, WEIGHTED_TYPES):
+            if name in self.spatial:
+                self.splits[name] = self.spatial_tiles(name, node)
+            elif self.on_chip[name] and isinstance(node, WEIGHTED_TYPES):
                 self.splits[name] = self.weights(name, node)
         for name in order:
             node = self.graph.nodes[name]
             if self.on_chip[name] and name not in self.splits and not self._is_relabel(name):
                 self.splits[name] = self.neurons(name, node)
+        self._fill_axons_in()
         nodes: dict[str, Any] = {}
-        next_core = 0
+        next_core, firsts = 0, {}
         totals = {"neurons": 0, "synapses": 0, "synapse_bytes": 0}
         for name in order:
             node = self.graph.nodes[name]
@@ -252,9 +386,12 @@ class _Partitioner:
             for k in totals:
                 totals[k] += sums[k]
             cores = int(blocks.shape[0])
+            shared = split.get("shares_cores_of")
+            first = firsts[shared] if shared else next_core
+            firsts[name] = first
             nodes[name] = with_metadata(node, placement=NodePlacement(
-                "chip", cores=cores, first_core=next_core, **sums, **split, blocks=blocks))
-            next_core += cores
+                "chip", cores=cores, first_core=first, **sums, **split, blocks=blocks))
+            next_core += 0 if shared else cores
         nodes = {n: nodes[n] for n in self.graph.nodes}  # keep the graph's own order
         return self._finish(nodes, next_core, totals)
 

@@ -7,7 +7,10 @@ the Manhattan distance between their tiles (0 inside a tile); ``chip crossings``
 chip boundaries on the way.
 
 Routes: a spike of a channel goes once to every core that holds synapses of that channel (a
-multicast per destination core); partial sums go from column-block cores to accumulators;
+multicast per destination core) -- for a convolution or pooling layer, only the tiles whose
+receptive fields hold the channel's position (:mod:`stac.ir.passes.spatial`), counted channel
+by channel; a neuron layer sharing its convolution's cores gets no route from it;
+partial sums go from column-block cores to accumulators;
 a synaptic node's outputs go to the neuron cores that hold the same channels. Traffic is
 ``sum over routes of channels x rate x hops``, rate = ``node.metadata["spike_rate"]`` (spikes
 per channel per timestep) when an earlier run recorded one, else 1 -- stated in the report.
@@ -15,10 +18,11 @@ per channel per timestep) when an earlier run recorded one, else 1 -- stated in 
 Method: (1) *sequential*: cores in the partition's data-flow order, filled chip by chip along a
 boustrophedon path over the tiles (the baseline); (2) each producer's cores moved into the
 middle of the cores they feed; (3) greedy pairwise swaps that lower the traffic (bounded
-number of trials, fixed seed). Both the baseline's and the final traffic are reported in the
-graph's :class:`~stac.ir.results.Placement` (``placement_of(graph)``), and each chip node's
-:class:`~stac.ir.results.NodePlacement` gets ``hops_per_spike``, ``chip_crossings_per_spike``
-and ``dest_cores_per_spike`` (summed over its destination cores) for the cost model.
+number of trials and of routes read, fixed seed). Both the baseline's and the final traffic
+are reported in the graph's :class:`~stac.ir.results.Placement` (``placement_of(graph)``), and
+each chip node's :class:`~stac.ir.results.NodePlacement` gets ``hops_per_spike``,
+``chip_crossings_per_spike`` and ``dest_cores_per_spike`` (summed over its destination cores)
+for the cost model.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ import nir
 import numpy as np
 from tqdm import tqdm
 
-from stac.ir.graph import successors
-from stac.ir.passes.common import issue, node_order, rebuild, with_metadata
+from stac.ir.graph import output_shape, successors
+from stac.ir.passes.common import issue, rebuild, with_metadata
 from stac.ir.passes.partition import BLOCK_COLUMNS
+from stac.ir.passes.spatial import channel_reach, core_of_channel, geometry, is_spatial
 from stac.ir.results import Hops, NodePlacement, Placement, Traffic, node_placement, \
     partition_of, placement_of
 from stac.profiles import Profile
@@ -43,6 +48,9 @@ log = logging.getLogger(__name__)
 _R0, _R1, _C0, _C1 = (BLOCK_COLUMNS.index(k) for k in ("row0", "row1", "col0", "col1"))
 #: Swap trials per core in the refinement, and an overall cap (keeps big models fast).
 SWAPS_PER_CORE, MAX_SWAPS = 8, 200_000
+#: A cap on the routes the swap trials read in all (a trial reads both cores' routes), so
+#: that cores with thousands of routes each (large convolutions) stay fast too.
+MAX_ROUTE_READS = 20_000_000
 
 
 def slot_coordinates(profile: Profile, chips: int) -> np.ndarray:
@@ -113,6 +121,14 @@ def _routes(graph: nir.NIRGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         src.append(a_ids[i]); dst.append(b_ids[j])
         weight.append(overlap[i, j] * a_n / b_n * rate); owner.append(np.full(len(i), who))
 
+    def exact(a_ids, core, b_ids, counts_of, rate, who):
+        """Routes from per-channel source cores ``core`` to destination blocks, with the
+        channel counts ``counts_of`` gives ([source cores, destination blocks])."""
+        counts = counts_of(core, len(a_ids))
+        i, j = np.nonzero(counts)
+        src.append(a_ids[i]); dst.append(b_ids[j])
+        weight.append(counts[i, j] * rate); owner.append(np.full(len(i), who))
+
     for name in chip:
         node = graph.nodes[name]
         p = _placed(node)
@@ -127,21 +143,44 @@ def _routes(graph: nir.NIRGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
                 ids[acc], b[acc][:, [_R0, _R1]], int(b[:, _R1].max()), 1.0, who)
         rate = float(node.metadata.get("spike_rate", 1.0)) if not p.synaptic else 1.0
         a_ids, a_rng, a_n = _channel_blocks(node)
+        tiled = p.shares_cores_of is not None or is_spatial(node)
+        core = core_of_channel(a_rng, a_n, output_shape(node) if tiled else None)
         for s in consumers(name):
             sp = _placed(graph.nodes[s])
+            if sp.shares_cores_of == name:
+                continue  # its neurons are this node's compartments: no route
             sb = _blocks(sp)
             s_ids = sp.first_core + np.arange(sb.shape[0])
-            if sp.synaptic:  # a channel feeds every core holding its column
-                keep = sb[:, _C0] >= 0
-                add(a_ids, a_rng, a_n, s_ids[keep], sb[keep][:, [_C0, _C1]],
-                    int(sb[keep][:, _C1].max()), rate, who)
-            else:
-                add(a_ids, a_rng, a_n, s_ids, sb[:, [_R0, _R1]], int(sb[:, _R1].max()), rate, who)
+            if is_spatial(graph.nodes[s]):  # a spike reaches the tiles of its window only
+                r = channel_reach(geometry(graph.nodes[s]), sb[:, [_R0, _R1]]).astype(np.int64)
+                if len(r) == len(core):
+                    exact(a_ids, core, s_ids, lambda c, n, r=r: _sum_rows(r, c, n), rate, who)
+                    continue
+            keep = sb[:, _C0] >= 0 if sp.synaptic else np.ones(len(sb), bool)
+            cols = [_C0, _C1] if sp.synaptic else [_R0, _R1]
+            if tiled:  # channels in (x, y, c) order: count them per destination block
+                exact(a_ids, core, s_ids[keep],
+                      lambda c, n, rng=sb[keep][:, cols]: _range_counts(c, n, rng), rate, who)
+            else:  # a channel feeds every core holding its column (or its rows)
+                add(a_ids, a_rng, a_n, s_ids[keep], sb[keep][:, cols],
+                    int(sb[keep][:, cols[1]].max()), rate, who)
     if not src:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0), z
     return (np.concatenate(src), np.concatenate(dst), np.concatenate(weight),
             np.concatenate(owner))
+
+
+def _sum_rows(rows: np.ndarray, core: np.ndarray, cores: int) -> np.ndarray:
+    """``[cores, k]``: ``rows`` (one per channel) summed per source core."""
+    out = np.zeros((cores, rows.shape[1]), np.int64)
+    np.add.at(out, core, rows)
+    return out
+
+
+def _range_counts(core: np.ndarray, cores: int, ranges: np.ndarray) -> np.ndarray:
+    """``[cores, blocks]``: channels of each source core inside each block's range."""
+    return np.stack([np.bincount(core[a:b], minlength=cores) for a, b in ranges], axis=1)
 
 
 def _hops(xy: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +223,8 @@ def _refine(slots: np.ndarray, xy: np.ndarray, src: np.ndarray, dst: np.ndarray,
         return float(out + inn)
 
     rng = np.random.default_rng(seed)
-    trials = min(SWAPS_PER_CORE * cores, MAX_SWAPS)
+    mean_degree = 2.0 * len(src) / cores  # routes a core has, out and in
+    trials = min(SWAPS_PER_CORE * cores, MAX_SWAPS, int(MAX_ROUTE_READS / (4 * mean_degree)))
     n_slots = cores + free
     slot_owner = np.full(n_slots, -1)
     slot_owner[slots] = np.arange(cores)
