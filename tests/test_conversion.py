@@ -1,7 +1,7 @@
 """The converted graphs against the Hugging Face forward itself (``model(ids).logits``).
 
-Every graph is run the way ``stac compile`` runs its prompt (``stac.compile.run_prompt`` on the
-``loihi2-sim`` backend), on the converted graph before the passes (the quantise pass rounds
+Every graph is run the way ``stac compile`` runs its prompt (:mod:`stac.pipeline`'s lower and
+run on the ``loihi2-sim`` backend), on the converted graph before the passes (the quantise pass rounds
 the weights to the chip's 8 bits on purpose, so only the converted graph can equal the float
 model exactly).
 
@@ -24,10 +24,11 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from stac.backends import resolve_target
-from stac.compile import run_prompt
 from stac.eval import evaluate, float_logits, windows
 from stac.frontend import ConversionConfig, LoadedModel, convert, load_model
 from stac.frontend.text import with_bos
+from stac.pipeline import lower
+from stac.pipeline import run as run_backend
 from stac.sim.semantics import RunContext
 from stac.sim.simulator import Simulator
 
@@ -41,7 +42,8 @@ def sim_target():
 def run(graph, sim_target, ids: torch.Tensor, steps: int, spiking: bool = True) -> torch.Tensor:
     """The graph's logits for ``ids`` as ``stac compile`` computes them for its prompt."""
     profile, backend = sim_target
-    return run_prompt(graph, backend, backend.lower(graph, profile), ids, steps, spiking)[0]
+    ctx = RunContext(ids, steps=steps, spiking=spiking)
+    return run_backend(backend, lower(graph, profile, backend), ctx)[0]["output"]
 
 
 def hf_logits(loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
