@@ -36,8 +36,12 @@ def _with(profile, **sections):
 def round_chip():
     return _with(
         load_profile("loihi2"),
-        energy_pj={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0},
-        latency_ns={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "barrier": 100.0},
+        energy_pj={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "spike": 0.0,
+                   "message_in": 0.0},
+        latency_ns={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "barrier": 100.0,
+                    "spike": 0.0, "message_in": 0.0, "barrier_by_tiles": {}},
+        host_link={"bandwidth_gb_s": 1.0, "latency_us": 1.0, "energy_pj_per_byte": 1.0,
+                   "bytes_per_value": 4},
         mesh={"tiles_x": 2, "tiles_y": 2, "cores_per_tile": 32, "hop_energy_pj": 8.0,
               "hop_latency_ns": 1.0},
         chip={"static_power_w": 1.0},
@@ -95,7 +99,12 @@ def test_stage_cost_by_hand(round_chip):
     # (10 + 16) / (2 x 4) = 3.25 ns; step = 16 + mean route 1.5 hops x 1 ns + 100 ns barrier;
     # T + depth 1 = 5 steps
     stage_s = 5 * 117.5e-9
-    assert enc.latency_s + lin.latency_s == pytest.approx(stage_s)
+    # host link: norm -> enc carries 3 values x 4 bytes (1 us + 12 ns), lin -> output 2 x 4
+    # bytes (1 us + 8 ns), charged to the receiver; 20 bytes x 1 pJ
+    assert (enc.link_bytes, rows["output"].link_bytes) == (12, 8)
+    assert enc.link_latency_s == pytest.approx(1.012e-6)
+    assert rows["output"].latency_s == pytest.approx(1.008e-6)
+    assert enc.latency_s + lin.latency_s == pytest.approx(stage_s + 1.012e-6)
     assert enc.busy_fraction == pytest.approx(16e-9 * 4 / stage_s)
     h = host.values["host"]
     assert norm.host_energy_j == pytest.approx(12 * h["flop_energy_pj"] * 1e-12)
@@ -104,10 +113,12 @@ def test_stage_cost_by_hand(round_chip):
     summary = summarise(list(rows.values()), round_chip, chips=1, cores=3)
     total = summary["total"]
     assert total["chip_dynamic_energy_j"] == pytest.approx(210e-12)
-    assert total["latency_s"] == pytest.approx(stage_s + norm.latency_s)
+    assert total["latency_s"] == pytest.approx(stage_s + norm.latency_s + 2.02e-6)
+    assert total["link_energy_j"] == pytest.approx(20e-12)
     assert total["chip_static_energy_j"] == pytest.approx(1.0 * total["latency_s"])
     assert total["energy_j"] == pytest.approx(
-        total["chip_dynamic_energy_j"] + total["chip_static_energy_j"] + total["host_energy_j"])
+        total["chip_dynamic_energy_j"] + total["chip_static_energy_j"] + total["host_energy_j"]
+        + 20e-12)
     assert total["spike_rate"] == pytest.approx(5 / 12)
     assert summary["notes"] == []
 
@@ -236,7 +247,7 @@ def test_report_writes_json_markdown_and_plots(multi_report):
     assert [t["target"] for t in data["targets"]] == ["loihi2", "loihi1", "spinnaker2", "h100"]
     md = (out / "report.md").read_text()
     assert "| target | runs | energy mJ |" in md and "## loihi1: per layer" in md
-    assert "stac-stage-sync-v2" in md and "dense-roofline-v1" in md
+    assert "stac-stage-sync-v3" in md and "dense-roofline-v1" in md
 
 
 def test_report_rows_are_consistent(multi_report):
@@ -247,7 +258,11 @@ def test_report_rows_are_consistent(multi_report):
         total = t["total"]
         assert total["energy_j"] == pytest.approx(total["chip_dynamic_energy_j"]
                                                   + total["chip_static_energy_j"]
-                                                  + total["host_energy_j"])
+                                                  + total["host_energy_j"]
+                                                  + total["link_energy_j"])
+        assert total["link_bytes"] > 0 and total["link_latency_s"] > 0
+        assert 0 < total["pipeline_stage_s"] <= total["latency_s"]
+        assert total["pipeline_items_per_s"] >= total["tokens_per_s"]
         assert total["tokens_per_s"] == pytest.approx(1 / total["latency_s"])
         for key in ("synops", "spikes", "latency_s", "chip_energy_j"):
             layers = sum(layer[key] for layer in t["layers"].values())
