@@ -142,10 +142,12 @@ def _price(graph: nir.NIRGraph, stats: dict, case: nets.Case, cores: int) -> dic
     steps = len(case.x)
     rows = node_costs(graph, stats, chip, load_profile(chip.host), steps, tokens=1)
     t = summarise(rows, chip, chips=1, cores=cores)["total"]
-    keep = ("spikes", "synops", "messages", "hops", "synop_energy_j", "update_energy_j",
-            "message_energy_j", "mesh_energy_j")
+    keep = ("spikes", "synops", "messages", "messages_in", "hops", "synop_energy_j",
+            "update_energy_j", "spike_energy_j", "message_energy_j", "mesh_energy_j")
+    # chip time only: SANA-FE models no host, so the chip-host link is left out
+    chip_s = sum(r.latency_s - r.link_latency_s for r in rows if r.unit == "chip")
     return {**{k: float(t[k]) for k in keep}, "energy_j": float(t["chip_dynamic_energy_j"]),
-            "latency_s": float(t["chip_latency_s"]) * steps / (steps + case.depth)}
+            "latency_s": chip_s * steps / (steps + case.depth)}
 
 
 def _cores(graph: nir.NIRGraph) -> int:

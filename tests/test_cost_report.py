@@ -135,6 +135,71 @@ def test_graded_spikes_are_priced_as_messages_and_said(round_chip):
                for n in summary["notes"])
 
 
+def test_soma_spike_and_message_receive_by_hand(round_chip):
+    chip = _with(round_chip, energy_pj={"spike": 10.0, "message_in": 1.0},
+                 latency_ns={"spike": 2.0, "message_in": 3.0})
+    rows = {r.node: r for r in node_costs(_placed(ROUTED), STATS, chip,
+                                          load_profile("host-cpu"), steps=4, tokens=1)}
+    enc, lin = rows["enc"], rows["lin"]
+    # encoder: 184 pJ as above + 5 fired neurons x 10 pJ; the linear map receives its 10
+    # messages: 26 pJ + 10 x 1 pJ
+    assert enc.spike_energy_j == pytest.approx(50e-12)
+    assert enc.chip_energy_j == pytest.approx(234e-12)
+    assert lin.messages_in == 10 and enc.messages_in == 0
+    assert lin.chip_energy_j == pytest.approx(36e-12)
+    # per core and step: encoder (24 + 40 + 5 x 2) / 4 = 18.5 ns; linear (10 + 16 + 10 x 3)
+    # / (2 x 4) = 7 ns; step 18.5 + 1.5 + 100 ns, 5 steps
+    assert enc.core_step_s == pytest.approx(18.5e-9) and lin.core_step_s == pytest.approx(7e-9)
+    chip_s = enc.latency_s + lin.latency_s - enc.link_latency_s
+    assert chip_s == pytest.approx(5 * 120e-9)
+
+
+@pytest.mark.parametrize("cores_per_tile, lin_first_core, barrier_ns", [
+    (32, 0, 100.0),  # 2 cores used, 1 tile: below every table entry, the barrier field
+    (1, 0, 500.0),  # 2 tiles: the entry for 2
+    (1, 1, 500.0),  # 3 tiles: the largest entry not above 3 is 2's
+    (1, 3, 900.0),  # 5 tiles: 4's
+])
+def test_barrier_follows_the_mapped_tiles(round_chip, cores_per_tile, lin_first_core,
+                                          barrier_ns):
+    chip = _with(round_chip, latency_ns={"barrier_by_tiles": {2: 500.0, 4: 900.0}},
+                 mesh={"cores_per_tile": cores_per_tile})
+    graph = _placed(ROUTED, {"first_core": lin_first_core})
+    rows = {r.node: r for r in node_costs(graph, STATS, chip, load_profile("host-cpu"), 4, 1)}
+    chip_s = rows["enc"].latency_s + rows["lin"].latency_s - rows["enc"].link_latency_s
+    assert chip_s == pytest.approx(5 * (16e-9 + 1.5e-9 + barrier_ns * 1e-9))
+
+
+def test_graded_spikes_upper_bound_prices_each_bit_as_a_message(round_chip):
+    graded = {**STATS, "enc": NodeStats(spikes=5, spike_bits=15, neuron_updates=12)}
+    rows = node_costs(_placed(ROUTED), graded, round_chip, load_profile("host-cpu"), 4, 1)
+    total = summarise(rows, round_chip, 1, 3)["total"]
+    # 3 bits per spike: 2 more messages per message; energy 2 x (10 x 4 + 15 x 8) pJ; the
+    # encoder's core step 16 + 2 x 10 x 4 / 4 = 36 ns, so the stage 5 x 20 ns longer
+    assert total["graded_upper_latency_s"] == pytest.approx(total["latency_s"] + 100e-9)
+    assert total["graded_upper_energy_j"] == pytest.approx(
+        total["energy_j"] + 320e-12 + 1.0 * 100e-9)  # static 1 W x the longer token
+    binary = summarise(node_costs(_placed(ROUTED), STATS, round_chip,
+                                  load_profile("host-cpu"), 4, 1), round_chip, 1, 3)["total"]
+    assert (binary["graded_upper_energy_j"], binary["graded_upper_latency_s"]) == (
+        pytest.approx(binary["energy_j"]), pytest.approx(binary["latency_s"]))
+
+
+@pytest.mark.parametrize("link, bottleneck, stage_s", [
+    ({}, "host link", 2.02e-6),  # two transfers of 1 us + 12 / 8 ns each
+    ({"latency_us": 0.0, "bandwidth_gb_s": 1000.0}, "chip stage 0", 5 * 117.5e-9),
+])
+def test_pipeline_throughput_is_one_item_per_slowest_resource(round_chip, link, bottleneck,
+                                                               stage_s):
+    chip = _with(round_chip, host_link=link)
+    rows = node_costs(_placed(ROUTED), STATS, chip, load_profile("host-cpu"), 4, 1)
+    total = summarise(rows, chip, 1, 3)["total"]
+    assert total["pipeline_bottleneck"] == bottleneck
+    assert total["pipeline_stage_s"] == pytest.approx(stage_s)
+    assert total["pipeline_items_per_s"] == pytest.approx(1 / stage_s)
+    assert total["tokens_per_s"] == pytest.approx(1 / total["latency_s"])  # one item alone
+
+
 def test_partial_sums_of_split_layers_travel_every_step(round_chip):
     split = {"col_blocks": 2, "dest_cores_per_spike": 0.5, "hops_per_spike": 1.0}
     rows = {r.node: r for r in node_costs(_placed(ROUTED, split), STATS, round_chip,
