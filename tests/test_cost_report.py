@@ -313,6 +313,16 @@ def test_report_writes_json_markdown_and_plots(multi_report):
     md = (out / "report.md").read_text()
     assert "| target | runs | energy mJ |" in md and "## loihi1: per layer" in md
     assert "stac-stage-sync-v3" in md and "dense-roofline-v1" in md
+    assert "| host link mJ |" in md and "| items/s pipelined |" in md
+    for line in ("- host link: ", "- graded spikes, upper bound", "- pipelined stream of"):
+        assert md.count(line) == 3  # one per neuromorphic target
+
+
+def test_compile_report_shows_the_pricing_rows(tiny_gpt2_artifact):
+    md = (tiny_gpt2_artifact / "report.md").read_text()
+    total = json.loads((tiny_gpt2_artifact / "report.json").read_text())["total"]
+    assert "bytes per token across the chip-host boundary" in md and "items/s (slowest: " in md
+    assert total["graded_upper_energy_j"] >= total["energy_j"] > total["link_energy_j"] > 0
 
 
 def test_report_rows_are_consistent(multi_report):
