@@ -426,3 +426,23 @@ def test_report_on_the_bundled_model(smollm2_artifact, tmp_path):
     assert gpu["total"]["bound"] == "memory"
     assert 1.0e8 < gpu["total"]["macs"] < 1.5e8
     assert 2.0e8 < gpu["total"]["bytes"] < 3.0e8
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "{ two = 1000.0 }",
+     "'latency_ns.barrier_by_tiles' has key 'two'"),
+    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "{ 2 = -1.0 }",
+     "'latency_ns.barrier_by_tiles.2' must be a number >= 0"),
+    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "1000.0",
+     "'latency_ns.barrier_by_tiles' must be a table"),
+    ("\n[host_link]", "\n[host_lnk]", "unknown field .host_lnk."),
+])
+def test_new_profile_fields_are_checked(tmp_path, old, new, message):
+    from stac.profiles import PROFILE_DIR, load_profile_file
+
+    text = (PROFILE_DIR / "loihi1.toml").read_text()
+    assert text.count(old) == 1
+    path = tmp_path / "chip.toml"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(StacError, match=message):
+        load_profile_file(path)
