@@ -32,7 +32,7 @@ import numpy as np
 
 from stac.ir import make_graph
 from stac.ir.passes import PIPELINE
-from stac.ir.results import partition_of
+from stac.ir.results import NodePlacement, partition_of
 from stac.profiles import load_profile
 from stac.sim.cost import node_costs, summarise
 from stac.sim.stepper import Stepper
@@ -187,10 +187,11 @@ def stac_random(case: nets.Case) -> dict[str, Any]:
     g = case.graph
     nodes = dict(g.nodes)
     nodes["pop"] = nir.IF(r=g.nodes["pop"].r, v_threshold=g.nodes["pop"].v_threshold,
-                               v_reset=g.nodes["pop"].v_reset,
-                               metadata={"placement": {**place, **route}})
-    nodes["syn"] = nir.Linear(weight=g.nodes["syn"].weight, metadata={"placement": {
-        **place, "neurons": 0, "col_blocks": 1, "dest_cores_per_spike": 0.0}})
+                          v_reset=g.nodes["pop"].v_reset,
+                          metadata={"placement": NodePlacement(**place, **route)})
+    nodes["syn"] = nir.Linear(weight=g.nodes["syn"].weight, metadata={
+        "placement": NodePlacement(**{**place, "neurons": 0}, col_blocks=1,
+                                   dest_cores_per_spike=0.0)})
     graph = make_graph(nodes, g.edges, g.metadata)
     stats = res.stats
     stats["syn"].synops = int(np.bincount(src, minlength=len(fired)) @ fired)  # sparse
@@ -241,11 +242,14 @@ def main() -> None:
     parser.add_argument("--timing-model", default="detailed", choices=("simple", "detailed"),
                         help="SANA-FE's timing model (default: its own default, detailed)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--only", default="", help="run only networks whose name contains this")
     args = parser.parse_args()
     if CNN is None:
         print("NIR paper CNN not found (tests/data/nir_paper or ../shared/reference): skipped")
     rows = []
     for case, kind in cases(args.quick):
+        if args.only not in case.name:
+            continue
         if kind == "ff":
             stac, graph = stac_feedforward(case)
             spec, arrays = nets.feedforward_spec(graph, load_profile("loihi1"), case)
