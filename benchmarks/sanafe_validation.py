@@ -142,10 +142,12 @@ def _price(graph: nir.NIRGraph, stats: dict, case: nets.Case, cores: int) -> dic
     steps = len(case.x)
     rows = node_costs(graph, stats, chip, load_profile(chip.host), steps, tokens=1)
     t = summarise(rows, chip, chips=1, cores=cores)["total"]
-    keep = ("spikes", "synops", "messages", "hops", "synop_energy_j", "update_energy_j",
-            "message_energy_j", "mesh_energy_j")
+    keep = ("spikes", "synops", "messages", "messages_in", "hops", "synop_energy_j",
+            "update_energy_j", "spike_energy_j", "message_energy_j", "mesh_energy_j")
+    # chip time only: SANA-FE models no host, so the chip-host link is left out
+    chip_s = sum(r.latency_s - r.link_latency_s for r in rows if r.unit == "chip")
     return {**{k: float(t[k]) for k in keep}, "energy_j": float(t["chip_dynamic_energy_j"]),
-            "latency_s": float(t["chip_latency_s"]) * steps / (steps + case.depth)}
+            "latency_s": chip_s * steps / (steps + case.depth)}
 
 
 def _cores(graph: nir.NIRGraph) -> int:
@@ -185,10 +187,11 @@ def stac_random(case: nets.Case) -> dict[str, Any]:
     g = case.graph
     nodes = dict(g.nodes)
     nodes["pop"] = nir.IF(r=g.nodes["pop"].r, v_threshold=g.nodes["pop"].v_threshold,
-                               v_reset=g.nodes["pop"].v_reset,
-                               metadata={"placement": NodePlacement(**place, **route)})
-    nodes["syn"] = nir.Linear(weight=g.nodes["syn"].weight, metadata={"placement": NodePlacement(
-        **{**place, "neurons": 0}, col_blocks=1, dest_cores_per_spike=0.0)})
+                          v_reset=g.nodes["pop"].v_reset,
+                          metadata={"placement": NodePlacement(**place, **route)})
+    nodes["syn"] = nir.Linear(weight=g.nodes["syn"].weight, metadata={
+        "placement": NodePlacement(**{**place, "neurons": 0}, col_blocks=1,
+                                   dest_cores_per_spike=0.0)})
     graph = make_graph(nodes, g.edges, g.metadata)
     stats = res.stats
     stats["syn"].synops = int(np.bincount(src, minlength=len(fired)) @ fired)  # sparse
@@ -239,11 +242,14 @@ def main() -> None:
     parser.add_argument("--timing-model", default="detailed", choices=("simple", "detailed"),
                         help="SANA-FE's timing model (default: its own default, detailed)")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--only", default="", help="run only networks whose name contains this")
     args = parser.parse_args()
     if CNN is None:
         print("NIR paper CNN not found (tests/data/nir_paper or ../shared/reference): skipped")
     rows = []
     for case, kind in cases(args.quick):
+        if args.only not in case.name:
+            continue
         if kind == "ff":
             stac, graph = stac_feedforward(case)
             spec, arrays = nets.feedforward_spec(graph, load_profile("loihi1"), case)

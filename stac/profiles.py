@@ -31,11 +31,13 @@ SCHEMA = 1
 KINDS = ("neuromorphic", "host")
 
 # Field rules: "count" int > 0, "bits" int in 1..32, "int" any integer, "uint" int >= 0,
-# "pos" number > 0, "nonneg" number >= 0, "flag" a boolean.
+# "pos" number > 0, "nonneg" number >= 0, "flag" a boolean, "steps" a table from positive
+# integer keys (written as TOML keys, e.g. { 2 = 1000.0, 4 = 1400.0 }) to numbers >= 0.
 _RULES = {
     "count": "a positive integer", "bits": "an integer bit width in 1..32", "int": "an integer",
     "uint": "a non-negative integer", "pos": "a positive number", "nonneg": "a number >= 0",
     "flag": "true or false",
+    "steps": "a table from positive integers to numbers >= 0, e.g. { 2 = 1000.0 } (or {})",
 }
 _CHIP_FIELDS: dict[str, dict[str, str]] = {
     "chip": {
@@ -54,10 +56,14 @@ _CHIP_FIELDS: dict[str, dict[str, str]] = {
         "state_bits": "bits", "decay_bits": "uint", "threshold_bits": "bits",
         "threshold_shift": "uint", "bias_mantissa_bits": "bits", "bias_exp_bits": "uint",
     },
-    "energy_pj": {"synop": "nonneg", "neuron_update": "nonneg", "spike_out": "nonneg"},
+    "energy_pj": {"synop": "nonneg", "neuron_update": "nonneg", "spike_out": "nonneg",
+                  "spike": "nonneg", "message_in": "nonneg"},
     "latency_ns": {
         "synop": "nonneg", "neuron_update": "nonneg", "spike_out": "nonneg", "barrier": "nonneg",
+        "spike": "nonneg", "message_in": "nonneg", "barrier_by_tiles": "steps",
     },
+    "host_link": {"bandwidth_gb_s": "pos", "latency_us": "nonneg", "energy_pj_per_byte": "nonneg",
+                  "bytes_per_value": "count"},
 }
 _HOST_FIELDS: dict[str, dict[str, str]] = {
     "host": {"mac_energy_pj": "pos", "flop_energy_pj": "pos", "throughput_gflops": "pos",
@@ -116,8 +122,22 @@ def _fail(path: Path, msg: str) -> StacError:
     return StacError(f"hardware profile {path}: {msg}")
 
 
+def _check_steps(path: Path, where: str, value: Any) -> dict[int, float]:
+    """A ``steps`` field: ``{"2": 1000.0, ...}`` from TOML, as ``{2: 1000.0, ...}``."""
+    if not isinstance(value, dict):
+        raise _fail(path, f"field '{where}' must be {_RULES['steps']}, got {value!r}")
+    out: dict[int, float] = {}
+    for key, number in value.items():
+        if not str(key).isdigit() or int(key) < 1:
+            raise _fail(path, f"field '{where}' has key {key!r}: must be a positive integer")
+        out[int(key)] = _check_value(path, f"{where}.{key}", number, "nonneg")
+    return dict(sorted(out.items()))
+
+
 def _check_value(path: Path, where: str, value: Any, rule: str) -> Any:
     ok: bool
+    if rule == "steps":
+        return _check_steps(path, where, value)
     if rule == "flag":
         ok = isinstance(value, bool)
     elif isinstance(value, bool) or not isinstance(value, (int, float)):

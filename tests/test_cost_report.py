@@ -36,8 +36,12 @@ def _with(profile, **sections):
 def round_chip():
     return _with(
         load_profile("loihi2"),
-        energy_pj={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0},
-        latency_ns={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "barrier": 100.0},
+        energy_pj={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "spike": 0.0,
+                   "message_in": 0.0},
+        latency_ns={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "barrier": 100.0,
+                    "spike": 0.0, "message_in": 0.0, "barrier_by_tiles": {}},
+        host_link={"bandwidth_gb_s": 1.0, "latency_us": 1.0, "energy_pj_per_byte": 1.0,
+                   "bytes_per_value": 4},
         mesh={"tiles_x": 2, "tiles_y": 2, "cores_per_tile": 32, "hop_energy_pj": 8.0,
               "hop_latency_ns": 1.0},
         chip={"static_power_w": 1.0},
@@ -95,7 +99,12 @@ def test_stage_cost_by_hand(round_chip):
     # (10 + 16) / (2 x 4) = 3.25 ns; step = 16 + mean route 1.5 hops x 1 ns + 100 ns barrier;
     # T + depth 1 = 5 steps
     stage_s = 5 * 117.5e-9
-    assert enc.latency_s + lin.latency_s == pytest.approx(stage_s)
+    # host link: norm -> enc carries 3 values x 4 bytes (1 us + 12 ns), lin -> output 2 x 4
+    # bytes (1 us + 8 ns), charged to the receiver; 20 bytes x 1 pJ
+    assert (enc.link_bytes, rows["output"].link_bytes) == (12, 8)
+    assert enc.link_latency_s == pytest.approx(1.012e-6)
+    assert rows["output"].latency_s == pytest.approx(1.008e-6)
+    assert enc.latency_s + lin.latency_s == pytest.approx(stage_s + 1.012e-6)
     assert enc.busy_fraction == pytest.approx(16e-9 * 4 / stage_s)
     h = host.values["host"]
     assert norm.host_energy_j == pytest.approx(12 * h["flop_energy_pj"] * 1e-12)
@@ -104,10 +113,12 @@ def test_stage_cost_by_hand(round_chip):
     summary = summarise(list(rows.values()), round_chip, chips=1, cores=3)
     total = summary["total"]
     assert total["chip_dynamic_energy_j"] == pytest.approx(210e-12)
-    assert total["latency_s"] == pytest.approx(stage_s + norm.latency_s)
+    assert total["latency_s"] == pytest.approx(stage_s + norm.latency_s + 2.02e-6)
+    assert total["link_energy_j"] == pytest.approx(20e-12)
     assert total["chip_static_energy_j"] == pytest.approx(1.0 * total["latency_s"])
     assert total["energy_j"] == pytest.approx(
-        total["chip_dynamic_energy_j"] + total["chip_static_energy_j"] + total["host_energy_j"])
+        total["chip_dynamic_energy_j"] + total["chip_static_energy_j"] + total["host_energy_j"]
+        + 20e-12)
     assert total["spike_rate"] == pytest.approx(5 / 12)
     assert summary["notes"] == []
 
@@ -122,6 +133,71 @@ def test_graded_spikes_are_priced_as_messages_and_said(round_chip):
     assert summary["total"]["spike_bits"] == 15
     assert any("3.00 bits per spike on average, priced as one message" in n
                for n in summary["notes"])
+
+
+def test_soma_spike_and_message_receive_by_hand(round_chip):
+    chip = _with(round_chip, energy_pj={"spike": 10.0, "message_in": 1.0},
+                 latency_ns={"spike": 2.0, "message_in": 3.0})
+    rows = {r.node: r for r in node_costs(_placed(ROUTED), STATS, chip,
+                                          load_profile("host-cpu"), steps=4, tokens=1)}
+    enc, lin = rows["enc"], rows["lin"]
+    # encoder: 184 pJ as above + 5 fired neurons x 10 pJ; the linear map receives its 10
+    # messages: 26 pJ + 10 x 1 pJ
+    assert enc.spike_energy_j == pytest.approx(50e-12)
+    assert enc.chip_energy_j == pytest.approx(234e-12)
+    assert lin.messages_in == 10 and enc.messages_in == 0
+    assert lin.chip_energy_j == pytest.approx(36e-12)
+    # per core and step: encoder (24 + 40 + 5 x 2) / 4 = 18.5 ns; linear (10 + 16 + 10 x 3)
+    # / (2 x 4) = 7 ns; step 18.5 + 1.5 + 100 ns, 5 steps
+    assert enc.core_step_s == pytest.approx(18.5e-9) and lin.core_step_s == pytest.approx(7e-9)
+    chip_s = enc.latency_s + lin.latency_s - enc.link_latency_s
+    assert chip_s == pytest.approx(5 * 120e-9)
+
+
+@pytest.mark.parametrize("cores_per_tile, lin_first_core, barrier_ns", [
+    (32, 0, 100.0),  # 2 cores used, 1 tile: below every table entry, the barrier field
+    (1, 0, 500.0),  # 2 tiles: the entry for 2
+    (1, 1, 500.0),  # 3 tiles: the largest entry not above 3 is 2's
+    (1, 3, 900.0),  # 5 tiles: 4's
+])
+def test_barrier_follows_the_mapped_tiles(round_chip, cores_per_tile, lin_first_core,
+                                          barrier_ns):
+    chip = _with(round_chip, latency_ns={"barrier_by_tiles": {2: 500.0, 4: 900.0}},
+                 mesh={"cores_per_tile": cores_per_tile})
+    graph = _placed(ROUTED, {"first_core": lin_first_core})
+    rows = {r.node: r for r in node_costs(graph, STATS, chip, load_profile("host-cpu"), 4, 1)}
+    chip_s = rows["enc"].latency_s + rows["lin"].latency_s - rows["enc"].link_latency_s
+    assert chip_s == pytest.approx(5 * (16e-9 + 1.5e-9 + barrier_ns * 1e-9))
+
+
+def test_graded_spikes_upper_bound_prices_each_bit_as_a_message(round_chip):
+    graded = {**STATS, "enc": NodeStats(spikes=5, spike_bits=15, neuron_updates=12)}
+    rows = node_costs(_placed(ROUTED), graded, round_chip, load_profile("host-cpu"), 4, 1)
+    total = summarise(rows, round_chip, 1, 3)["total"]
+    # 3 bits per spike: 2 more messages per message; energy 2 x (10 x 4 + 15 x 8) pJ; the
+    # encoder's core step 16 + 2 x 10 x 4 / 4 = 36 ns, so the stage 5 x 20 ns longer
+    assert total["graded_upper_latency_s"] == pytest.approx(total["latency_s"] + 100e-9)
+    assert total["graded_upper_energy_j"] == pytest.approx(
+        total["energy_j"] + 320e-12 + 1.0 * 100e-9)  # static 1 W x the longer token
+    binary = summarise(node_costs(_placed(ROUTED), STATS, round_chip,
+                                  load_profile("host-cpu"), 4, 1), round_chip, 1, 3)["total"]
+    assert (binary["graded_upper_energy_j"], binary["graded_upper_latency_s"]) == (
+        pytest.approx(binary["energy_j"]), pytest.approx(binary["latency_s"]))
+
+
+@pytest.mark.parametrize("link, bottleneck, stage_s", [
+    ({}, "host link", 2.02e-6),  # two transfers of 1 us + 12 / 8 ns each
+    ({"latency_us": 0.0, "bandwidth_gb_s": 1000.0}, "chip stage 0", 5 * 117.5e-9),
+])
+def test_pipeline_throughput_is_one_item_per_slowest_resource(round_chip, link, bottleneck,
+                                                               stage_s):
+    chip = _with(round_chip, host_link=link)
+    rows = node_costs(_placed(ROUTED), STATS, chip, load_profile("host-cpu"), 4, 1)
+    total = summarise(rows, chip, 1, 3)["total"]
+    assert total["pipeline_bottleneck"] == bottleneck
+    assert total["pipeline_stage_s"] == pytest.approx(stage_s)
+    assert total["pipeline_items_per_s"] == pytest.approx(1 / stage_s)
+    assert total["tokens_per_s"] == pytest.approx(1 / total["latency_s"])  # one item alone
 
 
 def test_partial_sums_of_split_layers_travel_every_step(round_chip):
@@ -236,7 +312,17 @@ def test_report_writes_json_markdown_and_plots(multi_report):
     assert [t["target"] for t in data["targets"]] == ["loihi2", "loihi1", "spinnaker2", "h100"]
     md = (out / "report.md").read_text()
     assert "| target | runs | energy mJ |" in md and "## loihi1: per layer" in md
-    assert "stac-stage-sync-v2" in md and "dense-roofline-v1" in md
+    assert "stac-stage-sync-v3" in md and "dense-roofline-v1" in md
+    assert "| host link mJ |" in md and "| items/s pipelined |" in md
+    for line in ("- host link: ", "- graded spikes, upper bound", "- pipelined stream of"):
+        assert md.count(line) == 3  # one per neuromorphic target
+
+
+def test_compile_report_shows_the_pricing_rows(tiny_gpt2_artifact):
+    md = (tiny_gpt2_artifact / "report.md").read_text()
+    total = json.loads((tiny_gpt2_artifact / "report.json").read_text())["total"]
+    assert "bytes per token across the chip-host boundary" in md and "items/s (slowest: " in md
+    assert total["graded_upper_energy_j"] >= total["energy_j"] > total["link_energy_j"] > 0
 
 
 def test_report_rows_are_consistent(multi_report):
@@ -247,7 +333,11 @@ def test_report_rows_are_consistent(multi_report):
         total = t["total"]
         assert total["energy_j"] == pytest.approx(total["chip_dynamic_energy_j"]
                                                   + total["chip_static_energy_j"]
-                                                  + total["host_energy_j"])
+                                                  + total["host_energy_j"]
+                                                  + total["link_energy_j"])
+        assert total["link_bytes"] > 0 and total["link_latency_s"] > 0
+        assert 0 < total["pipeline_stage_s"] <= total["latency_s"]
+        assert total["pipeline_items_per_s"] >= total["tokens_per_s"]
         assert total["tokens_per_s"] == pytest.approx(1 / total["latency_s"])
         for key in ("synops", "spikes", "latency_s", "chip_energy_j"):
             layers = sum(layer[key] for layer in t["layers"].values())
@@ -336,3 +426,23 @@ def test_report_on_the_bundled_model(smollm2_artifact, tmp_path):
     assert gpu["total"]["bound"] == "memory"
     assert 1.0e8 < gpu["total"]["macs"] < 1.5e8
     assert 2.0e8 < gpu["total"]["bytes"] < 3.0e8
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "{ two = 1000.0 }",
+     "'latency_ns.barrier_by_tiles' has key 'two'"),
+    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "{ 2 = -1.0 }",
+     "'latency_ns.barrier_by_tiles.2' must be a number >= 0"),
+    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "1000.0",
+     "'latency_ns.barrier_by_tiles' must be a table"),
+    ("\n[host_link]", "\n[host_lnk]", "unknown field .host_lnk."),
+])
+def test_new_profile_fields_are_checked(tmp_path, old, new, message):
+    from stac.profiles import PROFILE_DIR, load_profile_file
+
+    text = (PROFILE_DIR / "loihi1.toml").read_text()
+    assert text.count(old) == 1
+    path = tmp_path / "chip.toml"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(StacError, match=message):
+        load_profile_file(path)

@@ -10,6 +10,7 @@ from stac.ir.analysis import op_census, spike_driven_share
 from stac.reporting.fit import fit_lines
 from stac.reporting.lava import lava_run_section
 from stac.reporting.tables import fmt
+from stac.reporting.targets import pricing_lines
 
 
 def conversion_log(graph: nir.NIRGraph, context: int, header: list[str]) -> str:
@@ -76,7 +77,8 @@ def format_table(report: dict[str, Any]) -> str:
         "",
         f"energy per token: {t['energy_j'] * 1e3:.4g} mJ = chip dynamic "
         f"{t['chip_dynamic_energy_j'] * 1e3:.4g} + chip static {t['chip_static_energy_j'] * 1e3:.4g}"
-        f" + host {t['host_energy_j'] * 1e3:.4g} mJ",
+        f" + host {t['host_energy_j'] * 1e3:.4g}"
+        f" + host link {t.get('link_energy_j', 0.0) * 1e3:.4g} mJ",
         f"latency per token: {t['latency_s'] * 1e3:.4g} ms ({t['tokens_per_s']:.4g} tokens/s); "
         f"{t['chips']} chip(s), {t['cores']} cores; spike rate {t['spike_rate']:.3f} per neuron-step",
         f"spike-driven share of MACs: {report['spike_driven_share']:.2%}; "
@@ -84,6 +86,8 @@ def format_table(report: dict[str, Any]) -> str:
         f"{report['prompt_top1_agreement']:.1%}",
         f"estimate ({report['estimate']['model']}): " + "; ".join(report["estimate"]["assumptions"][:2]),
     ]
+    if "pipeline_items_per_s" in t:  # reports written before stac-stage-sync-v3 lack these
+        lines[-1:-1] = pricing_lines(t)
     if report.get("fit"):  # partition, placement and legality of the passes
         lines += [""] + fit_lines(report["fit"])
     return "\n".join(lines)

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 
 _PARTS = (("chip_dynamic_energy_j", "chip dynamic"), ("chip_static_energy_j", "chip static"),
-          ("host_energy_j", "host"))
+          ("host_energy_j", "host"), ("link_energy_j", "host link"))
 
 
 def _chip_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -19,12 +19,13 @@ def _chip_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def energy_breakdown(report: dict[str, Any], path: Path) -> None:
-    """Grouped bars per target: chip dynamic, chip static, host; dense targets: the device."""
+    """Grouped bars per target: chip dynamic, chip static, host, host link; dense targets:
+    the device."""
     targets = [t for t in report["targets"] if "error" not in t]
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(targets)), 4))
-    width = 0.25
+    width = 0.2
     for i, (key, label) in enumerate(_PARTS):
-        xs = [j + (i - 1) * width for j, t in enumerate(targets) if t["kind"] == "neuromorphic"]
+        xs = [j + (i - 1.5) * width for j, t in enumerate(targets) if t["kind"] == "neuromorphic"]
         ys = [t["total"][key] * 1e3 for t in targets if t["kind"] == "neuromorphic"]
         ax.bar(xs, ys, width, label=label)
     dense = [(j, t["total"]["energy_j"] * 1e3) for j, t in enumerate(targets)

@@ -12,7 +12,8 @@ PLOTS = {
     "core_utilisation.png": "Core utilisation per layer",
 }
 _HEAD = ("target", "runs", "energy mJ", "chip dyn mJ", "chip static mJ", "host mJ",
-         "latency ms", "tokens/s", "chips", "cores", "synops/MACs", "spike rate")
+         "host link mJ", "latency ms", "tokens/s", "items/s pipelined", "chips", "cores",
+         "synops/MACs", "spike rate")
 _LAYER_HEAD = ("layer", "spikes", "synops", "messages", "chip dyn uJ", "chip static uJ",
                "host uJ", "latency us", "cores", "spike rate", "memory", "busy")
 
@@ -31,13 +32,14 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
         s = t["total"]
         if t["kind"] == "dense":
             rows.append((t["target"], f"float {s['precision']} ({s['bound']}-bound)",
-                         _mj(s["energy_j"]), "-", "-", "-", fmt(s["latency_s"] * 1e3),
-                         fmt(s["tokens_per_s"]), "1", "-", fmt(s["macs"]), "-"))
+                         _mj(s["energy_j"]), "-", "-", "-", "-", fmt(s["latency_s"] * 1e3),
+                         fmt(s["tokens_per_s"]), "-", "1", "-", fmt(s["macs"]), "-"))
         else:
             rows.append((t["target"], "SNN + host", _mj(s["energy_j"]),
                          _mj(s["chip_dynamic_energy_j"]), _mj(s["chip_static_energy_j"]),
-                         _mj(s["host_energy_j"]), fmt(s["latency_s"] * 1e3),
-                         fmt(s["tokens_per_s"]), str(s["chips"]), str(s["cores"]),
+                         _mj(s["host_energy_j"]), _mj(s["link_energy_j"]),
+                         fmt(s["latency_s"] * 1e3), fmt(s["tokens_per_s"]),
+                         fmt(s["pipeline_items_per_s"]), str(s["chips"]), str(s["cores"]),
                          fmt(s["synops"]), f"{s['spike_rate']:.3f}"))
     return rows
 
@@ -51,6 +53,21 @@ def layer_rows(target: dict[str, Any]) -> list[tuple[str, ...]]:
                      str(d["cores"]), f"{d['spike_rate']:.3f}",
                      f"{d['memory_utilisation']:.0%}", f"{d['busy_fraction']:.0%}"))
     return rows
+
+
+def pricing_lines(total: dict[str, Any]) -> list[str]:
+    """The pricing rows beyond the per-token figures: host link, graded bounds, pipeline."""
+    return [
+        f"host link: {fmt(total['link_bytes'])} bytes per token across the chip-host boundary, "
+        f"{fmt(total['link_energy_j'] * 1e6)} uJ, {fmt(total['link_latency_s'] * 1e3)} ms",
+        f"graded spikes, upper bound (a b-bit spike as b binary messages): "
+        f"{fmt(total['graded_upper_energy_j'] * 1e3)} mJ and "
+        f"{fmt(total['graded_upper_latency_s'] * 1e3)} ms per token (lower bound: the figures "
+        "above)",
+        f"pipelined stream of independent items: {fmt(total['pipeline_items_per_s'])} items/s "
+        f"(slowest: {total['pipeline_bottleneck']}, {fmt(total['pipeline_stage_s'] * 1e3)} ms"
+        f"); one item alone: {fmt(total['tokens_per_s'])} items/s",
+    ]
 
 
 def _settings(report: dict[str, Any]) -> str:
@@ -91,6 +108,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         if t["kind"] != "neuromorphic" or "error" in t:
             continue
         out += [f"## {t['target']}: per layer", "", md_table(_LAYER_HEAD, layer_rows(t)), ""]
+        out += [f"- {line}" for line in pricing_lines(t["total"])]
         out += [f"- {n}" for n in t["notes"]] + ([""] if t["notes"] else [])
     out += ["## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS.items()] + [""]
     for key, title in (("chip", "neuromorphic targets"), ("dense", "float model")):
@@ -99,4 +117,5 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-__all__ = ["PLOTS", "format_summary", "layer_rows", "summary_rows", "to_markdown"]
+__all__ = ["PLOTS", "format_summary", "layer_rows", "pricing_lines", "summary_rows",
+           "to_markdown"]

@@ -1,6 +1,6 @@
 """The cost model: simulator counts + a hardware profile -> energy and latency per token.
 
-Model ``stac-stage-sync-v2``, an estimate from operation counts, not a measurement:
+Model ``stac-stage-sync-v3``, an estimate from operation counts, not a measurement:
 
 - A *stage* is a connected group of chip-placed nodes (for a converted transformer: one
   SignedIF encoder and the linear map it drives). Stages are separated by host ops, which
@@ -12,8 +12,18 @@ Model ``stac-stage-sync-v2``, an estimate from operation counts, not a measureme
   plus the mean route of the stage's messages (hops x hop latency), plus the barrier. A stage
   takes T + d steps, d being its synaptic depth (a spike crosses one synapse layer per step,
   as in Lava's Dense).
-- Chip dynamic energy = synops x E_synop + updates x E_update + messages x E_spike_out +
-  hops x E_hop. Chip static energy = static power per chip x chips x the token's latency.
+- Each neuron that fires also costs its core E_spike and t_spike (the soma's spike
+  generation, SANA-FE's ``energy/latency_spike_out``), and each message costs the receiving
+  core t_message_in and E_message_in (SANA-FE's ``axon_in``). The barrier is the profile's
+  ``latency_ns.barrier_by_tiles`` entry for the tiles the network is mapped to.
+- Chip dynamic energy = synops x E_synop + updates x E_update + spikes x E_spike + messages x
+  (E_spike_out + E_message_in) + hops x E_hop. Chip static energy = static power per chip x
+  chips x the token's latency.
+- Values crossing between chip nodes and host ops (once per token and edge) cost the chip
+  profile's ``[host_link]``: latency + bytes / bandwidth each, and energy per byte.
+- A graded spike of b bits is priced as one message; ``graded_upper_*`` price it as b
+  binary messages, the upper bound. ``pipeline_items_per_s``: a stream of independent items
+  through the stages, the host and the host link at once (see :mod:`stac.sim.pricing`).
 - Host ops (and chip nodes' host-side work, such as a per-token gain) cost MACs x E_mac +
   flops x E_flop and take (2 MACs + flops) / throughput on the host profile. A spiking node
   the chip leaves on the host costs one flop per synop and ``host.flops_per_neuron_update``
@@ -41,9 +51,10 @@ from stac.ir.graph import successors
 from stac.ir.passes.common import WEIGHTED_TYPES
 from stac.ir.results import NodePlacement, node_placement
 from stac.profiles import Profile
+from stac.sim import pricing
 from stac.sim.semantics import NodeStats
 
-MODEL = "stac-stage-sync-v2"
+MODEL = "stac-stage-sync-v3"
 ASSUMPTIONS = [
     "estimate from operation counts, not a measurement",
     "per-operation energies and latencies are the profile's (for Loihi 2: Loihi 1 figures "
@@ -54,11 +65,18 @@ ASSUMPTIONS = [
     "takes T timesteps plus one per synapse layer on its longest path",
     "each timestep adds the mean mesh route of the stage's messages (not the longest; no "
     "congestion)",
-    "one message per spike and destination core, priced at the profile's spike_out energy "
-    "and latency; a graded spike costs the same as a binary one (the profiles give no per-bit "
-    "or per-payload figure)",
+    "one message per spike and destination core, priced at the profile's spike_out figures "
+    "at the sender and message_in at the receiver, plus the soma's spike figure per neuron "
+    "that fires",
+    "every neuron pays the full neuron_update every timestep (SANA-FE charges the update part "
+    "to active neurons only; stac does not count idle neurons), an upper bound",
+    "graded spikes: priced as one message each (lower bound; no profile gives a per-bit "
+    "figure); the upper bound prices a b-bit spike as b binary messages (graded_upper_*)",
     "chip-to-chip links are priced as mesh hops; spikes leaving the chip for the host are "
-    "priced as one message each, chip-host transfer of accumulated values is not priced",
+    "priced as one message each; each value crossing between a chip node and a host op is "
+    "priced once per token on the chip profile's host link (assumed figures, see its sources)",
+    "pipeline throughput assumes independent items (a batch of prompts): the tokens of one "
+    "sequence cannot overlap, since each needs the one before",
     "host energy counts arithmetic only (per-MAC / per-flop figures), a lower bound",
 ]
 
@@ -87,6 +105,12 @@ class ChipRates:
     t_barrier: float
     static_w: float
     tiles: tuple[int, int]
+    e_spike: float = 0.0
+    e_message_in: float = 0.0
+    t_spike: float = 0.0
+    t_message_in: float = 0.0
+    barrier_by_tiles: tuple[tuple[int, float], ...] = ()
+    cores_per_tile: int = 1
 
     @classmethod
     def of(cls, p: Profile) -> "ChipRates":
@@ -98,6 +122,9 @@ class ChipRates:
             need(p, "latency_ns", "spike_out") * ns, need(p, "mesh", "hop_latency_ns") * ns,
             need(p, "latency_ns", "barrier") * ns, need(p, "chip", "static_power_w"),
             (int(need(p, "mesh", "tiles_x")), int(need(p, "mesh", "tiles_y"))),
+            need(p, "energy_pj", "spike") * pj, need(p, "energy_pj", "message_in") * pj,
+            need(p, "latency_ns", "spike") * ns, need(p, "latency_ns", "message_in") * ns,
+            pricing.barrier_table(p), int(need(p, "mesh", "cores_per_tile")),
         )
 
 
@@ -158,6 +185,14 @@ class NodeCost:
     crossings: float = 0.0  # chip boundaries crossed by its messages (included in hops)
     memory_utilisation: float = 0.0  # of its cores' neuron slots or synaptic memory
     busy_fraction: float = 0.0  # of its stage's time that its cores compute
+    spike_energy_j: float = 0.0  # soma spike generation, per neuron that fires
+    messages_in: float = 0.0  # messages its cores receive (from chip producers)
+    link_bytes: float = 0.0  # bytes it receives over the chip-host link
+    link_energy_j: float = 0.0
+    link_latency_s: float = 0.0  # included in latency_s
+    graded_extra_energy_j: float = 0.0  # upper bound minus lower, graded spikes
+    graded_extra_core_step_s: float = 0.0
+    graded_extra_latency_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -189,6 +224,7 @@ def node_costs(
 ) -> list[NodeCost]:
     """Price every node's counts (``stats`` summed over ``tokens`` tokens) per token."""
     rates, hrates = ChipRates.of(chip), HostRates.of(host)
+    link = pricing.LinkRates.of(chip, need)
     npc = need(chip, "chip", "neurons_per_core")
     mem = need(chip, "chip", "synaptic_memory_bytes_per_core")
     post = successors(graph)
@@ -213,9 +249,10 @@ def node_costs(
             row.update_energy_j = row.chip_neuron_updates * rates.e_update
             row.message_energy_j = row.messages * rates.e_message
             row.mesh_energy_j = row.hops * rates.e_hop
+            row.spike_energy_j = row.spikes * rates.e_spike
             row.core_step_s = (row.synops * rates.t_synop + row.chip_neuron_updates
-                               * rates.t_update + row.messages * rates.t_message) / (
-                                   max(cores, 1) * steps)
+                               * rates.t_update + row.messages * rates.t_message
+                               + row.spikes * rates.t_spike) / (max(cores, 1) * steps)
             neurons, syn = place.neurons, place.synapse_bytes
             row.memory_utilisation = max(neurons / (cores * npc), syn / (cores * mem)) \
                 if cores else 0.0
@@ -230,12 +267,18 @@ def node_costs(
                     f"{row.synops:.4g} synaptic ops per token are priced as one host flop each"
                     + (f" and its neuron updates as {hrates.flops_per_update} flops each"
                        if spiking_updates else ""))
-        row.chip_energy_j = (row.synop_energy_j + row.update_energy_j + row.message_energy_j
-                             + row.mesh_energy_j)
         row.host_energy_j = hrates.energy(row.host_macs, row.host_flops)
         row.latency_s = hrates.time(row.host_macs, row.host_flops)
         rows.append(row)
-    _schedule(graph, rows, rates, steps)
+    by_name = {r.node: r for r in rows}
+    pricing.add_receive(by_name, graph, on_chip, placement, rates, steps)
+    for row in rows:
+        pricing.add_graded_bounds(row, rates, steps)
+        row.chip_energy_j = (row.synop_energy_j + row.update_energy_j + row.spike_energy_j
+                             + row.message_energy_j + row.mesh_energy_j)
+    tiles = pricing.mapped_tiles(placement, on_chip, rates.cores_per_tile)
+    _schedule(graph, rows, rates, steps, pricing.barrier_s(rates, tiles))
+    pricing.add_host_link(by_name, graph, on_chip, link)
     return rows
 
 
@@ -263,9 +306,10 @@ def _traffic(row: NodeCost, node: Any, place: NodePlacement, consumers: list[str
     row.crossings = row.spikes * per_spike[2]
 
 
-def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates,
-              steps: int) -> None:
-    """Add each stage's time (split evenly over its nodes) and its cores' busy fraction."""
+def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates, steps: int,
+              barrier: float) -> None:
+    """Add each stage's time (split evenly over its nodes), its cores' busy fraction, and
+    the stage time's increase when graded spikes are priced at their upper bound."""
     by_stage: dict[int, list[NodeCost]] = defaultdict(list)
     for r in rows:
         if r.stage >= 0:
@@ -274,10 +318,13 @@ def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates,
         depth = _synaptic_depth(graph, {r.node for r in members})
         messages = sum(r.messages for r in members)
         route = sum(r.hops for r in members) / messages if messages else 0.0
-        step_s = max(r.core_step_s for r in members) + route * rates.t_hop + rates.t_barrier
+        step_s = max(r.core_step_s for r in members) + route * rates.t_hop + barrier
         stage_s = (steps + depth) * step_s
+        upper_s = (steps + depth) * (max(r.core_step_s + r.graded_extra_core_step_s
+                                         for r in members) + route * rates.t_hop + barrier)
         for r in members:
             r.latency_s += stage_s / len(members)
+            r.graded_extra_latency_s = (upper_s - stage_s) / len(members)
             r.busy_fraction = r.core_step_s * steps / stage_s if stage_s else 0.0
 
 
@@ -290,9 +337,11 @@ def layer_of(node: str) -> str:
 
 
 _SUMMED = ("spikes", "synops", "neuron_updates", "chip_neuron_updates", "messages", "hops",
-           "crossings", "spike_bits",
-           "host_macs", "host_flops", "synop_energy_j", "update_energy_j", "message_energy_j",
-           "mesh_energy_j", "chip_energy_j", "host_energy_j", "latency_s")
+           "crossings", "spike_bits", "messages_in", "link_bytes",
+           "host_macs", "host_flops", "synop_energy_j", "update_energy_j", "spike_energy_j",
+           "message_energy_j", "mesh_energy_j", "chip_energy_j", "host_energy_j",
+           "link_energy_j", "link_latency_s", "graded_extra_energy_j", "graded_extra_latency_s",
+           "latency_s")
 
 
 def _spike_rate(rows: list[NodeCost]) -> float:
@@ -335,13 +384,20 @@ def summarise(
         spike_rate=_spike_rate(rows),
     )
     total["energy_j"] = (total["chip_dynamic_energy_j"] + total["chip_static_energy_j"]
-                         + total["host_energy_j"])
+                         + total["host_energy_j"] + total["link_energy_j"])
+    upper_latency = latency + total.pop("graded_extra_latency_s")
+    total["graded_upper_latency_s"] = upper_latency
+    total["graded_upper_energy_j"] = (total["energy_j"] + total.pop("graded_extra_energy_j")
+                                      + static_w * (upper_latency - latency))
+    total.update(pricing.pipeline(rows))
     notes = list(dict.fromkeys(n for r in rows for n in r.notes))  # each note once, in order
     graded = [r for r in rows if r.unit == "chip" and r.spike_bits > r.spikes]
     if graded:
         bits = sum(r.spike_bits for r in graded) / sum(r.spikes for r in graded)
         notes.append(f"graded spikes: {len(graded)} chip node(s) send {bits:.2f} bits per spike "
                      f"on average, priced as one message each ({chip.name} gives no per-bit "
-                     "figure)")
+                     f"figure); as {bits:.2f} binary messages each (the upper bound) the token "
+                     f"would cost {total['graded_upper_energy_j'] * 1e3:.4g} mJ and "
+                     f"{total['graded_upper_latency_s'] * 1e3:.4g} ms")
     return {"total": total, "layers": layers, "nodes": [asdict(r) for r in rows],
             "notes": notes}

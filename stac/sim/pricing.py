@@ -1,0 +1,146 @@
+"""The cost model's terms beyond one core's arithmetic (used by :mod:`stac.sim.cost`).
+
+- *receive*: every message costs the receiving core ``message_in`` (SANA-FE's ``axon_in``);
+- *barrier by tiles*: the timestep barrier grows with the tiles the network is mapped to
+  (SANA-FE's ``latency_sync`` table);
+- *graded bounds*: a graded spike of b bits is priced as one message (the lower bound) and,
+  as an upper bound, as b binary messages (any payload can be sent as its bits);
+- *host link*: values crossing between chip nodes and host ops, per token, priced by the
+  chip profile's ``[host_link]`` (bandwidth, latency per transfer, energy per byte);
+- *pipeline*: with chip stages, the host and the host link working on different items of a
+  stream at once, the stream's throughput is one item per slowest resource's time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import nir
+
+from stac.errors import StacError
+from stac.ir.graph import output_shape
+from stac.ir.results import NodePlacement
+from stac.profiles import Profile
+
+if TYPE_CHECKING:
+    from stac.sim.cost import ChipRates, NodeCost
+
+
+@dataclass(frozen=True)
+class LinkRates:
+    """A chip profile's host interface in bytes per second, seconds and joules."""
+
+    bytes_per_s: float
+    latency_s: float
+    e_byte: float
+    bytes_per_value: int
+
+    @classmethod
+    def of(cls, p: Profile, need: Any) -> "LinkRates":
+        return cls(need(p, "host_link", "bandwidth_gb_s") * 1e9,
+                   need(p, "host_link", "latency_us") * 1e-6,
+                   need(p, "host_link", "energy_pj_per_byte") * 1e-12,
+                   int(need(p, "host_link", "bytes_per_value")))
+
+
+def barrier_table(p: Profile) -> tuple[tuple[int, float], ...]:
+    """``latency_ns.barrier_by_tiles`` as ((tiles, seconds), ...), ascending."""
+    table = p.values.get("latency_ns", {}).get("barrier_by_tiles")
+    if not isinstance(table, dict):
+        raise StacError(f"hardware profile {p.name} ({p.path}) has no field "
+                        "'latency_ns.barrier_by_tiles', which the cost model needs")
+    return tuple((int(k), float(v) * 1e-9) for k, v in sorted(table.items()))
+
+
+def barrier_s(rates: "ChipRates", tiles: int) -> float:
+    """The barrier for ``tiles`` mapped tiles: the table entry of the largest tile count not
+    above ``tiles``, else the profile's one barrier figure."""
+    value = rates.t_barrier
+    for n, t in rates.barrier_by_tiles:
+        if n <= tiles:
+            value = t
+    return value
+
+
+def mapped_tiles(placement: dict[str, NodePlacement], on_chip: set[str],
+                 cores_per_tile: int) -> int:
+    """Tiles the chip nodes occupy: core slots up to the highest one used, whole tiles."""
+    used = max((placement[n].first_core + placement[n].cores for n in on_chip), default=0)
+    return math.ceil(used / cores_per_tile)
+
+
+def add_receive(rows: dict[str, "NodeCost"], graph: nir.NIRGraph, on_chip: set[str],
+                placement: dict[str, NodePlacement], rates: "ChipRates", steps: int) -> None:
+    """Each chip node's messages to chip consumers are received by those consumers' cores,
+    shared among the consumers in proportion to their cores."""
+    post: dict[str, list[str]] = defaultdict(list)
+    for s, d in graph.edges:
+        if s in on_chip and d in on_chip:
+            post[s].append(d)
+    for src, consumers in post.items():
+        sender = rows[src]
+        to_host = len(consumers) < sum(1 for s, _ in graph.edges if s == src)
+        split = (placement[src].col_blocks or 1) > 1  # partial sums: no message to the host
+        chip_messages = sender.messages - (sender.spikes if to_host and not split else 0.0)
+        cores = sum(max(placement[d].cores, 1) for d in consumers)
+        for d in consumers:
+            rows[d].messages_in += chip_messages * max(placement[d].cores, 1) / cores
+    for r in rows.values():
+        if r.unit == "chip" and r.messages_in:
+            r.message_energy_j += r.messages_in * rates.e_message_in
+            r.core_step_s += r.messages_in * rates.t_message_in / (max(r.cores, 1) * steps)
+
+
+def add_graded_bounds(r: "NodeCost", rates: "ChipRates", steps: int) -> None:
+    """The upper bound of a graded sender: b-bit spikes as b binary messages each."""
+    if r.unit != "chip" or r.spike_bits <= r.spikes or not r.spikes:
+        return
+    extra = r.spike_bits / r.spikes - 1.0  # bits per spike beyond the first
+    r.graded_extra_energy_j = extra * (r.messages * rates.e_message + r.hops * rates.e_hop)
+    r.graded_extra_core_step_s = extra * r.messages * rates.t_message / (max(r.cores, 1) * steps)
+
+
+def add_host_link(rows: dict[str, "NodeCost"], graph: nir.NIRGraph, on_chip: set[str],
+                  link: LinkRates) -> None:
+    """Each edge between a chip node and a host op carries its source's output once per
+    token: ``bytes_per_value`` bytes per value, one transfer, charged to the receiver."""
+    for s, d in graph.edges:
+        if (s in on_chip) == (d in on_chip):
+            continue
+        try:
+            values = math.prod(int(x) for x in output_shape(graph.nodes[s]))
+        except (StacError, AttributeError, TypeError, ValueError) as exc:
+            raise StacError(f"cost model: cannot size the chip-host transfer {s} -> {d} "
+                            f"(output shape of {s}: {exc})") from None
+        size = values * link.bytes_per_value
+        r = rows[d]
+        r.link_bytes += size
+        r.link_energy_j += size * link.e_byte
+        seconds = link.latency_s + size / link.bytes_per_s
+        r.link_latency_s += seconds
+        r.latency_s += seconds
+
+
+def pipeline(rows: list["NodeCost"]) -> dict[str, Any]:
+    """Throughput of a stream of independent items: each chip stage (its own cores), the host
+    (one processor for every host op) and the host link (one link) work on different items
+    at once, so one item leaves per slowest resource's time."""
+    busy: dict[str, float] = defaultdict(float)
+    for r in rows:
+        key = f"chip stage {r.stage}" if r.unit == "chip" else "host"
+        busy[key] += r.latency_s - r.link_latency_s
+        if r.link_latency_s:
+            busy["host link"] += r.link_latency_s
+    if not busy or max(busy.values()) <= 0:
+        return {"pipeline_items_per_s": 0.0, "pipeline_stage_s": 0.0,
+                "pipeline_bottleneck": "-"}
+    name = max(busy, key=lambda k: busy[k])
+    return {"pipeline_items_per_s": 1.0 / busy[name], "pipeline_stage_s": busy[name],
+            "pipeline_bottleneck": name}
+
+
+__all__ = ["LinkRates", "add_graded_bounds", "add_host_link", "add_receive", "barrier_s",
+           "barrier_table", "mapped_tiles", "pipeline"]
