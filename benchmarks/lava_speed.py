@@ -29,10 +29,10 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from stac.backends.lava import lava_available, lava_format, run_block_lava, run_plan_lava
-from stac.backends.lava_host import first_difference
-from stac.backends.loihi_blocks import block_plan, encode_drive, run_block_fixed
-from stac.backends.loihi_plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
+from stac.backends.lava.backend import lava_available, lava_format, run_block_lava, run_plan_lava
+from stac.backends.lava.host import first_difference
+from stac.backends.lava.blocks import block_plan, encode_drive, run_block_fixed
+from stac.backends.lava.plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
     run_plan_fixed
 from stac.ir.nir_io import read_nir
 from stac.profiles import load_profile

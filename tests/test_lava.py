@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from stac.backends import resolve_target
-from stac.backends.lava import LavaBackend, lava_available, lava_format, run_plan_lava
-from stac.backends.loihi_plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
+from stac.backends.lava.backend import LavaBackend, lava_available, lava_format, run_plan_lava
+from stac.backends.lava.plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
     run_plan_fixed
 from stac.errors import StacError
 from stac.ir.nir_io import read_nir

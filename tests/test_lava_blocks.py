@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from stac.backends import resolve_target
-from stac.backends.lava import lava_available, lava_format, run_block_lava
-from stac.backends.lava_host import first_difference
-from stac.backends.loihi_blocks import ChannelGroup, DenseBlock, EncoderBlock, block_plan, \
+from stac.backends.lava.backend import lava_available, lava_format, run_block_lava
+from stac.backends.lava.host import first_difference
+from stac.backends.lava.blocks import ChannelGroup, DenseBlock, EncoderBlock, block_plan, \
     decode, encode_drive, readout_key, run_block_fixed, split_payload
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF

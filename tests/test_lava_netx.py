@@ -8,9 +8,9 @@ import nir
 import numpy as np
 import pytest
 
-from stac.backends.lava import lava_format
-from stac.backends.loihi_plan import plan_from_graph, run_plan_fixed
-from stac.backends.netx import NETX_BIAS_EXP, export_netx, netx_available, run_netx
+from stac.backends.lava.backend import lava_format
+from stac.backends.lava.plan import plan_from_graph, run_plan_fixed
+from stac.backends.lava.netx import NETX_BIAS_EXP, export_netx, netx_available, run_netx
 from stac.errors import StacError
 from stac.profiles import load_profile
 

@@ -1,21 +1,21 @@
 """The ``lava`` backend: a chip graph as real Lava processes, run bit-accurately on the CPU.
 
 Converted transformers (graphs with SignedIF encoders) lower to integer blocks
-(:mod:`stac.backends.loihi_blocks`) and run token by token through
-:class:`stac.backends.lava_host.ConvertedLowering`: each block as Lava processes
+(:mod:`stac.backends.lava.blocks`) and run token by token through
+:class:`stac.backends.lava.host.ConvertedLowering`: each block as Lava processes
 (:func:`run_block_lava`), the host ops in stac. Spike-driven NIR graphs: ``lower`` checks the
 graph (every node it cannot emit is named, before anything runs), checks
 that the profile's fixed-point widths are the ones Lava's bit-accurate models use, and turns
-the graph into integer layers (:mod:`stac.backends.loihi_plan`). ``run_spikes`` emits one Lava
+the graph into integer layers (:mod:`stac.backends.lava.plan`). ``run_spikes`` emits one Lava
 process per layer (``RingBuffer`` for each Input, ``Dense`` with 8-bit weights and
 ``weight_exp``, ``LIF`` with fixed-point ``du``, ``dv``, ``vth`` and bias), runs them with
 ``Loihi2SimCfg(select_tag="fixed_pt")`` and ``RunSteps``, and reads every LIF's spikes, ``v``
 and ``u`` back through ``Monitor`` processes. The same plan runs in stac's own fixed-point
-steps with :func:`stac.backends.loihi_plan.run_plan_fixed`; the two agree bit for bit
+steps with :func:`stac.backends.lava.plan.run_plan_fixed`; the two agree bit for bit
 (tests/test_lava.py).
 
 Lava is optional and imported only here (and by stac's own processes in
-:mod:`stac.backends.lava_procs`, which only this module imports), lazily:
+:mod:`stac.backends.lava.procs`, which only this module imports), lazily:
 ``scripts/setup_lava.sh`` installs it (lava-nc 0.10.0 declares Python < 3.11 and needs a small
 patch on 3.11).
 """
@@ -33,9 +33,9 @@ import nir
 import numpy as np
 import scipy.sparse
 
-from stac.backends.loihi_blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
+from stac.backends.lava.blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
     PART_PORTS, block_plan, readout_key
-from stac.backends.loihi_plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
+from stac.backends.lava.plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
 from stac.profiles import Profile
@@ -71,7 +71,7 @@ def _lava() -> dict[str, Any]:
         "LIF": "lava.proc.lif.process", "Monitor": "lava.proc.monitor.process",
         "RunSteps": "lava.magma.core.run_conditions", "Sigma": "lava.proc.sdn.process",
         "Sparse": "lava.proc.sparse.process",
-        "GradedSignedIF": "stac.backends.lava_procs", "Recorder": "stac.backends.lava_procs",
+        "GradedSignedIF": "stac.backends.lava.procs", "Recorder": "stac.backends.lava.procs",
         "Loihi2SimCfg": "lava.magma.core.run_configs",
     }
     try:
@@ -167,9 +167,9 @@ def run_plan_lava(plan: LoihiPlan, spikes: Any, steps: int | None = None) -> Lav
 def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
                    fmt: fx.LoihiFormat) -> BlockTrace:
     """Run one converted block in Lava: a ``RingBuffer`` with the host's drive, stac's
-    :class:`~stac.backends.lava_procs.GradedSignedIF` encoder, one graded ``Dense`` and one
+    :class:`~stac.backends.lava.procs.GradedSignedIF` encoder, one graded ``Dense`` and one
     ``Sigma`` readout per map; ``Loihi2SimCfg(select_tag="fixed_pt")`` for ``len(drive)`` steps
-    (``RunSteps``). :class:`~stac.backends.lava_procs.Recorder` processes bring the encoder's
+    (``RunSteps``). :class:`~stac.backends.lava.procs.Recorder` processes bring the encoder's
     ``v`` and payloads and every readout back."""
     lava = _lava()
     total = int(drive.shape[0])
@@ -259,7 +259,7 @@ class LavaBackend:
         SignedIF encoders) for ``graph``; refuses unsupported nodes, a profile whose widths are
         not Lava's, and a machine without Lava, in that order, before anything runs."""
         if any(isinstance(node, SignedIF) for node in graph.nodes.values()):
-            from stac.backends.lava_host import ConvertedLowering
+            from stac.backends.lava.host import ConvertedLowering
 
             fmt = lava_format(profile)
             steps = int(graph.metadata.get("conversion", {}).get("timesteps", 16))
@@ -281,7 +281,7 @@ class LavaBackend:
     def run(self, lowered: Any, ctx: RunContext
             ) -> tuple[dict[str, Any], dict[str, NodeStats]]:
         """Tokens through a converted graph: its blocks in Lava, its host ops in stac
-        (:class:`stac.backends.lava_host.ConvertedLowering`). A spike-driven graph runs on
+        (:class:`stac.backends.lava.host.ConvertedLowering`). A spike-driven graph runs on
         spikes instead (:meth:`run_spikes`)."""
         if isinstance(lowered, LoihiPlan):
             raise StacError("a spike-driven graph runs on input spikes "

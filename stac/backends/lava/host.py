@@ -3,7 +3,7 @@
 :class:`ConvertedLowering` runs a quantised converted graph token batch by token batch. The
 host ops (embedding, norms, attention with its KV cache, activations, residual adds) run in
 stac's reference semantics, on the host, as they would beside a chip. Every block (a SignedIF
-encoder and the maps it feeds, :mod:`stac.backends.loihi_blocks`) runs as real Lava processes
+encoder and the maps it feeds, :mod:`stac.backends.lava.blocks`) runs as real Lava processes
 (:func:`stac.backends.lava.run_block_lava`) over all the batch's tokens, T steps each: the host
 sends the encoder's integer drive and reads the readouts back at token boundaries. The same
 block also runs in stac's bit-accurate steps, and the two must agree bit for bit in every
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stac.backends.loihi_blocks import BlockPlan, BlockTrace, decode, encode_drive, \
+from stac.backends.lava.blocks import BlockPlan, BlockTrace, decode, encode_drive, \
     run_block_fixed, width_counts
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
@@ -166,8 +166,8 @@ class ConvertedLowering:
             "backend": "lava",
             "run_config": "Loihi2SimCfg(select_tag='fixed_pt'), RunSteps",
             "custom_process_models": [
-                "GradedSignedIF (stac.backends.lava_procs): the graded signed IF encoder",
-                "Recorder (stac.backends.lava_procs): host-side sink that reads results back",
+                "GradedSignedIF (stac.backends.lava.procs): the graded signed IF encoder",
+                "Recorder (stac.backends.lava.procs): host-side sink that reads results back",
             ],
             "lava_processes": ["RingBuffer", "Dense / Sparse (graded, 8-bit weights)", "Sigma"],
             "blocks_run": len(recs),

@@ -1,6 +1,6 @@
 r"""A chip graph as integer Loihi layers (Dense + CUBA LIF), independent of Lava.
 
-The Lava backend (:mod:`stac.backends.lava`) emits one Lava process per layer of a
+The Lava backend (:mod:`stac.backends.lava.backend`) emits one Lava process per layer of a
 :class:`LoihiPlan`; :func:`run_plan_fixed` runs the same plan with stac's bit-accurate step
 functions (:mod:`stac.sim.fixed_point`). Keeping the plan free of Lava is what lets Lava be
 replaced (upstream is archived) and lets the equivalence tests compare the two runs layer by

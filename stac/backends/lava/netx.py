@@ -24,8 +24,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from stac.backends.lava import INSTALL_HINT, _lava
-from stac.backends.loihi_plan import LoihiPlan, spike_inputs
+from stac.backends.lava.backend import INSTALL_HINT, _lava
+from stac.backends.lava.plan import LoihiPlan, spike_inputs
 from stac.errors import StacError
 
 #: netx reads every bias mantissa at this exponent (lava-dl 0.6.0 netx/hdf5.py,

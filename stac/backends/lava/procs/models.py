@@ -1,4 +1,4 @@
-"""``fixed_pt`` ProcessModels of stac's Lava processes (see :mod:`stac.backends.lava_procs`).
+"""``fixed_pt`` ProcessModels of stac's Lava processes (see :mod:`stac.backends.lava.procs`).
 
 Lava finds a Process's models by importing the modules beside it, so this directory holds
 nothing else.
@@ -16,7 +16,7 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from stac.backends.lava_procs.process import GradedSignedIF, Recorder
+from stac.backends.lava.procs.process import GradedSignedIF, Recorder
 
 
 @implements(proc=GradedSignedIF, protocol=LoihiProtocol)
