@@ -29,7 +29,7 @@ The values are computed in the dtype of the input (float32 by default).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import nir
 import numpy as np
@@ -115,10 +115,12 @@ def _pair(value: Any) -> tuple[int, int]:
     return int(arr[0]), int(arr[1])
 
 
-def affine_map(node: nir.Affine | nir.Linear, x: torch.Tensor) -> torch.Tensor:
-    w = _t(node.weight, x)
-    b = _t(node.bias, x) if isinstance(node, nir.Affine) else None
-    return F.linear(x, w, b)
+def affine_map(node: nir.Affine | nir.Linear, x: torch.Tensor,
+               param: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+    """``x W^T + b`` (Linear: no b), the one affine semantics of stac's executors; ``param``
+    turns a stored array into a tensor (default: in ``x``'s dtype, uncached)."""
+    get = param or (lambda value: _t(value, x))
+    return F.linear(x, get(node.weight), get(node.bias) if isinstance(node, nir.Affine) else None)
 
 
 def conv2d_geometry(node: nir.Conv2d) -> dict[str, Any]:

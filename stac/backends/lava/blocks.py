@@ -53,6 +53,8 @@ from stac.errors import StacError
 from stac.ir.graph import predecessors, successors
 from stac.ir.nodes import SignedIF
 from stac.sim import fixed_point as fx
+from stac.sim.loihi import delayed, dense_accumulate, out_of_width, sigma_accumulate
+from stac.sim.neurons import SignedIFFixedState, onset_level, signed_if_fixed_step
 
 DENSE_TYPES = (nir.Linear, nir.Affine)
 #: Thresholds a held drive may reach over T steps before the potential saturates.
@@ -364,7 +366,7 @@ def encode_drive(block: EncoderBlock, x: Any, steps: int, fmt: fx.LoihiFormat) -
     top = fmt.uv_max - 1
     out = np.zeros((tokens * steps + 1, n), np.int64)
     if block.onset:  # the reference's first step: floor(T x / theta + 1/2), T x in float32
-        d = np.floor((x * np.float32(steps)) / scaled + np.float32(0.5)).astype(np.float64)
+        d = onset_level(torch.from_numpy(x), torch.from_numpy(scaled), steps).double().numpy()
         rest = np.clip(d, -2.0**62, 2.0**62).astype(np.int64)
         # More than the potential holds arrives over the next steps at K per step, as fast as
         # the neuron drains it: every step's payload is the reference's (see the docstring).
@@ -415,44 +417,33 @@ def encoder_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
     ``s * mult``, whole; a split block sends it in parts)."""
     theta = torch.full((block.size,), block.chip_theta, dtype=torch.int64)
     mult = _t(block.mult())
-    state = fx.SignedIFFixedState(torch.zeros(block.size, dtype=torch.int64))
+    state = SignedIFFixedState(torch.zeros(block.size, dtype=torch.int64))
     vs, ps = [], []
     for t, x in enumerate(_t(drive)):
         if t % steps == 0:
-            state = fx.SignedIFFixedState(torch.zeros_like(state.v))
-        s, state = fx.signed_if_fixed_step(x, state, theta, fmt, block.max_payload)
+            state = SignedIFFixedState(torch.zeros_like(state.v))
+        s, state = signed_if_fixed_step(x, state, theta, fmt, block.max_payload)
         vs.append(state.v)
         ps.append(s * mult)
     return torch.stack(vs).numpy(), torch.stack(ps).numpy()
 
 
-def dense_sigma_fixed(weights: np.ndarray, weight_exp: int, payload: np.ndarray,
-                      name: str = "Dense") -> np.ndarray:
-    """Lava's graded Dense (int32 dot product, shifted by ``weight_exp``, sent one step later)
-    into a Sigma readout (int32 running sum): the readout after each step ``[S, out]``.
-
-    The dot products are taken in float64, exact while every partial sum stays below 2**53
-    (checked), then wrapped to 32 bits as the int32 products are."""
-    w = weights.astype(np.float64)
-    bound = float(np.abs(payload).max(initial=0)) * float(np.abs(w).sum(axis=1).max(initial=0))
-    if bound >= 2.0**53:
-        raise StacError(f"{name}: accumulations up to {bound:.3g} are beyond exact float64 "
-                        "arithmetic")
-    acc = fx.shift(fx.wrap_signed(_t(payload.astype(np.float64) @ w.T), 32), weight_exp)
-    acc = fx.wrap_signed(acc, 32).numpy()
-    sent = np.concatenate([np.zeros((1, w.shape[0]), np.int64), acc[:-1]])
-    return fx.wrap_signed(_t(np.cumsum(sent, axis=0)), 32).numpy()
+def dense_sigma_fixed(weights: np.ndarray, weight_exp: int, payload: np.ndarray) -> np.ndarray:
+    """Lava's graded Dense (:func:`stac.sim.loihi.dense_accumulate`, sent one step later)
+    into a Sigma readout (:func:`stac.sim.loihi.sigma_accumulate`): the readout after each step
+    ``[S, out]``."""
+    acc = dense_accumulate(_t(payload), _t(weights), weight_exp, graded=True)
+    return sigma_accumulate(delayed(acc)).numpy()
 
 
 def width_counts(trace: BlockTrace, fmt: fx.LoihiFormat) -> tuple[int, int]:
     """(Dense outputs beyond ``input_bits``, readouts beyond ``state_bits``) of a run, from
     every readout after each step (a step's Dense output is the readout's change)."""
-    half_in, half_state = 1 << (fmt.input_bits - 1), 1 << (fmt.state_bits - 1)
     over_in = over_state = 0
     for sigma in trace.sigma.values():
-        sent = fx.wrap_signed(_t(np.diff(sigma, axis=0, prepend=0)), 32).numpy()
-        over_in += int(np.count_nonzero((sent < -half_in) | (sent >= half_in)))
-        over_state += int(np.count_nonzero((sigma < -half_state) | (sigma >= half_state)))
+        sent = fx.wrap_signed(_t(np.diff(sigma, axis=0, prepend=0)), 32)
+        over_in += out_of_width(sent, fmt.input_bits)
+        over_state += out_of_width(_t(sigma), fmt.state_bits)
     return over_in, over_state
 
 
@@ -462,7 +453,7 @@ def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
     v, payload = encoder_fixed(block, drive, steps, fmt)
     parts = split_payload(payload, block.split_bits, block.parts)
     sigma = {readout_key(d.name, i, j): dense_sigma_fixed(d.weights[:, g.index], d.weight_exp,
-                                                           part[:, g.index], d.name)
+                                                           part[:, g.index])
              for d in block.dense for i, g in enumerate(block.groups)
              for j, part in enumerate(parts)}
     return BlockTrace(v, payload, sigma)

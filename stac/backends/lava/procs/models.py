@@ -16,14 +16,18 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from stac.backends.lava.blocks import split_payload
 from stac.backends.lava.procs.process import GradedSignedIF, Recorder
+from stac.sim.neurons import signed_if_int_update
 
 
 @implements(proc=GradedSignedIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
 class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
-    """Bit-accurate model: integers held in int64 while computing, sent as int32 payloads."""
+    """Bit-accurate model: stac's integer signed IF rule
+    (:func:`stac.sim.neurons.signed_if_int_update`) on int64 numpy arrays, payloads split
+    as :func:`stac.backends.lava.blocks.split_payload` and sent as int32."""
 
     a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
     s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
@@ -48,19 +52,12 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
         v = self.v.astype(np.int64)
         if (self.time_step - 1) % self.reset_interval == 0:
             v = np.zeros_like(v)
-        v = np.clip(v + x, -self.v_max, self.v_max)
-        s = np.clip(np.floor_divide(2 * v + self.theta, 2 * self.theta),
-                    -self.max_payload, self.max_payload)
-        self.v[:] = v - s * self.theta
+        s, v = signed_if_int_update(v, x, self.theta, self.v_max, self.max_payload)
+        self.v[:] = v
         self.v_out.send(self.v)
-        rest = s * self.mult.astype(np.int64)
+        parts = split_payload(s * self.mult.astype(np.int64), self.split_bits, self.parts)
         for j, port in enumerate((self.s_out, self.s_out1, self.s_out2, self.s_out3)):
-            if j == self.parts - 1:
-                part = rest  # the top digit keeps the sign
-            elif j < self.parts:
-                part, rest = rest & ((1 << self.split_bits) - 1), rest >> self.split_bits
-            else:
-                part = np.zeros_like(s)  # unused port
+            part = parts[j] if j < self.parts else np.zeros_like(s)  # unused port: zeros
             port.send(((part + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32))
 
 
