@@ -218,6 +218,7 @@ def test_backend_lowers_and_runs_a_nir_graph_through_the_target():
     assert run.stats["fc1"].synops == int(spikes.sum()) * 20
     assert run.stats["lif"].neuron_updates == 120 * 20
     assert run.stats["lif"].spikes == int(run.traces["lif"]["spikes"].sum()) > 0
+    assert backend.summary(plan) is None  # a spike-driven plan has no token run to report
 
 
 def test_lowering_folds_thresholds_and_leak_into_integers():
@@ -273,10 +274,14 @@ def test_bad_spikes_and_a_profile_unlike_lavas_are_refused(tmp_path):
         run_plan_fixed(plan, np.full((10, 16), 2))
     text = (ROOT / "hw_profiles" / "loihi2.toml").read_text()
     path = tmp_path / "odd.toml"
+    # the [fixed_point] width changes, the [lava] one (Lava's model) stays
     path.write_text(text.replace('name = "loihi2"', 'name = "odd"').replace(
-        'decay_bits = { value = 12,', 'decay_bits = { value = 10,'))
+        'decay_bits = { value = 12,', 'decay_bits = { value = 10,', 1))
     with pytest.raises(StacError, match=r"decay_bits = 10 \(Lava: 12\)"):
         lava_format(load_profile_file(path))
+    # a profile without the [lava] section is refused naming the field it lacks
+    with pytest.raises(StacError, match=r"loihi1 .* has no field 'lava.state_bits'"):
+        lava_format(load_profile("loihi1"))
 
 
 def test_without_lava_the_backend_says_how_to_install_it():

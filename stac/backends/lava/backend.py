@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import logging
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import scipy.sparse
 
 from stac.backends.lava.blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
     PART_PORTS, block_plan, readout_key
+from stac.backends.lava.config import WIDTH_FIELDS, LavaLimits
 from stac.backends.lava.plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
@@ -47,13 +48,6 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = ("install it with `bash scripts/setup_lava.sh` (lava-nc 0.10.0 with "
                 "--no-deps --ignore-requires-python, its needs, and a Python 3.11 patch), or "
                 "`make test`, which runs it")
-
-#: Widths Lava's bit-accurate models use (lava-nc 0.10.0 src/lava/proc/lif/models.py
-#: ``AbstractPyLifModelFixed`` / ``PyLifModelBitAcc``, src/lava/proc/dense/models.py
-#: ``PyDenseModelBitAcc``). A profile that says otherwise cannot be run bit-accurately by Lava.
-LAVA_WIDTHS = {"state_bits": 24, "decay_bits": 12, "threshold_bits": 17, "threshold_shift": 6,
-               "bias_mantissa_bits": 13, "bias_exp_bits": 3, "weight_bits": 8}
-
 
 def lava_available() -> bool:
     """True when lava-nc imports (installed and patched)."""
@@ -86,11 +80,12 @@ def _lava() -> dict[str, Any]:
 
 
 def lava_format(profile: Profile) -> fx.LoihiFormat:
-    """The profile's fixed-point format, refused where it differs from Lava's models."""
+    """The profile's fixed-point format, refused where it differs from the widths Lava's
+    bit-accurate models use (the profile's ``[lava]`` section, :class:`LavaLimits`)."""
     fmt = fx.LoihiFormat.from_profile(profile)
-    wrong = [f"{f.name} = {getattr(fmt, f.name)} (Lava: {LAVA_WIDTHS[f.name]})"
-             for f in fields(fmt) if f.name in LAVA_WIDTHS
-             and getattr(fmt, f.name) != LAVA_WIDTHS[f.name]]
+    limits = LavaLimits.from_profile(profile)
+    wrong = [f"{name} = {getattr(fmt, name)} (Lava: {getattr(limits, name)})"
+             for name in WIDTH_FIELDS if getattr(fmt, name) != getattr(limits, name)]
     if wrong:
         raise StacError(f"profile {profile.name} does not match Lava's bit-accurate models: "
                         f"{', '.join(wrong)}")
@@ -265,13 +260,22 @@ class LavaBackend:
             steps = int(graph.metadata.get("conversion", {}).get("timesteps", 16))
             payload = int(profile.get("spikes", "payload_bits")) \
                 if profile.get("spikes", "graded") else 1
-            plan = block_plan(graph, fmt, steps, payload_bits=payload)
+            plan = block_plan(graph, fmt, steps, LavaLimits.from_profile(profile),
+                              payload_bits=payload)
             _lava()
             return ConvertedLowering(graph, plan, run_block_lava, block_processes)
         check_emittable(graph, target=f"{profile.name}-lava")
         fmt = lava_format(profile)
         _lava()
         return plan_from_graph(graph, fmt)
+
+    def summary(self, lowered: Any) -> dict[str, Any] | None:
+        """What the last token run did in Lava (a converted graph's
+        :meth:`~stac.backends.lava.host.ConvertedLowering.summary`, for
+        ``report.json["backend_run"]``); None for a spike-driven plan, which runs on spikes."""
+        from stac.backends.lava.host import ConvertedLowering
+
+        return lowered.summary() if isinstance(lowered, ConvertedLowering) else None
 
     def run_spikes(self, lowered: LoihiPlan, spikes: Any, steps: int | None = None) -> LavaRun:
         """Run the lowered graph in Lava on binary input spikes ``[T, n]`` (or a dict of them by
@@ -289,5 +293,5 @@ class LavaBackend:
         return lowered.run(ctx)
 
 
-__all__ = ["INSTALL_HINT", "LAVA_WIDTHS", "LavaBackend", "LavaRun", "lava_available",
+__all__ = ["INSTALL_HINT", "LavaBackend", "LavaRun", "lava_available",
            "lava_format", "plan_stats", "run_block_lava", "run_plan_lava"]

@@ -49,6 +49,7 @@ import nir
 import numpy as np
 import torch
 
+from stac.backends.lava.config import LavaLimits
 from stac.errors import StacError
 from stac.ir.graph import predecessors, successors
 from stac.ir.nodes import SignedIF
@@ -57,15 +58,9 @@ from stac.sim.loihi import delayed, dense_accumulate, out_of_width, sigma_accumu
 from stac.sim.neurons import SignedIFFixedState, onset_level, signed_if_fixed_step
 
 DENSE_TYPES = (nir.Linear, nir.Affine)
-#: Thresholds a held drive may reach over T steps before the potential saturates.
-HELD_HEADROOM = 4
-#: Lava's Python Dense and Sigma hold int32 and the Dense halves its doubled sum after the
-#: product, so a token's sum of one readout must stay within 2**30 to be read back exactly.
-READOUT_LIMIT = 1 << 30
-#: The Lava encoder's output ports, one per payload part; a payload is split into at most
-#: this many parts when that keeps every readout exact.
+#: The Lava encoder's output ports, one per payload part (the GradedSignedIF process declares
+#: them); the profile's ``lava.payload_parts`` may not exceed their number.
 PART_PORTS = ("s_out", "s_out1", "s_out2", "s_out3")
-MAX_PARTS = len(PART_PORTS)
 #: Relative tolerance when reading integers back from float parameters: a few float32 roundings
 #: (a threshold is a float32 multiple of its unit), far below the fractional part 1/q that a
 #: wrong unit leaves on a level q < 2**20.
@@ -189,17 +184,14 @@ def _payload_units(name: str, node: SignedIF) -> tuple[np.ndarray, float]:
                     "(stac.ir.passes.run_passes)")
 
 
-#: An encoder whose thresholds take at most this many power-of-two values is split into one
-#: channel group per value (payloads then carry counts only, and each group's readout stays far
-#: inside 32 bits); otherwise it is one group whose payloads carry their thresholds.
-MAX_GROUPS = 16
-
-
-def channel_groups(m: np.ndarray) -> list[ChannelGroup]:
-    """Groups for thresholds of ``m`` units (see MAX_GROUPS)."""
+def channel_groups(m: np.ndarray, max_groups: int) -> list[ChannelGroup]:
+    """Groups for thresholds of ``m`` units: an encoder whose thresholds take at most
+    ``max_groups`` (the profile's ``lava.channel_groups``) power-of-two values is split into one
+    channel group per value (payloads then carry counts only, and each group's readout stays far
+    inside 32 bits); otherwise it is one group whose payloads carry their thresholds."""
     values = np.unique(m)
     pow2 = bool(np.all((values & (values - 1)) == 0))
-    if pow2 and len(values) <= MAX_GROUPS:
+    if pow2 and len(values) <= max_groups:
         return [ChannelGroup(np.flatnonzero(m == v), np.ones(int((m == v).sum()), np.int64),
                              int(v)) for v in values]
     return [ChannelGroup(np.arange(m.size), m.astype(np.int64), 1)]
@@ -243,36 +235,40 @@ def _bound(block: EncoderBlock, steps: int) -> float:
     return steps * float(block.max_payload) * _row_sums(block)[1]
 
 
-def payload_split(block: EncoderBlock, steps: int) -> tuple[int, int]:
-    """(k, parts): no split when every readout stays within READOUT_LIMIT; else each payload
-    value ``s * mult`` is sent as base-``2**k`` digits (:func:`split_payload`), with the widest
-    k for which T steps of a digit stay within the limit, on ``parts`` ports (each message is
-    priced as one spike message)."""
-    if _bound(block, steps) < READOUT_LIMIT:
+def payload_split(block: EncoderBlock, steps: int, limits: LavaLimits) -> tuple[int, int]:
+    """(k, parts): no split when every readout stays within ``limits.readout_limit``; else each
+    payload value ``s * mult`` is sent as base-``2**k`` digits (:func:`split_payload`), with the
+    widest k for which T steps of a digit stay within the limit, on ``parts`` ports (each message
+    is priced as one spike message). ``parts`` beyond ``limits.payload_parts`` means the block
+    cannot be emitted."""
+    limit = limits.readout_limit
+    if _bound(block, steps) < limit:
         return 0, 1
     rows = _row_sums(block)[0]
-    k = int(math.floor(math.log2(READOUT_LIMIT / (steps * rows)))) if rows else 0
+    k = int(math.floor(math.log2(limit / (steps * rows)))) if rows else 0
     if k < 1:
-        return 0, MAX_PARTS + 1
+        return 0, limits.payload_parts + 1
     top = block.max_payload * max(int(g.mult.max()) for g in block.groups)
     parts = 1
-    while steps * float(top >> (k * (parts - 1))) * rows >= READOUT_LIMIT:
+    while steps * float(top >> (k * (parts - 1))) * rows >= limit:
         parts += 1
     return k, parts
 
 
-def held_theta(fmt: fx.LoihiFormat, steps: int) -> int:
-    """The chip threshold ``2**b`` for a held drive: T steps of HELD_HEADROOM thresholds fit."""
-    need = (steps * HELD_HEADROOM).bit_length()
+def held_theta(fmt: fx.LoihiFormat, steps: int, headroom: int) -> int:
+    """The chip threshold ``2**b`` for a held drive: T steps of ``headroom`` thresholds (the
+    profile's ``lava.held_headroom``) fit the potential."""
+    need = (steps * headroom).bit_length()
     b = fmt.state_bits - 1 - need
     if b < 1:
         raise StacError(f"a {fmt.state_bits}-bit potential cannot hold {steps} steps of held drive")
     return 1 << b
 
 
-def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
+def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int, limits: LavaLimits,
                payload_bits: int = 32) -> BlockPlan:
-    """Integer blocks for every SignedIF of a quantised converted graph.
+    """Integer blocks for every SignedIF of a quantised converted graph, within ``limits`` (the
+    profile's ``[lava]`` section).
 
     Raises one StacError naming every chip node that is not part of a block (a map fed by
     anything but one encoder, an encoder feeding anything but maps), every encoder whose
@@ -303,15 +299,16 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
             errors.append(str(exc))
             continue
         block = EncoderBlock(name, np.asarray(node.threshold, np.float32),
-                             1 if node.onset_drive else held_theta(fmt, steps),
-                             channel_groups(mult),
+                             1 if node.onset_drive else held_theta(fmt, steps,
+                                                                   limits.held_headroom),
+                             channel_groups(mult, limits.channel_groups),
                              int(node.max_payload), bool(node.onset_drive),
                              bool(node.token_gain), dense)
-        block.split_bits, block.parts = payload_split(block, steps)
-        if block.parts > MAX_PARTS:
+        block.split_bits, block.parts = payload_split(block, steps, limits)
+        if block.parts > limits.payload_parts:
             errors.append(f"{name}: a token's readout can reach {_bound(block, steps):.3g}, "
                           f"beyond Lava's 32-bit Dense and Sigma even with its payload split "
-                          f"into {MAX_PARTS} parts")
+                          f"into {limits.payload_parts} parts")
             continue
         if block.max_payload > fmt.uv_max - 1:
             errors.append(f"{name}: its payload K = {block.max_payload} exceeds what the "
@@ -323,6 +320,9 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
             continue
         blocks[name] = block
         owner.update({d.name: name for d in dense})
+    if limits.payload_parts > len(PART_PORTS):
+        errors.append(f"lava.payload_parts = {limits.payload_parts}: the GradedSignedIF process "
+                      f"has {len(PART_PORTS)} payload ports")
     if errors:
         shown = "; ".join(errors[:6]) + (f"; and {len(errors) - 6} more" if len(errors) > 6 else "")
         raise StacError(f"the lava backend cannot emit {len(errors)} chip node(s) as blocks: "
@@ -460,6 +460,6 @@ def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
 
 
 __all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "Drive", "EncoderBlock",
-           "MAX_GROUPS", "MAX_PARTS", "PART_PORTS", "block_plan", "channel_groups", "decode",
+           "PART_PORTS", "block_plan", "channel_groups", "decode",
            "dense_sigma_fixed", "encode_drive", "encoder_fixed", "held_theta", "payload_split",
            "readout_key", "run_block_fixed", "split_payload", "token_sums", "width_counts"]

@@ -185,24 +185,4 @@ class ConvertedLowering:
         }
 
 
-def summary_lines(run: dict[str, Any]) -> list[str]:
-    """Markdown lines for a lava ``backend_run`` summary."""
-    widths = (f"{run['over_input_bits']:,} Dense outputs beyond the {run['input_bits']}-bit "
-              f"input and {run['over_state_bits']:,} readouts beyond the {run['state_bits']}-bit "
-              "state (Lava's Python models carry them in 32 bits; a chip would not)")
-    lines = [
-        f"- {run['blocks_run']} blocks ran as Lava processes ({run['run_config']}), "
-        f"{run['processes']} processes in all, {run['lava_seconds']:.1f} s in Lava against "
-        f"{run['fixed_seconds']:.1f} s in stac's fixed-point model of the same blocks",
-        f"- bit for bit equal to stac's fixed-point model in every encoder potential, payload "
-        f"and readout: {'yes' if run['bit_exact'] else 'NO'}",
-        f"- largest relative RMS difference of a map's output from the float reference "
-        f"semantics: {run['max_rel_rms_vs_float']:.3g} (the drive's integer grid)",
-        f"- widths: {widths}; drives clipped to the potential: {run['saturated_drives']}",
-        "- host ops ran in stac's reference semantics on the host; custom process models: "
-        + "; ".join(run["custom_process_models"]),
-    ]
-    return lines
-
-
-__all__ = ["BlockRecord", "ConvertedLowering", "first_difference", "summary_lines"]
+__all__ = ["BlockRecord", "ConvertedLowering", "first_difference"]

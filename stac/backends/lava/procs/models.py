@@ -27,16 +27,18 @@ from stac.sim.neurons import signed_if_int_update
 class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
     """Bit-accurate model: stac's integer signed IF rule
     (:func:`stac.sim.neurons.signed_if_int_update`) on int64 numpy arrays, payloads split
-    as :func:`stac.backends.lava.blocks.split_payload` and sent as int32."""
+    as :func:`stac.backends.lava.blocks.split_payload` and sent as int32. The widths are the
+    profile's (``v_max`` arrives as a parameter); Lava's ``precision`` annotation is left out,
+    as Lava's Python runtime only stores it."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    s_out1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    s_out2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    s_out3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    mult: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    s_out1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    s_out2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    s_out3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    mult: np.ndarray = LavaPyType(np.ndarray, np.int32)
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)
@@ -67,7 +69,7 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
 class PyRecorderModel(PyLoihiProcessModel):
     """Buffers what arrives; saves it at the last step."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)
