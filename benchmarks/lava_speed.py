@@ -32,9 +32,11 @@ from tqdm import tqdm
 from stac.backends.lava.backend import lava_available, lava_format, run_block_lava, run_plan_lava
 from stac.backends.lava.config import LavaLimits
 from stac.backends.lava.host import first_difference
-from stac.backends.lava.blocks import block_plan, encode_drive, run_block_fixed
-from stac.backends.lava.plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
-    run_plan_fixed
+from stac.backends.lava.blocks import block_plan
+from stac.backends.lava.drive import encode_drive
+from stac.backends.lava.fixed import run_block_fixed
+from stac.backends.lava.fixed import run_plan_fixed
+from stac.backends.lava.plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph
 from stac.ir.nir_io import read_nir
 from stac.profiles import load_profile
 

@@ -23,8 +23,8 @@ import pytest
 
 from stac.backends import resolve_target
 from stac.backends.lava.backend import LavaBackend, lava_available, lava_format, run_plan_lava
-from stac.backends.lava.plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
-    run_plan_fixed
+from stac.backends.lava.fixed import run_plan_fixed
+from stac.backends.lava.plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph
 from stac.errors import StacError
 from stac.ir.nir_io import read_nir
 from stac.profiles import load_profile, load_profile_file

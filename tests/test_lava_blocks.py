@@ -22,7 +22,9 @@ from stac.backends.lava.backend import lava_available, lava_format, run_block_la
 from stac.backends.lava.config import LavaLimits
 from stac.backends.lava.host import first_difference
 from stac.backends.lava.blocks import ChannelGroup, DenseBlock, EncoderBlock, block_plan, \
-    decode, encode_drive, readout_key, run_block_fixed, split_payload
+    readout_key, split_payload
+from stac.backends.lava.drive import decode, encode_drive
+from stac.backends.lava.fixed import run_block_fixed
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
 from stac.profiles import load_profile

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from stac.backends.lava.backend import lava_format
-from stac.backends.lava.plan import plan_from_graph, run_plan_fixed
+from stac.backends.lava.fixed import run_plan_fixed
+from stac.backends.lava.plan import plan_from_graph
 from stac.backends.lava.config import LavaLimits
 from stac.backends.lava.netx import export_netx, netx_available, run_netx
 from stac.errors import StacError

@@ -208,6 +208,19 @@ def dense_accumulate(s_in: Tensor, weights: Tensor, weight_exp: int, graded: boo
     return shift(acc, weight_exp)
 
 
+def refuse_wide_dense(acc: Tensor, fmt: LoihiFormat) -> None:
+    """Raise when an accumulation lies outside the signed ``input_bits`` range (the
+    hardware's dendritic accumulator), from :func:`out_of_width`'s count."""
+    if out_of_width(acc, fmt.input_bits):
+        half = 1 << (fmt.input_bits - 1)
+        over = (acc < -half) | (acc >= half)
+        raise StacError(
+            f"Dense accumulation {int(acc[over].abs().max())} overflows the "
+            f"{fmt.input_bits}-bit dendritic accumulator; lower the weights or "
+            "weight_exp"
+        )
+
+
 def dense_fixed_step(s_in: Tensor, state: DenseFixedState, params: DenseFixedParams,
                      fmt: LoihiFormat, strict: bool = True) -> tuple[Tensor, DenseFixedState]:
     """One timestep of Lava's ``PyDenseModelBitAcc``: (output sent now, new state).
@@ -217,14 +230,8 @@ def dense_fixed_step(s_in: Tensor, state: DenseFixedState, params: DenseFixedPar
     hardware's width; Lava's Python model would carry it on in 32 bits).
     """
     acc = dense_accumulate(s_in, params.weights, params.weight_exp, params.graded)
-    if strict and out_of_width(acc, fmt.input_bits):
-        half = 1 << (fmt.input_bits - 1)
-        over = (acc < -half) | (acc >= half)
-        raise StacError(
-            f"Dense accumulation {int(acc[over].abs().max())} overflows the "
-            f"{fmt.input_bits}-bit dendritic accumulator; lower the weights or "
-            "weight_exp"
-        )
+    if strict:
+        refuse_wide_dense(acc, fmt)
     # Lava sends a_buff through an int32 channel.
     return wrap_signed(state.a_buff, 32), DenseFixedState(acc)
 
@@ -245,5 +252,6 @@ __all__ = [
     "DenseFixedParams", "DenseFixedState", "LIFFixedParams", "LIFFixedState", "SignMode",
     "delayed", "dense_accumulate", "dense_fixed_step", "dense_initial_state", "dense_params",
     "lif_fixed_step", "lif_initial_state", "lif_params", "out_of_width", "prepare_dense_weights",
+    "refuse_wide_dense",
     "sigma_accumulate", "sign_mode_of",
 ]

@@ -4,9 +4,11 @@ A converted graph (:mod:`stac.frontend.convert`) alternates host ops (norms, att
 gated activation, residual adds) with *blocks*: one :class:`stac.ir.nodes.SignedIF` encoder and
 the Linear / Affine maps it feeds. A block is what runs on the chip; the host computes each
 encoder's drive and reads each map's accumulated output back (glue between runs). This module
-turns every block of a quantised graph into integers (:func:`block_plan`) and runs a block with
-stac's bit-accurate steps (:func:`run_block_fixed`); :mod:`stac.backends.lava` emits the same
-block as Lava processes, and the two agree bit for bit (tests/test_lava_blocks.py).
+turns every block of a quantised graph into integers (:func:`block_plan`);
+:mod:`stac.backends.lava.drive` holds the host glue (:func:`~stac.backends.lava.drive.encode_drive`,
+:func:`~stac.backends.lava.drive.decode`), :mod:`stac.backends.lava.fixed` runs a block with stac's
+bit-accurate steps and :mod:`stac.backends.lava.backend` emits it as Lava processes; the two
+agree bit for bit (tests/test_lava_blocks.py).
 
 A block on the chip, per token of T steps (the encoder resets at each token's first step, as
 the reference simulator starts every token from reset):
@@ -47,15 +49,12 @@ from typing import Any
 
 import nir
 import numpy as np
-import torch
 
 from stac.backends.lava.config import LavaLimits
 from stac.errors import StacError
 from stac.ir.graph import predecessors, successors
 from stac.ir.nodes import SignedIF
 from stac.sim import fixed_point as fx
-from stac.sim.loihi import delayed, dense_accumulate, out_of_width, sigma_accumulate
-from stac.sim.neurons import SignedIFFixedState, onset_level, signed_if_fixed_step
 
 DENSE_TYPES = (nir.Linear, nir.Affine)
 #: The Lava encoder's output ports, one per payload part (the GradedSignedIF process declares
@@ -330,136 +329,6 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int, limits: Lav
     return BlockPlan(blocks, owner, fmt)
 
 
-# --- host glue: drives in, values out ----------------------------------------------------------
-
-
-@dataclass
-class Drive:
-    """A block's integer input for a run: ``[tokens * T + 1, n]`` per step, and the gains."""
-
-    steps: np.ndarray  # [S, n] int64, what the host sends each step
-    gain: np.ndarray  # [tokens] float32 (ones without token_gain)
-    saturated: int  # held drive values clipped to the potential's range
-
-
-def encode_drive(block: EncoderBlock, x: Any, steps: int, fmt: fx.LoihiFormat) -> Drive:
-    """The host's integer drive for per-token float drives ``x`` ``[tokens, n]`` (the encoder's
-    accumulated input, as the reference simulator feeds it), in float32 as the simulator
-    computes it.
-
-    Onset drive: the reference neuron receives ``T x`` at once and emits
-    ``s_t = clamp(n - S_{t-1}, -K, K)`` with ``n = floor(T x / theta + 1/2)`` and ``S`` the
-    payloads so far. The chip's potential holds ``v_max = 2**(state_bits-1) - 1``, so the host
-    sends ``clamp(n, +-v_max)`` at the first step and the rest at up to K per step after it.
-    Since ``v_max >= K``, the potential never falls below K while the reference would still
-    emit K, so every payload equals the reference's, for any n, and ``v`` never saturates.
-
-    Held drive: ``round(x 2**b / (g theta))`` every step; values beyond the potential are
-    clipped and counted (the neuron then fires at every step either way)."""
-    x = np.asarray(x, dtype=np.float32)
-    tokens, n = x.shape
-    theta = block.threshold
-    gain = np.ones(tokens, np.float32)
-    if block.token_gain:
-        gain = np.maximum((np.abs(x) / theta).max(-1), np.float32(1.0)).astype(np.float32)
-    scaled = theta[None, :] * gain[:, None]
-    top = fmt.uv_max - 1
-    out = np.zeros((tokens * steps + 1, n), np.int64)
-    if block.onset:  # the reference's first step: floor(T x / theta + 1/2), T x in float32
-        d = onset_level(torch.from_numpy(x), torch.from_numpy(scaled), steps).double().numpy()
-        rest = np.clip(d, -2.0**62, 2.0**62).astype(np.int64)
-        # More than the potential holds arrives over the next steps at K per step, as fast as
-        # the neuron drains it: every step's payload is the reference's (see the docstring).
-        for t in range(steps):
-            sent = np.clip(rest, -(top if t == 0 else block.max_payload),
-                           top if t == 0 else block.max_payload)
-            out[t:tokens * steps:steps] = sent
-            rest = rest - sent
-        sat = 0
-    else:
-        d = np.rint(x.astype(np.float64) * block.chip_theta / scaled.astype(np.float64))
-        sat = int(np.count_nonzero(np.abs(d) > top))
-        out[:tokens * steps] = np.repeat(np.clip(d, -top, top).astype(np.int64), steps, axis=0)
-    return Drive(out, gain, sat)
-
-
-def token_sums(sigma: np.ndarray, tokens: int, steps: int) -> np.ndarray:
-    """Each token's accumulated Dense output from the readout's per-step values: the
-    difference of the reads at its first and last steps (plus the one-step Dense delay),
-    modulo 2**32 as Lava's int32 readout wraps."""
-    reads = np.concatenate([np.zeros((1, sigma.shape[1]), np.int64), sigma[steps::steps]])
-    return fx.wrap_signed(_t(reads[1:tokens + 1] - reads[:tokens]), 32).numpy()
-
-
-def decode(block: EncoderBlock, dense: DenseBlock, trace: "BlockTrace", tokens: int,
-           gain: np.ndarray, steps: int) -> np.ndarray:
-    """The map's float output per token ``[tokens, out]`` from its readouts in ``trace``."""
-    # The Dense halves its doubled weights with weight_exp = -1, so sums are in units of q.
-    sums = sum(token_sums(trace.sigma[readout_key(dense.name, i, j)], tokens, steps)
-               .astype(np.float64) * (g.factor * 2.0 ** (j * block.split_bits))
-               for i, g in enumerate(block.groups) for j in range(block.parts))
-    y = sums * dense.scale[None, :] * (gain[:, None] / steps)
-    if dense.bias is not None:
-        y = y + dense.bias[None, :]
-    return y.astype(np.float32)
-
-
-# --- stac's bit-accurate run of a block --------------------------------------------------------
-
-
-def _t(x: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=torch.int64)
-
-
-def encoder_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
-                  fmt: fx.LoihiFormat) -> tuple[np.ndarray, np.ndarray]:
-    """The encoder over ``drive`` ``[S, n]``, reset at every token's first step: (v, payload
-    ``s * mult``, whole; a split block sends it in parts)."""
-    theta = torch.full((block.size,), block.chip_theta, dtype=torch.int64)
-    mult = _t(block.mult())
-    state = SignedIFFixedState(torch.zeros(block.size, dtype=torch.int64))
-    vs, ps = [], []
-    for t, x in enumerate(_t(drive)):
-        if t % steps == 0:
-            state = SignedIFFixedState(torch.zeros_like(state.v))
-        s, state = signed_if_fixed_step(x, state, theta, fmt, block.max_payload)
-        vs.append(state.v)
-        ps.append(s * mult)
-    return torch.stack(vs).numpy(), torch.stack(ps).numpy()
-
-
-def dense_sigma_fixed(weights: np.ndarray, weight_exp: int, payload: np.ndarray) -> np.ndarray:
-    """Lava's graded Dense (:func:`stac.sim.loihi.dense_accumulate`, sent one step later)
-    into a Sigma readout (:func:`stac.sim.loihi.sigma_accumulate`): the readout after each step
-    ``[S, out]``."""
-    acc = dense_accumulate(_t(payload), _t(weights), weight_exp, graded=True)
-    return sigma_accumulate(delayed(acc)).numpy()
-
-
-def width_counts(trace: BlockTrace, fmt: fx.LoihiFormat) -> tuple[int, int]:
-    """(Dense outputs beyond ``input_bits``, readouts beyond ``state_bits``) of a run, from
-    every readout after each step (a step's Dense output is the readout's change)."""
-    over_in = over_state = 0
-    for sigma in trace.sigma.values():
-        sent = fx.wrap_signed(_t(np.diff(sigma, axis=0, prepend=0)), 32)
-        over_in += out_of_width(sent, fmt.input_bits)
-        over_state += out_of_width(_t(sigma), fmt.state_bits)
-    return over_in, over_state
-
-
-def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
-                    fmt: fx.LoihiFormat) -> BlockTrace:
-    """One block with stac's bit-accurate steps, the timing of the Lava processes."""
-    v, payload = encoder_fixed(block, drive, steps, fmt)
-    parts = split_payload(payload, block.split_bits, block.parts)
-    sigma = {readout_key(d.name, i, j): dense_sigma_fixed(d.weights[:, g.index], d.weight_exp,
-                                                           part[:, g.index])
-             for d in block.dense for i, g in enumerate(block.groups)
-             for j, part in enumerate(parts)}
-    return BlockTrace(v, payload, sigma)
-
-
-__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "Drive", "EncoderBlock",
-           "PART_PORTS", "block_plan", "channel_groups", "decode",
-           "dense_sigma_fixed", "encode_drive", "encoder_fixed", "held_theta", "payload_split",
-           "readout_key", "run_block_fixed", "split_payload", "token_sums", "width_counts"]
+__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "EncoderBlock", "PART_PORTS",
+           "block_plan", "channel_groups", "held_theta", "payload_split", "readout_key",
+           "split_payload"]

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stac.backends.lava.blocks import BlockPlan, BlockTrace, decode, encode_drive, \
-    run_block_fixed, width_counts
+from stac.backends.lava.blocks import BlockPlan, BlockTrace
+from stac.backends.lava.drive import decode, encode_drive
+from stac.backends.lava.fixed import run_block_fixed, width_counts
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
 from stac.sim import fixed_point as fx
