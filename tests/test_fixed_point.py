@@ -1,5 +1,5 @@
-"""Bit-accurate fixed-point steps (stac.sim.loihi, stac.sim.neurons): gold arrays from Lava, hand-computed
-single steps, and the overflow / wrap behaviour."""
+"""Bit-accurate fixed-point steps (stac.sim.loihi, stac.sim.neurons): gold arrays from Lava,
+hand-computed single steps, and the overflow / wrap behaviour."""
 
 from pathlib import Path
 

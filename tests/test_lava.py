@@ -160,9 +160,9 @@ def plan_from_gold(plan: LoihiPlan, g: dict[str, np.ndarray]) -> LoihiPlan:
     """``plan``'s structure with the integers the gold run gave Lava (its ``plan/`` arrays)."""
     dense = {n: DenseLayer(g[f"plan/dense/{n}/weights"], int(g[f"plan/dense/{n}/weight_exp"]),
                            d.source) for n, d in plan.dense.items()}
-    neurons = {n: LIFLayer(l.size, *(int(g[f"plan/lif/{n}/{k}"]) for k in ("du", "dv", "vth")),
-                           g[f"plan/lif/{n}/bias_mant"], g[f"plan/lif/{n}/bias_exp"], l.inputs)
-               for n, l in plan.neurons.items()}
+    neurons = {n: LIFLayer(lif.size, *(int(g[f"plan/lif/{n}/{k}"]) for k in ("du", "dv", "vth")),
+                           g[f"plan/lif/{n}/bias_mant"], g[f"plan/lif/{n}/bias_exp"], lif.inputs)
+               for n, lif in plan.neurons.items()}
     return LoihiPlan(plan.inputs, dense, neurons, plan.outputs, plan.fmt)
 
 

@@ -155,7 +155,7 @@ def _reset(node: Any) -> str:
 
 
 def _stateless(fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> StepFn:
-    return lambda node, x, state, dt: (fn(node, x), None)
+    return lambda node, x, _state, _dt: (fn(node, x), None)
 
 
 StepFn = Callable[[Any, torch.Tensor, Any, float], tuple[torch.Tensor, Any]]
@@ -176,8 +176,8 @@ STEPS: dict[type, StepFn] = {
     nir.SumPool2d: _stateless(pool_map),
     nir.AvgPool2d: _stateless(pool_map),
     nir.Flatten: _stateless(flatten_map),
-    nir.Input: _stateless(lambda n, x: x),
-    nir.Output: _stateless(lambda n, x: x),
+    nir.Input: _stateless(lambda _node, x: x),
+    nir.Output: _stateless(lambda _node, x: x),
 }
 
 #: The zero state of each stateful node type for a batch of a given shape.

@@ -93,7 +93,7 @@ def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
                                [(block.name, key) for key in readouts],
                                [block.name, *readouts])
 
-    def encoder(node: EncoderBlock, inputs: list[Any]) -> tuple[np.ndarray, np.ndarray, list]:
+    def encoder(node: EncoderBlock, _inputs: list[Any]) -> tuple[np.ndarray, np.ndarray, list]:
         v, payload = encoder_fixed(node, drive, steps, fmt)
         return v, payload, split_payload(payload, node.split_bits, node.parts)
 
@@ -129,10 +129,11 @@ def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
     fmt = plan.fmt
     dparams = {n: loihi.dense_params(torch.as_tensor(d.weights), d.weight_exp, graded=False,
                                      fmt=fmt) for n, d in plan.dense.items()}
-    lparams = {n: loihi.lif_params(l.du, l.dv, l.vth, torch.as_tensor(l.bias_mant),
-                                   torch.as_tensor(l.bias_exp), fmt=fmt)
-               for n, l in plan.neurons.items()}
-    lstate = {n: loihi.lif_initial_state((l.size,)) for n, l in plan.neurons.items()}
+    lparams = {n: loihi.lif_params(layer.du, layer.dv, layer.vth,
+                                   torch.as_tensor(layer.bias_mant),
+                                   torch.as_tensor(layer.bias_exp), fmt=fmt)
+               for n, layer in plan.neurons.items()}
+    lstate = {n: loihi.lif_initial_state((layer.size,)) for n, layer in plan.neurons.items()}
     trace: dict[str, dict[str, list[torch.Tensor]]] = {
         n: {"spikes": [], "v": [], "u": []} for n in plan.neurons}
     delays = [(d, n) for n, layer in plan.neurons.items() for d in layer.inputs]
@@ -142,11 +143,11 @@ def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
         [(d.source, n) for n, d in plan.dense.items()] + delays,
         [*plan.inputs, *plan.neurons, *plan.dense], back=delays)
 
-    def source(t: int, name: str, node: PlanInput, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def source(t: int, name: str, node: PlanInput, _inputs: list[torch.Tensor]) -> torch.Tensor:
         x = xs[name]
         return torch.as_tensor(x[t]) if t < len(x) else torch.zeros(node.size, dtype=torch.int64)
 
-    def lif(t: int, name: str, node: LIFLayer, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def lif(_t: int, name: str, node: LIFLayer, inputs: list[torch.Tensor]) -> torch.Tensor:
         a_in = total(inputs, torch.zeros(node.size, dtype=torch.int64))
         s, lstate[name] = loihi.lif_fixed_step(a_in, lstate[name], lparams[name], fmt)
         rec = trace[name]
@@ -155,7 +156,8 @@ def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
         rec["u"].append(lstate[name].u)
         return rec["spikes"][-1]
 
-    def dense(t: int, name: str, node: DenseLayer, inputs: list[torch.Tensor]) -> torch.Tensor:
+    def dense(_t: int, name: str, _node: DenseLayer, inputs: list[torch.Tensor]
+              ) -> torch.Tensor:
         p = dparams[name]
         acc = loihi.dense_accumulate(inputs[0], p.weights, p.weight_exp, p.graded)
         loihi.refuse_wide_dense(acc, fmt)

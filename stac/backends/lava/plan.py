@@ -2,9 +2,9 @@ r"""A chip graph as integer Loihi layers (Dense + CUBA LIF), independent of Lava
 
 The Lava backend (:mod:`stac.backends.lava.backend`) emits one Lava process per layer of a
 :class:`LoihiPlan`; :func:`stac.backends.lava.fixed.run_plan_fixed` runs the same plan with
-stac's bit-accurate step functions (:mod:`stac.sim.loihi`). Keeping the plan free of Lava is what lets Lava be
-replaced (upstream is archived) and lets the equivalence tests compare the two runs layer by
-layer.
+stac's bit-accurate step functions (:mod:`stac.sim.loihi`). Keeping the plan free of Lava is
+what lets Lava be replaced (upstream is archived) and lets the equivalence tests compare the two
+runs layer by layer.
 
 From NIR (:func:`plan_from_graph`): ``Input`` (binary spikes), ``Linear`` / ``Affine`` (a
 :class:`DenseLayer`), ``LIF`` / ``CubaLIF`` (a :class:`LIFLayer`) and ``Output``. A neuron's
