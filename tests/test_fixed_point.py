@@ -296,3 +296,19 @@ def test_dense_params_check_the_exponent_range():
     with pytest.raises(StacError, match=r"Dense weight_exp must lie in \[-8, 7\]"):
         lh.dense_params(t(1)[None], weight_exp=8, graded=False, fmt=LAVA)
     assert lh.dense_params(t(3, -3)[None], -8, False, LAVA).weights.tolist() == [[2, -4]]
+
+
+def test_the_executor_core_refuses_a_node_type_its_table_lacks_by_name():
+    from stac.sim.executor import Executor, check_supported, lookup
+
+    nodes = {"a": 1, "b": "two"}
+    with pytest.raises(StacError, match=r"the x run has no semantics for node 'b' \(str\)"):
+        Executor.from_edges(nodes, [("a", "b")], ["a", "b"]).sweep(
+            lambda name, node, inputs: lookup({int: 0}, name, node, "the x run"))
+    with pytest.raises(StacError, match=r"node\(s\) b \(str\); supported types: int"):
+        check_supported(nodes, [int], "the x run")
+    # back edges read the previous sweep; forward edges this sweep's values
+    core = Executor.from_edges({"x": 0, "y": 0}, [("x", "y"), ("y", "x")], ["x", "y"],
+                               back=[("y", "x")])
+    out = core.sweep(lambda name, node, inputs: sum(inputs) + 1, prev={"y": 10})
+    assert out == {"x": 11, "y": 12}
