@@ -30,11 +30,14 @@ from typing import Any, Callable
 import numpy as np
 from tqdm import tqdm
 
-from stac.backends.lava import lava_available, lava_format, run_block_lava, run_plan_lava
-from stac.backends.lava_host import first_difference
-from stac.backends.loihi_blocks import block_plan, encode_drive, run_block_fixed
-from stac.backends.loihi_plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph, \
-    run_plan_fixed
+from stac.backends.lava.backend import lava_available, lava_format, run_block_lava, run_plan_lava
+from stac.backends.lava.config import LavaLimits
+from stac.backends.lava.host import first_difference
+from stac.backends.lava.blocks import block_plan
+from stac.backends.lava.drive import encode_drive
+from stac.backends.lava.fixed import run_block_fixed
+from stac.backends.lava.fixed import run_plan_fixed
+from stac.backends.lava.plan import DenseLayer, LIFLayer, LoihiPlan, plan_from_graph
 from stac.ir.nir_io import read_nir
 from stac.profiles import load_profile
 
@@ -81,7 +84,7 @@ def converted_blocks(spec: str, fmt: Any) -> list[tuple[str, int, Callable, Call
         graph = run_passes(convert(model, ConversionConfig(mode=mode, timesteps=16,
                                                            calibration_passages=1)),
                            load_profile("loihi2"))
-        plan = block_plan(graph, fmt, 16)
+        plan = block_plan(graph, fmt, 16, LavaLimits.from_profile(load_profile("loihi2")))
         seen: dict[str, np.ndarray] = {}
 
         def record(node, inp, ctx, name, need):

@@ -64,7 +64,15 @@ _CHIP_FIELDS: dict[str, dict[str, str]] = {
     },
     "host_link": {"bandwidth_gb_s": "pos", "latency_us": "nonneg", "energy_pj_per_byte": "nonneg",
                   "bytes_per_value": "count"},
+    # Needed only by the lava backend (stac.backends.lava.config); optional otherwise.
+    "lava": {
+        "state_bits": "bits", "decay_bits": "uint", "threshold_bits": "bits",
+        "threshold_shift": "uint", "bias_mantissa_bits": "bits", "bias_exp_bits": "uint",
+        "weight_bits": "bits", "message_bits": "bits", "payload_parts": "count",
+        "channel_groups": "count", "held_headroom": "count", "netx_bias_exp": "int",
+    },
 }
+_OPTIONAL_SECTIONS = {"lava"}
 _HOST_FIELDS: dict[str, dict[str, str]] = {
     "host": {"mac_energy_pj": "pos", "flop_energy_pj": "pos", "throughput_gflops": "pos",
              "flops_per_neuron_update": "count"},
@@ -162,6 +170,8 @@ def _read_sections(
     sources: dict[str, dict[str, str]] = {}
     for section, names in spec.items():
         table = doc.get(section)
+        if table is None and section in _OPTIONAL_SECTIONS:
+            continue
         if not isinstance(table, dict):
             raise _fail(path, f"missing section [{section}]")
         values[section], sources[section] = {}, {}

@@ -1,5 +1,5 @@
-"""Bit-accurate fixed-point steps (stac.sim.fixed_point): gold arrays from Lava, hand-computed
-single steps, and the overflow / wrap behaviour."""
+"""Bit-accurate fixed-point steps (stac.sim.loihi, stac.sim.neurons): gold arrays from Lava,
+hand-computed single steps, and the overflow / wrap behaviour."""
 
 import numpy as np
 import pytest
@@ -9,6 +9,8 @@ from paths import NIR_PAPER
 from stac.errors import StacError
 from stac.profiles import load_profile
 from stac.sim import fixed_point as fx
+from stac.sim import loihi as lh
+from stac.sim import neurons as nrn
 from stac.sim.neurons import signed_if_scan
 
 # Lava's bit-accurate widths (src/lava/proc/lif/models.py AbstractPyLifModelFixed and
@@ -25,17 +27,17 @@ def t(*values: int) -> torch.Tensor:
 
 
 def lif_step(a_in, u, v, **params):
-    p = fx.lif_params(**{"bias_mant": 0, "bias_exp": 0, **params})
-    s, state = fx.lif_fixed_step(t(*a_in), fx.LIFFixedState(t(*u), t(*v)), p, LAVA)
+    p = lh.lif_params(**{"bias_mant": 0, "bias_exp": 0, **params})
+    s, state = lh.lif_fixed_step(t(*a_in), lh.LIFFixedState(t(*u), t(*v)), p, LAVA)
     return s.tolist(), state.u.tolist(), state.v.tolist()
 
 
 def run_lif(a_in_steps, **params):
-    p = fx.lif_params(**{"bias_mant": 0, "bias_exp": 0, **params})
-    state = fx.lif_initial_state((1,))
+    p = lh.lif_params(**{"bias_mant": 0, "bias_exp": 0, **params})
+    state = lh.lif_initial_state((1,))
     trace = []
     for a in a_in_steps:
-        s, state = fx.lif_fixed_step(t(a), state, p, LAVA)
+        s, state = lh.lif_fixed_step(t(a), state, p, LAVA)
         trace.append((bool(s[0]), int(state.u[0]), int(state.v[0])))
     return trace
 
@@ -53,15 +55,15 @@ def test_reproduces_the_nir_papers_lava_fixed_point_lif_run_bit_for_bit():
     """
     rows = np.loadtxt(NIR_PAPER / "01_lif" / "lif_lava_cpu_fixed.csv", delimiter=",")
     spikes_in = torch.as_tensor(rows[:, 0:1], dtype=torch.int64)
-    weights = fx.prepare_dense_weights(torch.tensor([[int(0.04 * 256)]]), LAVA)
-    dense = fx.DenseFixedParams(weights, weight_exp=0, graded=False)
-    lif = fx.lif_params(du=int(1.0 * 4095), dv=int(0.04 * 4095), vth=int(0.1 * 131071) >> 9,
+    weights = lh.prepare_dense_weights(torch.tensor([[int(0.04 * 256)]]), LAVA)
+    dense = lh.DenseFixedParams(weights, weight_exp=0, graded=False)
+    lif = lh.lif_params(du=int(1.0 * 4095), dv=int(0.04 * 4095), vth=int(0.1 * 131071) >> 9,
                         fmt=LAVA)
-    d_state, l_state = fx.dense_initial_state((1,)), fx.lif_initial_state((1,))
+    d_state, l_state = lh.dense_initial_state((1,)), lh.lif_initial_state((1,))
     volts, spikes = [], []
     for s in spikes_in:
-        a, d_state = fx.dense_fixed_step(s, d_state, dense, LAVA)
-        out, l_state = fx.lif_fixed_step(a, l_state, lif, LAVA)
+        a, d_state = lh.dense_fixed_step(s, d_state, dense, LAVA)
+        out, l_state = lh.lif_fixed_step(a, l_state, lif, LAVA)
         volts.append(int(l_state.v[0]))
         spikes.append(int(out[0]))
     assert volts == rows[:, 1].astype(int).tolist()
@@ -123,11 +125,11 @@ def test_current_wraps_once_past_24_bits_and_plus_two_pow_23_stays():
     _, u, _ = lif_step([-100], [-(top - 1)], [0], du=0, dv=4095, vth=0)
     assert u == [8384257]
     # Lava wraps only values above +2**23: exactly +2**23 is kept, -2**23 becomes +2**23
-    p = fx.lif_params(du=4095, dv=4095, vth=0)
-    state = fx.LIFFixedState(t(0), t(0))
-    _, state = fx.lif_fixed_step(t(top >> 6), state, p, LAVA)  # input alone reaches 2**23
+    p = lh.lif_params(du=4095, dv=4095, vth=0)
+    state = lh.LIFFixedState(t(0), t(0))
+    _, state = lh.lif_fixed_step(t(top >> 6), state, p, LAVA)  # input alone reaches 2**23
     assert state.u.tolist() == [top]
-    _, state = fx.lif_fixed_step(t(-(top >> 6)), fx.LIFFixedState(t(0), t(0)), p, LAVA)
+    _, state = lh.lif_fixed_step(t(-(top >> 6)), lh.LIFFixedState(t(0), t(0)), p, LAVA)
     assert state.u.tolist() == [top]  # -2**23 is wrapped to +2**23
 
 
@@ -145,13 +147,13 @@ def test_voltage_saturates_at_24_bits_instead_of_wrapping():
 
 def test_lif_parameter_ranges_are_checked_against_the_format():
     with pytest.raises(StacError, match=r"LIF du must lie in \[0, 4095\]"):
-        fx.lif_params(du=4096, dv=0, vth=1, fmt=LAVA)
+        lh.lif_params(du=4096, dv=0, vth=1, fmt=LAVA)
     with pytest.raises(StacError, match="LIF vth"):
-        fx.lif_params(du=0, dv=0, vth=2**17, fmt=LAVA)
+        lh.lif_params(du=0, dv=0, vth=2**17, fmt=LAVA)
     with pytest.raises(StacError, match="LIF bias_mant"):
-        fx.lif_params(du=0, dv=0, vth=1, bias_mant=4096, fmt=LAVA)
+        lh.lif_params(du=0, dv=0, vth=1, bias_mant=4096, fmt=LAVA)
     with pytest.raises(StacError, match="must be integers"):
-        fx.lif_params(du=0, dv=0, vth=torch.tensor([1.5]))
+        lh.lif_params(du=0, dv=0, vth=torch.tensor([1.5]))
 
 
 # --- Dense --------------------------------------------------------------------------------------
@@ -159,22 +161,22 @@ def test_lif_parameter_ranges_are_checked_against_the_format():
 
 def test_weights_are_clipped_and_truncated_as_lava_does():
     # mixed sign: clip to [-256, 255], then the lowest bit is cleared (floor): 3 -> 2, -3 -> -4
-    mixed = fx.prepare_dense_weights(t(3, -3, 300, -300, 1)[None], LAVA)
+    mixed = lh.prepare_dense_weights(t(3, -3, 300, -300, 1)[None], LAVA)
     assert mixed.tolist() == [[2, -4, 254, -256, 0]]
     # excitatory: [0, 255], nothing truncated at 8 bits; with 6 bits the 2 low bits go
-    assert fx.prepare_dense_weights(t(3, 300)[None], LAVA).tolist() == [[3, 255]]
-    assert fx.prepare_dense_weights(t(7, 9)[None], LAVA, num_weight_bits=6).tolist() == [[4, 8]]
+    assert lh.prepare_dense_weights(t(3, 300)[None], LAVA).tolist() == [[3, 255]]
+    assert lh.prepare_dense_weights(t(7, 9)[None], LAVA, num_weight_bits=6).tolist() == [[4, 8]]
     # inhibitory: the magnitude is clipped and truncated
-    assert fx.prepare_dense_weights(t(-3, -300)[None], LAVA).tolist() == [[-3, -255]]
-    assert fx.sign_mode_of(t(0, 0)) is fx.SignMode.EXCITATORY
+    assert lh.prepare_dense_weights(t(-3, -300)[None], LAVA).tolist() == [[-3, -255]]
+    assert lh.sign_mode_of(t(0, 0)) is lh.SignMode.EXCITATORY
 
 
 def test_dense_output_is_the_previous_steps_accumulation():
     w = t(1, 2, 4, 8, 16, 32).reshape(2, 3)
-    p = fx.DenseFixedParams(w, weight_exp=0, graded=False)
-    state = fx.dense_initial_state((2,))
-    out1, state = fx.dense_fixed_step(t(1, 0, 3), state, p, LAVA)  # 3 is a spike: 1
-    out2, state = fx.dense_fixed_step(t(0, 1, 0), state, p, LAVA)
+    p = lh.DenseFixedParams(w, weight_exp=0, graded=False)
+    state = lh.dense_initial_state((2,))
+    out1, state = lh.dense_fixed_step(t(1, 0, 3), state, p, LAVA)  # 3 is a spike: 1
+    out2, state = lh.dense_fixed_step(t(0, 1, 0), state, p, LAVA)
     assert out1.tolist() == [0, 0]
     assert out2.tolist() == [1 + 4, 8 + 32]
     assert state.a_buff.tolist() == [2, 16]
@@ -182,27 +184,27 @@ def test_dense_output_is_the_previous_steps_accumulation():
 
 def test_graded_spikes_multiply_and_weight_exp_shifts():
     w = t(1, 2, 4, 8, 16, 32).reshape(2, 3)
-    graded = fx.DenseFixedParams(w, weight_exp=1, graded=True)
-    _, state = fx.dense_fixed_step(t(3, -1, 0), fx.dense_initial_state((2,)), graded, LAVA)
+    graded = lh.DenseFixedParams(w, weight_exp=1, graded=True)
+    _, state = lh.dense_fixed_step(t(3, -1, 0), lh.dense_initial_state((2,)), graded, LAVA)
     assert state.a_buff.tolist() == [(3 - 2) << 1, (24 - 16) << 1]
     # a negative exponent is an arithmetic right shift: -3 >> 1 = -2, 5 >> 1 = 2
-    down = fx.DenseFixedParams(t(-3, 5).reshape(2, 1), weight_exp=-1, graded=False)
-    _, state = fx.dense_fixed_step(t(1), fx.dense_initial_state((2,)), down, LAVA)
+    down = lh.DenseFixedParams(t(-3, 5).reshape(2, 1), weight_exp=-1, graded=False)
+    _, state = lh.dense_fixed_step(t(1), lh.dense_initial_state((2,)), down, LAVA)
     assert state.a_buff.tolist() == [-2, 2]
 
 
 def test_dense_accumulator_overflow_is_refused_unless_lava_python_behaviour_is_asked():
     w = torch.full((1, 200), 255, dtype=torch.int64)  # 200 x 255 = 51000 > 2**15 - 1
-    p = fx.DenseFixedParams(w, weight_exp=0, graded=False)
+    p = lh.DenseFixedParams(w, weight_exp=0, graded=False)
     with pytest.raises(StacError, match="overflows the 16-bit dendritic accumulator"):
-        fx.dense_fixed_step(torch.ones(200, dtype=torch.int64), fx.dense_initial_state((1,)),
+        lh.dense_fixed_step(torch.ones(200, dtype=torch.int64), lh.dense_initial_state((1,)),
                             p, LAVA)
-    _, state = fx.dense_fixed_step(torch.ones(200, dtype=torch.int64),
-                                   fx.dense_initial_state((1,)), p, LAVA, strict=False)
+    _, state = lh.dense_fixed_step(torch.ones(200, dtype=torch.int64),
+                                   lh.dense_initial_state((1,)), p, LAVA, strict=False)
     assert state.a_buff.tolist() == [51000]
     # Lava sends the buffer through an int32 channel: past 32 bits it wraps
-    out, _ = fx.dense_fixed_step(t(0), fx.DenseFixedState(t(2**31 + 5)),
-                                 fx.DenseFixedParams(t(1)[None], 0, False), LAVA)
+    out, _ = lh.dense_fixed_step(t(0), lh.DenseFixedState(t(2**31 + 5)),
+                                 lh.DenseFixedParams(t(1)[None], 0, False), LAVA)
     assert out.tolist() == [-(2**31) + 5]
 
 
@@ -212,21 +214,21 @@ def test_dense_accumulator_overflow_is_refused_unless_lava_python_behaviour_is_a
 def test_signed_if_hand_example():
     # theta = 4, drive 1: v = 1, 2 (spike, -> -2), -1, 0, 1, 2 (spike): rate 1/4
     theta = t(4)
-    state = fx.SignedIFFixedState(t(0))
+    state = nrn.SignedIFFixedState(t(0))
     out = []
     for _ in range(6):
-        s, state = fx.signed_if_fixed_step(t(1), state, theta, LAVA)
+        s, state = nrn.signed_if_fixed_step(t(1), state, theta, LAVA)
         out.append(int(s[0]))
     assert out == [0, 1, 0, 0, 0, 1]
     # exactly -theta/2 does not fire (the float rule is v < -theta/2); -theta does
-    s1, state = fx.signed_if_fixed_step(t(-2), fx.SignedIFFixedState(t(0)), theta, LAVA)
-    s2, state = fx.signed_if_fixed_step(t(-2), state, theta, LAVA)
+    s1, state = nrn.signed_if_fixed_step(t(-2), nrn.SignedIFFixedState(t(0)), theta, LAVA)
+    s2, state = nrn.signed_if_fixed_step(t(-2), state, theta, LAVA)
     assert (int(s1[0]), int(s2[0]), int(state.v[0])) == (0, -1, 0)
 
 
 def test_signed_if_saturates_its_potential():
     top = 2**23 - 1
-    s, state = fx.signed_if_fixed_step(t(2**30), fx.SignedIFFixedState(t(0)), t(2**20), LAVA)
+    s, state = nrn.signed_if_fixed_step(t(2**30), nrn.SignedIFFixedState(t(0)), t(2**20), LAVA)
     assert int(s[0]) == 1 and int(state.v[0]) == top - 2**20
 
 
@@ -241,7 +243,7 @@ def test_integer_signed_if_matches_the_float_reference_spike_for_spike(max_paylo
                           (16, 512) if per_step else (512,), generator=gen)
     ref = signed_if_scan(drive.double(), theta.double(), 16, per_step=per_step,
                          max_payload=max_payload, onset=onset)
-    fixed = fx.signed_if_fixed_scan(drive, theta, 16, LAVA, per_step=per_step,
+    fixed = nrn.signed_if_fixed_scan(drive, theta, 16, LAVA, per_step=per_step,
                                     max_payload=max_payload, onset=onset)
     assert torch.equal(fixed, ref.to(torch.int64))
     assert int(fixed.abs().max()) == max_payload  # graded payloads are exercised
@@ -252,10 +254,10 @@ def test_graded_payload_hand_example():
     # theta = 4, K = 3: v = 9 -> floor((18 + 4) / 8) = 2, v = 1; v = 10 (2.5 thresholds,
     # half up) -> 3, v = -2; v = 7 -> floor(18 / 8) = 2, v = -1; v = -20 -> floor(-36 / 8)
     # = -5, clipped to -3, v = -8
-    state = fx.SignedIFFixedState(t(0))
+    state = nrn.SignedIFFixedState(t(0))
     out = []
     for x in (9, 9, 9, -19):
-        s, state = fx.signed_if_fixed_step(t(x), state, t(4), LAVA, max_payload=3)
+        s, state = nrn.signed_if_fixed_step(t(x), state, t(4), LAVA, max_payload=3)
         out.append((int(s[0]), int(state.v[0])))
     assert out == [(2, 1), (3, -2), (2, -1), (-3, -8)]
 
@@ -265,12 +267,12 @@ def test_quantised_float_drive_follows_the_float_encoder():
     threshold = torch.rand(1000, generator=gen) * 3 + 0.1
     drive = (torch.rand(1000, generator=gen) * 2 - 1) * threshold * 1.2
     steps = 16
-    x_q, theta_q = fx.quantise_drive(drive, threshold, LAVA)
+    x_q, theta_q = nrn.quantise_drive(drive, threshold, LAVA)
     assert int(theta_q[0]) == 2**21 and int(x_q.abs().max()) < 2**23
     # an onset drive of 16 steps at once needs 17 thresholds of headroom: 2**(23 - 5)
-    assert int(fx.quantise_drive(drive, threshold, LAVA, headroom=17)[1][0]) == 2**18
-    fixed, _ = fx.scan(lambda x, st: fx.signed_if_fixed_step(x, st, theta_q, LAVA),
-                       x_q.expand(steps, -1), fx.SignedIFFixedState(torch.zeros_like(x_q)))
+    assert int(nrn.quantise_drive(drive, threshold, LAVA, headroom=17)[1][0]) == 2**18
+    fixed, _ = fx.scan(lambda x, st: nrn.signed_if_fixed_step(x, st, theta_q, LAVA),
+                       x_q.expand(steps, -1), nrn.SignedIFFixedState(torch.zeros_like(x_q)))
     ref = signed_if_scan(drive, threshold, steps, per_step=False).to(torch.int64)
     assert (fixed == ref).float().mean() > 0.999
     decoded = fixed.double().mean(0) * threshold.double()
@@ -289,5 +291,21 @@ def test_format_is_read_from_the_profile():
 
 def test_dense_params_check_the_exponent_range():
     with pytest.raises(StacError, match=r"Dense weight_exp must lie in \[-8, 7\]"):
-        fx.dense_params(t(1)[None], weight_exp=8, graded=False, fmt=LAVA)
-    assert fx.dense_params(t(3, -3)[None], -8, False, LAVA).weights.tolist() == [[2, -4]]
+        lh.dense_params(t(1)[None], weight_exp=8, graded=False, fmt=LAVA)
+    assert lh.dense_params(t(3, -3)[None], -8, False, LAVA).weights.tolist() == [[2, -4]]
+
+
+def test_the_executor_core_refuses_a_node_type_its_table_lacks_by_name():
+    from stac.sim.executor import Executor, check_supported, lookup
+
+    nodes = {"a": 1, "b": "two"}
+    with pytest.raises(StacError, match=r"the x run has no semantics for node 'b' \(str\)"):
+        Executor.from_edges(nodes, [("a", "b")], ["a", "b"]).sweep(
+            lambda name, node, inputs: lookup({int: 0}, name, node, "the x run"))
+    with pytest.raises(StacError, match=r"node\(s\) b \(str\); supported types: int"):
+        check_supported(nodes, [int], "the x run")
+    # back edges read the previous sweep; forward edges this sweep's values
+    core = Executor.from_edges({"x": 0, "y": 0}, [("x", "y"), ("y", "x")], ["x", "y"],
+                               back=[("y", "x")])
+    out = core.sweep(lambda name, node, inputs: sum(inputs) + 1, prev={"y": 10})
+    assert out == {"x": 11, "y": 12}

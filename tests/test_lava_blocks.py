@@ -18,10 +18,13 @@ import pytest
 import torch
 
 from stac.backends import resolve_target
-from stac.backends.lava import lava_available, lava_format, run_block_lava
-from stac.backends.lava_host import first_difference
-from stac.backends.loihi_blocks import ChannelGroup, DenseBlock, EncoderBlock, block_plan, \
-    decode, encode_drive, readout_key, run_block_fixed, split_payload
+from stac.backends.lava.backend import lava_available, lava_format, run_block_lava
+from stac.backends.lava.config import LavaLimits
+from stac.backends.lava.host import first_difference
+from stac.backends.lava.blocks import ChannelGroup, DenseBlock, EncoderBlock, block_plan, \
+    readout_key, split_payload
+from stac.backends.lava.drive import decode, encode_drive
+from stac.backends.lava.fixed import run_block_fixed
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
 from stac.profiles import load_profile
@@ -36,6 +39,7 @@ needs_lava = pytest.mark.skipif(not lava_available(),
                                 reason="lava-nc is not installed (bash scripts/setup_lava.sh)")
 PROFILE = load_profile("loihi2")
 FMT = lava_format(PROFILE)
+LIMITS = LavaLimits.from_profile(PROFILE)
 
 
 def drives(graph, plan, ids: torch.Tensor, steps: int) -> dict[str, np.ndarray]:
@@ -60,7 +64,7 @@ def smollm2_full(smollm2, hamlet_ids):
 
     graph = run_passes(convert(smollm2, ConversionConfig(mode="full", timesteps=16,
                                                          calibration_passages=1)), PROFILE)
-    plan = block_plan(graph, FMT, 16)
+    plan = block_plan(graph, FMT, 16, LIMITS)
     ids = hamlet_ids[200:208][None]
     return graph, plan, drives(graph, plan, ids, 16)
 
@@ -73,7 +77,7 @@ def tiny_gpt2(tiny_gpt2_artifact, smollm2):
     from stac.frontend.text import play_text
 
     graph = load_artifact(tiny_gpt2_artifact).graph
-    plan = block_plan(graph, FMT, 4)
+    plan = block_plan(graph, FMT, 4, LIMITS)
     ids = smollm2.tokenizer(play_text("tragedies/macbeth")[:4000], return_tensors="pt"
                             ).input_ids[:, :32]
     return graph, plan, drives(graph, plan, ids, 4)
@@ -243,7 +247,7 @@ def test_a_converted_model_runs_through_loihi2_lava_like_the_reference_simulator
     want, want_stats = sim_backend.run(sim_backend.lower(graph, profile), RunContext(ids, steps=4))
     diff = (out["output"] - want["output"]).abs().max() / want["output"].abs().max()
     assert diff < 1e-5
-    summary = lowered.summary()
+    summary = lava_backend.summary(lowered)
     assert summary["blocks_run"] == len(lowered.plan.blocks) == 9 and summary["bit_exact"]
     assert all(b["steps"] == 8 * 4 + 1 for b in summary["blocks"])
     for name in lowered.plan.blocks:  # the counts the report prices are the reference's
@@ -293,7 +297,7 @@ def test_an_unquantised_converted_graph_is_refused_by_name(smollm2):
 
     graph = convert(smollm2, ConversionConfig(timesteps=4, calibration_passages=1))
     with pytest.raises(StacError, match="no per-row weight scale") as err:
-        block_plan(graph, FMT, 4)
+        block_plan(graph, FMT, 4, LIMITS)
     assert "layer0_qkv:" in str(err.value)
 
 
@@ -320,7 +324,7 @@ def record() -> None:  # pragma: no cover - run by hand
         timesteps=4, calibration_passages=1)), PROFILE)
     for key, (graph, steps, tokens) in {"smollm2_full_o_proj": (full, 16, ids[200:208]),
                                         "gpt2_simplified_qkv": (tiny, 4, ids[300:332])}.items():
-        plan = block_plan(graph, FMT, steps)
+        plan = block_plan(graph, FMT, steps, LIMITS)
         name = GOLD_BLOCKS[key]
         block = plan.blocks[name]
         drive = encode_drive(block, drives(graph, plan, tokens[None], steps)[name], steps, FMT)

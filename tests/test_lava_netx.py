@@ -8,13 +8,16 @@ import nir
 import numpy as np
 import pytest
 
-from stac.backends.lava import lava_format
-from stac.backends.loihi_plan import plan_from_graph, run_plan_fixed
-from stac.backends.netx import NETX_BIAS_EXP, export_netx, netx_available, run_netx
+from stac.backends.lava.backend import lava_format
+from stac.backends.lava.fixed import run_plan_fixed
+from stac.backends.lava.plan import plan_from_graph
+from stac.backends.lava.config import LavaLimits
+from stac.backends.lava.netx import export_netx, netx_available, run_netx
 from stac.errors import StacError
 from stac.profiles import load_profile
 
 FMT = lava_format(load_profile("loihi2"))
+NETX_BIAS_EXP = LavaLimits.from_profile(load_profile("loihi2")).netx_bias_exp
 needs_netx = pytest.mark.skipif(not netx_available(),
                                 reason="lava-dl netx is not installed (bash scripts/setup_lava.sh)")
 
@@ -44,7 +47,7 @@ def netx_plan():
 def test_netx_file_loads_and_runs_bit_exact_with_stac(tmp_path):
     plan = netx_plan()
     assert any(np.any(l.bias_mant) for l in plan.neurons.values())
-    path = export_netx(plan, tmp_path / "chain.net")
+    path = export_netx(plan, tmp_path / "chain.net", NETX_BIAS_EXP)
     assert path.is_file() and not list(tmp_path.glob(".*tmp*"))
     spikes = (np.random.default_rng(2).random((150, 12)) < 0.3).astype(np.int64)
     got = run_netx(path, spikes)
@@ -58,7 +61,7 @@ def test_netx_file_loads_and_runs_bit_exact_with_stac(tmp_path):
 
 def test_what_netx_cannot_express_is_refused(tmp_path):
     with pytest.raises(StacError, match=r"fc1: weight_exp 4 \(netx stores none"):
-        export_netx(plan_from_graph(chain_graph(), FMT), tmp_path / "a.net")
+        export_netx(plan_from_graph(chain_graph(), FMT), tmp_path / "a.net", NETX_BIAS_EXP)
     g = chain_graph()
     branched = nir.NIRGraph(
         nodes={**g.nodes, "fc3": nir.Linear(weight=np.ones((4, 16))),
@@ -69,5 +72,5 @@ def test_what_netx_cannot_express_is_refused(tmp_path):
         metadata=g.metadata)
     plan = plan_from_graph(branched, FMT, weight_exp=0, bias_exp=NETX_BIAS_EXP)
     with pytest.raises(StacError, match="lif1: feeds lif2 and lif3"):
-        export_netx(plan, tmp_path / "b.net")
+        export_netx(plan, tmp_path / "b.net", NETX_BIAS_EXP)
     assert not list(tmp_path.iterdir())

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from stac.sim.neurons import onset_quantiser
+
 log = logging.getLogger(__name__)
 
 #: Candidate clipping ranges, as fractions of a channel's calibrated maximum (BOS excluded).
@@ -93,17 +95,17 @@ def quantise_activation(x: torch.Tensor, step: torch.Tensor, levels: int) -> tor
     """The quantiser a SignedIF encoder realises over T steps: step * clip(floor(x/step + 1/2),
     -levels, levels). ``step`` is the spike value over T; ``levels`` is T times the payload K.
 
-    Computed as ``x * T / theta`` would be by the encoder only up to float rounding; the tests
-    that compare the two use :func:`encoder_quantiser` instead.
+    This is the closed form of the onset-driven encoder
+    (:func:`stac.sim.neurons.onset_quantiser`, with ``step = theta / T``) written for the
+    threshold search; it equals the encoder's output only up to float rounding, so tests that
+    compare with the encoder use :func:`encoder_quantiser` instead.
     """
     return step * torch.clamp(torch.floor(x / step + 0.5), -levels, levels)
 
 
-def encoder_quantiser(x: torch.Tensor, theta: torch.Tensor, steps: int, max_payload: int
-                      ) -> torch.Tensor:
-    """The T-step mean output of an onset-driven SignedIF, with its own float operations."""
-    n = torch.clamp(torch.floor(x * steps / theta + 0.5), -steps * max_payload, steps * max_payload)
-    return n * theta / steps
+#: The T-step mean output of an onset-driven SignedIF, with the encoder's own float operations
+#: (the closed form of its scan, kept beside the scan in :mod:`stac.sim.neurons`).
+encoder_quantiser = onset_quantiser
 
 
 @torch.no_grad()

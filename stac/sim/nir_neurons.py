@@ -29,12 +29,14 @@ The values are computed in the dtype of the input (float32 by default).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import nir
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from stac.errors import StacError
 
 
 class LIFState(NamedTuple):
@@ -115,10 +117,12 @@ def _pair(value: Any) -> tuple[int, int]:
     return int(arr[0]), int(arr[1])
 
 
-def affine_map(node: nir.Affine | nir.Linear, x: torch.Tensor) -> torch.Tensor:
-    w = _t(node.weight, x)
-    b = _t(node.bias, x) if isinstance(node, nir.Affine) else None
-    return F.linear(x, w, b)
+def affine_map(node: nir.Affine | nir.Linear, x: torch.Tensor,
+               param: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+    """``x W^T + b`` (Linear: no b), the one affine semantics of stac's executors; ``param``
+    turns a stored array into a tensor (default: in ``x``'s dtype, uncached)."""
+    get = param or (lambda value: _t(value, x))
+    return F.linear(x, get(node.weight), get(node.bias) if isinstance(node, nir.Affine) else None)
 
 
 def conv2d_geometry(node: nir.Conv2d) -> dict[str, Any]:
@@ -138,54 +142,73 @@ def pool_map(node: nir.SumPool2d | nir.AvgPool2d, x: torch.Tensor) -> torch.Tens
     return y * (k[0] * k[1]) if isinstance(node, nir.SumPool2d) else y
 
 
+def flatten_map(node: nir.Flatten, x: torch.Tensor) -> torch.Tensor:
+    """NIR's Flatten of the sample axes ``start_dim..end_dim`` (batch axis excluded)."""
+    start, end = int(node.start_dim), int(node.end_dim)
+    if start == 0 and end == -1:
+        return x.reshape(x.shape[0], -1)
+    return torch.flatten(x, start + 1, end + (1 if end >= 0 else 0))
+
+
+def _reset(node: Any) -> str:
+    return (node.metadata or {}).get("reset", "zero")
+
+
+def _stateless(fn: Callable[[Any, torch.Tensor], torch.Tensor]) -> StepFn:
+    return lambda node, x, _state, _dt: (fn(node, x), None)
+
+
+StepFn = Callable[[Any, torch.Tensor, Any, float], tuple[torch.Tensor, Any]]
+
+#: One step of every supported NIR node type: ``(node, x, state, dt) -> (output, new state)``.
+STEPS: dict[type, StepFn] = {
+    nir.CubaLIF: lambda n, x, st, dt: cuba_lif_step(n, x, st, dt, _reset(n)),
+    nir.LIF: lambda n, x, st, dt: lif_step(n, x, st, dt, _reset(n)),
+    nir.IF: lambda n, x, st, dt: if_step(n, x, st, dt, _reset(n)),
+    nir.CubaLI: cuba_li_step,
+    nir.LI: li_step,
+    nir.I: integrator_step,
+    nir.Threshold: _stateless(threshold_map),
+    nir.Affine: _stateless(affine_map),
+    nir.Linear: _stateless(affine_map),
+    nir.Scale: _stateless(lambda n, x: x * _t(n.scale, x)),
+    nir.Conv2d: _stateless(conv2d_map),
+    nir.SumPool2d: _stateless(pool_map),
+    nir.AvgPool2d: _stateless(pool_map),
+    nir.Flatten: _stateless(flatten_map),
+    nir.Input: _stateless(lambda _node, x: x),
+    nir.Output: _stateless(lambda _node, x: x),
+}
+
+#: The zero state of each stateful node type for a batch of a given shape.
+INITIAL_STATES: dict[type, Callable[[torch.Tensor], Any]] = {
+    nir.CubaLIF: lambda z: CubaLIFState(z, z.clone()),
+    nir.CubaLI: lambda z: CubaLIFState(z, z.clone()),
+    nir.LIF: LIFState,
+    nir.LI: LIFState,
+    nir.IF: IFState,
+    nir.I: IFState,
+}
+
+
 def initial_state(node: Any, shape: tuple[int, ...], dtype: torch.dtype) -> Any:
     """The zero state of a stateful node for a batch of shape ``shape``; None if stateless."""
-    zeros = torch.zeros(shape, dtype=dtype)
-    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
-        return CubaLIFState(zeros, zeros.clone())
-    if isinstance(node, (nir.LIF, nir.LI)):
-        return LIFState(zeros)
-    if isinstance(node, (nir.IF, nir.I)):
-        return IFState(zeros)
-    return None
+    make = INITIAL_STATES.get(type(node))
+    return make(torch.zeros(shape, dtype=dtype)) if make is not None else None
 
 
 def step(node: Any, x: torch.Tensor, state: Any, dt: float) -> tuple[torch.Tensor, Any]:
-    """One step of any supported NIR node: ``x`` is ``[B, *input_shape]``."""
-    reset = (node.metadata or {}).get("reset", "zero")
-    if isinstance(node, nir.CubaLIF):
-        return cuba_lif_step(node, x, state, dt, reset)
-    if isinstance(node, nir.LIF):
-        return lif_step(node, x, state, dt, reset)
-    if isinstance(node, nir.IF):
-        return if_step(node, x, state, dt, reset)
-    if isinstance(node, nir.CubaLI):
-        return cuba_li_step(node, x, state, dt)
-    if isinstance(node, nir.LI):
-        return li_step(node, x, state, dt)
-    if isinstance(node, nir.I):
-        return integrator_step(node, x, state, dt)
-    if isinstance(node, nir.Threshold):
-        return threshold_map(node, x), None
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        return affine_map(node, x), None
-    if isinstance(node, nir.Scale):
-        return x * _t(node.scale, x), None
-    if isinstance(node, nir.Conv2d):
-        return conv2d_map(node, x), None
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        return pool_map(node, x), None
-    if isinstance(node, nir.Flatten):
-        return x.reshape(x.shape[0], -1) if int(node.start_dim) == 0 and int(node.end_dim) == -1 \
-            else torch.flatten(x, int(node.start_dim) + 1,
-                               int(node.end_dim) + (1 if int(node.end_dim) >= 0 else 0)), None
-    if isinstance(node, (nir.Input, nir.Output)):
-        return x, None
-    raise TypeError(f"no NIR step semantics for {type(node).__name__}")
+    """One step of any supported NIR node (:data:`STEPS`): ``x`` is ``[B, *input_shape]``."""
+    fn = STEPS.get(type(node))
+    if fn is None:
+        raise StacError(f"no NIR step semantics for {type(node).__name__}; supported types: "
+                        f"{', '.join(sorted(t.__name__ for t in STEPS))}")
+    return fn(node, x, state, dt)
 
 
 __all__ = [
-    "CubaLIFState", "IFState", "LIFState", "affine_map", "conv2d_geometry", "conv2d_map",
+    "CubaLIFState", "IFState", "INITIAL_STATES", "LIFState", "STEPS", "affine_map",
+    "conv2d_geometry", "conv2d_map", "flatten_map",
     "cuba_li_step", "cuba_lif_step", "if_step", "initial_state", "integrator_step", "li_step",
     "lif_step", "pool_map", "step", "threshold_map",
 ]

@@ -28,6 +28,7 @@ from stac.ir.nodes import (
     SignedIF,
 )
 from stac.sim.neurons import signed_if_scan
+from stac.sim.nir_neurons import affine_map
 from stac.sim.signal import Signal
 
 
@@ -79,9 +80,7 @@ def _output(node: nir.Output, inp: Signal, ctx: RunContext, name: str, need: boo
 
 
 def _affine(node: nir.Affine | nir.Linear, inp: Signal, ctx: RunContext, name: str, need: bool):
-    weight = ctx.params(node.weight)
-    bias = ctx.params(node.bias) if isinstance(node, nir.Affine) else None
-    out_features, in_features = weight.shape
+    out_features, in_features = ctx.params(node.weight).shape
     stats = NodeStats()
     if inp.events:  # spikes fan out to every output compartment, which integrates each step
         stats.synops = int(torch.count_nonzero(inp.value)) * out_features
@@ -89,7 +88,7 @@ def _affine(node: nir.Affine | nir.Linear, inp: Signal, ctx: RunContext, name: s
     else:
         stats.dense_macs = ctx.tokens * in_features * out_features
     x = inp.value if (need and inp.per_step) else inp.mean()
-    return Signal(F.linear(x, weight, bias), need and inp.per_step), stats
+    return Signal(affine_map(node, x, ctx.params), need and inp.per_step), stats
 
 
 def _signed_if(node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bool):

@@ -8,15 +8,16 @@ import nir
 import numpy as np
 import torch
 
-from stac.errors import StacError
 from stac.ir.graph import predecessors, successors, topo_order
+from stac.sim.executor import Executor, check_supported, total
 from stac.sim.semantics import LINEAR_TYPES, SEMANTICS, STEPPED_INPUT, NodeStats, RunContext, \
     Semantics
 from stac.sim.signal import Signal
 
 
 class Simulator:
-    """Executes a graph with the semantics of :mod:`stac.sim.semantics`.
+    """Executes a graph with the semantics of :mod:`stac.sim.semantics`, each node once over
+    all T steps (one sweep of :class:`stac.sim.executor.Executor`).
 
     Parameters are turned into torch tensors once (shared arrays stay shared). Unknown node
     types are refused up front, naming the node. ``overrides`` maps node names to functions
@@ -27,20 +28,12 @@ class Simulator:
 
     def __init__(self, graph: nir.NIRGraph,
                  overrides: dict[str, Semantics] | None = None) -> None:
-        unknown = [
-            f"{name} ({type(node).__name__})"
-            for name, node in graph.nodes.items()
-            if type(node) not in SEMANTICS
-        ]
-        if unknown:
-            raise StacError(
-                f"the simulator has no semantics for node(s) {', '.join(unknown)}; "
-                f"supported types: {', '.join(sorted(t.__name__ for t in SEMANTICS))}"
-            )
+        check_supported(graph.nodes, SEMANTICS, "the simulator")
         self.graph = graph
         self.overrides = dict(overrides or {})
         self.order = topo_order(graph)
         self.pre = predecessors(graph)
+        self.core = Executor(graph.nodes, self.order, self.pre)
         self.need_steps = self._need_steps(successors(graph))
         self._tensors: dict[int, torch.Tensor] = {}
 
@@ -68,28 +61,17 @@ class Simulator:
             past = _past_length(ctx)
             n = ctx.token_ids.shape[1]
             ctx.positions = torch.arange(past, past + n).expand_as(ctx.token_ids)
-        values: dict[str, Signal] = {}
         stats: dict[str, NodeStats] = {}
-        consumers: dict[str, int] = {}
-        for src, _ in self.graph.edges:
-            consumers[src] = consumers.get(src, 0) + 1
-        outputs: dict[str, torch.Tensor] = {}
-        for name in self.order:
-            node = self.graph.nodes[name]
-            inputs = [values[p] for p in self.pre[name]]
-            inp = inputs[0] if inputs else Signal(torch.zeros(0), False)
-            for extra in inputs[1:]:
-                inp = inp + extra
-            run = self.overrides.get(name) or SEMANTICS[type(node)]
-            out, stats[name] = run(node, inp, ctx, name, self.need_steps[name])
-            for p in self.pre[name]:  # free what no later node reads
-                consumers[p] -= 1
-                if consumers[p] == 0:
-                    del values[p]
-            if isinstance(node, nir.Output):
-                outputs[name] = out.value
-            else:
-                values[name] = out
+
+        def run_node(name: str, node: Any, inputs: list[Signal]) -> Signal:
+            inp = total(inputs, Signal(torch.zeros(0), False))
+            semantics = self.overrides.get(name) or SEMANTICS[type(node)]
+            out, stats[name] = semantics(node, inp, ctx, name, self.need_steps[name])
+            return out
+
+        values = self.core.sweep(run_node, free=True)
+        outputs = {name: values[name].value for name in self.order
+                   if isinstance(self.graph.nodes[name], nir.Output)}
         return outputs, stats
 
 

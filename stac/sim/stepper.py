@@ -7,7 +7,8 @@ recurrent edges, so this executor runs one timestep at a time over explicit per-
 that closes a cycle (from a node at or after its destination in that order) delivers its
 source's output from the *previous* step (zeros at step 0), as snnTorch's and Norse's
 recurrent layers do. All other edges deliver the current step's value; a node's inputs are
-summed (NIR semantics).
+summed (NIR semantics). Each timestep is one sweep of :class:`stac.sim.executor.Executor` with
+the step table :data:`stac.sim.nir_neurons.STEPS`; the cycle-closing edges are its back edges.
 
 Counts (:class:`stac.sim.semantics.NodeStats`), summed over the batch and all steps:
 spiking neurons count ``spikes`` and ``neuron_updates``; non-spiking neurons count
@@ -21,6 +22,7 @@ host does for them (neuron updates, pooling, scaling).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import nir
@@ -33,6 +35,7 @@ from stac.ir.graph import input_shape, output_shape, predecessors
 from stac.ir.analysis import event_nodes
 from stac.ir.nir_io.order import execution_order
 from stac.ir.nir_io.supported import SPIKING, STATEFUL, SUPPORTED, type_list
+from stac.sim.executor import Executor, check_supported, total
 from stac.sim.nir_neurons import conv2d_geometry, initial_state, step
 from stac.sim.semantics import NodeStats
 
@@ -52,13 +55,7 @@ class Stepper:
 
     def __init__(self, graph: nir.NIRGraph, dt: float | None = None,
                  dtype: torch.dtype = torch.float32) -> None:
-        unknown = [f"{n} ({type(v).__name__})" for n, v in graph.nodes.items()
-                   if type(v) not in SUPPORTED]
-        if unknown:
-            raise StacError(
-                f"the step executor has no semantics for node(s) {', '.join(unknown)}; "
-                f"supported types: {type_list()}"
-            )
+        check_supported(graph.nodes, SUPPORTED, "the step executor", type_list())
         dt = graph.metadata.get("dt") if dt is None else dt
         if dt is None or not dt > 0:
             raise StacError("the graph has no time step: give dt (seconds) or set "
@@ -66,6 +63,7 @@ class Stepper:
         self.graph, self.dt, self.dtype = graph, float(dt), dtype
         self.order, self.back = execution_order(graph)
         self.pre = predecessors(graph)
+        self.core = Executor(graph.nodes, self.order, self.pre, frozenset(self.back))
         self.events = event_nodes(graph)
         self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
         self._dry_run()
@@ -139,27 +137,23 @@ class Stepper:
         traces: dict[str, list[torch.Tensor]] = {n: [] for n in keep}
         outputs: dict[str, list[torch.Tensor]] = {
             n: [] for n, v in g.nodes.items() if isinstance(v, nir.Output)}
+
+        def run_node(t: int, name: str, node: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
+            if isinstance(node, nir.Input):
+                inp = xs[name][t] if t < t_in else torch.zeros_like(xs[name][0])
+            else:
+                want = input_shape(node)
+                inp = total([v.reshape(batch, *want) for v in inputs])
+            out, state[name] = step(node, inp, state[name], self.dt)
+            self._count(name, node, inp, out, stats[name])
+            if name in keep:
+                traces[name].append(out)
+            if name in outputs:
+                outputs[name].append(out)
+            return out
+
         for t in range(steps):
-            cur: dict[str, torch.Tensor] = {}
-            for name in self.order:
-                node = g.nodes[name]
-                if isinstance(node, nir.Input):
-                    inp = xs[name][t] if t < t_in else torch.zeros_like(xs[name][0])
-                else:
-                    inp = None
-                    want = input_shape(node)
-                    for p in self.pre[name]:
-                        v = prev[p] if (p, name) in self.back else cur[p]
-                        v = v.reshape(batch, *want)
-                        inp = v if inp is None else inp + v
-                out, state[name] = step(node, inp, state[name], self.dt)
-                self._count(name, node, inp, out, stats[name])
-                cur[name] = out
-                if name in keep:
-                    traces[name].append(out)
-                if name in outputs:
-                    outputs[name].append(out)
-            prev = cur
+            prev = self.core.sweep(partial(run_node, t), prev)
         stack = lambda seq, n: torch.stack(seq) if seq else torch.zeros((0, batch, *shapes[n]))  # noqa: E731
         return StepResult({n: stack(v, n) for n, v in outputs.items()},
                           {n: stack(v, n) for n, v in traces.items()}, stats)

@@ -306,6 +306,13 @@ def _level(name: str, key: str, value: Any, unit: float, profile: Profile,
     return vq.astype(np.asarray(value).dtype), {f"{key}_rel_rms": error_stats(v, vq)["rel_rms"]}
 
 
+def decay_levels(dt: float, tau: Any, decay_bits: int) -> np.ndarray:
+    """The integer decay per step of a time constant: ``rint(2**decay_bits * dt / tau)``
+    (Loihi's ``dv``, and ``du`` before Lava's ``ds_offset``), as floats. The one place a
+    decay is rounded: the backends read their integers from it."""
+    return np.rint(dt / np.asarray(tau, dtype=np.float64) * 2**decay_bits)
+
+
 def _decay(name: str, key: str, tau: Any, dt: float, decay_bits: int,
            issues: list[dict[str, str]]) -> tuple[np.ndarray, float] | None:
     """``tau`` whose decay ``dt / tau`` sits on a grid of ``2**-decay_bits``, or None if left."""
@@ -318,7 +325,7 @@ def _decay(name: str, key: str, tau: Any, dt: float, decay_bits: int,
                             f"{name}: needs a multiplicative decay dt/{key} = {float(d.min()):.3g}"
                             " but the chip has none (decay_bits = 0)"))
         return None
-    levels = np.rint(d * 2**decay_bits)
+    levels = decay_levels(dt, t, decay_bits)
     if np.any(levels == 0):
         issues.append(issue("warning", name, "fixed_point.decay_bits",
                             f"{name}: decay dt/{key} = {float(d.min()):.3g} is below one step of "
@@ -351,4 +358,4 @@ def quantise(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     return rebuild(graph, nodes, "quantise", issues, quantise=summary)
 
 
-__all__ = ["quantise"]
+__all__ = ["decay_levels", "quantise"]

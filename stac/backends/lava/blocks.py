@@ -4,9 +4,11 @@ A converted graph (:mod:`stac.frontend.convert`) alternates host ops (norms, att
 gated activation, residual adds) with *blocks*: one :class:`stac.ir.nodes.SignedIF` encoder and
 the Linear / Affine maps it feeds. A block is what runs on the chip; the host computes each
 encoder's drive and reads each map's accumulated output back (glue between runs). This module
-turns every block of a quantised graph into integers (:func:`block_plan`) and runs a block with
-stac's bit-accurate steps (:func:`run_block_fixed`); :mod:`stac.backends.lava` emits the same
-block as Lava processes, and the two agree bit for bit (tests/test_lava_blocks.py).
+turns every block of a quantised graph into integers (:func:`block_plan`);
+:mod:`stac.backends.lava.drive` holds the host glue (:func:`~stac.backends.lava.drive.encode_drive`,
+:func:`~stac.backends.lava.drive.decode`), :mod:`stac.backends.lava.fixed` runs a block with stac's
+bit-accurate steps and :mod:`stac.backends.lava.backend` emits it as Lava processes; the two
+agree bit for bit (tests/test_lava_blocks.py).
 
 A block on the chip, per token of T steps (the encoder resets at each token's first step, as
 the reference simulator starts every token from reset):
@@ -47,23 +49,17 @@ from typing import Any
 
 import nir
 import numpy as np
-import torch
 
+from stac.backends.lava.config import LavaLimits
 from stac.errors import StacError
 from stac.ir.graph import predecessors, successors
 from stac.ir.nodes import SignedIF
 from stac.sim import fixed_point as fx
 
 DENSE_TYPES = (nir.Linear, nir.Affine)
-#: Thresholds a held drive may reach over T steps before the potential saturates.
-HELD_HEADROOM = 4
-#: Lava's Python Dense and Sigma hold int32 and the Dense halves its doubled sum after the
-#: product, so a token's sum of one readout must stay within 2**30 to be read back exactly.
-READOUT_LIMIT = 1 << 30
-#: The Lava encoder's output ports, one per payload part; a payload is split into at most
-#: this many parts when that keeps every readout exact.
+#: The Lava encoder's output ports, one per payload part (the GradedSignedIF process declares
+#: them); the profile's ``lava.payload_parts`` may not exceed their number.
 PART_PORTS = ("s_out", "s_out1", "s_out2", "s_out3")
-MAX_PARTS = len(PART_PORTS)
 #: Relative tolerance when reading integers back from float parameters: a few float32 roundings
 #: (a threshold is a float32 multiple of its unit), far below the fractional part 1/q that a
 #: wrong unit leaves on a level q < 2**20.
@@ -187,17 +183,14 @@ def _payload_units(name: str, node: SignedIF) -> tuple[np.ndarray, float]:
                     "(stac.ir.passes.run_passes)")
 
 
-#: An encoder whose thresholds take at most this many power-of-two values is split into one
-#: channel group per value (payloads then carry counts only, and each group's readout stays far
-#: inside 32 bits); otherwise it is one group whose payloads carry their thresholds.
-MAX_GROUPS = 16
-
-
-def channel_groups(m: np.ndarray) -> list[ChannelGroup]:
-    """Groups for thresholds of ``m`` units (see MAX_GROUPS)."""
+def channel_groups(m: np.ndarray, max_groups: int) -> list[ChannelGroup]:
+    """Groups for thresholds of ``m`` units: an encoder whose thresholds take at most
+    ``max_groups`` (the profile's ``lava.channel_groups``) power-of-two values is split into one
+    channel group per value (payloads then carry counts only, and each group's readout stays far
+    inside 32 bits); otherwise it is one group whose payloads carry their thresholds."""
     values = np.unique(m)
     pow2 = bool(np.all((values & (values - 1)) == 0))
-    if pow2 and len(values) <= MAX_GROUPS:
+    if pow2 and len(values) <= max_groups:
         return [ChannelGroup(np.flatnonzero(m == v), np.ones(int((m == v).sum()), np.int64),
                              int(v)) for v in values]
     return [ChannelGroup(np.arange(m.size), m.astype(np.int64), 1)]
@@ -241,36 +234,40 @@ def _bound(block: EncoderBlock, steps: int) -> float:
     return steps * float(block.max_payload) * _row_sums(block)[1]
 
 
-def payload_split(block: EncoderBlock, steps: int) -> tuple[int, int]:
-    """(k, parts): no split when every readout stays within READOUT_LIMIT; else each payload
-    value ``s * mult`` is sent as base-``2**k`` digits (:func:`split_payload`), with the widest
-    k for which T steps of a digit stay within the limit, on ``parts`` ports (each message is
-    priced as one spike message)."""
-    if _bound(block, steps) < READOUT_LIMIT:
+def payload_split(block: EncoderBlock, steps: int, limits: LavaLimits) -> tuple[int, int]:
+    """(k, parts): no split when every readout stays within ``limits.readout_limit``; else each
+    payload value ``s * mult`` is sent as base-``2**k`` digits (:func:`split_payload`), with the
+    widest k for which T steps of a digit stay within the limit, on ``parts`` ports (each message
+    is priced as one spike message). ``parts`` beyond ``limits.payload_parts`` means the block
+    cannot be emitted."""
+    limit = limits.readout_limit
+    if _bound(block, steps) < limit:
         return 0, 1
     rows = _row_sums(block)[0]
-    k = int(math.floor(math.log2(READOUT_LIMIT / (steps * rows)))) if rows else 0
+    k = int(math.floor(math.log2(limit / (steps * rows)))) if rows else 0
     if k < 1:
-        return 0, MAX_PARTS + 1
+        return 0, limits.payload_parts + 1
     top = block.max_payload * max(int(g.mult.max()) for g in block.groups)
     parts = 1
-    while steps * float(top >> (k * (parts - 1))) * rows >= READOUT_LIMIT:
+    while steps * float(top >> (k * (parts - 1))) * rows >= limit:
         parts += 1
     return k, parts
 
 
-def held_theta(fmt: fx.LoihiFormat, steps: int) -> int:
-    """The chip threshold ``2**b`` for a held drive: T steps of HELD_HEADROOM thresholds fit."""
-    need = (steps * HELD_HEADROOM).bit_length()
+def held_theta(fmt: fx.LoihiFormat, steps: int, headroom: int) -> int:
+    """The chip threshold ``2**b`` for a held drive: T steps of ``headroom`` thresholds (the
+    profile's ``lava.held_headroom``) fit the potential."""
+    need = (steps * headroom).bit_length()
     b = fmt.state_bits - 1 - need
     if b < 1:
         raise StacError(f"a {fmt.state_bits}-bit potential cannot hold {steps} steps of held drive")
     return 1 << b
 
 
-def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
+def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int, limits: LavaLimits,
                payload_bits: int = 32) -> BlockPlan:
-    """Integer blocks for every SignedIF of a quantised converted graph.
+    """Integer blocks for every SignedIF of a quantised converted graph, within ``limits`` (the
+    profile's ``[lava]`` section).
 
     Raises one StacError naming every chip node that is not part of a block (a map fed by
     anything but one encoder, an encoder feeding anything but maps), every encoder whose
@@ -301,15 +298,16 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
             errors.append(str(exc))
             continue
         block = EncoderBlock(name, np.asarray(node.threshold, np.float32),
-                             1 if node.onset_drive else held_theta(fmt, steps),
-                             channel_groups(mult),
+                             1 if node.onset_drive else held_theta(fmt, steps,
+                                                                   limits.held_headroom),
+                             channel_groups(mult, limits.channel_groups),
                              int(node.max_payload), bool(node.onset_drive),
                              bool(node.token_gain), dense)
-        block.split_bits, block.parts = payload_split(block, steps)
-        if block.parts > MAX_PARTS:
+        block.split_bits, block.parts = payload_split(block, steps, limits)
+        if block.parts > limits.payload_parts:
             errors.append(f"{name}: a token's readout can reach {_bound(block, steps):.3g}, "
                           f"beyond Lava's 32-bit Dense and Sigma even with its payload split "
-                          f"into {MAX_PARTS} parts")
+                          f"into {limits.payload_parts} parts")
             continue
         if block.max_payload > fmt.uv_max - 1:
             errors.append(f"{name}: its payload K = {block.max_payload} exceeds what the "
@@ -321,6 +319,9 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
             continue
         blocks[name] = block
         owner.update({d.name: name for d in dense})
+    if limits.payload_parts > len(PART_PORTS):
+        errors.append(f"lava.payload_parts = {limits.payload_parts}: the GradedSignedIF process "
+                      f"has {len(PART_PORTS)} payload ports")
     if errors:
         shown = "; ".join(errors[:6]) + (f"; and {len(errors) - 6} more" if len(errors) > 6 else "")
         raise StacError(f"the lava backend cannot emit {len(errors)} chip node(s) as blocks: "
@@ -328,147 +329,6 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int,
     return BlockPlan(blocks, owner, fmt)
 
 
-# --- host glue: drives in, values out ----------------------------------------------------------
-
-
-@dataclass
-class Drive:
-    """A block's integer input for a run: ``[tokens * T + 1, n]`` per step, and the gains."""
-
-    steps: np.ndarray  # [S, n] int64, what the host sends each step
-    gain: np.ndarray  # [tokens] float32 (ones without token_gain)
-    saturated: int  # held drive values clipped to the potential's range
-
-
-def encode_drive(block: EncoderBlock, x: Any, steps: int, fmt: fx.LoihiFormat) -> Drive:
-    """The host's integer drive for per-token float drives ``x`` ``[tokens, n]`` (the encoder's
-    accumulated input, as the reference simulator feeds it), in float32 as the simulator
-    computes it.
-
-    Onset drive: the reference neuron receives ``T x`` at once and emits
-    ``s_t = clamp(n - S_{t-1}, -K, K)`` with ``n = floor(T x / theta + 1/2)`` and ``S`` the
-    payloads so far. The chip's potential holds ``v_max = 2**(state_bits-1) - 1``, so the host
-    sends ``clamp(n, +-v_max)`` at the first step and the rest at up to K per step after it.
-    Since ``v_max >= K``, the potential never falls below K while the reference would still
-    emit K, so every payload equals the reference's, for any n, and ``v`` never saturates.
-
-    Held drive: ``round(x 2**b / (g theta))`` every step; values beyond the potential are
-    clipped and counted (the neuron then fires at every step either way)."""
-    x = np.asarray(x, dtype=np.float32)
-    tokens, n = x.shape
-    theta = block.threshold
-    gain = np.ones(tokens, np.float32)
-    if block.token_gain:
-        gain = np.maximum((np.abs(x) / theta).max(-1), np.float32(1.0)).astype(np.float32)
-    scaled = theta[None, :] * gain[:, None]
-    top = fmt.uv_max - 1
-    out = np.zeros((tokens * steps + 1, n), np.int64)
-    if block.onset:  # the reference's first step: floor(T x / theta + 1/2), T x in float32
-        d = np.floor((x * np.float32(steps)) / scaled + np.float32(0.5)).astype(np.float64)
-        rest = np.clip(d, -2.0**62, 2.0**62).astype(np.int64)
-        # More than the potential holds arrives over the next steps at K per step, as fast as
-        # the neuron drains it: every step's payload is the reference's (see the docstring).
-        for t in range(steps):
-            sent = np.clip(rest, -(top if t == 0 else block.max_payload),
-                           top if t == 0 else block.max_payload)
-            out[t:tokens * steps:steps] = sent
-            rest = rest - sent
-        sat = 0
-    else:
-        d = np.rint(x.astype(np.float64) * block.chip_theta / scaled.astype(np.float64))
-        sat = int(np.count_nonzero(np.abs(d) > top))
-        out[:tokens * steps] = np.repeat(np.clip(d, -top, top).astype(np.int64), steps, axis=0)
-    return Drive(out, gain, sat)
-
-
-def token_sums(sigma: np.ndarray, tokens: int, steps: int) -> np.ndarray:
-    """Each token's accumulated Dense output from the readout's per-step values: the
-    difference of the reads at its first and last steps (plus the one-step Dense delay),
-    modulo 2**32 as Lava's int32 readout wraps."""
-    reads = np.concatenate([np.zeros((1, sigma.shape[1]), np.int64), sigma[steps::steps]])
-    return fx.wrap_signed(_t(reads[1:tokens + 1] - reads[:tokens]), 32).numpy()
-
-
-def decode(block: EncoderBlock, dense: DenseBlock, trace: "BlockTrace", tokens: int,
-           gain: np.ndarray, steps: int) -> np.ndarray:
-    """The map's float output per token ``[tokens, out]`` from its readouts in ``trace``."""
-    # The Dense halves its doubled weights with weight_exp = -1, so sums are in units of q.
-    sums = sum(token_sums(trace.sigma[readout_key(dense.name, i, j)], tokens, steps)
-               .astype(np.float64) * (g.factor * 2.0 ** (j * block.split_bits))
-               for i, g in enumerate(block.groups) for j in range(block.parts))
-    y = sums * dense.scale[None, :] * (gain[:, None] / steps)
-    if dense.bias is not None:
-        y = y + dense.bias[None, :]
-    return y.astype(np.float32)
-
-
-# --- stac's bit-accurate run of a block --------------------------------------------------------
-
-
-def _t(x: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(x, dtype=torch.int64)
-
-
-def encoder_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
-                  fmt: fx.LoihiFormat) -> tuple[np.ndarray, np.ndarray]:
-    """The encoder over ``drive`` ``[S, n]``, reset at every token's first step: (v, payload
-    ``s * mult``, whole; a split block sends it in parts)."""
-    theta = torch.full((block.size,), block.chip_theta, dtype=torch.int64)
-    mult = _t(block.mult())
-    state = fx.SignedIFFixedState(torch.zeros(block.size, dtype=torch.int64))
-    vs, ps = [], []
-    for t, x in enumerate(_t(drive)):
-        if t % steps == 0:
-            state = fx.SignedIFFixedState(torch.zeros_like(state.v))
-        s, state = fx.signed_if_fixed_step(x, state, theta, fmt, block.max_payload)
-        vs.append(state.v)
-        ps.append(s * mult)
-    return torch.stack(vs).numpy(), torch.stack(ps).numpy()
-
-
-def dense_sigma_fixed(weights: np.ndarray, weight_exp: int, payload: np.ndarray,
-                      name: str = "Dense") -> np.ndarray:
-    """Lava's graded Dense (int32 dot product, shifted by ``weight_exp``, sent one step later)
-    into a Sigma readout (int32 running sum): the readout after each step ``[S, out]``.
-
-    The dot products are taken in float64, exact while every partial sum stays below 2**53
-    (checked), then wrapped to 32 bits as the int32 products are."""
-    w = weights.astype(np.float64)
-    bound = float(np.abs(payload).max(initial=0)) * float(np.abs(w).sum(axis=1).max(initial=0))
-    if bound >= 2.0**53:
-        raise StacError(f"{name}: accumulations up to {bound:.3g} are beyond exact float64 "
-                        "arithmetic")
-    acc = fx.shift(fx.wrap_signed(_t(payload.astype(np.float64) @ w.T), 32), weight_exp)
-    acc = fx.wrap_signed(acc, 32).numpy()
-    sent = np.concatenate([np.zeros((1, w.shape[0]), np.int64), acc[:-1]])
-    return fx.wrap_signed(_t(np.cumsum(sent, axis=0)), 32).numpy()
-
-
-def width_counts(trace: BlockTrace, fmt: fx.LoihiFormat) -> tuple[int, int]:
-    """(Dense outputs beyond ``input_bits``, readouts beyond ``state_bits``) of a run, from
-    every readout after each step (a step's Dense output is the readout's change)."""
-    half_in, half_state = 1 << (fmt.input_bits - 1), 1 << (fmt.state_bits - 1)
-    over_in = over_state = 0
-    for sigma in trace.sigma.values():
-        sent = fx.wrap_signed(_t(np.diff(sigma, axis=0, prepend=0)), 32).numpy()
-        over_in += int(np.count_nonzero((sent < -half_in) | (sent >= half_in)))
-        over_state += int(np.count_nonzero((sigma < -half_state) | (sigma >= half_state)))
-    return over_in, over_state
-
-
-def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
-                    fmt: fx.LoihiFormat) -> BlockTrace:
-    """One block with stac's bit-accurate steps, the timing of the Lava processes."""
-    v, payload = encoder_fixed(block, drive, steps, fmt)
-    parts = split_payload(payload, block.split_bits, block.parts)
-    sigma = {readout_key(d.name, i, j): dense_sigma_fixed(d.weights[:, g.index], d.weight_exp,
-                                                           part[:, g.index], d.name)
-             for d in block.dense for i, g in enumerate(block.groups)
-             for j, part in enumerate(parts)}
-    return BlockTrace(v, payload, sigma)
-
-
-__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "Drive", "EncoderBlock",
-           "MAX_GROUPS", "MAX_PARTS", "PART_PORTS", "block_plan", "channel_groups", "decode",
-           "dense_sigma_fixed", "encode_drive", "encoder_fixed", "held_theta", "payload_split",
-           "readout_key", "run_block_fixed", "split_payload", "token_sums", "width_counts"]
+__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "EncoderBlock", "PART_PORTS",
+           "block_plan", "channel_groups", "held_theta", "payload_split", "readout_key",
+           "split_payload"]

@@ -1,4 +1,4 @@
-"""stac's own Lava processes (see :mod:`stac.backends.lava_procs`)."""
+"""stac's own Lava processes (see :mod:`stac.backends.lava.procs`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.process.variable import Var
 
-from stac.backends.loihi_blocks import PART_PORTS
+from stac.backends.lava.blocks import PART_PORTS
 
 
 class GradedSignedIF(AbstractProcess):
@@ -16,7 +16,7 @@ class GradedSignedIF(AbstractProcess):
     Per step: ``v <- clip(v + a_in, -v_max, v_max)``;
     ``s = clip(floor((2 v + theta) / (2 theta)), -max_payload, max_payload)``;
     ``v <- v - s theta``; send ``s * mult``, or, with ``parts`` > 1, its base-``2**split_bits``
-    digits (:func:`stac.backends.loihi_blocks.split_payload`) on ``s_out``, ``s_out1``, ... (so
+    digits (:func:`stac.backends.lava.blocks.split_payload`) on ``s_out``, ``s_out1``, ... (so
     that each readout fits Lava's 32 bits). ``v`` is set to 0
     before the first step of every
     interval (one token of T steps). ``v_out`` sends ``v`` after each step, so that a Monitor

@@ -3,7 +3,7 @@
 :class:`ConvertedLowering` runs a quantised converted graph token batch by token batch. The
 host ops (embedding, norms, attention with its KV cache, activations, residual adds) run in
 stac's reference semantics, on the host, as they would beside a chip. Every block (a SignedIF
-encoder and the maps it feeds, :mod:`stac.backends.loihi_blocks`) runs as real Lava processes
+encoder and the maps it feeds, :mod:`stac.backends.lava.blocks`) runs as real Lava processes
 (:func:`stac.backends.lava.run_block_lava`) over all the batch's tokens, T steps each: the host
 sends the encoder's integer drive and reads the readouts back at token boundaries. The same
 block also runs in stac's bit-accurate steps, and the two must agree bit for bit in every
@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from stac.backends.loihi_blocks import BlockPlan, BlockTrace, decode, encode_drive, \
-    run_block_fixed, width_counts
+from stac.backends.lava.blocks import BlockPlan, BlockTrace
+from stac.backends.lava.drive import decode, encode_drive
+from stac.backends.lava.fixed import run_block_fixed, width_counts
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
 from stac.sim import fixed_point as fx
@@ -166,8 +167,8 @@ class ConvertedLowering:
             "backend": "lava",
             "run_config": "Loihi2SimCfg(select_tag='fixed_pt'), RunSteps",
             "custom_process_models": [
-                "GradedSignedIF (stac.backends.lava_procs): the graded signed IF encoder",
-                "Recorder (stac.backends.lava_procs): host-side sink that reads results back",
+                "GradedSignedIF (stac.backends.lava.procs): the graded signed IF encoder",
+                "Recorder (stac.backends.lava.procs): host-side sink that reads results back",
             ],
             "lava_processes": ["RingBuffer", "Dense / Sparse (graded, 8-bit weights)", "Sigma"],
             "blocks_run": len(recs),
@@ -185,24 +186,4 @@ class ConvertedLowering:
         }
 
 
-def summary_lines(run: dict[str, Any]) -> list[str]:
-    """Markdown lines for a lava ``backend_run`` summary."""
-    widths = (f"{run['over_input_bits']:,} Dense outputs beyond the {run['input_bits']}-bit "
-              f"input and {run['over_state_bits']:,} readouts beyond the {run['state_bits']}-bit "
-              "state (Lava's Python models carry them in 32 bits; a chip would not)")
-    lines = [
-        f"- {run['blocks_run']} blocks ran as Lava processes ({run['run_config']}), "
-        f"{run['processes']} processes in all, {run['lava_seconds']:.1f} s in Lava against "
-        f"{run['fixed_seconds']:.1f} s in stac's fixed-point model of the same blocks",
-        f"- bit for bit equal to stac's fixed-point model in every encoder potential, payload "
-        f"and readout: {'yes' if run['bit_exact'] else 'NO'}",
-        f"- largest relative RMS difference of a map's output from the float reference "
-        f"semantics: {run['max_rel_rms_vs_float']:.3g} (the drive's integer grid)",
-        f"- widths: {widths}; drives clipped to the potential: {run['saturated_drives']}",
-        "- host ops ran in stac's reference semantics on the host; custom process models: "
-        + "; ".join(run["custom_process_models"]),
-    ]
-    return lines
-
-
-__all__ = ["BlockRecord", "ConvertedLowering", "first_difference", "summary_lines"]
+__all__ = ["BlockRecord", "ConvertedLowering", "first_difference"]

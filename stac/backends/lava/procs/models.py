@@ -1,4 +1,4 @@
-"""``fixed_pt`` ProcessModels of stac's Lava processes (see :mod:`stac.backends.lava_procs`).
+"""``fixed_pt`` ProcessModels of stac's Lava processes (see :mod:`stac.backends.lava.procs`).
 
 Lava finds a Process's models by importing the modules beside it, so this directory holds
 nothing else.
@@ -16,23 +16,29 @@ from lava.magma.core.model.py.type import LavaPyType
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from stac.backends.lava_procs.process import GradedSignedIF, Recorder
+from stac.backends.lava.blocks import split_payload
+from stac.backends.lava.procs.process import GradedSignedIF, Recorder
+from stac.sim.neurons import signed_if_int_update
 
 
 @implements(proc=GradedSignedIF, protocol=LoihiProtocol)
 @requires(CPU)
 @tag("fixed_pt")
 class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
-    """Bit-accurate model: integers held in int64 while computing, sent as int32 payloads."""
+    """Bit-accurate model: stac's integer signed IF rule
+    (:func:`stac.sim.neurons.signed_if_int_update`) on int64 numpy arrays, payloads split
+    as :func:`stac.backends.lava.blocks.split_payload` and sent as int32. The widths are the
+    profile's (``v_max`` arrives as a parameter); Lava's ``precision`` annotation is left out,
+    as Lava's Python runtime only stores it."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    s_out1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    s_out2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    s_out3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    mult: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    s_out1: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    s_out2: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    s_out3: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    mult: np.ndarray = LavaPyType(np.ndarray, np.int32)
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)
@@ -48,19 +54,12 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
         v = self.v.astype(np.int64)
         if (self.time_step - 1) % self.reset_interval == 0:
             v = np.zeros_like(v)
-        v = np.clip(v + x, -self.v_max, self.v_max)
-        s = np.clip(np.floor_divide(2 * v + self.theta, 2 * self.theta),
-                    -self.max_payload, self.max_payload)
-        self.v[:] = v - s * self.theta
+        s, v = signed_if_int_update(v, x, self.theta, self.v_max, self.max_payload)
+        self.v[:] = v
         self.v_out.send(self.v)
-        rest = s * self.mult.astype(np.int64)
+        parts = split_payload(s * self.mult.astype(np.int64), self.split_bits, self.parts)
         for j, port in enumerate((self.s_out, self.s_out1, self.s_out2, self.s_out3)):
-            if j == self.parts - 1:
-                part = rest  # the top digit keeps the sign
-            elif j < self.parts:
-                part, rest = rest & ((1 << self.split_bits) - 1), rest >> self.split_bits
-            else:
-                part = np.zeros_like(s)  # unused port
+            part = parts[j] if j < self.parts else np.zeros_like(s)  # unused port: zeros
             port.send(((part + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32))
 
 
@@ -70,7 +69,7 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
 class PyRecorderModel(PyLoihiProcessModel):
     """Buffers what arrives; saves it at the last step."""
 
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=32)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32)
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)

@@ -1,21 +1,21 @@
 """The ``lava`` backend: a chip graph as real Lava processes, run bit-accurately on the CPU.
 
 Converted transformers (graphs with SignedIF encoders) lower to integer blocks
-(:mod:`stac.backends.loihi_blocks`) and run token by token through
-:class:`stac.backends.lava_host.ConvertedLowering`: each block as Lava processes
+(:mod:`stac.backends.lava.blocks`) and run token by token through
+:class:`stac.backends.lava.host.ConvertedLowering`: each block as Lava processes
 (:func:`run_block_lava`), the host ops in stac. Spike-driven NIR graphs: ``lower`` checks the
 graph (every node it cannot emit is named, before anything runs), checks
 that the profile's fixed-point widths are the ones Lava's bit-accurate models use, and turns
-the graph into integer layers (:mod:`stac.backends.loihi_plan`). ``run_spikes`` emits one Lava
+the graph into integer layers (:mod:`stac.backends.lava.plan`). ``run_spikes`` emits one Lava
 process per layer (``RingBuffer`` for each Input, ``Dense`` with 8-bit weights and
 ``weight_exp``, ``LIF`` with fixed-point ``du``, ``dv``, ``vth`` and bias), runs them with
 ``Loihi2SimCfg(select_tag="fixed_pt")`` and ``RunSteps``, and reads every LIF's spikes, ``v``
 and ``u`` back through ``Monitor`` processes. The same plan runs in stac's own fixed-point
-steps with :func:`stac.backends.loihi_plan.run_plan_fixed`; the two agree bit for bit
+steps with :func:`stac.backends.lava.plan.run_plan_fixed`; the two agree bit for bit
 (tests/test_lava.py).
 
 Lava is optional and imported only here (and by stac's own processes in
-:mod:`stac.backends.lava_procs`, which only this module imports), lazily:
+:mod:`stac.backends.lava.procs`, which only this module imports), lazily:
 ``scripts/setup_lava.sh`` installs it (lava-nc 0.10.0 declares Python < 3.11 and needs a small
 patch on 3.11).
 """
@@ -25,7 +25,7 @@ from __future__ import annotations
 import importlib
 import logging
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,10 @@ import nir
 import numpy as np
 import scipy.sparse
 
-from stac.backends.loihi_blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
+from stac.backends.lava.blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
     PART_PORTS, block_plan, readout_key
-from stac.backends.loihi_plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
+from stac.backends.lava.config import WIDTH_FIELDS, LavaLimits
+from stac.backends.lava.plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
 from stac.profiles import Profile
@@ -47,13 +48,6 @@ log = logging.getLogger(__name__)
 INSTALL_HINT = ("install it with `bash scripts/setup_lava.sh` (lava-nc 0.10.0 with "
                 "--no-deps --ignore-requires-python, its needs, and a Python 3.11 patch), or "
                 "`make test`, which runs it")
-
-#: Widths Lava's bit-accurate models use (lava-nc 0.10.0 src/lava/proc/lif/models.py
-#: ``AbstractPyLifModelFixed`` / ``PyLifModelBitAcc``, src/lava/proc/dense/models.py
-#: ``PyDenseModelBitAcc``). A profile that says otherwise cannot be run bit-accurately by Lava.
-LAVA_WIDTHS = {"state_bits": 24, "decay_bits": 12, "threshold_bits": 17, "threshold_shift": 6,
-               "bias_mantissa_bits": 13, "bias_exp_bits": 3, "weight_bits": 8}
-
 
 def lava_available() -> bool:
     """True when lava-nc imports (installed and patched)."""
@@ -71,7 +65,7 @@ def _lava() -> dict[str, Any]:
         "LIF": "lava.proc.lif.process", "Monitor": "lava.proc.monitor.process",
         "RunSteps": "lava.magma.core.run_conditions", "Sigma": "lava.proc.sdn.process",
         "Sparse": "lava.proc.sparse.process",
-        "GradedSignedIF": "stac.backends.lava_procs", "Recorder": "stac.backends.lava_procs",
+        "GradedSignedIF": "stac.backends.lava.procs", "Recorder": "stac.backends.lava.procs",
         "Loihi2SimCfg": "lava.magma.core.run_configs",
     }
     try:
@@ -86,11 +80,12 @@ def _lava() -> dict[str, Any]:
 
 
 def lava_format(profile: Profile) -> fx.LoihiFormat:
-    """The profile's fixed-point format, refused where it differs from Lava's models."""
+    """The profile's fixed-point format, refused where it differs from the widths Lava's
+    bit-accurate models use (the profile's ``[lava]`` section, :class:`LavaLimits`)."""
     fmt = fx.LoihiFormat.from_profile(profile)
-    wrong = [f"{f.name} = {getattr(fmt, f.name)} (Lava: {LAVA_WIDTHS[f.name]})"
-             for f in fields(fmt) if f.name in LAVA_WIDTHS
-             and getattr(fmt, f.name) != LAVA_WIDTHS[f.name]]
+    limits = LavaLimits.from_profile(profile)
+    wrong = [f"{name} = {getattr(fmt, name)} (Lava: {getattr(limits, name)})"
+             for name in WIDTH_FIELDS if getattr(fmt, name) != getattr(limits, name)]
     if wrong:
         raise StacError(f"profile {profile.name} does not match Lava's bit-accurate models: "
                         f"{', '.join(wrong)}")
@@ -167,9 +162,9 @@ def run_plan_lava(plan: LoihiPlan, spikes: Any, steps: int | None = None) -> Lav
 def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
                    fmt: fx.LoihiFormat) -> BlockTrace:
     """Run one converted block in Lava: a ``RingBuffer`` with the host's drive, stac's
-    :class:`~stac.backends.lava_procs.GradedSignedIF` encoder, one graded ``Dense`` and one
+    :class:`~stac.backends.lava.procs.GradedSignedIF` encoder, one graded ``Dense`` and one
     ``Sigma`` readout per map; ``Loihi2SimCfg(select_tag="fixed_pt")`` for ``len(drive)`` steps
-    (``RunSteps``). :class:`~stac.backends.lava_procs.Recorder` processes bring the encoder's
+    (``RunSteps``). :class:`~stac.backends.lava.procs.Recorder` processes bring the encoder's
     ``v`` and payloads and every readout back."""
     lava = _lava()
     total = int(drive.shape[0])
@@ -259,19 +254,28 @@ class LavaBackend:
         SignedIF encoders) for ``graph``; refuses unsupported nodes, a profile whose widths are
         not Lava's, and a machine without Lava, in that order, before anything runs."""
         if any(isinstance(node, SignedIF) for node in graph.nodes.values()):
-            from stac.backends.lava_host import ConvertedLowering
+            from stac.backends.lava.host import ConvertedLowering
 
             fmt = lava_format(profile)
             steps = int(graph.metadata.get("conversion", {}).get("timesteps", 16))
             payload = int(profile.get("spikes", "payload_bits")) \
                 if profile.get("spikes", "graded") else 1
-            plan = block_plan(graph, fmt, steps, payload_bits=payload)
+            plan = block_plan(graph, fmt, steps, LavaLimits.from_profile(profile),
+                              payload_bits=payload)
             _lava()
             return ConvertedLowering(graph, plan, run_block_lava, block_processes)
         check_emittable(graph, target=f"{profile.name}-lava")
         fmt = lava_format(profile)
         _lava()
         return plan_from_graph(graph, fmt)
+
+    def summary(self, lowered: Any) -> dict[str, Any] | None:
+        """What the last token run did in Lava (a converted graph's
+        :meth:`~stac.backends.lava.host.ConvertedLowering.summary`, for
+        ``report.json["backend_run"]``); None for a spike-driven plan, which runs on spikes."""
+        from stac.backends.lava.host import ConvertedLowering
+
+        return lowered.summary() if isinstance(lowered, ConvertedLowering) else None
 
     def run_spikes(self, lowered: LoihiPlan, spikes: Any, steps: int | None = None) -> LavaRun:
         """Run the lowered graph in Lava on binary input spikes ``[T, n]`` (or a dict of them by
@@ -281,7 +285,7 @@ class LavaBackend:
     def run(self, lowered: Any, ctx: RunContext
             ) -> tuple[dict[str, Any], dict[str, NodeStats]]:
         """Tokens through a converted graph: its blocks in Lava, its host ops in stac
-        (:class:`stac.backends.lava_host.ConvertedLowering`). A spike-driven graph runs on
+        (:class:`stac.backends.lava.host.ConvertedLowering`). A spike-driven graph runs on
         spikes instead (:meth:`run_spikes`)."""
         if isinstance(lowered, LoihiPlan):
             raise StacError("a spike-driven graph runs on input spikes "
@@ -289,5 +293,5 @@ class LavaBackend:
         return lowered.run(ctx)
 
 
-__all__ = ["INSTALL_HINT", "LAVA_WIDTHS", "LavaBackend", "LavaRun", "lava_available",
+__all__ = ["INSTALL_HINT", "LavaBackend", "LavaRun", "lava_available",
            "lava_format", "plan_stats", "run_block_lava", "run_plan_lava"]

@@ -7,7 +7,7 @@ which netx always reads at exponent 6). It stores no weight exponent: netx deriv
 the integer weights (``optimize_weight_bits``). So a plan is exportable when it is a chain
 (one Input, each LIF layer fed by one Dense from the layer before, one Output on the last),
 its Dense layers use ``weight_exp`` 0 and its biases exponent 6; lower the graph with
-``plan_from_graph(graph, fmt, weight_exp=0, bias_exp=NETX_BIAS_EXP)`` for that. netx cannot
+``plan_from_graph(graph, fmt, weight_exp=0, bias_exp=limits.netx_bias_exp)`` for that. netx cannot
 express recurrent or branching graphs, CubaLIF-specific input weights beyond du, or other
 exponents, and the export refuses them naming the layer.
 
@@ -24,17 +24,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from stac.backends.lava import INSTALL_HINT, _lava
-from stac.backends.loihi_plan import LoihiPlan, spike_inputs
+from stac.backends.lava.backend import INSTALL_HINT, _lava
+from stac.backends.lava.plan import LoihiPlan, spike_inputs
 from stac.errors import StacError
 
-#: netx reads every bias mantissa at this exponent (lava-dl 0.6.0 netx/hdf5.py,
-#: ``get_neuron_params``: ``'bias_exp': 6``).
-NETX_BIAS_EXP = 6
-
-
-def chain_order(plan: LoihiPlan) -> list[str]:
-    """The LIF layers of a chain plan, first to last; a StacError names what breaks the chain."""
+def chain_order(plan: LoihiPlan, bias_exp: int) -> list[str]:
+    """The LIF layers of a chain plan, first to last; a StacError names what breaks the chain.
+    ``bias_exp`` is the exponent netx reads every bias at (the profile's
+    ``lava.netx_bias_exp``)."""
     problems = []
     if len(plan.inputs) != 1:
         problems.append(f"netx has one input, the graph has {len(plan.inputs)}")
@@ -53,9 +50,9 @@ def chain_order(plan: LoihiPlan) -> list[str]:
             problems.append(f"{dense.source}: feeds {feeds[dense.source]} and {name} (netx is a "
                             "chain)")
         feeds[dense.source] = name
-        if np.any(layer.bias_exp != NETX_BIAS_EXP) and np.any(layer.bias_mant):
-            problems.append(f"{name}: bias exponents other than {NETX_BIAS_EXP} (lower with "
-                            f"bias_exp={NETX_BIAS_EXP})")
+        if np.any(layer.bias_exp != bias_exp) and np.any(layer.bias_mant):
+            problems.append(f"{name}: bias exponents other than {bias_exp} (lower with "
+                            f"bias_exp={bias_exp})")
     order, cur = [], next(iter(plan.inputs), None)
     while cur in feeds and len(order) <= len(plan.neurons):
         cur = feeds[cur]
@@ -68,9 +65,10 @@ def chain_order(plan: LoihiPlan) -> list[str]:
     return order
 
 
-def export_netx(plan: LoihiPlan, path: str | Path) -> Path:
-    """Write ``plan`` as a netx HDF5 file at ``path`` (atomically); return the path."""
-    order = chain_order(plan)
+def export_netx(plan: LoihiPlan, path: str | Path, bias_exp: int) -> Path:
+    """Write ``plan`` as a netx HDF5 file at ``path`` (atomically); return the path.
+    ``bias_exp``: the profile's ``lava.netx_bias_exp``, the exponent netx reads biases at."""
+    order = chain_order(plan, bias_exp)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -151,4 +149,4 @@ def run_netx(path: str | Path, spikes: np.ndarray, steps: int | None = None
     return out
 
 
-__all__ = ["NETX_BIAS_EXP", "chain_order", "export_netx", "netx_available", "run_netx"]
+__all__ = ["chain_order", "export_netx", "netx_available", "run_netx"]

@@ -1,10 +1,10 @@
 r"""A chip graph as integer Loihi layers (Dense + CUBA LIF), independent of Lava.
 
-The Lava backend (:mod:`stac.backends.lava`) emits one Lava process per layer of a
-:class:`LoihiPlan`; :func:`run_plan_fixed` runs the same plan with stac's bit-accurate step
-functions (:mod:`stac.sim.fixed_point`). Keeping the plan free of Lava is what lets Lava be
-replaced (upstream is archived) and lets the equivalence tests compare the two runs layer by
-layer.
+The Lava backend (:mod:`stac.backends.lava.backend`) emits one Lava process per layer of a
+:class:`LoihiPlan`; :func:`stac.backends.lava.fixed.run_plan_fixed` runs the same plan with
+stac's bit-accurate step functions (:mod:`stac.sim.loihi`). Keeping the plan free of Lava is
+what lets Lava be replaced (upstream is archived) and lets the equivalence tests compare the two
+runs layer by layer.
 
 From NIR (:func:`plan_from_graph`): ``Input`` (binary spikes), ``Linear`` / ``Affine`` (a
 :class:`DenseLayer`), ``LIF`` / ``CubaLIF`` (a :class:`LIFLayer`) and ``Output``. A neuron's
@@ -38,9 +38,9 @@ from typing import Any
 
 import nir
 import numpy as np
-import torch
 
 from stac.errors import StacError
+from stac.ir.passes.quantise import decay_levels
 from stac.quant import mantissa_exponent
 from stac.sim import fixed_point as fx
 
@@ -157,12 +157,12 @@ def _neuron_factors(node: Any, dt: float, fmt: fx.LoihiFormat) -> tuple[np.ndarr
     if isinstance(node, nir.CubaLIF):
         tau_mem, d_syn = np.asarray(node.tau_mem) * ones, dt / (np.asarray(node.tau_syn) * ones)
         factor = np.asarray(node.r) * dt / tau_mem * np.asarray(node.w_in) * d_syn
-        du_all = np.rint(d_syn * unity) - 1
+        du_all = decay_levels(dt, np.asarray(node.tau_syn) * ones, fmt.decay_bits) - 1
     else:
         tau_mem = np.asarray(node.tau) * ones
         factor = np.asarray(node.r) * dt / tau_mem * ones
         du_all = np.full(size, unity - 1.0)
-    dv_all = np.rint(dt / tau_mem * unity)
+    dv_all = decay_levels(dt, tau_mem, fmt.decay_bits)
     if np.ptp(du_all) or np.ptp(dv_all):
         raise StacError("a Lava LIF process has one du and one dv; this layer's time constants "
                         "differ between neurons")
@@ -260,7 +260,7 @@ def plan_from_graph(graph: nir.NIRGraph, fmt: fx.LoihiFormat, dt: float | None =
     return plan
 
 
-# --- stac's fixed-point run of a plan ----------------------------------------------------------
+# --- the inputs of a run -----------------------------------------------------------------------
 
 
 def spike_inputs(plan: LoihiPlan, spikes: Any) -> dict[str, np.ndarray]:
@@ -285,43 +285,5 @@ def spike_inputs(plan: LoihiPlan, spikes: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
-                   ) -> dict[str, dict[str, np.ndarray]]:
-    """Run ``plan`` with stac's fixed-point steps; per LIF layer ``{"spikes", "v", "u"}``,
-    each ``[steps, size]`` int64. Lava's timing: a Dense sends the previous step's
-    accumulation, so every step first reads all Dense buffers, then updates the neurons, then
-    lets each Dense accumulate this step's spikes (recurrent edges need nothing special)."""
-    xs = spike_inputs(plan, spikes)
-    steps = next(iter(xs.values())).shape[0] if steps is None else int(steps)
-    fmt = plan.fmt
-    dparams = {n: fx.dense_params(torch.as_tensor(d.weights), d.weight_exp, graded=False,
-                                  fmt=fmt) for n, d in plan.dense.items()}
-    dstate = {n: fx.dense_initial_state((d.weights.shape[0],)) for n, d in plan.dense.items()}
-    lparams = {n: fx.lif_params(l.du, l.dv, l.vth, torch.as_tensor(l.bias_mant),
-                                torch.as_tensor(l.bias_exp), fmt=fmt)
-               for n, l in plan.neurons.items()}
-    lstate = {n: fx.lif_initial_state((l.size,)) for n, l in plan.neurons.items()}
-    spikes_now: dict[str, torch.Tensor] = {n: torch.zeros(l.size, dtype=torch.int64)
-                                           for n, l in plan.neurons.items()}
-    trace = {n: {"spikes": [], "v": [], "u": []} for n in plan.neurons}
-    for t in range(steps):
-        sent = {n: fx.wrap_signed(s.a_buff, 32) for n, s in dstate.items()}
-        for name, layer in plan.neurons.items():
-            a_in = sum((sent[d] for d in layer.inputs), torch.zeros(layer.size, dtype=torch.int64))
-            s, lstate[name] = fx.lif_fixed_step(a_in, lstate[name], lparams[name], fmt)
-            spikes_now[name] = s.to(torch.int64)
-            trace[name]["spikes"].append(spikes_now[name])
-            trace[name]["v"].append(lstate[name].v)
-            trace[name]["u"].append(lstate[name].u)
-        for name, layer in plan.dense.items():
-            src = layer.source
-            s_in = (torch.as_tensor(xs[src][t]) if t < len(xs[src]) else
-                    torch.zeros(plan.inputs[src], dtype=torch.int64)) if src in xs \
-                else spikes_now[src]
-            _, dstate[name] = fx.dense_fixed_step(s_in, dstate[name], dparams[name], fmt)
-    return {n: {k: torch.stack(v).numpy() if v else np.zeros((0, plan.neurons[n].size), np.int64)
-                for k, v in tr.items()} for n, tr in trace.items()}
-
-
 __all__ = ["DenseLayer", "LIFLayer", "LoihiPlan", "check_emittable", "plan_from_graph",
-           "run_plan_fixed", "spike_inputs", "unsupported_nodes"]
+           "spike_inputs", "unsupported_nodes"]
