@@ -55,9 +55,17 @@ def sigma_delta_params(node: SigmaDelta, bits: int) -> SigmaDeltaParams:
     ``lava.message_bits``."""
     e = node.scale_exp
     bias = wrap_signed(as_int(torch.as_tensor(node.bias)) << e, bits)
-    return SigmaDeltaParams(bias, int(node.vth) << e, node.activation == "relu", bool(node.sigma),
-                            bool(node.delta), int(node.input_exp), int(node.state_exp),
-                            bool(node.cum_error), int(bits))
+    return SigmaDeltaParams(
+        bias,
+        int(node.vth) << e,
+        node.activation == "relu",
+        bool(node.sigma),
+        bool(node.delta),
+        int(node.input_exp),
+        int(node.state_exp),
+        bool(node.cum_error),
+        int(bits),
+    )
 
 
 def sigma_delta_initial_state(shape: Sequence[int]) -> SigmaDeltaState:
@@ -65,8 +73,9 @@ def sigma_delta_initial_state(shape: Sequence[int]) -> SigmaDeltaState:
     return SigmaDeltaState(zeros, zeros.clone(), zeros.clone(), zeros.clone())
 
 
-def sigma_delta_step(a_in: Tensor, state: SigmaDeltaState, p: SigmaDeltaParams
-                     ) -> tuple[Tensor, SigmaDeltaState]:
+def sigma_delta_step(
+    a_in: Tensor, state: SigmaDeltaState, p: SigmaDeltaParams
+) -> tuple[Tensor, SigmaDeltaState]:
     """One timestep: (payloads, or the activation for a readout; new state)."""
     w = p.bits
     x = wrap_signed(as_int(a_in) << p.input_exp, w)
@@ -91,10 +100,22 @@ def sigma_delta_step(a_in: Tensor, state: SigmaDeltaState, p: SigmaDeltaParams
 
 def cuba_params(node: LoihiCubaLIF) -> LIFFixedParams:
     """``node`` as the parameters of :func:`stac.sim.loihi.lif_fixed_step`."""
-    return lif_params(du=node.i_decay, dv=node.v_decay, vth=int(node.vth),
-                      bias_mant=torch.as_tensor(node.bias_mant),
-                      bias_exp=int(node.bias_exp), ds_offset=0, dm_offset=0)
+    return lif_params(
+        du=node.i_decay,
+        dv=node.v_decay,
+        vth=int(node.vth),
+        bias_mant=torch.as_tensor(node.bias_mant),
+        bias_exp=int(node.bias_exp),
+        ds_offset=0,
+        dm_offset=0,
+    )
 
 
-__all__ = ["SigmaDeltaParams", "SigmaDeltaState", "cuba_params", "sigma_delta_initial_state",
-           "sigma_delta_params", "sigma_delta_step"]
+__all__ = [
+    "SigmaDeltaParams",
+    "SigmaDeltaState",
+    "cuba_params",
+    "sigma_delta_initial_state",
+    "sigma_delta_params",
+    "sigma_delta_step",
+]

@@ -1,5 +1,5 @@
-"""The netx layer and neuron types stac reads: one builder per layer type (the table
-:data:`BUILDERS`), and :func:`unsupported`, which names what stac (or netx) cannot run.
+"""The netx layer types stac reads: one builder per layer type (the table :data:`BUILDERS`),
+and :func:`unsupported`, which names what stac (or netx) cannot run.
 
 Field names and defaults are lava-dl 0.6.0's (``src/lava/lib/dl/netx/hdf5.py``,
 ``Network.create_*`` and ``get_neuron_params``); shapes are stored CHW, as torch and the file
@@ -8,96 +8,14 @@ hold them (netx turns them into Lava's WHC and back, which changes no value).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import nir
 import numpy as np
 
-from stac.errors import StacError
+from stac.ir.netx_io.fields import NETX_INTEGRATOR, NetxContext, fail, ints, one_int, pair
+from stac.ir.netx_io.neurons import add_neuron, neuron_problems
 from stac.ir.netx_io.weights import netx_weight_fit
-from stac.ir.nodes.loihi_cuba import LoihiCubaLIF
-from stac.ir.nodes.sigma_delta import SigmaDelta
-
-#: lava-dl 0.6.0 hdf5.Network.get_neuron_params: every sigma-delta neuron gets state_exp 6.
-NETX_STATE_EXP = 6
-#: lava-dl 0.6.0 hdf5.Network(spike_exp=6): the default fraction bits of a payload.
-NETX_SPIKE_EXP = 6
-#: lava-dl 0.6.0 get_neuron_params: a neuron's output message bits when the file gives none.
-NETX_MESSAGE_BITS = {"CUBA": 0, "SDNN": 16}
-#: lava-dl 0.6.0 Network.create_dense: the neuron of a dense layer that has none.
-NETX_INTEGRATOR = {"type": "CUBA", "iDecay": 0, "vDecay": 4096, "vThMant": 1 << 17,
-                   "refDelay": 1, "gradedSpike": 0}
-CUBA_TYPES = ("CUBA", "LOIHI")  # netx treats LOIHI as CUBA
-NEURON_TYPES = (*CUBA_TYPES, "SDNN")
-
-
-def fail(path: Path | str, msg: str) -> StacError:
-    return StacError(f"netx file {path}: {msg}")
-
-
-def text(item: Any) -> str:
-    """A netx string field (a bytes scalar, or a one-element array of bytes) as str."""
-    value = item[()] if hasattr(item, "shape") else item
-    if isinstance(value, np.ndarray):
-        value = value.reshape(-1)[0] if value.size else b""
-    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-
-
-def ints(item: Any, name: str) -> np.ndarray:
-    """A numeric field as int64; netx casts with ``astype(int)``, so a fraction is refused."""
-    value = np.asarray(item[()] if hasattr(item, "shape") else item)
-    if value.dtype.kind not in "biuf":
-        raise ValueError(f"{name} is not numeric (dtype {value.dtype})")
-    if value.dtype.kind == "f":
-        if not np.all(np.isfinite(value)):
-            raise ValueError(f"{name} has NaN or infinite values")
-        if np.any(value != np.round(value)):
-            raise ValueError(f"{name} has fractional values, which netx would truncate")
-        if value.size and np.abs(value).max() >= 2.0**53:
-            raise ValueError(f"{name} has values too large for an integer")
-    return value.astype(np.int64)
-
-
-def one_int(item: Any, name: str) -> int:
-    value = ints(item, name)
-    if value.size != 1:
-        raise ValueError(f"{name} must be one number, got shape {value.shape}")
-    return int(value.reshape(-1)[0])
-
-
-def pair(g: Any, key: str) -> tuple[int, int]:
-    """A (height, width) field that may be stored as one number."""
-    value = ints(g[key], key).reshape(-1)
-    if value.size == 1:
-        return int(value[0]), int(value[0])
-    if value.size != 2:
-        raise ValueError(f"{key} must be one or two numbers, got {value.tolist()}")
-    return int(value[0]), int(value[1])
-
-
-@dataclass
-class NetxContext:
-    """The graph under construction and what the next layer needs of the last one."""
-
-    path: Path
-    weight_bits: int  # chip.weight_bits: netx's synapse width
-    bias_exp: int  # lava.netx_bias_exp: the exponent netx reads every CUBA bias at
-    spike_exp: int
-    state_exp: int = NETX_STATE_EXP
-    nodes: dict[str, Any] = field(default_factory=dict)
-    edges: list[tuple[str, str]] = field(default_factory=list)
-    prev: str | None = None  # the node the next one is fed by
-    shape: tuple[int, ...] | None = None  # its output shape
-    bits: int = 0  # its message bits (0: binary spikes)
-    flatten_pending: bool = False
-
-    def add(self, name: str, node: Any, shape: tuple[int, ...]) -> None:
-        self.nodes[name] = node
-        if self.prev is not None:
-            self.edges.append((self.prev, name))
-        self.prev, self.shape = name, shape
 
 
 def unsupported(i: int, ltype: str, g: Any) -> list[str]:
@@ -110,22 +28,8 @@ def unsupported(i: int, ltype: str, g: Any) -> list[str]:
         out.append(f"{where}: axonal delays")
     if "weight" in g and not hasattr(g["weight"], "shape"):
         out.append(f"{where}: complex weights")
-    neuron = g["neuron"] if "neuron" in g else None
-    if neuron is None:
-        return out
-    ntype = text(neuron["type"]) if "type" in neuron else "<none>"
-    if ntype not in NEURON_TYPES:
-        return [*out, f"{where}: neuron type {ntype!r}"]
-    if ntype in CUBA_TYPES:
-        if "gradedSpike" in neuron and one_int(neuron["gradedSpike"], "gradedSpike"):
-            out.append(f"{where}: graded CUBA spikes (netx's LIF sends binary ones)")
-        if "refDelay" in neuron and one_int(neuron["refDelay"], "refDelay") > 1:
-            out.append(f"{where}: refractory delay {one_int(neuron['refDelay'], 'refDelay')} "
-                       "(netx's LIF has none)")
-    elif ltype != "input" and "sigma_output" not in neuron:
-        act = text(neuron["activation"]) if "activation" in neuron else "relu"
-        if act != "relu":
-            out.append(f"{where}: SDNN activation {act!r} (netx runs ReLU)")
+    if "neuron" in g:
+        out.extend(neuron_problems(where, ltype, g["neuron"]))
     return out
 
 
@@ -141,8 +45,9 @@ def _shape(g: Any) -> tuple[int, ...]:
 
 def _check_shape(g: Any, got: tuple[int, ...]) -> None:
     if "shape" in g and _shape(g) != got:
-        raise ValueError(f"the file gives shape {list(_shape(g))}, the layer's geometry "
-                         f"gives {list(got)}")
+        raise ValueError(
+            f"the file gives shape {list(_shape(g))}, the layer's geometry gives {list(got)}"
+        )
 
 
 def _chw(ctx: NetxContext) -> tuple[int, int, int]:
@@ -151,18 +56,27 @@ def _chw(ctx: NetxContext) -> tuple[int, int, int]:
     return ctx.shape[0], ctx.shape[1], ctx.shape[2]
 
 
-def _window_out(hw: tuple[int, int], k: tuple[int, int], s: tuple[int, int],
-                p: tuple[int, int], d: tuple[int, int]) -> tuple[int, int]:
-    out = tuple((x + 2 * pp - dd * (kk - 1) - 1) // ss + 1
-                for x, kk, ss, pp, dd in zip(hw, k, s, p, d))
+def _window_out(
+    hw: tuple[int, int],
+    k: tuple[int, int],
+    s: tuple[int, int],
+    p: tuple[int, int],
+    d: tuple[int, int],
+) -> tuple[int, int]:
+    out = tuple(
+        (x + 2 * pp - dd * (kk - 1) - 1) // ss + 1
+        for x, kk, ss, pp, dd in zip(hw, k, s, p, d, strict=True)
+    )
     if min(s) < 1 or min(d) < 1 or min(p) < 0 or min(out) < 1:
-        raise ValueError(f"kernel {k}, stride {s}, padding {p}, dilation {d} do not fit a "
-                         f"{hw} input")
+        raise ValueError(
+            f"kernel {k}, stride {s}, padding {p}, dilation {d} do not fit a {hw} input"
+        )
     return int(out[0]), int(out[1])
 
 
-def _weight_meta(ctx: NetxContext, i: int, ltype: str, w: np.ndarray, **netx: Any
-                 ) -> dict[str, Any]:
+def _weight_meta(
+    ctx: NetxContext, i: int, ltype: str, w: np.ndarray, **netx: Any
+) -> dict[str, Any]:
     """``quant`` (the file's integers on a power-of-two grid of the profile's weight bits,
     per output row, as the quantise pass reads it) and ``netx`` (what netx derives)."""
     bits, top = ctx.weight_bits, (1 << (ctx.weight_bits - 1)) - 1
@@ -170,11 +84,19 @@ def _weight_meta(ctx: NetxContext, i: int, ltype: str, w: np.ndarray, **netx: An
     while (m >> k) > top and not np.any(w % (1 << (k + 1))):
         k += 1
     need = bits if (m >> k) <= top else int(m >> k).bit_length() + 1
-    quant = {"scheme": "netx", "bits": need, "scale": np.full(w.shape[0], 2.0**k, np.float32),
-             "rel_rms": 0.0, "max_abs": 0.0, "sqnr_db": None,
-             "status": "integers from the netx file"}
-    return {"quant": quant, "netx": {"layer": i, "type": ltype,
-                                      "input_message_bits": ctx.bits, **netx}}
+    quant = {
+        "scheme": "netx",
+        "bits": need,
+        "scale": np.full(w.shape[0], 2.0**k, np.float32),
+        "rel_rms": 0.0,
+        "max_abs": 0.0,
+        "sqnr_db": None,
+        "status": "integers from the netx file",
+    }
+    return {
+        "quant": quant,
+        "netx": {"layer": i, "type": ltype, "input_message_bits": ctx.bits, **netx},
+    }
 
 
 def _bias(g: Any, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -186,54 +108,10 @@ def _bias(g: Any, shape: tuple[int, ...]) -> np.ndarray | None:
         return b
     if b.size == 1 or (b.ndim == 1 and b.shape[0] == shape[0]):
         return np.broadcast_to(b.reshape(-1, *[1] * (len(shape) - 1)), shape).copy()
-    raise ValueError(f"bias of shape {list(b.shape)} fits neither the layer's {list(shape)} "
-                     f"nor its {shape[0]} channels")
-
-
-def _neuron(ctx: NetxContext, i: int, ng: Any, bias: np.ndarray | None, role: str) -> None:
-    assert ctx.shape is not None
-    shape = ctx.shape
-
-    def get(key: str, default: int | None = None) -> int:
-        if key not in ng:
-            if default is None:
-                raise KeyError(f"neuron/{key}")
-            return default
-        return one_int(ng[key], f"neuron/{key}")
-
-    ntype = text(ng["type"])
-    zeros = np.zeros(shape, np.int64)
-    meta: dict[str, Any] = {"layer": i, "neuron": ntype, "role": role}
-    node: Any
-    if ntype in CUBA_TYPES:
-        bits = get("messageBits", NETX_MESSAGE_BITS["CUBA"])
-        meta["refDelay"] = get("refDelay", 1)
-        node = LoihiCubaLIF(bias if bias is not None else zeros, i_decay=get("iDecay"),
-                            v_decay=get("vDecay"), vth=get("vThMant"), bias_exp=ctx.bias_exp,
-                            metadata={})
-        kind = "cuba"
-    else:
-        bits = get("messageBits", NETX_MESSAGE_BITS["SDNN"])
-        exps = {"spike_exp": ctx.spike_exp, "state_exp": ctx.state_exp}
-        if "activation" in ng:
-            meta["activation"] = text(ng["activation"])
-        if role == "input":
-            node = SigmaDelta(zeros, vth=get("vThMant"), activation="identity", sigma=False,
-                              input_exp=ctx.spike_exp + ctx.state_exp, **exps)
-        elif "sigma_output" in ng:
-            role = meta["role"] = "readout"
-            if bias is not None:
-                raise ValueError("a sigma_output layer has a bias, which netx's Sigma "
-                                 "cannot take")
-            node = SigmaDelta(zeros, activation="identity", delta=False)
-        else:
-            node = SigmaDelta(bias if bias is not None else zeros, vth=get("vThMant"), **exps)
-        kind = "sdnn"
-    meta["message_bits"] = bits
-    node.metadata.update(netx=meta, quant={"scheme": "netx",
-                                           "status": "integers from the netx file"})
-    ctx.add(f"layer{i}_{kind}", node, shape)
-    ctx.bits = bits
+    raise ValueError(
+        f"bias of shape {list(b.shape)} fits neither the layer's {list(shape)} "
+        f"nor its {shape[0]} channels"
+    )
 
 
 def _input(ctx: NetxContext, i: int, g: Any) -> None:
@@ -244,11 +122,12 @@ def _input(ctx: NetxContext, i: int, g: Any) -> None:
     ignored = [k for k in ("weight", "bias") if k in g]
     if ignored:  # netx keeps them as Input.transform and never applies them
         meta["unapplied_transform"] = {k: ints(g[k], k).tolist() for k in ignored}
-    ctx.add("input", nir.Input(input_type={"input": np.array(shape)},
-                               metadata={"netx": meta}), shape)
+    ctx.add(
+        "input", nir.Input(input_type={"input": np.array(shape)}, metadata={"netx": meta}), shape
+    )
     ctx.bits = 0
     if "neuron" in g:
-        _neuron(ctx, i, g["neuron"], None, "input")
+        add_neuron(ctx, i, g["neuron"], None, "input")
 
 
 def _conv(ctx: NetxContext, i: int, g: Any) -> None:
@@ -258,19 +137,27 @@ def _conv(ctx: NetxContext, i: int, g: Any) -> None:
         raise ValueError(f"weight must be (out, in / groups, kh, kw), got {list(weight.shape)}")
     groups = one_int(g["groups"], "groups")
     if groups < 1 or weight.shape[1] * groups != c or weight.shape[0] % groups:
-        raise ValueError(f"weight {list(weight.shape)} with groups={groups} does not take the "
-                         f"input's {c} channels")
+        raise ValueError(
+            f"weight {list(weight.shape)} with groups={groups} does not take the "
+            f"input's {c} channels"
+        )
     stride, padding, dilation = pair(g, "stride"), pair(g, "padding"), pair(g, "dilation")
     kernel = (int(weight.shape[2]), int(weight.shape[3]))
     out = (int(weight.shape[0]), *_window_out((h, w), kernel, stride, padding, dilation))
     _check_shape(g, out)
-    node = nir.Conv2d(input_shape=(h, w), weight=weight.astype(np.float32), stride=stride,
-                      padding=padding, dilation=dilation, groups=groups,
-                      bias=np.zeros(weight.shape[0], np.float32),
-                      metadata=_weight_meta(ctx, i, "conv", weight))
+    node = nir.Conv2d(
+        input_shape=(h, w),
+        weight=weight.astype(np.float32),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=np.zeros(weight.shape[0], np.float32),
+        metadata=_weight_meta(ctx, i, "conv", weight),
+    )
     node.input_type = {"input": np.array((c, h, w))}  # NIR takes channels from the kernel alone
     ctx.add(f"layer{i}_conv", node, out)
-    _neuron(ctx, i, g["neuron"], _bias(g, out), "hidden")
+    add_neuron(ctx, i, g["neuron"], _bias(g, out), "hidden")
 
 
 def _pool(ctx: NetxContext, i: int, g: Any) -> None:
@@ -287,17 +174,30 @@ def _pool(ctx: NetxContext, i: int, g: Any) -> None:
     meta = _weight_meta(ctx, i, "pool", np.full((c, 1), value))
     node: Any
     if value == 1:
-        node = nir.SumPool2d(kernel_size=np.array(kernel), stride=np.array(stride),
-                             padding=np.array(padding), metadata=meta)
-        node.input_type, node.output_type = {"input": np.array((c, h, w))}, \
-            {"output": np.array(out)}
+        node = nir.SumPool2d(
+            kernel_size=np.array(kernel),
+            stride=np.array(stride),
+            padding=np.array(padding),
+            metadata=meta,
+        )
+        node.input_type, node.output_type = (
+            {"input": np.array((c, h, w))},
+            {"output": np.array(out)},
+        )
     else:  # the synapse a pool is: a depthwise kernel with the pool's one weight
-        node = nir.Conv2d(input_shape=(h, w), weight=np.full((c, 1, *kernel), value, np.float32),
-                          stride=stride, padding=padding, dilation=1, groups=c,
-                          bias=np.zeros(c, np.float32), metadata=meta)
+        node = nir.Conv2d(
+            input_shape=(h, w),
+            weight=np.full((c, 1, *kernel), value, np.float32),
+            stride=stride,
+            padding=padding,
+            dilation=1,
+            groups=c,
+            bias=np.zeros(c, np.float32),
+            metadata=meta,
+        )
         node.input_type = {"input": np.array((c, h, w))}
     ctx.add(f"layer{i}_pool", node, out)
-    _neuron(ctx, i, g["neuron"], _bias(g, out), "hidden")
+    add_neuron(ctx, i, g["neuron"], _bias(g, out), "hidden")
 
 
 def _flatten(ctx: NetxContext, i: int, g: Any) -> None:
@@ -306,8 +206,12 @@ def _flatten(ctx: NetxContext, i: int, g: Any) -> None:
     n = int(np.prod(ctx.shape))
     if "shape" in g and int(np.prod(_shape(g))) != n:
         raise ValueError(f"the file gives shape {list(_shape(g))}, but {n} values arrive")
-    node = nir.Flatten(input_type={"input": np.array(ctx.shape)}, start_dim=0, end_dim=-1,
-                       metadata={"netx": {"layer": i, "type": "flatten"}})
+    node = nir.Flatten(
+        input_type={"input": np.array(ctx.shape)},
+        start_dim=0,
+        end_dim=-1,
+        metadata={"netx": {"layer": i, "type": "flatten"}},
+    )
     ctx.add(f"layer{i}_flatten", node, (n,))
     ctx.flatten_pending = True
 
@@ -319,30 +223,50 @@ def _dense(ctx: NetxContext, i: int, g: Any) -> None:
     if weight.ndim != 2 or weight.shape[0] != n_out:
         raise ValueError(f"weight {list(weight.shape)} does not have the layer's {n_out} rows")
     if ctx.shape is None:  # no input layer: netx takes the input size from the weights
-        ctx.add("input", nir.Input(input_type={"input": np.array([weight.shape[1]])}),
-                (int(weight.shape[1]),))
+        ctx.add(
+            "input",
+            nir.Input(input_type={"input": np.array([weight.shape[1]])}),
+            (int(weight.shape[1]),),
+        )
     assert ctx.shape is not None
     if len(ctx.shape) != 1:
         raise ValueError(f"takes a {list(ctx.shape)} input without a flatten layer before it")
     if weight.shape[1] != ctx.shape[0]:
-        raise ValueError(f"weight {list(weight.shape)} takes {weight.shape[1]} inputs, "
-                         f"{ctx.shape[0]} arrive")
+        raise ValueError(
+            f"weight {list(weight.shape)} takes {weight.shape[1]} inputs, {ctx.shape[0]} arrive"
+        )
     fit = netx_weight_fit(weight, ctx.weight_bits)
     if fit.problem:
-        raise fail(ctx.path, f"layer {i} (dense): {fit.problem}; netx would run other weights "
-                             "than the file's")
-    node = nir.Linear(weight=weight.astype(np.float32), metadata=_weight_meta(
-        ctx, i, "dense", weight, scale_bits=fit.scale_bits, weight_exp=-fit.scale_bits,
-        num_weight_bits=fit.num_weight_bits))
+        raise fail(
+            ctx.path,
+            f"layer {i} (dense): {fit.problem}; netx would run other weights than the file's",
+        )
+    node = nir.Linear(
+        weight=weight.astype(np.float32),
+        metadata=_weight_meta(
+            ctx,
+            i,
+            "dense",
+            weight,
+            scale_bits=fit.scale_bits,
+            weight_exp=-fit.scale_bits,
+            num_weight_bits=fit.num_weight_bits,
+        ),
+    )
     ctx.add(f"layer{i}_dense", node, (n_out,))
     ctx.flatten_pending = False
-    _neuron(ctx, i, g["neuron"] if "neuron" in g else NETX_INTEGRATOR, _bias(g, (n_out,)),
-            "hidden")
+    add_neuron(
+        ctx, i, g["neuron"] if "neuron" in g else NETX_INTEGRATOR, _bias(g, (n_out,)), "hidden"
+    )
 
 
 #: The layer types stac reads, each with its builder.
 BUILDERS: dict[str, Callable[[NetxContext, int, Any], None]] = {
-    "input": _input, "conv": _conv, "pool": _pool, "flatten": _flatten, "dense": _dense,
+    "input": _input,
+    "conv": _conv,
+    "pool": _pool,
+    "flatten": _flatten,
+    "dense": _dense,
 }
 
 
@@ -350,5 +274,4 @@ def build_layer(ctx: NetxContext, i: int, ltype: str, g: Any) -> None:
     BUILDERS[ltype](ctx, i, g)
 
 
-__all__ = ["BUILDERS", "NETX_MESSAGE_BITS", "NETX_SPIKE_EXP", "NETX_STATE_EXP", "NetxContext",
-           "build_layer", "fail", "text", "unsupported"]
+__all__ = ["BUILDERS", "build_layer", "unsupported"]

@@ -31,6 +31,7 @@ layer and field.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,8 @@ import numpy as np
 
 from stac.errors import StacError
 from stac.ir.graph import VerifyError, make_graph, verify
-from stac.ir.netx_io.layers import NETX_SPIKE_EXP, NetxContext, build_layer, fail, text, \
-    unsupported
+from stac.ir.netx_io.fields import NETX_SPIKE_EXP, NetxContext, fail, text
+from stac.ir.netx_io.layers import build_layer, unsupported
 from stac.profiles import Profile
 
 
@@ -65,8 +66,7 @@ def _layers(path: Path, f: Any) -> list[tuple[int, str, Any]]:
     return out
 
 
-def read_netx(path: str | Path, profile: Profile, spike_exp: int = NETX_SPIKE_EXP
-              ) -> nir.NIRGraph:
+def read_netx(path: str | Path, profile: Profile, spike_exp: int = NETX_SPIKE_EXP) -> nir.NIRGraph:
     """Read a netx ``.net`` file into a checked stac IR graph.
 
     ``profile`` gives what netx assumes of the chip: the synapse width (``chip.weight_bits``)
@@ -80,10 +80,16 @@ def read_netx(path: str | Path, profile: Profile, spike_exp: int = NETX_SPIKE_EX
         raise fail(path, "does not exist or is not a file")
     lava = profile.values.get("lava") or {}
     if "netx_bias_exp" not in lava:
-        raise StacError(f"hardware profile {profile.name} ({profile.path}) has no field "
-                        "'lava.netx_bias_exp', the exponent netx reads biases at")
-    ctx = NetxContext(path=path, weight_bits=int(profile.get("chip", "weight_bits")),
-                      bias_exp=int(lava["netx_bias_exp"]), spike_exp=int(spike_exp))
+        raise StacError(
+            f"hardware profile {profile.name} ({profile.path}) has no field "
+            "'lava.netx_bias_exp', the exponent netx reads biases at"
+        )
+    ctx = NetxContext(
+        path=path,
+        weight_bits=int(profile.get("chip", "weight_bits")),
+        bias_exp=int(lava["netx_bias_exp"]),
+        spike_exp=int(spike_exp),
+    )
     try:
         if not h5py.is_hdf5(path):
             raise fail(path, "is not an HDF5 file (netx files are HDF5)")
@@ -91,9 +97,12 @@ def read_netx(path: str | Path, profile: Profile, spike_exp: int = NETX_SPIKE_EX
             layers = _layers(path, f)
             problems = [p for i, t, g in layers for p in unsupported(i, t, g)]
             if problems:
-                raise fail(path, f"stac cannot import {'; '.join(problems)} (stac reads input, "
-                                 "dense, conv, pool and flatten layers with CUBA or SDNN "
-                                 "neurons, as lava-dl's netx runs them)")
+                raise fail(
+                    path,
+                    f"stac cannot import {'; '.join(problems)} (stac reads input, "
+                    "dense, conv, pool and flatten layers with CUBA or SDNN "
+                    "neurons, as lava-dl's netx runs them)",
+                )
             for i, ltype, g in layers:
                 _build(ctx, i, ltype, g, layers)
     except StacError:
@@ -108,14 +117,19 @@ def _build(ctx: NetxContext, i: int, ltype: str, g: Any, layers: list) -> None:
     if ltype == "input" and i != 0:
         raise fail(ctx.path, f"{where}: an input layer must come first")
     if ctx.flatten_pending and ltype != "dense":
-        raise fail(ctx.path, f"{where}: follows a flatten layer, which netx applies only "
-                             "before a dense layer")
+        raise fail(
+            ctx.path,
+            f"{where}: follows a flatten layer, which netx applies only before a dense layer",
+        )
     try:
         build_layer(ctx, i, ltype, g)
     except StacError:
         raise
     except (KeyError, ValueError, TypeError, IndexError) as exc:
-        msg = f"missing field {exc.args[0]!r}" if isinstance(exc, KeyError) else str(exc)
+        msg = str(exc)
+        if isinstance(exc, KeyError):  # h5py names the field inside its own sentence
+            found = re.search(r"object '([^']+)' doesn't exist", str(exc.args[0]))
+            msg = f"missing field {found.group(1) if found else exc.args[0]!r}"
         raise fail(ctx.path, f"{where}: {msg}") from None
     if i == len(layers) - 1 and ctx.flatten_pending:
         raise fail(ctx.path, f"{where}: the network ends in a flatten layer")
@@ -128,9 +142,13 @@ def _finish(ctx: NetxContext) -> nir.NIRGraph:
     ctx.edges.append((ctx.prev, "output"))
     metadata = {
         "source": f"netx:{ctx.path.name}",
-        "netx": {"spike_exp": ctx.spike_exp, "state_exp": ctx.state_exp,
-                 "bias_exp": ctx.bias_exp, "input_message_bits": 0,
-                 "synapse_delay_steps": 1},
+        "netx": {
+            "spike_exp": ctx.spike_exp,
+            "state_exp": ctx.state_exp,
+            "bias_exp": ctx.bias_exp,
+            "input_message_bits": 0,
+            "synapse_delay_steps": 1,
+        },
     }
     graph = make_graph(ctx.nodes, ctx.edges, metadata)
     try:

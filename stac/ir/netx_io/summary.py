@@ -54,20 +54,38 @@ def netx_layers(graph: nir.NIRGraph) -> list[dict[str, Any]]:
         netx = (node.metadata or {}).get("netx")
         if not netx:
             continue
-        row = rows.setdefault(int(netx["layer"]), {
-            "layer": int(netx["layer"]), "type": netx.get("type", "input"), "synapse": "-",
-            "neuron": "-", "role": "-", "shape": list(output_shape(node)), "neurons": 0,
-            "inputs": int(np.prod(input_shape(node))), "weights": 0, "synapses": 0,
-            "nodes": []})
+        row = rows.setdefault(
+            int(netx["layer"]),
+            {
+                "layer": int(netx["layer"]),
+                "type": netx.get("type", "input"),
+                "synapse": "-",
+                "neuron": "-",
+                "role": "-",
+                "shape": list(output_shape(node)),
+                "neurons": 0,
+                "inputs": int(np.prod(input_shape(node))),
+                "weights": 0,
+                "synapses": 0,
+                "nodes": [],
+            },
+        )
         row["nodes"].append(name)
         if "neuron" in netx:
-            row.update(neuron=type(node).__name__, role=netx["role"],
-                       neurons=int(np.prod(output_shape(node))), shape=list(output_shape(node)))
+            row.update(
+                neuron=type(node).__name__,
+                role=netx["role"],
+                neurons=int(np.prod(output_shape(node))),
+                shape=list(output_shape(node)),
+            )
         elif netx.get("type") in ("conv", "pool", "dense"):
-            row.update(synapse=type(node).__name__, type=netx["type"],
-                       inputs=int(np.prod(input_shape(node))), synapses=synapse_count(node),
-                       weights=1 if netx["type"] == "pool"
-                       else int(np.asarray(node.weight).size))
+            row.update(
+                synapse=type(node).__name__,
+                type=netx["type"],
+                inputs=int(np.prod(input_shape(node))),
+                synapses=synapse_count(node),
+                weights=1 if netx["type"] == "pool" else int(np.asarray(node.weight).size),
+            )
         elif netx.get("type") == "flatten":
             row.update(synapse="Flatten", shape=list(output_shape(node)))
     return [rows[k] for k in sorted(rows)]
@@ -75,15 +93,29 @@ def netx_layers(graph: nir.NIRGraph) -> list[dict[str, Any]]:
 
 def format_netx_layers(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table."""
-    head = "| layer | type | synapse | neuron | role | shape | neurons | inputs | weights | synapses |"
-    lines = [head, "|" + "---|" * 10]
+    cols = (
+        "layer",
+        "type",
+        "synapse",
+        "neuron",
+        "role",
+        "shape",
+        "neurons",
+        "inputs",
+        "weights",
+        "synapses",
+    )
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        lines.append(f"| {r['layer']} | {r['type']} | {r['synapse']} | {r['neuron']} | "
-                     f"{r['role']} | {'x'.join(map(str, r['shape']))} | {r['neurons']} | "
-                     f"{r['inputs']} | {r['weights']} | {r['synapses']} |")
+        lines.append(
+            f"| {r['layer']} | {r['type']} | {r['synapse']} | {r['neuron']} | "
+            f"{r['role']} | {'x'.join(map(str, r['shape']))} | {r['neurons']} | "
+            f"{r['inputs']} | {r['weights']} | {r['synapses']} |"
+        )
     total = {k: sum(r[k] for r in rows) for k in ("neurons", "weights", "synapses")}
-    lines.append(f"| total | | | | | | {total['neurons']} | | {total['weights']} | "
-                 f"{total['synapses']} |")
+    lines.append(
+        f"| total | | | | | | {total['neurons']} | | {total['weights']} | {total['synapses']} |"
+    )
     return "\n".join(lines)
 
 

@@ -49,8 +49,12 @@ def netx_weight_fit(w: np.ndarray, bits: int) -> WeightFit:
     hi, lo = int(w.max()), int(w.min())
     half, full = 1 << (bits - 1), 1 << bits
     if (hi > full - 2 and lo < 0) or (lo < -full and hi > 0):
-        return WeightFit(0, bits, f"weights span [{lo}, {hi}], beyond the [{-full}, {full - 2}] "
-                                  "netx clips a mixed-sign matrix to")
+        return WeightFit(
+            0,
+            bits,
+            f"weights span [{lo}, {hi}], beyond the [{-full}, {full - 2}] "
+            "netx clips a mixed-sign matrix to",
+        )
     mixed = lo < 0 <= hi
     if mixed:
         scale = min((half - 1) / hi if hi > 0 else math.inf, half / -lo)
@@ -60,8 +64,9 @@ def netx_weight_fit(w: np.ndarray, bits: int) -> WeightFit:
         scale = (full - 1) / hi
     scale_bits = math.floor(math.log2(scale)) + int(mixed)
     if scale_bits < 0:
-        return WeightFit(scale_bits, bits, f"weights up to {max(hi, -lo)} do not fit netx's "
-                                           f"{bits}-bit synapse")
+        return WeightFit(
+            scale_bits, bits, f"weights up to {max(hi, -lo)} do not fit netx's {bits}-bit synapse"
+        )
     n = _trailing_zero_bits(w, bits) - int(mixed)
     nwb = bits - scale_bits - n
     return WeightFit(scale_bits, nwb, _lava_loss(w << scale_bits, nwb, bits, scale_bits))
@@ -80,8 +85,10 @@ def _lava_loss(shifted: np.ndarray, nwb: int, bits: int, scale_bits: int) -> str
     kept = (kept >> cut) << cut
     changed = int(np.count_nonzero(kept != mag))
     if changed:
-        return (f"Lava's Dense would clip or truncate {changed} of them after netx shifts "
-                f"them left by {scale_bits} bits")
+        return (
+            f"Lava's Dense would clip or truncate {changed} of them after netx shifts "
+            f"them left by {scale_bits} bits"
+        )
     return None
 
 

@@ -83,15 +83,19 @@ class SigmaDelta(StacNode):
         for key in ("input_exp", "spike_exp", "state_exp"):
             check_int("SigmaDelta", key, getattr(self, key), minimum=0)
         if self.activation not in SIGMA_DELTA_ACTIVATIONS:
-            raise ValueError(f"SigmaDelta.activation {self.activation!r} is not one of "
-                             f"{SIGMA_DELTA_ACTIVATIONS}")
+            raise ValueError(
+                f"SigmaDelta.activation {self.activation!r} is not one of {SIGMA_DELTA_ACTIVATIONS}"
+            )
         for key in ("sigma", "delta", "cum_error"):
             if not isinstance(getattr(self, key), (bool, np.bool_)):
-                raise ValueError(f"SigmaDelta.{key} must be true or false, got "
-                                 f"{getattr(self, key)!r}")
+                raise ValueError(
+                    f"SigmaDelta.{key} must be true or false, got {getattr(self, key)!r}"
+                )
         if not (self.sigma or self.delta):
-            raise ValueError("SigmaDelta needs sigma or delta (or both); with neither it is "
-                             "an activation, not a neuron")
+            raise ValueError(
+                "SigmaDelta needs sigma or delta (or both); with neither it is "
+                "an activation, not a neuron"
+            )
 
     @property
     def scale_exp(self) -> int:
