@@ -111,12 +111,6 @@ class NodePlacement:
         """The place pass recorded its routes."""
         return self.dest_cores_per_spike is not None
 
-    def get(self, key: str, default: Any = None) -> Any:
-        """Read a field by name like the dict this record replaced. Only for code that still
-        reads ``metadata["placement"]`` by key (``stac.sim.stepper``); use the attributes."""
-        value = getattr(self, key, None)
-        return default if value is None else value
-
     def to_dict(self) -> dict[str, Any]:
         return _plain(self) if self.on_chip else {"unit": self.unit}
 

@@ -35,6 +35,7 @@ from stac.ir.graph import input_shape, output_shape, predecessors
 from stac.ir.analysis import event_nodes
 from stac.ir.nir_io.order import execution_order
 from stac.ir.nir_io.supported import SPIKING, STATEFUL, SUPPORTED, type_list
+from stac.ir.results import node_placement
 from stac.sim.executor import Executor, check_supported, total
 from stac.sim.nir_neurons import conv2d_geometry, initial_state, step
 from stac.sim.semantics import NodeStats
@@ -160,7 +161,8 @@ class Stepper:
 
     def _count(self, name: str, node: Any, inp: torch.Tensor, out: torch.Tensor,
                s: NodeStats) -> None:
-        on_chip = (node.metadata or {}).get("placement", {}).get("unit") == "chip"
+        placed = node_placement(node)
+        on_chip = placed is not None and placed.on_chip
         host = 0  # arithmetic a host does for this node (charged only when not on chip)
         if isinstance(node, STATEFUL):
             s.neuron_updates += out.numel()
@@ -171,7 +173,7 @@ class Stepper:
             s.spikes += int(torch.count_nonzero(out))
             host = out.numel()
         elif isinstance(node, (nir.Affine, nir.Linear, nir.Conv2d)):
-            unplaced = "placement" not in (node.metadata or {})
+            unplaced = placed is None
             spike_fed = all(p in self.events for p in self.pre[name])
             if spike_fed and (on_chip or unplaced):
                 s.synops += self._synops(node, inp)
