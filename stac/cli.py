@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="replace an existing output")
 
     i = sub.add_parser("import-nir", help="run any NIR graph through stac's passes and report")
-    i.add_argument("file", type=Path, help="a NIR file (HDF5)")
+    i.add_argument("file", type=Path,
+                   help="a NIR file (HDF5), or a lava-dl netx .net file")
     i.add_argument("--target", default="loihi2-sim", help="<profile>-<backend>, e.g. loihi2-sim")
     i.add_argument("--dt", type=float, default=1e-4,
                    help="time step in seconds for the forward-Euler discretisation (1e-4)")

@@ -15,8 +15,10 @@ from stac.ir.nodes import (
     Embedding,
     GatedActivation,
     LayerNorm,
+    LoihiCubaLIF,
     Residual,
     RMSNorm,
+    SigmaDelta,
     SignedIF,
     stac_node_types,
 )
@@ -51,6 +53,9 @@ EXAMPLES = {
     "Residual": Residual(6),
     "CausalSelfAttention": CausalSelfAttention(4, 2, 8, 0.35, 10000.0),
     "Embedding": Embedding(f32(10, 6), "position"),
+    "SigmaDelta": SigmaDelta(np.arange(-2, 4, dtype=np.int64), vth=3, spike_exp=6, state_exp=6),
+    "LoihiCubaLIF": LoihiCubaLIF(np.arange(6, dtype=np.int64), i_decay=1024, v_decay=128, vth=80,
+                                 bias_exp=6),
     "AdEx": AdEx(**{k: np.full(6, v) for k, v in dict(
         tau_m=10.0, tau_w=50.0, a=0.1, b=0.2, delta_t=0.2, v_th=1.0, v_reset=0.0, v_rest=0.0,
         r=1.0, v_peak=2.0).items()}),

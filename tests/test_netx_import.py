@@ -209,6 +209,35 @@ def test_pilotnet_sdnn_matches_lava_dl_ground_truth():
     assert result.stats["layer1_conv"].synops > 0 and result.stats["layer0_sdnn"].spikes > 0
 
 
+def test_import_nir_runs_a_netx_file_through_the_passes_and_prices_it(tmp_path):
+    """`stac import-nir FILE.net`: the same passes and report as a NIR file, run bit-accurately
+    (the readout equals lava-dl's recorded ground truth), the SDNN layers on the chip."""
+    import json
+    import subprocess
+    import sys
+
+    frame = np.load(DATA / "input.npy")[..., 0].transpose(2, 1, 0)  # WHC -> CHW
+    want = np.load(DATA / "output.npy").reshape(-1)
+    np.save(tmp_path / "x.npy", np.repeat(frame[None], want.size, 0))
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [sys.executable, "-m", "stac.cli", "import-nir", str(DATA / "network.net"),
+         "--target", "loihi2-sim", "--input", str(tmp_path / "x.npy"), "--output-dir", str(out)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["model"] == "netx:network.net" and report["dt_s"] is None
+    assert report["total"]["cores"] > 0 and report["total"]["chips"] == 1
+    assert report["total"]["spikes"] > 0 and report["total"]["synops"] > 0
+    assert report["output_spikes"]["output"] == int(np.count_nonzero(want))
+    bad = subprocess.run(
+        [sys.executable, "-m", "stac.cli", "import-nir", str(DATA / "network.net"),
+         "--reset", "zero", "--steps", "2", "--output-dir", str(tmp_path / "no")],
+        capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--reset" in bad.stderr
+    assert not (tmp_path / "no").exists()
+
+
 def test_pilotnet_sdnn_structure():
     graph = read_netx(DATA / "network.net", PROFILE)
     rows = netx_layers(graph)

@@ -1,7 +1,11 @@
-"""``stac import-nir``: any NIR file -> the same passes, executor and report as a converted
-transformer: read (with ``dt``) -> fit the profile -> step-by-step run on an input -> price
-(:mod:`stac.pipeline`) -> ``report.json``, ``report.md``, the recorded spikes and the IR,
-written atomically.
+"""``stac import-nir``: any NIR file (or a lava-dl netx ``.net`` file) -> the same passes,
+executor and report as a converted transformer: read (with ``dt``) -> fit the profile ->
+step-by-step run on an input -> price (:mod:`stac.pipeline`) -> ``report.json``,
+``report.md``, the recorded spikes and the IR, written atomically.
+
+A ``.net`` file is read by :func:`stac.ir.netx_io.read_netx` with the chip's own integers and
+run by the bit-accurate :class:`stac.sim.netx_fixed.NetxRunner` (one Loihi step per timestep;
+``dt`` and ``reset`` do not apply).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from stac.errors import StacError
 from stac.files import check_output_dir, write_json, writing
 from stac.ir import save
 from stac.ir.graph import input_shape
+from stac.ir.nodes import LoihiCubaLIF, SigmaDelta
+from stac.ir.netx_io import read_netx
 from stac.ir.nir_io import RESETTABLE, read_nir
 from stac.ir.results import legality_of
 from stac.pipeline import fit, is_recurrent, price, run_steps
@@ -27,6 +33,7 @@ from stac.profiles import load_profile
 from stac.reporting.nir import format_import, to_markdown
 from stac.reporting.schema import IMPORT_REPORT_VERSION
 from stac.sim.cost import ASSUMPTIONS, MODEL
+from stac.sim.netx_fixed import NetxRunner
 
 
 def load_input(path: str | Path | None, shape: tuple[int, ...],
@@ -59,7 +66,14 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     profile, _ = resolve_target(target)  # the run is the simulator's stepper on any backend
     host = load_profile(profile.host)
     check_output_dir(output_dir, force)
-    graph = read_nir(path, dt=dt, reset=reset)
+    netx = Path(path).suffix == ".net"
+    if netx:
+        if reset is not None:
+            raise StacError("--reset applies to NIR files; a netx file carries its neurons' "
+                            "own reset")
+        graph = read_netx(path, profile)
+    else:
+        graph = read_nir(path, dt=dt, reset=reset)
     recurrent = is_recurrent(graph)
     graph = fit(graph, profile, source=path)
     inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
@@ -67,30 +81,32 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
         raise StacError(f"import-nir runs graphs with one Input node; {path} has "
                         f"{len(inputs)} ({', '.join(inputs)})")
     x, input_note = load_input(input_path, input_shape(graph.nodes[inputs[0]]), steps)
-    result = run_steps(graph, x, steps)
+    result = NetxRunner(graph, profile).run(x, steps=steps) if netx else run_steps(graph, x, steps)
     t = int(steps if steps is not None else x.shape[0])
     batch = int(next(iter(result.outputs.values())).shape[1]) if result.outputs else 1
     summary = price(graph, result.stats, profile, t, batch)
     spikes = sum(s.spikes for s in result.stats.values())
     spiking_updates = sum(
         s.neuron_updates for n, s in result.stats.items()
-        if isinstance(graph.nodes[n], RESETTABLE))
+        if isinstance(graph.nodes[n], (*RESETTABLE, SigmaDelta, LoihiCubaLIF)))
     summary["total"]["spike_rate"] = spikes / spiking_updates if spiking_updates else 0.0
     report = {
         "schema_version": IMPORT_REPORT_VERSION,
         "stac_version": __version__,
-        "model": f"nir:{Path(path).name}",
+        "model": f"{'netx' if netx else 'nir'}:{Path(path).name}",
         "source": str(path),
         "target": target,
         "profile": profile.name,
         "host_profile": host.name,
         "timesteps": t,
-        "dt_s": dt,
+        "dt_s": None if netx else dt,
         "batch": batch,
         "recurrent": recurrent,
         "input": input_note,
-        "discretisation": "forward Euler at dt: synaptic current, membrane, threshold (>), "
-                          "reset (see docs/nir.md); IF and I integrate per step (no dt)",
+        "discretisation": (
+            "lava-dl netx fixed point, bit-accurate (one Loihi step per timestep)" if netx else
+            "forward Euler at dt: synaptic current, membrane, threshold (>), reset (see "
+            "docs/nir.md); IF and I integrate per step (no dt)"),
         "resets": {n: v.metadata.get("reset") for n, v in graph.nodes.items()
                    if isinstance(v, RESETTABLE)},
         "units": "per sample (a sample = the whole run of T steps), not per token",

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 import nir
 
 from stac.ir.graph import predecessors, topo_order
-from stac.ir.nodes import CausalSelfAttention, SignedIF
+from stac.ir.nodes import CausalSelfAttention, LoihiCubaLIF, SigmaDelta, SignedIF
 
 #: Nodes that emit spikes, and weight-free maps that keep spikes spikes.
-SPIKING_TYPES: tuple[type, ...] = (SignedIF, nir.LIF, nir.CubaLIF, nir.IF, nir.Threshold)
+SPIKING_TYPES: tuple[type, ...] = (SignedIF, nir.LIF, nir.CubaLIF, nir.IF, nir.Threshold,
+                                    SigmaDelta, LoihiCubaLIF)
 EVENT_ROUTING_TYPES: tuple[type, ...] = (nir.Flatten, nir.SumPool2d)
 
 

@@ -12,7 +12,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# stac report: {report['model']} on {report['target']}",
         "",
-        f"- T = {report['timesteps']} steps of dt = {report['dt_s']} s; {report['input']}",
+        f"- T = {report['timesteps']} steps{_dt(report)}; {report['input']}",
         f"- {report['discretisation']}",
         f"- spikes {t['spikes']:.0f}, synops {t['synops']:.0f}, neuron updates "
         f"{t['neuron_updates']:.0f} ({report['units']})",
@@ -37,10 +37,16 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 def format_import(report: dict[str, Any]) -> str:
     t = report["total"]
+    clock = "Loihi steps" if report.get("dt_s") is None else f"dt={report['dt_s']} s"
     return (f"{report['model']} on {report['target']}: T={report['timesteps']} "
-            f"(dt={report['dt_s']} s), spikes {t['spikes']:.0f}, synops {t['synops']:.0f}, "
+            f"({clock}), spikes {t['spikes']:.0f}, synops {t['synops']:.0f}, "
             f"energy {t['energy_j']:.4g} J per sample, latency {t['latency_s']:.4g} s, "
             f"{t['cores']} cores")
 
 
 __all__ = ["format_import", "to_markdown"]
+
+
+def _dt(report: dict[str, Any]) -> str:
+    """" of dt = ... s" for a NIR run; empty for a netx run (one Loihi step per timestep)."""
+    return "" if report.get("dt_s") is None else f" of dt = {report['dt_s']} s"

@@ -5,8 +5,10 @@ from stac.ir.nodes.attention import CausalSelfAttention
 from stac.ir.nodes.base import StacNode, stac_node_types
 from stac.ir.nodes.elementwise import ACTIVATIONS, Activation, GatedActivation, Residual
 from stac.ir.nodes.embedding import Embedding
+from stac.ir.nodes.loihi_cuba import LoihiCubaLIF
 from stac.ir.nodes.neurons import SignedIF
 from stac.ir.nodes.norm import LayerNorm, RMSNorm
+from stac.ir.nodes.sigma_delta import SIGMA_DELTA_ACTIVATIONS, SigmaDelta
 
 __all__ = [
     "ACTIVATIONS",
@@ -16,8 +18,11 @@ __all__ = [
     "Embedding",
     "GatedActivation",
     "LayerNorm",
+    "LoihiCubaLIF",
     "RMSNorm",
     "Residual",
+    "SIGMA_DELTA_ACTIVATIONS",
+    "SigmaDelta",
     "SignedIF",
     "StacNode",
     "stac_node_types",

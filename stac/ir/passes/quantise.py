@@ -239,6 +239,10 @@ def _neuron(name: str, node: Any, host_driven: bool, dt: float | None, profile: 
     fx = profile.values["fixed_point"]
     record: dict[str, Any] = {"kind": "neuron"}
     _check_payload(name, node, profile, record, issues)
+    if (node.metadata or {}).get("quant", {}).get("scheme") == "netx":
+        # Imported from lava-dl netx: the file's integers are the chip's own; nothing to round.
+        record.update(status="carried")
+        return node, record
     if host_driven and (node.metadata or {}).get("quant", {}).get("scheme") == "host-scaled":
         # Full mode: the host sends the drive already divided by each threshold, so the chip
         # neuron's threshold is one unit and the per-channel values live in the host's
