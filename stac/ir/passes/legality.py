@@ -15,6 +15,7 @@ from typing import Any
 import nir
 
 from stac.errors import StacError
+from stac.ir.nodes.adex import AdEx, fixed_point_support
 from stac.ir.passes.common import issue, rebuild
 from stac.ir.passes.partition import BLOCK_COLUMNS, Limits
 from stac.ir.results import LEVELS, Issue, Legality, issues_of, legality_of, node_placement, \
@@ -50,12 +51,20 @@ def _core_checks(graph: nir.NIRGraph, profile: Profile) -> list[Issue]:
     return found
 
 
+def _no_chip_form(graph: nir.NIRGraph) -> list[Issue]:
+    """Neuron types with no fixed-point form on any profile: an error naming each node, never
+    a silent move to the host."""
+    return [issue("error", name, "-", fixed_point_support(node, name))
+            for name, node in graph.nodes.items() if isinstance(node, AdEx)]
+
+
 def legality_report(graph: nir.NIRGraph, profile: Profile) -> Legality:
     """Every issue of the passes plus the per-core re-check, errors first."""
     found: list[Issue] = []
     for pass_issues in issues_of(graph).values():
         found += pass_issues
     found += _core_checks(graph, profile)
+    found += _no_chip_form(graph)
     found.sort(key=lambda i: LEVELS.index(i.level))
     errors, warnings, notes = (sum(i.level == lvl for i in found) for lvl in LEVELS)
     return Legality(profile.name, errors, warnings, notes, tuple(found))
