@@ -37,13 +37,21 @@ def compile_bundled(out: Path, steps: int, passages: int) -> Path:
     from stac.commands.compile import CompileRequest, compile_model
     from stac.frontend import ConversionConfig
 
-    compile_model(CompileRequest("smollm2-135m", "loihi2-sim", out, prompt="Hello there.",
-                                 conversion=ConversionConfig(steps, calibration_passages=passages)))
+    compile_model(
+        CompileRequest(
+            "smollm2-135m",
+            "loihi2-sim",
+            out,
+            prompt="Hello there.",
+            conversion=ConversionConfig(steps, calibration_passages=passages),
+        )
+    )
     return out
 
 
-def decode_rate(proc: TemporalSpikeProcessor, prompt: list[int], new: list[int],
-                use_cache: bool) -> tuple[float, float, int]:
+def decode_rate(
+    proc: TemporalSpikeProcessor, prompt: list[int], new: list[int], use_cache: bool
+) -> tuple[float, float, int]:
     """(tokens/s over the one-token steps, prefill seconds, cache bytes at the end)."""
     cid = proc.open()
     started = time.perf_counter()
@@ -72,38 +80,55 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     contexts = [int(c) for c in args.contexts.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.artifact or compile_bundled(Path(tmp) / "smollm2", args.timesteps,
-                                                args.calibration_passages)
+        path = args.artifact or compile_bundled(
+            Path(tmp) / "smollm2", args.timesteps, args.calibration_passages
+        )
         artifact = load_artifact(path)
         tokenizer = artifact.tokenizer()
         text = tokenizer(play_text("tragedies/hamlet")[:40000], return_tensors="pt").input_ids[0]
         ids = with_bos(tokenizer, text).tolist()
         longest = max(contexts) + args.new_tokens
         proc = TemporalSpikeProcessor(artifact, T=args.timesteps, max_context_length=longest)
-        per_token = sum(2 * n.num_kv_heads * n.head_dim * 4 for n in artifact.graph.nodes.values()
-                        if isinstance(n, CausalSelfAttention))
+        per_token = sum(
+            2 * n.num_kv_heads * n.head_dim * 4
+            for n in artifact.graph.nodes.values()
+            if isinstance(n, CausalSelfAttention)
+        )
         proc([ids[:4]], conversation_ids=[proc.open("warm-up")])
         rows = []
         for ctx in contexts:
-            prompt, new = ids[:ctx], ids[ctx: ctx + args.new_tokens]
+            prompt, new = ids[:ctx], ids[ctx : ctx + args.new_tokens]
             cached, plain, prefill, held = [], [], [], 0
             for _ in range(args.repeats):
                 rate, pre, held = decode_rate(proc, prompt, new, use_cache=True)
                 cached.append(rate)
                 prefill.append(pre)
                 plain.append(decode_rate(proc, prompt, new, use_cache=False)[0])
-            rows.append((ctx, statistics.median(cached), statistics.median(plain),
-                         statistics.median(prefill), held / (ctx + len(new))))
+            rows.append(
+                (
+                    ctx,
+                    statistics.median(cached),
+                    statistics.median(plain),
+                    statistics.median(prefill),
+                    held / (ctx + len(new)),
+                )
+            )
     load = os.getloadavg()[0]
-    print(f"{artifact.config['source_model']} at T={proc.T} on the simulator; "
-          f"{args.new_tokens} one-token steps after the context, median of {args.repeats}; "
-          f"torch threads {torch.get_num_threads()}, load average {load:.1f} on "
-          f"{os.cpu_count()} cores")
-    print(f"{'context':>8} {'cached tok/s':>13} {'no-cache tok/s':>15} {'speed-up':>9} "
-          f"{'prefill s':>10} {'cache B/token':>14} {'from shapes':>12}")
+    print(
+        f"{artifact.config['source_model']} at T={proc.T} on the simulator; "
+        f"{args.new_tokens} one-token steps after the context, median of {args.repeats}; "
+        f"torch threads {torch.get_num_threads()}, load average {load:.1f} on "
+        f"{os.cpu_count()} cores"
+    )
+    print(
+        f"{'context':>8} {'cached tok/s':>13} {'no-cache tok/s':>15} {'speed-up':>9} "
+        f"{'prefill s':>10} {'cache B/token':>14} {'from shapes':>12}"
+    )
     for ctx, c, p, pre, bpt in rows:
-        print(f"{ctx:>8} {c:>13.2f} {p:>15.3f} {c / p:>8.1f}x {pre:>10.2f} {bpt:>14,.0f} "
-              f"{per_token:>12,}")
+        print(
+            f"{ctx:>8} {c:>13.2f} {p:>15.3f} {c / p:>8.1f}x {pre:>10.2f} {bpt:>14,.0f} "
+            f"{per_token:>12,}"
+        )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ from stac.eval import evaluate, float_logits, windows
 from stac.frontend import ConversionConfig, convert, load_model
 from stac.frontend.text import evaluation_text
 
-DEFAULT = ("simplified:8,simplified:16,simplified:32,full:4,full:8,full:16,"
-           "full-binary:8,full-binary:16,full-binary:32")
+DEFAULT = (
+    "simplified:8,simplified:16,simplified:32,full:4,full:8,full:16,"
+    "full-binary:8,full-binary:16,full-binary:32"
+)
 
 
 def config(spec: str) -> ConversionConfig:
@@ -50,17 +52,24 @@ def main() -> None:
         seconds = time.perf_counter() - started
         r = evaluate(graph, chunks, [cfg.timesteps], reference)[0]
         rows.append((spec, seconds, r))
-        print(f"{spec}: ratio {r.perplexity_ratio:.4f}, agreement {r.top1_agreement:.2%}",
-              flush=True)
-    print(f"\nSmolLM2-135M-Instruct; {rows[0][2].tokens} scored tokens of held-out text "
-          f"({args.windows} windows); float perplexity {rows[0][2].float_perplexity:.3f}")
-    head = (f"{'config':<16} {'SNN ppl':>9} {'ratio':>8} {'top-1 agree':>12} {'KL':>8} "
-            f"{'spike rate':>11} {'bits/spike':>11} {'convert s':>10}")
+        print(
+            f"{spec}: ratio {r.perplexity_ratio:.4f}, agreement {r.top1_agreement:.2%}", flush=True
+        )
+    print(
+        f"\nSmolLM2-135M-Instruct; {rows[0][2].tokens} scored tokens of held-out text "
+        f"({args.windows} windows); float perplexity {rows[0][2].float_perplexity:.3f}"
+    )
+    head = (
+        f"{'config':<16} {'SNN ppl':>9} {'ratio':>8} {'top-1 agree':>12} {'KL':>8} "
+        f"{'spike rate':>11} {'bits/spike':>11} {'convert s':>10}"
+    )
     print(head)
     for spec, seconds, r in rows:
-        print(f"{spec:<16} {r.snn_perplexity:>9.3f} {r.perplexity_ratio:>8.4f} "
-              f"{r.top1_agreement:>12.2%} {r.mean_kl:>8.4f} {r.spike_rate:>11.4f} "
-              f"{r.bits_per_spike:>11.2f} {seconds:>10.1f}")
+        print(
+            f"{spec:<16} {r.snn_perplexity:>9.3f} {r.perplexity_ratio:>8.4f} "
+            f"{r.top1_agreement:>12.2%} {r.mean_kl:>8.4f} {r.spike_rate:>11.4f} "
+            f"{r.bits_per_spike:>11.2f} {seconds:>10.1f}"
+        )
 
 
 if __name__ == "__main__":

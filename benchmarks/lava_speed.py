@@ -51,9 +51,17 @@ def block(n: int, steps: int, fmt: Any) -> tuple[LoihiPlan, np.ndarray]:
     rng = np.random.default_rng(n)
     w = rng.integers(-255, 256, (n, n))
     exp = -max(0, int(np.ceil(np.log2(np.abs(w).sum(axis=1).max() / 2**15))) + 1)
-    plan = LoihiPlan({"in": n}, {"w": DenseLayer(w, exp, "in")},
-                     {"lif": LIFLayer(n, 2048, 256, 400, rng.integers(-50, 50, n),
-                                      np.zeros(n, np.int64), ["w"])}, {"out": "lif"}, fmt)
+    plan = LoihiPlan(
+        {"in": n},
+        {"w": DenseLayer(w, exp, "in")},
+        {
+            "lif": LIFLayer(
+                n, 2048, 256, 400, rng.integers(-50, 50, n), np.zeros(n, np.int64), ["w"]
+            )
+        },
+        {"out": "lif"},
+        fmt,
+    )
     return plan, (rng.random((steps, n)) < 0.2).astype(np.int64)
 
 
@@ -73,21 +81,23 @@ def converted_blocks(spec: str, fmt: Any) -> list[tuple[str, int, Callable, Call
     from stac.sim.simulator import Simulator
 
     model = load_model("smollm2-135m")
-    ids = model.tokenizer(play_text("tragedies/hamlet")[:4000], return_tensors="pt"
-                          ).input_ids[:, 200:208]
+    ids = model.tokenizer(play_text("tragedies/hamlet")[:4000], return_tensors="pt").input_ids[
+        :, 200:208
+    ]
     wanted: dict[str, list[str]] = {}
     for item in spec.split(","):
         mode, name = item.split(":")
         wanted.setdefault(mode, []).append(name)
     out = []
     for mode, names in wanted.items():
-        graph = run_passes(convert(model, ConversionConfig(mode=mode, timesteps=16,
-                                                           calibration_passages=1)),
-                           load_profile("loihi2"))
+        graph = run_passes(
+            convert(model, ConversionConfig(mode=mode, timesteps=16, calibration_passages=1)),
+            load_profile("loihi2"),
+        )
         plan = block_plan(graph, fmt, 16, LavaLimits.from_profile(load_profile("loihi2")))
         seen: dict[str, np.ndarray] = {}
 
-        def record(node, inp, ctx, name, need):
+        def record(node, inp, ctx, name, need, seen=seen):
             seen[name] = inp.mean().reshape(-1, node.threshold.size).numpy().copy()
             return SEMANTICS[SignedIF](node, inp, ctx, name, need)
 
@@ -97,10 +107,15 @@ def converted_blocks(spec: str, fmt: Any) -> list[tuple[str, int, Callable, Call
             drive = encode_drive(blk, seen[name], 16, fmt).steps
             outs = sum(d.out_features for d in blk.dense)
             label = f"{mode} {name} {blk.size}->{outs} ({len(blk.groups)} gr)"
-            out.append((label, drive.shape[0],
-                        lambda b=blk, d=drive: run_block_fixed(b, d, 16, fmt),
-                        lambda b=blk, d=drive: run_block_lava(b, d, 16, fmt),
-                        lambda a, b: first_difference(a, b) is None))
+            out.append(
+                (
+                    label,
+                    drive.shape[0],
+                    lambda b=blk, d=drive: run_block_fixed(b, d, 16, fmt),
+                    lambda b=blk, d=drive: run_block_lava(b, d, 16, fmt),
+                    lambda a, b: first_difference(a, b) is None,
+                )
+            )
     return out
 
 
@@ -111,7 +126,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def same(a: dict[str, dict[str, np.ndarray]], b: dict[str, dict[str, np.ndarray]]) -> bool:
-    return all(np.array_equal(a[l][k], b[l][k]) for l in b for k in ("spikes", "v", "u"))
+    return all(np.array_equal(a[n][k], b[n][k]) for n in b for k in ("spikes", "v", "u"))
 
 
 def main() -> None:
@@ -119,9 +134,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--blocks", default="full:layer0_qkv_in,full:layer3_down_in,"
-                                        "simplified:layer3_o_proj_in",
-                    help="converted SmolLM2 blocks as mode:encoder ('' for none)")
+    ap.add_argument(
+        "--blocks",
+        default="full:layer0_qkv_in,full:layer3_down_in,simplified:layer3_o_proj_in",
+        help="converted SmolLM2 blocks as mode:encoder ('' for none)",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if not lava_available():
@@ -130,13 +147,25 @@ def main() -> None:
     cases = []
     for n in args.sizes.split(","):
         plan, spikes = block(int(n), args.steps, fmt)
-        cases.append((f"Dense+LIF N={n}", spikes.shape[0],
-                      lambda p=plan, x=spikes: run_plan_fixed(p, x),
-                      lambda p=plan, x=spikes: run_plan_lava(p, x).traces, same))
+        cases.append(
+            (
+                f"Dense+LIF N={n}",
+                spikes.shape[0],
+                lambda p=plan, x=spikes: run_plan_fixed(p, x),
+                lambda p=plan, x=spikes: run_plan_lava(p, x).traces,
+                same,
+            )
+        )
     plan, spikes = nir_paper_lif(fmt)
-    cases.append(("NIR paper LIF (lif_norse.nir)", spikes.shape[0],
-                  lambda p=plan, x=spikes: run_plan_fixed(p, x),
-                  lambda p=plan, x=spikes: run_plan_lava(p, x).traces, same))
+    cases.append(
+        (
+            "NIR paper LIF (lif_norse.nir)",
+            spikes.shape[0],
+            lambda p=plan, x=spikes: run_plan_fixed(p, x),
+            lambda p=plan, x=spikes: run_plan_lava(p, x).traces,
+            same,
+        )
+    )
     if args.blocks:
         cases += converted_blocks(args.blocks, fmt)
     rows = []
@@ -148,13 +177,17 @@ def main() -> None:
             t_stac.append(ts)
             t_lava.append(tl)
             exact &= check(lava, fixed)
-        s, l = statistics.median(t_stac), statistics.median(t_lava)
-        rows.append((name, steps, s, l, exact))
-    print(f"\n{'block':44} {'steps':>6} {'stac s':>8} {'Lava s':>8} {'stac steps/s':>13} "
-          f"{'Lava steps/s':>13} {'Lava/stac':>9} {'bit-exact':>9}")
-    for name, steps, s, l, exact in rows:
-        print(f"{name:44} {steps:>6} {s:>8.3f} {l:>8.3f} {steps / s:>13.0f} {steps / l:>13.0f} "
-              f"{l / s:>9.1f} {'yes' if exact else 'NO':>9}")
+        s, lv = statistics.median(t_stac), statistics.median(t_lava)
+        rows.append((name, steps, s, lv, exact))
+    print(
+        f"\n{'block':44} {'steps':>6} {'stac s':>8} {'Lava s':>8} {'stac steps/s':>13} "
+        f"{'Lava steps/s':>13} {'Lava/stac':>9} {'bit-exact':>9}"
+    )
+    for name, steps, s, lv, exact in rows:
+        print(
+            f"{name:44} {steps:>6} {s:>8.3f} {lv:>8.3f} {steps / s:>13.0f} {steps / lv:>13.0f} "
+            f"{lv / s:>9.1f} {'yes' if exact else 'NO':>9}"
+        )
 
 
 if __name__ == "__main__":

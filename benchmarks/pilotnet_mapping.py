@@ -33,13 +33,26 @@ from stac.profiles import load_profile
 
 #: Intel's per-layer cores (benchmark.ipynb, "Per core distribution" table) and its tiles
 #: (x, y, c per core).
-INTEL = [("conv1", 25, "4x32x24"), ("conv2", 13, "4x15x36"), ("conv3", 3, "8x7x48"),
-         ("conv4", 3, "8x4x64"), ("conv5", 2, "16x2x64"), ("dense1", 12, "8 neurons"),
-         ("dense2", 1, "50 neurons"), ("dense3", 1, "10 neurons"), ("dense4", 1, "1 neuron")]
+INTEL = [
+    ("conv1", 25, "4x32x24"),
+    ("conv2", 13, "4x15x36"),
+    ("conv3", 3, "8x7x48"),
+    ("conv4", 3, "8x4x64"),
+    ("conv5", 2, "16x2x64"),
+    ("dense1", 12, "8 neurons"),
+    ("dense2", 1, "50 neurons"),
+    ("dense3", 1, "10 neurons"),
+    ("dense4", 1, "1 neuron"),
+]
 #: (channels, stride (y, x), padding (y, x)) of the 3x3 convolutions (benchmark.ipynb's layer
 #: table lists stride and padding in (x, y) order: conv4 has stride 1, 2 and padding 0, 1).
-CONVS = [(24, (2, 2), (0, 0)), (36, (2, 2), (0, 0)), (48, (2, 2), (0, 0)),
-         (64, (2, 1), (1, 0)), (64, (1, 1), (0, 0))]
+CONVS = [
+    (24, (2, 2), (0, 0)),
+    (36, (2, 2), (0, 0)),
+    (48, (2, 2), (0, 0)),
+    (64, (2, 1), (1, 0)),
+    (64, (1, 1), (0, 0)),
+]
 DENSE = [100, 50, 10, 1]
 
 
@@ -54,14 +67,21 @@ def pilotnet(height: int, width: int) -> nir.NIRGraph:
     prev, c, h, w = "relay", 3, height, width
     for i, (out, stride, pad) in enumerate(CONVS, start=1):
         nodes[f"conv{i}"] = nir.Conv2d(
-            input_shape=np.array([h, w]), weight=np.ones((out, c, 3, 3)), stride=np.array(stride),
-            padding=np.array(pad), dilation=np.array([1, 1]), groups=1, bias=np.zeros(out))
+            input_shape=np.array([h, w]),
+            weight=np.ones((out, c, 3, 3)),
+            stride=np.array(stride),
+            padding=np.array(pad),
+            dilation=np.array([1, 1]),
+            groups=1,
+            bias=np.zeros(out),
+        )
         c, h, w = out, (h + 2 * pad[0] - 3) // stride[0] + 1, (w + 2 * pad[1] - 3) // stride[1] + 1
         nodes[f"conv{i}_sd"] = _if((c, h, w))
         edges += [(prev, f"conv{i}"), (f"conv{i}", f"conv{i}_sd")]
         prev = f"conv{i}_sd"
-    nodes["flatten"] = nir.Flatten(input_type={"input": np.array([c, h, w])}, start_dim=0,
-                                   end_dim=-1)
+    nodes["flatten"] = nir.Flatten(
+        input_type={"input": np.array([c, h, w])}, start_dim=0, end_dim=-1
+    )
     edges.append((prev, "flatten"))
     prev, n = "flatten", c * h * w
     for i, out in enumerate(DENSE, start=1):
@@ -90,23 +110,28 @@ def layer_cores(graph: nir.NIRGraph, layer: str) -> tuple[int, str]:
 
 
 def table(graph: nir.NIRGraph) -> tuple[str, int, int]:
-    lines = ["| layer | Intel cores | Intel tile (x*y*c) | stac cores | stac tile | stac / Intel |",
-             "|---|---:|---|---:|---|---:|"]
+    lines = [
+        "| layer | Intel cores | Intel tile (x*y*c) | stac cores | stac tile | stac / Intel |",
+        "|---|---:|---|---:|---|---:|",
+    ]
     total_i = total_s = 0
     for layer, intel, tile in INTEL:
         cores, stac_tile = layer_cores(graph, layer)
         total_i, total_s = total_i + intel, total_s + cores
-        lines.append(f"| {layer} | {intel} | {tile} | {cores} | {stac_tile} | "
-                     f"{cores / intel:.2f} |")
+        lines.append(
+            f"| {layer} | {intel} | {tile} | {cores} | {stac_tile} | {cores / intel:.2f} |"
+        )
     lines.append(f"| total | {total_i} | | {total_s} | | {total_s / total_i:.2f} |")
     return "\n".join(lines), total_i, total_s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input", default="66x200", help="input height x width (Intel's "
-                        "table is for 66x200)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--input", default="66x200", help="input height x width (Intel's table is for 66x200)"
+    )
     args = parser.parse_args()
     height, width = (int(v) for v in args.input.split("x"))
     profile = load_profile("loihi2")
@@ -122,9 +147,11 @@ def main() -> None:
     assert part is not None and placed is not None and relay is not None
     print(f"PilotNet SDNN, input 3x{height}x{width}, loihi2 profile\n")
     print(text)
-    print(f"\ninput relay (not on Intel's 61 cores): {relay.cores} cores; all stac cores "
-          f"{part.cores} on {part.chips} chip(s); partition {t_part:.2f} s, place + legality "
-          f"{t_place:.2f} s, {placed.traffic.routes} routes")
+    print(
+        f"\ninput relay (not on Intel's 61 cores): {relay.cores} cores; all stac cores "
+        f"{part.cores} on {part.chips} chip(s); partition {t_part:.2f} s, place + legality "
+        f"{t_place:.2f} s, {placed.traffic.routes} routes"
+    )
 
 
 if __name__ == "__main__":

@@ -58,8 +58,9 @@ class Case:
 
 
 def _if(shape: tuple[int, ...], threshold: float) -> nir.IF:
-    return nir.IF(r=np.ones(shape), v_threshold=np.full(shape, float(threshold)),
-                  v_reset=np.zeros(shape))
+    return nir.IF(
+        r=np.ones(shape), v_threshold=np.full(shape, float(threshold)), v_reset=np.zeros(shape)
+    )
 
 
 def _drained(spikes: np.ndarray, drain: int) -> np.ndarray:
@@ -69,8 +70,7 @@ def _drained(spikes: np.ndarray, drain: int) -> np.ndarray:
 def dense_chain(sizes: list[int], rate: float, steps: int, seed: int = 0) -> Case:
     """sizes[0] relayed input channels, then a Linear and an IF layer per further size."""
     rng = np.random.default_rng(seed)
-    nodes: dict[str, Any] = {"input": nir.Input(np.array([sizes[0]])),
-                             RELAY: _if((sizes[0],), 0.5)}
+    nodes: dict[str, Any] = {"input": nir.Input(np.array([sizes[0]])), RELAY: _if((sizes[0],), 0.5)}
     edges = [("input", RELAY)]
     prev = RELAY
     for k, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False), start=1):
@@ -81,9 +81,13 @@ def dense_chain(sizes: list[int], rate: float, steps: int, seed: int = 0) -> Cas
     nodes["output"] = nir.Output(np.array([sizes[-1]]))
     edges.append((prev, "output"))
     x = (rng.random((steps, sizes[0])) < rate).astype(np.float32)
-    return Case(f"dense {'-'.join(map(str, sizes))}, input rate {rate:g}",
-                make_graph(nodes, edges, {"dt": 1e-3}), _drained(x, len(sizes) - 1),
-                "integer weights in [-3, 5], threshold 2 sqrt(fan-in)", len(sizes) - 1)
+    return Case(
+        f"dense {'-'.join(map(str, sizes))}, input rate {rate:g}",
+        make_graph(nodes, edges, {"dt": 1e-3}),
+        _drained(x, len(sizes) - 1),
+        "integer weights in [-3, 5], threshold 2 sqrt(fan-in)",
+        len(sizes) - 1,
+    )
 
 
 def _int8(w: np.ndarray) -> tuple[np.ndarray, float]:
@@ -99,20 +103,34 @@ def paper_cnn(path: Path, rate: float, steps: int, seed: int = 0) -> Case:
     w5f = np.repeat(np.repeat(w5, 2, axis=2), 2, axis=3)
     w9 = np.asarray(a9.weight).reshape(-1, 8, 4, 4)  # pool k2 s2 on 8x8, flatten, affine
     w9f = np.repeat(np.repeat(w9, 2, axis=2), 2, axis=3).reshape(w9.shape[0], -1)
-    nodes: dict[str, Any] = {"input": nir.Input(np.array([2, 34, 34])),
-                             RELAY: _if((2, 34, 34), 0.5)}
+    nodes: dict[str, Any] = {
+        "input": nir.Input(np.array([2, 34, 34])),
+        RELAY: _if((2, 34, 34), 0.5),
+    }
     edges = [("input", RELAY)]
-    layers = [("0", np.asarray(c0.weight), (34, 34), 2, 1, "1", (16, 16, 16)),
-              ("2", np.asarray(c2.weight), (16, 16), 1, 1, "3", (16, 16, 16)),
-              ("5", w5f, (16, 16), 2, 2, "6", (8, 8, 8)),
-              ("9", w9f, None, 0, 0, "10", (256,)),
-              ("11", np.asarray(a11.weight), None, 0, 0, "12", (10,))]
+    layers = [
+        ("0", np.asarray(c0.weight), (34, 34), 2, 1, "1", (16, 16, 16)),
+        ("2", np.asarray(c2.weight), (16, 16), 1, 1, "3", (16, 16, 16)),
+        ("5", w5f, (16, 16), 2, 2, "6", (8, 8, 8)),
+        ("9", w9f, None, 0, 0, "10", (256,)),
+        ("11", np.asarray(a11.weight), None, 0, 0, "12", (10,)),
+    ]
     prev = RELAY
     for name, w, hw, stride, pad, neuron, shape in layers:
         wi, scale = _int8(w)
-        nodes[name] = (nir.Conv2d(input_shape=hw, weight=wi, stride=stride, padding=pad,
-                                  dilation=1, groups=1, bias=np.zeros(wi.shape[0]))
-                       if hw else nir.Affine(weight=wi, bias=np.zeros(wi.shape[0])))
+        nodes[name] = (
+            nir.Conv2d(
+                input_shape=hw,
+                weight=wi,
+                stride=stride,
+                padding=pad,
+                dilation=1,
+                groups=1,
+                bias=np.zeros(wi.shape[0]),
+            )
+            if hw
+            else nir.Affine(weight=wi, bias=np.zeros(wi.shape[0]))
+        )
         nodes[neuron] = _if(shape, round(1.0 / scale))  # sinabs threshold 1, in weight units
         edges += [(prev, name), (name, neuron)]
         prev = neuron
@@ -120,13 +138,18 @@ def paper_cnn(path: Path, rate: float, steps: int, seed: int = 0) -> Case:
     edges.append((prev, "output"))
     rng = np.random.default_rng(seed)
     x = (rng.random((steps, 2, 34, 34)) < rate).astype(np.float32)
-    return Case(f"NIR paper CNN, input rate {rate:g}", make_graph(nodes, edges, {"dt": 1e-3}),
-                _drained(x, len(layers)), "8-bit weights, pools folded, biases are zero",
-                len(layers))
+    return Case(
+        f"NIR paper CNN, input rate {rate:g}",
+        make_graph(nodes, edges, {"dt": 1e-3}),
+        _drained(x, len(layers)),
+        "8-bit weights, pools folded, biases are zero",
+        len(layers),
+    )
 
 
-def random_network(cores: int, n: int, m: int, s: int, percent: int, steps: int,
-                   seed: int = 1) -> Case:
+def random_network(
+    cores: int, n: int, m: int, s: int, percent: int, steps: int, seed: int = 1
+) -> Case:
     """SANA-FE's random network (module doc) as a recurrent stac graph with hand placement."""
     rng = np.random.default_rng(seed)
     total = cores * n
@@ -139,14 +162,21 @@ def random_network(cores: int, n: int, m: int, s: int, percent: int, steps: int,
     src_a, dst_a = np.asarray(src, np.int64), np.asarray(dst, np.int64)
     w = np.zeros((total, total), np.float32)
     w[dst_a, src_a] = 128.0
-    nodes = {"input": nir.Input(np.array([total])), "pop": _if((total,), 64.0),
-             "syn": nir.Linear(weight=w)}
+    nodes = {
+        "input": nir.Input(np.array([total])),
+        "pop": _if((total,), 64.0),
+        "syn": nir.Linear(weight=w),
+    }
     graph = make_graph(nodes, [("input", "pop"), ("pop", "syn"), ("syn", "pop")], {"dt": 1e-3})
     bias = np.where(firing, 128.0, 0.0).astype(np.float32)
-    return Case(f"random c{cores} n{n} m{m} s{s} p{percent}", graph,
-                np.broadcast_to(bias, (steps, total)).copy(),
-                "SANA-FE random-network recipe, bias 128, threshold 64, weight 128", 1,
-                {"cores": cores, "n": n, "src": src_a, "dst": dst_a, "bias": bias})
+    return Case(
+        f"random c{cores} n{n} m{m} s{s} p{percent}",
+        graph,
+        np.broadcast_to(bias, (steps, total)).copy(),
+        "SANA-FE random-network recipe, bias 128, threshold 64, weight 128",
+        1,
+        {"cores": cores, "n": n, "src": src_a, "dst": dst_a, "bias": bias},
+    )
 
 
 def tile_of(core: int, height: int, cores_per_tile: int) -> tuple[int, int]:
@@ -173,8 +203,9 @@ def _pairs(node: Any) -> tuple[np.ndarray, np.ndarray]:
     o, oh, ow = output_shape(node)
     stride, pad = int(np.ravel(node.stride)[0]), int(np.ravel(node.padding)[0])
     pairs, weights = [], []
-    oo, cc, yy, xx = np.meshgrid(np.arange(o), np.arange(c_in), np.arange(oh), np.arange(ow),
-                                 indexing="ij")
+    oo, cc, yy, xx = np.meshgrid(
+        np.arange(o), np.arange(c_in), np.arange(oh), np.arange(ow), indexing="ij"
+    )
     for ky in range(w.shape[2]):
         for kx in range(w.shape[3]):
             iy, ix = yy * stride - pad + ky, xx * stride - pad + kx
@@ -184,8 +215,9 @@ def _pairs(node: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(pairs), np.concatenate(weights)
 
 
-def feedforward_spec(graph: nir.NIRGraph, profile: Profile, case: Case
-                     ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def feedforward_spec(
+    graph: nir.NIRGraph, profile: Profile, case: Case
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """SANA-FE description of a placed feed-forward case: each IF layer's neurons on the
     cores that stac's partition gave the synaptic node feeding it (those cores hold its
     synapses and compartments), the relay's on its own cores, at the same mesh positions."""
@@ -194,8 +226,10 @@ def feedforward_spec(graph: nir.NIRGraph, profile: Profile, case: Case
     slots = placement.core_slots
     chips = int(part.chips)
     gx = max(1, math.ceil(math.sqrt(chips)))
-    mesh = (gx * int(profile.get("mesh", "tiles_x")),
-            math.ceil(chips / gx) * int(profile.get("mesh", "tiles_y")))
+    mesh = (
+        gx * int(profile.get("mesh", "tiles_x")),
+        math.ceil(chips / gx) * int(profile.get("mesh", "tiles_y")),
+    )
     xy = slot_coordinates(profile, chips)
     pre, post = predecessors(graph), successors(graph)
     groups, edges, arrays = [], [], {}
@@ -207,17 +241,32 @@ def feedforward_spec(graph: nir.NIRGraph, profile: Profile, case: Case
         p = node_placement(owner)
         assert p is not None and p.blocks is not None, f"{name} has no cores"
         blocks = p.blocks[p.blocks[:, _C0] >= 0] if p.synaptic else p.blocks
-        per_core = np.array([sanafe_core(int(slots[p.first_core + k]), xy, mesh[1], profile)
-                             for k in range(len(blocks))])
-        cores = per_core[core_of_channel(blocks[:, [_R0, _R1]], int(np.prod(output_shape(node))),
-                                         output_shape(owner) if is_spatial(owner) else None)]
+        per_core = np.array(
+            [
+                sanafe_core(int(slots[p.first_core + k]), xy, mesh[1], profile)
+                for k in range(len(blocks))
+            ]
+        )
+        cores = per_core[
+            core_of_channel(
+                blocks[:, [_R0, _R1]],
+                int(np.prod(output_shape(node))),
+                output_shape(owner) if is_spatial(owner) else None,
+            )
+        ]
         arrays[f"{name}.cores"] = cores
         if name == RELAY:
             groups.append({"name": name, "size": len(cores), "kind": "input"})
             arrays[f"{name}.spikes"] = case.x.reshape(len(case.x), -1) > 0
         else:
-            groups.append({"name": name, "size": len(cores), "kind": "lif",
-                           "threshold": float(np.ravel(node.v_threshold)[0])})
+            groups.append(
+                {
+                    "name": name,
+                    "size": len(cores),
+                    "kind": "lif",
+                    "threshold": float(np.ravel(node.v_threshold)[0]),
+                }
+            )
         for syn in post[name]:
             if syn in graph.nodes and hasattr(graph.nodes[syn], "weight"):
                 dst = next(d for d in post[syn])
@@ -231,10 +280,21 @@ def random_spec(case: Case) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """SANA-FE description of a random network: neuron i on core i // n, as the experiment."""
     sp = case.sparse
     total = sp["cores"] * sp["n"]
-    arrays = {"pop.cores": np.arange(total) // sp["n"], "pop.bias": sp["bias"],
-              "syn.pairs": np.stack([sp["src"], sp["dst"]], 1),
-              "syn.weights": np.full(len(sp["src"]), 128.0)}
-    groups = [{"name": "pop", "size": total, "kind": "lif", "threshold": 64.0,
-               "force_update": True}]
-    return ({"mesh": (8, 4), "steps": len(case.x), "groups": groups,
-             "edges": [{"src": "pop", "dst": "pop", "key": "syn"}]}, arrays)
+    arrays = {
+        "pop.cores": np.arange(total) // sp["n"],
+        "pop.bias": sp["bias"],
+        "syn.pairs": np.stack([sp["src"], sp["dst"]], 1),
+        "syn.weights": np.full(len(sp["src"]), 128.0),
+    }
+    groups = [
+        {"name": "pop", "size": total, "kind": "lif", "threshold": 64.0, "force_update": True}
+    ]
+    return (
+        {
+            "mesh": (8, 4),
+            "steps": len(case.x),
+            "groups": groups,
+            "edges": [{"src": "pop", "dst": "pop", "key": "syn"}],
+        },
+        arrays,
+    )

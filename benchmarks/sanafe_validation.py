@@ -43,12 +43,20 @@ HERE = Path(__file__).resolve().parent
 VENV = HERE / ".sanafe-venv"
 RESULTS = HERE / "results" / "sanafe_validation.json"
 ROOT = HERE.parent
-CNN = next((p for p in (ROOT / "tests" / "data" / "nir_paper" / "02_cnn" / "cnn_sinabs.nir",
-                        ROOT.parent / "shared" / "reference" / "nir_paper" / "02_cnn"
-                        / "cnn_sinabs.nir") if p.exists()), None)
+CNN = next(
+    (
+        p
+        for p in (
+            ROOT / "tests" / "data" / "nir_paper" / "02_cnn" / "cnn_sinabs.nir",
+            ROOT.parent / "shared" / "reference" / "nir_paper" / "02_cnn" / "cnn_sinabs.nir",
+        )
+        if p.exists()
+    ),
+    None,
+)
 
 # The driver SANA-FE's interpreter runs: argv = spec.json arrays.npz result.json
-DRIVER = r'''
+DRIVER = r"""
 import json, os, sys
 import numpy as np
 import sanafe
@@ -112,7 +120,7 @@ json.dump({"energy": r["energy"], "sim_time": r["sim_time"], "synops": r["spikes
            "tiles": len({int(c) // 4 for g in spec["groups"]
                          for c in arrays[g["name"] + ".cores"]})},
           open(sys.argv[3], "w"))
-'''
+"""
 
 
 def sanafe_python() -> Path:
@@ -129,9 +137,17 @@ def run_sanafe(spec: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str,
         (t / "driver.py").write_text(DRIVER)
         (t / "spec.json").write_text(json.dumps(spec))
         np.savez(t / "arrays.npz", **arrays)
-        proc = subprocess.run([str(sanafe_python()), str(t / "driver.py"), str(t / "spec.json"),
-                               str(t / "arrays.npz"), str(t / "result.json")],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                str(sanafe_python()),
+                str(t / "driver.py"),
+                str(t / "spec.json"),
+                str(t / "arrays.npz"),
+                str(t / "result.json"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             raise RuntimeError(f"SANA-FE failed on {spec.get('name')}:\n{proc.stderr[-3000:]}")
         return json.loads((t / "result.json").read_text())
@@ -142,12 +158,25 @@ def _price(graph: nir.NIRGraph, stats: dict, case: nets.Case, cores: int) -> dic
     steps = len(case.x)
     rows = node_costs(graph, stats, chip, load_profile(chip.host), steps, tokens=1)
     t = summarise(rows, chip, chips=1, cores=cores)["total"]
-    keep = ("spikes", "synops", "messages", "messages_in", "hops", "synop_energy_j",
-            "update_energy_j", "spike_energy_j", "message_energy_j", "mesh_energy_j")
+    keep = (
+        "spikes",
+        "synops",
+        "messages",
+        "messages_in",
+        "hops",
+        "synop_energy_j",
+        "update_energy_j",
+        "spike_energy_j",
+        "message_energy_j",
+        "mesh_energy_j",
+    )
     # chip time only: SANA-FE models no host, so the chip-host link is left out
     chip_s = sum(r.latency_s - r.link_latency_s for r in rows if r.unit == "chip")
-    return {**{k: float(t[k]) for k in keep}, "energy_j": float(t["chip_dynamic_energy_j"]),
-            "latency_s": chip_s * steps / (steps + case.depth)}
+    return {
+        **{k: float(t[k]) for k in keep},
+        "energy_j": float(t["chip_dynamic_energy_j"]),
+        "latency_s": chip_s * steps / (steps + case.depth),
+    }
 
 
 def _cores(graph: nir.NIRGraph) -> int:
@@ -180,18 +209,28 @@ def stac_random(case: nets.Case) -> dict[str, Any]:
     xy = np.array([nets.tile_of(c, 4, 4) for c in range(cores)])
     hops = np.abs(xy[pairs[:, 0] // n] - xy[pairs[:, 1]]).sum(1)
     spikes = fired.sum()
-    route = {"dest_cores_per_spike": float(fired[pairs[:, 0]].sum() / spikes),
-             "hops_per_spike": float((fired[pairs[:, 0]] * hops).sum() / spikes),
-             "chip_crossings_per_spike": 0.0}
+    route = {
+        "dest_cores_per_spike": float(fired[pairs[:, 0]].sum() / spikes),
+        "hops_per_spike": float((fired[pairs[:, 0]] * hops).sum() / spikes),
+        "chip_crossings_per_spike": 0.0,
+    }
     place = {"unit": "chip", "cores": cores, "neurons": cores * n, "synapse_bytes": 0}
     g = case.graph
     nodes = dict(g.nodes)
-    nodes["pop"] = nir.IF(r=g.nodes["pop"].r, v_threshold=g.nodes["pop"].v_threshold,
-                          v_reset=g.nodes["pop"].v_reset,
-                          metadata={"placement": NodePlacement(**place, **route)})
-    nodes["syn"] = nir.Linear(weight=g.nodes["syn"].weight, metadata={
-        "placement": NodePlacement(**{**place, "neurons": 0}, col_blocks=1,
-                                   dest_cores_per_spike=0.0)})
+    nodes["pop"] = nir.IF(
+        r=g.nodes["pop"].r,
+        v_threshold=g.nodes["pop"].v_threshold,
+        v_reset=g.nodes["pop"].v_reset,
+        metadata={"placement": NodePlacement(**place, **route)},
+    )
+    nodes["syn"] = nir.Linear(
+        weight=g.nodes["syn"].weight,
+        metadata={
+            "placement": NodePlacement(
+                **{**place, "neurons": 0}, col_blocks=1, dest_cores_per_spike=0.0
+            )
+        },
+    )
     graph = make_graph(nodes, g.edges, g.metadata)
     stats = res.stats
     stats["syn"].synops = int(np.bincount(src, minlength=len(fired)) @ fired)  # sparse
@@ -202,11 +241,16 @@ def compare(case: nets.Case, stac: dict[str, Any], sf: dict[str, Any]) -> dict[s
     steps = len(case.x)
     e_s, e_f = stac["energy_j"] / steps, sf["energy"]["total"] / steps
     l_s, l_f = stac["latency_s"] / steps, sf["sim_time"] / steps
-    return {"network": case.name, "note": case.note, "steps": steps, "stac": stac, "sanafe": sf,
-            "energy_per_step_j": {"stac": e_s, "sanafe": e_f, "error": e_s / e_f - 1},
-            "latency_per_step_s": {"stac": l_s, "sanafe": l_f, "error": l_s / l_f - 1},
-            "messages_per_step": {"stac": stac["messages"] / steps,
-                                  "sanafe": sf["messages"] / steps}}
+    return {
+        "network": case.name,
+        "note": case.note,
+        "steps": steps,
+        "stac": stac,
+        "sanafe": sf,
+        "energy_per_step_j": {"stac": e_s, "sanafe": e_f, "error": e_s / e_f - 1},
+        "latency_per_step_s": {"stac": l_s, "sanafe": l_f, "error": l_s / l_f - 1},
+        "messages_per_step": {"stac": stac["messages"] / steps, "sanafe": sf["messages"] / steps},
+    }
 
 
 def cases(quick: bool) -> list[tuple[nets.Case, str]]:
@@ -214,15 +258,22 @@ def cases(quick: bool) -> list[tuple[nets.Case, str]]:
     out = [(nets.dense_chain([200, 300, 200, 10], r, steps), "ff") for r in (0.05, 0.25)]
     if CNN is not None:
         out.append((nets.paper_cnn(CNN, 0.1, 20 if quick else 40), "ff"))
-    configs = [(1, 1024, 1, 16, 10), (4, 256, 4, 8, 50), (8, 512, 8, 1, 100),
-               (16, 256, 16, 4, 25), (32, 128, 4, 16, 50)]
-    out += [(nets.random_network(*c, steps=steps), "random") for c in configs[:2 if quick else 5]]
+    configs = [
+        (1, 1024, 1, 16, 10),
+        (4, 256, 4, 8, 50),
+        (8, 512, 8, 1, 100),
+        (16, 256, 16, 4, 25),
+        (32, 128, 4, 16, 50),
+    ]
+    out += [(nets.random_network(*c, steps=steps), "random") for c in configs[: 2 if quick else 5]]
     return out
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (f"{'network':<42} {'fired st/sf':>15} {'synops st/sf':>17} {'msgs/step st/sf':>17}"
-            f" {'nJ/step st':>10} {'sf':>8} {'err':>6} {'us/step st':>10} {'sf':>7} {'err':>6}")
+    head = (
+        f"{'network':<42} {'fired st/sf':>15} {'synops st/sf':>17} {'msgs/step st/sf':>17}"
+        f" {'nJ/step st':>10} {'sf':>8} {'err':>6} {'us/step st':>10} {'sf':>7} {'err':>6}"
+    )
     lines = [head]
     for r in rows:
         s, f = r["stac"], r["sanafe"]
@@ -231,16 +282,22 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['network']:<42} {s['spikes']:>7.0f}/{f['fired']:<7.0f} "
             f"{s['synops']:>8.0f}/{f['synops']:<8.0f} {m['stac']:>8.1f}/{m['sanafe']:<8.1f} "
             f"{e['stac'] * 1e9:>10.2f} {e['sanafe'] * 1e9:>8.2f} {e['error']:>+6.0%} "
-            f"{lat['stac'] * 1e6:>10.3f} {lat['sanafe'] * 1e6:>7.3f} {lat['error']:>+6.0%}")
+            f"{lat['stac'] * 1e6:>10.3f} {lat['sanafe'] * 1e6:>7.3f} {lat['error']:>+6.0%}"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer steps and networks")
-    parser.add_argument("--timing-model", default="detailed", choices=("simple", "detailed"),
-                        help="SANA-FE's timing model (default: its own default, detailed)")
+    parser.add_argument(
+        "--timing-model",
+        default="detailed",
+        choices=("simple", "detailed"),
+        help="SANA-FE's timing model (default: its own default, detailed)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--only", default="", help="run only networks whose name contains this")
     args = parser.parse_args()
@@ -260,15 +317,27 @@ def main() -> None:
         rows.append(compare(case, stac, sf))
         print(table(rows[-1:]).splitlines()[-1], flush=True)
     print("\n" + table(rows))
-    errors = np.array([[r["energy_per_step_j"]["error"], r["latency_per_step_s"]["error"]]
-                       for r in rows])
-    print(f"\nenergy error {errors[:, 0].min():+.0%} to {errors[:, 0].max():+.0%}, latency "
-          f"error {errors[:, 1].min():+.0%} to {errors[:, 1].max():+.0%} (stac / SANA-FE - 1, "
-          f"SANA-FE 2.2.9 timing model '{args.timing_model}', loihi1 profile)")
+    errors = np.array(
+        [[r["energy_per_step_j"]["error"], r["latency_per_step_s"]["error"]] for r in rows]
+    )
+    print(
+        f"\nenergy error {errors[:, 0].min():+.0%} to {errors[:, 0].max():+.0%}, latency "
+        f"error {errors[:, 1].min():+.0%} to {errors[:, 1].max():+.0%} (stac / SANA-FE - 1, "
+        f"SANA-FE 2.2.9 timing model '{args.timing_model}', loihi1 profile)"
+    )
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"sanafe": "2.2.9", "profile": "loihi1",
-                                       "timing_model": args.timing_model, "rows": rows},
-                                      indent=1, default=float))
+    args.output.write_text(
+        json.dumps(
+            {
+                "sanafe": "2.2.9",
+                "profile": "loihi1",
+                "timing_model": args.timing_model,
+                "rows": rows,
+            },
+            indent=1,
+            default=float,
+        )
+    )
     print(f"written {args.output}")
 
 

@@ -3,7 +3,8 @@
 Builds the model from a ``LlamaConfig`` with SmolLM2-1.7B's shape (hidden 2048, 24 layers,
 32 heads, 32 KV heads, intermediate 8192, vocab 49152, tied embeddings) on the meta device,
 then allocates it uninitialised and fills it with a small random init in place (no second
-copy, no download). The torch model is dropped once lowered. Then the stac compile pipeline up to the fit: calibration on one short window of
+copy, no download). The torch model is dropped once lowered. Then the stac compile pipeline up
+to the fit: calibration on one short window of
 real text, lowering to the IR (float32 arrays), and the passes quantise -> partition -> place
 -> legality for ``--profile``. It prints one table of time and peak memory (RSS) per stage,
 the fit (chips, cores, utilisation), the same partition on the other neuromorphic profiles,
@@ -35,9 +36,12 @@ from stac.reporting.fit import format_legality  # noqa: E402
 from stac.ir.results import node_placement, partition_of, placement_of  # noqa: E402
 from stac.profiles import load_profile, profile_names  # noqa: E402
 
-PUBLISHED = {"params": 370e6, "chips": 24,
-             "source": "Abreu et al. 2025, MatMul-free LM on Loihi 2 (FACTS.md, 2nd-hand); "
-                       "embedding and LM head off chip"}
+PUBLISHED = {
+    "params": 370e6,
+    "chips": 24,
+    "source": "Abreu et al. 2025, MatMul-free LM on Loihi 2 (FACTS.md, 2nd-hand); "
+    "embedding and LM head off chip",
+}
 
 
 def peak_gb() -> float:
@@ -50,10 +54,18 @@ def build(layers: int) -> LoadedModel:
     from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
 
     config = LlamaConfig(
-        hidden_size=2048, num_hidden_layers=layers, num_attention_heads=32,
-        num_key_value_heads=32, intermediate_size=8192, vocab_size=49152,
-        max_position_embeddings=8192, rope_theta=130000.0, rms_norm_eps=1e-5,
-        tie_word_embeddings=True, hidden_act="silu")
+        hidden_size=2048,
+        num_hidden_layers=layers,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        intermediate_size=8192,
+        vocab_size=49152,
+        max_position_embeddings=8192,
+        rope_theta=130000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        hidden_act="silu",
+    )
     with torch.device("meta"):
         model = LlamaForCausalLM(config)
     model = model.to_empty(device="cpu")  # float32: stac's calibration reads float32 tensors
@@ -89,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     params = sum(p.numel() for p in loaded.model.parameters())
     stage("build model (meta -> empty, random init)", t0)
     t0 = time.perf_counter()
-    graph = convert(loaded, ConversionConfig(timesteps=args.timesteps, calibration_passages=1,
-                                             calibration_max_tokens=32))
+    graph = convert(
+        loaded,
+        ConversionConfig(
+            timesteps=args.timesteps, calibration_passages=1, calibration_max_tokens=32
+        ),
+    )
     del loaded
     gc.collect()
     stage("calibrate (1 x 32 tokens) + lower", t0)
@@ -108,14 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     stage("legality", t0)
     total = time.perf_counter() - started
 
-    print(f"\nSmolLM2-1.7B shape, {args.layers} layers, {params / 1e9:.3f}B parameters "
-          f"(random weights), T = {args.timesteps}, profile {profile.name}\n")
+    print(
+        f"\nSmolLM2-1.7B shape, {args.layers} layers, {params / 1e9:.3f}B parameters "
+        f"(random weights), T = {args.timesteps}, profile {profile.name}\n"
+    )
     print(f"{'stage':<40} {'seconds':>9} {'peak RSS GiB':>13}")
     for label, sec, gb in rows:
         print(f"{label:<40} {sec:>9.1f} {gb:>13.2f}")
     print(f"{'total':<40} {total:>9.1f} {peak_gb():>13.2f}")
-    print(f"goal: under 300 s and under 16 GB (14.9 GiB) -> "
-          f"{'met' if total < 300 and peak_gb() < 16e9 / 2**30 else 'NOT met'}\n")
+    print(
+        f"goal: under 300 s and under 16 GB (14.9 GiB) -> "
+        f"{'met' if total < 300 and peak_gb() < 16e9 / 2**30 else 'NOT met'}\n"
+    )
 
     part, traffic = partition_of(graph).to_dict(), placement_of(graph).to_dict()["traffic"]
     u = part["utilisation"]
@@ -125,40 +145,60 @@ def main(argv: list[str] | None = None) -> int:
     head_cores = head.get("cores", 0) + head_in.get("cores", 0)
     cpc = profile.get("chip", "cores_per_chip")
     chips_wo_head = -(-(part["cores"] - head_cores) // cpc)
-    print(f"fit on {profile.name}: {part['chips']} chips, {part['cores']} cores "
-          f"({part['cores'] - head_cores} without the LM head and its encoder: "
-          f"{chips_wo_head} chips)")
-    print(f"utilisation: synaptic memory {u['synaptic_memory']:.1%}, neuron slots "
-          f"{u['neurons']:.1%}, cores of the chips {u['cores']:.1%}")
-    print(f"placement: {traffic['placed']['hops']:.4g} hop-messages and "
-          f"{traffic['placed']['chip_crossings']:.4g} chip crossings per timestep at 1 spike per "
-          f"channel per step (sequential: {traffic['sequential']['hops']:.4g} / "
-          f"{traffic['sequential']['chip_crossings']:.4g}) over {traffic['routes']} routes")
+    print(
+        f"fit on {profile.name}: {part['chips']} chips, {part['cores']} cores "
+        f"({part['cores'] - head_cores} without the LM head and its encoder: "
+        f"{chips_wo_head} chips)"
+    )
+    print(
+        f"utilisation: synaptic memory {u['synaptic_memory']:.1%}, neuron slots "
+        f"{u['neurons']:.1%}, cores of the chips {u['cores']:.1%}"
+    )
+    print(
+        f"placement: {traffic['placed']['hops']:.4g} hop-messages and "
+        f"{traffic['placed']['chip_crossings']:.4g} chip crossings per timestep at 1 spike per "
+        f"channel per step (sequential: {traffic['sequential']['hops']:.4g} / "
+        f"{traffic['sequential']['chip_crossings']:.4g}) over {traffic['routes']} routes"
+    )
     print("\n".join(format_legality(report, limit=6)))
 
     print(f"\n{'packing':<44} {'params on chip':>15} {'chips':>6} {'params/chip':>12}")
-    print(f"{'published (Abreu et al. 2025, 370M LM)':<44} {PUBLISHED['params'] / 1e6:>14.0f}M "
-          f"{PUBLISHED['chips']:>6} {PUBLISHED['params'] / PUBLISHED['chips'] / 1e6:>11.1f}M")
+    print(
+        f"{'published (Abreu et al. 2025, 370M LM)':<44} {PUBLISHED['params'] / 1e6:>14.0f}M "
+        f"{PUBLISHED['chips']:>6} {PUBLISHED['params'] / PUBLISHED['chips'] / 1e6:>11.1f}M"
+    )
     wo_head = chip_params - head["synapses"]
-    print(f"{'stac, all chip synapses':<44} {chip_params / 1e6:>14.0f}M {part['chips']:>6} "
-          f"{chip_params / part['chips'] / 1e6:>11.1f}M")
-    print(f"{'stac, LM head off chip (as published)':<44} {wo_head / 1e6:>14.0f}M "
-          f"{chips_wo_head:>6} {wo_head / chips_wo_head / 1e6:>11.1f}M")
+    print(
+        f"{'stac, all chip synapses':<44} {chip_params / 1e6:>14.0f}M {part['chips']:>6} "
+        f"{chip_params / part['chips'] / 1e6:>11.1f}M"
+    )
+    print(
+        f"{'stac, LM head off chip (as published)':<44} {wo_head / 1e6:>14.0f}M "
+        f"{chips_wo_head:>6} {wo_head / chips_wo_head / 1e6:>11.1f}M"
+    )
     print(f"published: {PUBLISHED['source']}")
 
-    others = [n for n in profile_names() if n != profile.name
-              and load_profile(n).kind == "neuromorphic"]
-    print(f"\n{'profile':<12} {'chips':>7} {'cores':>8} {'max chips':>10} {'errors':>7}  first error")
+    others = [
+        n for n in profile_names() if n != profile.name and load_profile(n).kind == "neuromorphic"
+    ]
+    print(
+        f"\n{'profile':<12} {'chips':>7} {'cores':>8} {'max chips':>10} {'errors':>7}  first error"
+    )
     for name in [profile.name] + others:
         p = load_profile(name)
         g = partition(graph, p) if name != profile.name else graph
         r = legality_report(g, p).to_dict() if name != profile.name else report
         first = next((i for i in r["issues"] if i["level"] == "error"), None)
-        print(f"{name:<12} {partition_of(g).chips:>7} "
-              f"{partition_of(g).cores:>8} {p.get('chip', 'max_chips'):>10} "
-              f"{r['errors']:>7}  {(first['message'][:70] + ' [' + first['limit'] + ']') if first else '-'}")
-    print("(other profiles: partition of the same quantised graph; their own quantise and place "
-          "passes not run)")
+        print(
+            f"{name:<12} {partition_of(g).chips:>7} "
+            f"{partition_of(g).cores:>8} {p.get('chip', 'max_chips'):>10} "
+            f"{r['errors']:>7}  "
+            f"{(first['message'][:70] + ' [' + first['limit'] + ']') if first else '-'}"
+        )
+    print(
+        "(other profiles: partition of the same quantised graph; their own quantise and place "
+        "passes not run)"
+    )
     return 0
 
 

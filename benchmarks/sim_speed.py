@@ -65,8 +65,9 @@ class Row:
         return self.sim_ms / self.float_ms
 
 
-def paired_median_ms(a: Callable[[], object], b: Callable[[], object],
-                     repeats: int) -> tuple[float, float]:
+def paired_median_ms(
+    a: Callable[[], object], b: Callable[[], object], repeats: int
+) -> tuple[float, float]:
     """Median wall time of ``a`` and of ``b`` in ms, run alternately after one warm-up each.
 
     Alternating keeps both sides under the same machine load, so their ratio is fair even
@@ -118,6 +119,7 @@ def float_step(loaded: LoadedModel, ids: torch.Tensor) -> Callable[[], object]:
             if past is not None:  # a fresh copy: the model appends to the cache it is given
                 cache = copy.deepcopy(past)
             return model(token, past_key_values=cache, use_cache=cache is not None).logits
+
     return run
 
 
@@ -131,6 +133,7 @@ def sim_step(sim: Simulator, ids: torch.Tensor, steps: int) -> Callable[[], obje
 
     def run() -> object:
         return sim.run(RunContext(token, steps=steps, kv_cache=dict(cache)))
+
     return run
 
 
@@ -145,17 +148,25 @@ def profile_sim(sim: Simulator, ids: torch.Tensor, steps: int) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--timesteps", default="1,4,8,16,32")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                        help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated, from {', '.join(MODELS)}",
+    )
     parser.add_argument("--context", type=int, default=0)
     parser.add_argument("--calibration-passages", type=int, default=2)
     parser.add_argument("--profile", type=int, default=None, metavar="T")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads for both sides (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for both sides (default: torch's choice)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -167,26 +178,37 @@ def main() -> None:
         for name in args.models.split(","):
             loaded = load(name, Path(tmp))
             params_m = sum(p.numel() for p in loaded.model.parameters()) / 1e6
-            graph = convert(loaded, ConversionConfig(
-                timesteps=max(steps_list), calibration_passages=args.calibration_passages))
+            graph = convert(
+                loaded,
+                ConversionConfig(
+                    timesteps=max(steps_list), calibration_passages=args.calibration_passages
+                ),
+            )
             sim = Simulator(graph)
             ids = prompt_ids(loaded, args.context)
             forward = float_step(loaded, ids)
             for steps in tqdm(steps_list, desc=name, unit="T", leave=False):
-                float_ms, sim_ms = paired_median_ms(forward, sim_step(sim, ids, steps),
-                                                    args.repeats)
+                float_ms, sim_ms = paired_median_ms(
+                    forward, sim_step(sim, ids, steps), args.repeats
+                )
                 rows.append(Row(name, params_m, steps, float_ms, sim_ms))
             if args.profile:
                 profiles[name] = profile_sim(sim, ids, args.profile)
-    print(f"one token (context {args.context}), torch threads {torch.get_num_threads()}, "
-          f"median of {args.repeats} runs; goal: simulator <= 2 x T float forward passes")
-    print(f"{'model':<18} {'params':>8} {'T':>4} {'float ms':>10} {'sim ms':>10} "
-          f"{'sim/float':>10} {'2T':>5} {'vs goal':>9} {'ms per T':>9}")
+    print(
+        f"one token (context {args.context}), torch threads {torch.get_num_threads()}, "
+        f"median of {args.repeats} runs; goal: simulator <= 2 x T float forward passes"
+    )
+    print(
+        f"{'model':<18} {'params':>8} {'T':>4} {'float ms':>10} {'sim ms':>10} "
+        f"{'sim/float':>10} {'2T':>5} {'vs goal':>9} {'ms per T':>9}"
+    )
     for r in rows:
         verdict = f"{r.ratio / (2 * r.steps):.2f}x"
-        print(f"{r.model:<18} {r.params_m:>7.1f}M {r.steps:>4} {r.float_ms:>10.2f} "
-              f"{r.sim_ms:>10.2f} {r.ratio:>10.2f} {2 * r.steps:>5} {verdict:>9} "
-              f"{r.sim_ms / r.steps:>9.2f}")
+        print(
+            f"{r.model:<18} {r.params_m:>7.1f}M {r.steps:>4} {r.float_ms:>10.2f} "
+            f"{r.sim_ms:>10.2f} {r.ratio:>10.2f} {2 * r.steps:>5} {verdict:>9} "
+            f"{r.sim_ms / r.steps:>9.2f}"
+        )
     print("vs goal = (sim/float) / (2T): at most 1.00x meets the issue's target")
     for name, table in profiles.items():
         print(f"\nprofile of the simulator, {name}, T={args.profile}:\n{table}")

@@ -56,22 +56,28 @@ def patch_var_model(root: Path) -> list[str]:
     if not fields:
         return []
     if DATACLASS_IMPORT not in text:
-        raise SystemExit(f"patch_lava: {path} does not import dataclasses as expected "
-                         "(lava-nc 0.10.0); not patching")
+        raise SystemExit(
+            f"patch_lava: {path} does not import dataclasses as expected "
+            "(lava-nc 0.10.0); not patching"
+        )
     text = text.replace(DATACLASS_IMPORT, DATACLASS_IMPORT_FIXED, 1)
     text = MUTABLE.sub(r"\1 = field(default_factory=ByteEncoder)", text)
     path.write_text(text)
     for cache in (path.parent / "__pycache__").glob("var_model.*.pyc"):
         cache.unlink()
-    return [f"{path}: {len(fields)} mutable ByteEncoder() default(s) -> "
-            "field(default_factory=ByteEncoder)"]
+    return [
+        f"{path}: {len(fields)} mutable ByteEncoder() default(s) -> "
+        "field(default_factory=ByteEncoder)"
+    ]
 
 
 SLAYER_OBD = "from . import object_detection as obd\n"
-SLAYER_OBD_FIXED = ("try:  # patched for stac: object_detection needs torchvision and opencv\n"
-                    "    from . import object_detection as obd\n"
-                    "except ImportError:\n"
-                    "    obd = None\n")
+SLAYER_OBD_FIXED = (
+    "try:  # patched for stac: object_detection needs torchvision and opencv\n"
+    "    from . import object_detection as obd\n"
+    "except ImportError:\n"
+    "    obd = None\n"
+)
 
 
 def replace_once(path: Path, old: str, new: str, change: str) -> list[str]:
@@ -88,23 +94,32 @@ def replace_once(path: Path, old: str, new: str, change: str) -> list[str]:
 
 def patch_slayer(root: Path) -> list[str]:
     """Make lava-dl's eager object-detection import optional; return one line per change."""
-    return replace_once(root / "lib" / "dl" / "slayer" / "__init__.py", SLAYER_OBD,
-                        SLAYER_OBD_FIXED, "'from . import object_detection as obd' made "
-                        "optional (it needs torchvision and opencv)")
+    return replace_once(
+        root / "lib" / "dl" / "slayer" / "__init__.py",
+        SLAYER_OBD,
+        SLAYER_OBD_FIXED,
+        "'from . import object_detection as obd' made optional (it needs torchvision and opencv)",
+    )
 
 
 START_METHOD = "    mp.set_start_method('fork')\n"
-START_METHOD_FIXED = ("    if mp.get_start_method(allow_none=True) != 'fork':  # patched for stac\n"
-                      "        mp.set_start_method('fork', force=True)\n")
+START_METHOD_FIXED = (
+    "    if mp.get_start_method(allow_none=True) != 'fork':  # patched for stac\n"
+    "        mp.set_start_method('fork', force=True)\n"
+)
 
 
 def patch_start_method(root: Path) -> list[str]:
     """Make lava's import-time ``set_start_method('fork')`` safe to run after multiprocessing
     was used; return one line per change."""
     path = root / "magma" / "runtime" / "message_infrastructure" / "multiprocessing.py"
-    return replace_once(path, START_METHOD, START_METHOD_FIXED,
-                        "set_start_method('fork') only when fork is not already the start method "
-                        "(it raised 'context has already been set' after a model load)")
+    return replace_once(
+        path,
+        START_METHOD,
+        START_METHOD_FIXED,
+        "set_start_method('fork') only when fork is not already the start method "
+        "(it raised 'context has already been set' after a model load)",
+    )
 
 
 def remove_shadowing_tests(site: Path) -> list[str]:
@@ -123,8 +138,10 @@ def remove_shadowing_tests(site: Path) -> list[str]:
     if not owners:
         return [f"{tests}: left alone (not installed by a lava wheel)"]
     shutil.rmtree(tests)
-    return [f"{tests}: removed the top-level 'tests' package installed by "
-            f"{', '.join(owners)} (it shadows the project's tests)"]
+    return [
+        f"{tests}: removed the top-level 'tests' package installed by "
+        f"{', '.join(owners)} (it shadows the project's tests)"
+    ]
 
 
 def main() -> int:
@@ -132,8 +149,12 @@ def main() -> int:
     if root is None:
         print(f"patch_lava: lava is not installed for {sys.executable}", file=sys.stderr)
         return 1
-    changes = (patch_var_model(root) + patch_slayer(root) + patch_start_method(root)
-               + remove_shadowing_tests(root.parent))
+    changes = (
+        patch_var_model(root)
+        + patch_slayer(root)
+        + patch_start_method(root)
+        + remove_shadowing_tests(root.parent)
+    )
     for line in changes:
         print(f"patch_lava: {line}")
     if not changes:

@@ -57,5 +57,12 @@ def load_artifact(path: str | Path) -> Artifact:
     return Artifact(path, graph, config)
 
 
-__all__ = ["ARTIFACT_FORMAT", "IR_FILE", "Artifact", "check_output_dir", "load_artifact",
-           "write_json", "writing"]
+__all__ = [
+    "ARTIFACT_FORMAT",
+    "IR_FILE",
+    "Artifact",
+    "check_output_dir",
+    "load_artifact",
+    "write_json",
+    "writing",
+]

@@ -75,16 +75,20 @@ def evaluate(
     if reference is None:
         quantised = [k for k, v in graph.nodes.items() if "quant" in getattr(v, "metadata", {})]
         if quantised:
-            raise StacError("this graph's weights are quantised: pass the float model's logits "
-                            "as the reference")
-        reference = [run(REFERENCE, sim, RunContext(c[None], steps=1, spiking=False))[0][
-            "output"][0] for c in chunks]
+            raise StacError(
+                "this graph's weights are quantised: pass the float model's logits as the reference"
+            )
+        reference = [
+            run(REFERENCE, sim, RunContext(c[None], steps=1, spiking=False))[0]["output"][0]
+            for c in chunks
+        ]
     refs = reference
     results = []
     for steps in timesteps:
         nll_f = nll_s = kl = agree = n = 0.0
         totals: dict[str, NodeStats] = {}
-        for chunk, ref in tqdm(list(zip(chunks, refs)), desc=f"T={steps}", leave=False):
+        pairs = list(zip(chunks, refs, strict=True))
+        for chunk, ref in tqdm(pairs, desc=f"T={steps}", leave=False):
             outputs, stats = run(REFERENCE, sim, RunContext(chunk[None], steps=steps))
             out = outputs["output"][0]
             for name in encoders:
@@ -101,11 +105,23 @@ def evaluate(
         total = sum(c.numel() for c in chunks)
         spikes = sum(t.spikes for t in totals.values())
         updates = sum(t.neuron_updates for t in totals.values())
-        results.append(Fidelity(
-            steps, int(n), ppl_f, ppl_s, ppl_s / ppl_f, agree / total, kl / n,
-            spike_rate=spikes / updates if updates else 0.0,
-            bits_per_spike=sum(t.spike_bits for t in totals.values()) / spikes if spikes else 0.0,
-            layer_spike_rates={k: t.spikes / t.neuron_updates if t.neuron_updates else 0.0
-                               for k, t in totals.items()},
-        ))
+        results.append(
+            Fidelity(
+                steps,
+                int(n),
+                ppl_f,
+                ppl_s,
+                ppl_s / ppl_f,
+                agree / total,
+                kl / n,
+                spike_rate=spikes / updates if updates else 0.0,
+                bits_per_spike=sum(t.spike_bits for t in totals.values()) / spikes
+                if spikes
+                else 0.0,
+                layer_spike_rates={
+                    k: t.spikes / t.neuron_updates if t.neuron_updates else 0.0
+                    for k, t in totals.items()
+                },
+            )
+        )
     return results

@@ -72,13 +72,15 @@ def lower(graph: nir.NIRGraph, profile: Profile, backend: Backend) -> Any:
     return backend.lower(graph, profile)
 
 
-def run(backend: Backend, lowered: Any, ctx: RunContext
-        ) -> tuple[dict[str, Any], dict[str, NodeStats]]:
+def run(
+    backend: Backend, lowered: Any, ctx: RunContext
+) -> tuple[dict[str, Any], dict[str, NodeStats]]:
     return backend.run(lowered, ctx)
 
 
-def price(graph: nir.NIRGraph, stats: dict[str, NodeStats], profile: Profile, steps: int,
-          samples: int) -> dict[str, Any]:
+def price(
+    graph: nir.NIRGraph, stats: dict[str, NodeStats], profile: Profile, steps: int, samples: int
+) -> dict[str, Any]:
     """The cost model on the fitted graph's counts (summed over ``samples`` tokens or samples):
     figures per token (sample), per layer and per node, and notes."""
     part = partition_of(graph)
@@ -88,8 +90,7 @@ def price(graph: nir.NIRGraph, stats: dict[str, NodeStats], profile: Profile, st
     return summarise(rows, profile, part.chips, part.cores)
 
 
-def fit_run_price(graph: nir.NIRGraph, profile: Profile, backend: Backend,
-                  ctx: RunContext) -> Run:
+def fit_run_price(graph: nir.NIRGraph, profile: Profile, backend: Backend, ctx: RunContext) -> Run:
     """fit -> lower -> run -> price on tokens: the whole pipeline for a converted model."""
     graph = fit(graph, profile)
     lowered = lower(graph, profile, backend)
@@ -112,5 +113,16 @@ def run_steps(graph: nir.NIRGraph, drive: np.ndarray, steps: int | None) -> Step
     return Stepper(graph).run(drive, steps=steps)
 
 
-__all__ = ["REFERENCE", "Run", "STEPS", "fit", "fit_run_price", "is_recurrent", "lower",
-           "price", "run", "run_steps", "simulate"]
+__all__ = [
+    "REFERENCE",
+    "Run",
+    "STEPS",
+    "fit",
+    "fit_run_price",
+    "is_recurrent",
+    "lower",
+    "price",
+    "run",
+    "run_steps",
+    "simulate",
+]

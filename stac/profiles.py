@@ -34,50 +34,97 @@ KINDS = ("neuromorphic", "host")
 # "pos" number > 0, "nonneg" number >= 0, "flag" a boolean, "steps" a table from positive
 # integer keys (written as TOML keys, e.g. { 2 = 1000.0, 4 = 1400.0 }) to numbers >= 0.
 _RULES = {
-    "count": "a positive integer", "bits": "an integer bit width in 1..32", "int": "an integer",
-    "uint": "a non-negative integer", "pos": "a positive number", "nonneg": "a number >= 0",
+    "count": "a positive integer",
+    "bits": "an integer bit width in 1..32",
+    "int": "an integer",
+    "uint": "a non-negative integer",
+    "pos": "a positive number",
+    "nonneg": "a number >= 0",
     "flag": "true or false",
     "steps": "a table from positive integers to numbers >= 0, e.g. { 2 = 1000.0 } (or {})",
 }
 _CHIP_FIELDS: dict[str, dict[str, str]] = {
     "chip": {
-        "cores_per_chip": "count", "neurons_per_core": "count",
-        "synaptic_memory_bytes_per_core": "count", "axons_in_per_core": "count",
-        "axons_out_per_core": "count", "neuron_fanout_cores": "count", "max_chips": "count",
-        "weight_bits": "bits", "static_power_w": "pos",
+        "cores_per_chip": "count",
+        "neurons_per_core": "count",
+        "synaptic_memory_bytes_per_core": "count",
+        "axons_in_per_core": "count",
+        "axons_out_per_core": "count",
+        "neuron_fanout_cores": "count",
+        "max_chips": "count",
+        "weight_bits": "bits",
+        "static_power_w": "pos",
     },
     "mesh": {
-        "tiles_x": "count", "tiles_y": "count", "cores_per_tile": "count",
-        "hop_energy_pj": "nonneg", "hop_latency_ns": "nonneg",
+        "tiles_x": "count",
+        "tiles_y": "count",
+        "cores_per_tile": "count",
+        "hop_energy_pj": "nonneg",
+        "hop_latency_ns": "nonneg",
     },
     "spikes": {"graded": "flag", "payload_bits": "bits"},
     "fixed_point": {
-        "weight_exp_min": "int", "weight_exp_max": "int", "input_bits": "bits",
-        "state_bits": "bits", "decay_bits": "uint", "threshold_bits": "bits",
-        "threshold_shift": "uint", "bias_mantissa_bits": "bits", "bias_exp_bits": "uint",
+        "weight_exp_min": "int",
+        "weight_exp_max": "int",
+        "input_bits": "bits",
+        "state_bits": "bits",
+        "decay_bits": "uint",
+        "threshold_bits": "bits",
+        "threshold_shift": "uint",
+        "bias_mantissa_bits": "bits",
+        "bias_exp_bits": "uint",
     },
-    "energy_pj": {"synop": "nonneg", "neuron_update": "nonneg", "spike_out": "nonneg",
-                  "spike": "nonneg", "message_in": "nonneg"},
+    "energy_pj": {
+        "synop": "nonneg",
+        "neuron_update": "nonneg",
+        "spike_out": "nonneg",
+        "spike": "nonneg",
+        "message_in": "nonneg",
+    },
     "latency_ns": {
-        "synop": "nonneg", "neuron_update": "nonneg", "spike_out": "nonneg", "barrier": "nonneg",
-        "spike": "nonneg", "message_in": "nonneg", "barrier_by_tiles": "steps",
+        "synop": "nonneg",
+        "neuron_update": "nonneg",
+        "spike_out": "nonneg",
+        "barrier": "nonneg",
+        "spike": "nonneg",
+        "message_in": "nonneg",
+        "barrier_by_tiles": "steps",
     },
-    "host_link": {"bandwidth_gb_s": "pos", "latency_us": "nonneg", "energy_pj_per_byte": "nonneg",
-                  "bytes_per_value": "count"},
+    "host_link": {
+        "bandwidth_gb_s": "pos",
+        "latency_us": "nonneg",
+        "energy_pj_per_byte": "nonneg",
+        "bytes_per_value": "count",
+    },
     # Needed only by the lava backend (stac.backends.lava.config); optional otherwise.
     "lava": {
-        "state_bits": "bits", "decay_bits": "uint", "threshold_bits": "bits",
-        "threshold_shift": "uint", "bias_mantissa_bits": "bits", "bias_exp_bits": "uint",
-        "weight_bits": "bits", "message_bits": "bits", "payload_parts": "count",
-        "channel_groups": "count", "held_headroom": "count", "netx_bias_exp": "int",
+        "state_bits": "bits",
+        "decay_bits": "uint",
+        "threshold_bits": "bits",
+        "threshold_shift": "uint",
+        "bias_mantissa_bits": "bits",
+        "bias_exp_bits": "uint",
+        "weight_bits": "bits",
+        "message_bits": "bits",
+        "payload_parts": "count",
+        "channel_groups": "count",
+        "held_headroom": "count",
+        "netx_bias_exp": "int",
     },
 }
 _OPTIONAL_SECTIONS = {"lava"}
 _HOST_FIELDS: dict[str, dict[str, str]] = {
-    "host": {"mac_energy_pj": "pos", "flop_energy_pj": "pos", "throughput_gflops": "pos",
-             "flops_per_neuron_update": "count"},
+    "host": {
+        "mac_energy_pj": "pos",
+        "flop_energy_pj": "pos",
+        "throughput_gflops": "pos",
+        "flops_per_neuron_update": "count",
+    },
     "dense": {
-        "peak_tflops": "pos", "memory_bandwidth_gb_s": "pos", "memory_gb": "pos", "power_w": "pos",
+        "peak_tflops": "pos",
+        "memory_bandwidth_gb_s": "pos",
+        "memory_gb": "pos",
+        "power_w": "pos",
     },
 }
 _TOP_LEVEL = {"schema", "name", "kind", "description", "backends", "host", "precision", "ops"}
@@ -151,14 +198,26 @@ def _check_value(path: Path, where: str, value: Any, rule: str) -> Any:
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
         ok = False
     elif rule in ("count", "bits", "int", "uint"):
-        ok = isinstance(value, int) and {
-            "count": value > 0, "bits": 1 <= value <= 32, "int": True, "uint": value >= 0,
-        }[rule]
+        ok = (
+            isinstance(value, int)
+            and {
+                "count": value > 0,
+                "bits": 1 <= value <= 32,
+                "int": True,
+                "uint": value >= 0,
+            }[rule]
+        )
     else:
         ok = math.isfinite(value) and (value > 0 if rule == "pos" else value >= 0)
     if not ok:
-        hint = ("must be positive" if rule in ("pos", "count") and isinstance(value, (int, float))
-                and not isinstance(value, bool) and value <= 0 else f"must be {_RULES[rule]}")
+        hint = (
+            "must be positive"
+            if rule in ("pos", "count")
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and value <= 0
+            else f"must be {_RULES[rule]}"
+        )
         raise _fail(path, f"field '{where}' {hint}, got {value!r}")
     return value if rule == "flag" or isinstance(value, int) else float(value)
 
@@ -207,8 +266,9 @@ def _read_ops(path: Path, doc: dict[str, Any]) -> dict[str, OpCapability]:
         if unknown:
             raise _fail(path, f"field '{where}' has unknown key(s) {sorted(unknown)}")
         if entry.get("run") not in _OP_RUNS:
-            raise _fail(path, f"field '{where}.run' must be one of {_OP_RUNS}, "
-                              f"got {entry.get('run')!r}")
+            raise _fail(
+                path, f"field '{where}.run' must be one of {_OP_RUNS}, got {entry.get('run')!r}"
+            )
         units = _check_value(path, f"{where}.units", entry.get("units", 1), "count")
         source = entry.get("source")
         if not isinstance(source, str) or not source.strip():
@@ -222,16 +282,27 @@ def _check_consistency(path: Path, v: dict[str, dict[str, Any]]) -> None:
     mesh, fx, spikes = v["mesh"], v["fixed_point"], v["spikes"]
     slots = mesh["tiles_x"] * mesh["tiles_y"] * mesh["cores_per_tile"]
     if slots < v["chip"]["cores_per_chip"]:
-        raise _fail(path, f"field 'mesh' holds {slots} cores (tiles_x x tiles_y x cores_per_tile)"
-                          f", fewer than chip.cores_per_chip = {v['chip']['cores_per_chip']}")
+        raise _fail(
+            path,
+            f"field 'mesh' holds {slots} cores (tiles_x x tiles_y x cores_per_tile)"
+            f", fewer than chip.cores_per_chip = {v['chip']['cores_per_chip']}",
+        )
     if fx["weight_exp_min"] > fx["weight_exp_max"]:
-        raise _fail(path, "field 'fixed_point.weight_exp_min' is above 'fixed_point.weight_exp_max'")
+        raise _fail(
+            path, "field 'fixed_point.weight_exp_min' is above 'fixed_point.weight_exp_max'"
+        )
     if fx["threshold_bits"] + fx["threshold_shift"] > fx["state_bits"]:
-        raise _fail(path, "field 'fixed_point.threshold_bits' plus 'threshold_shift' exceeds "
-                          "'fixed_point.state_bits'")
+        raise _fail(
+            path,
+            "field 'fixed_point.threshold_bits' plus 'threshold_shift' exceeds "
+            "'fixed_point.state_bits'",
+        )
     if spikes["graded"] == (spikes["payload_bits"] == 1):
-        raise _fail(path, "field 'spikes.payload_bits' must be 1 for binary spikes and more than "
-                          "1 for graded spikes (spikes.graded)")
+        raise _fail(
+            path,
+            "field 'spikes.payload_bits' must be 1 for binary spikes and more than "
+            "1 for graded spikes (spikes.graded)",
+        )
 
 
 def load_profile_file(path: str | Path) -> Profile:
@@ -267,9 +338,15 @@ def load_profile_file(path: str | Path) -> Profile:
     if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
         raise _fail(path, "field 'backends' must be a list of backend names")
     return Profile(
-        name=doc["name"], kind=kind, description=doc["description"], path=path, values=values,
-        sources=sources, backends=tuple(backends),
-        host=doc["host"] if kind == "neuromorphic" else None, ops=ops,
+        name=doc["name"],
+        kind=kind,
+        description=doc["description"],
+        path=path,
+        values=values,
+        sources=sources,
+        backends=tuple(backends),
+        host=doc["host"] if kind == "neuromorphic" else None,
+        ops=ops,
         precision=doc.get("precision"),
     )
 

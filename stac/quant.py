@@ -29,8 +29,9 @@ def quantise_weight(
     return q, scale.astype(np.float32)
 
 
-def quantise_weight_gptq(weight: np.ndarray, hessian: Any, bits: int, damp: float = 0.1,
-                         block: int = 128) -> tuple[np.ndarray, np.ndarray]:
+def quantise_weight_gptq(
+    weight: np.ndarray, hessian: Any, bits: int, damp: float = 0.1, block: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
     """Round ``weight`` ``[out, in]`` as :func:`quantise_weight` does (same per-row scales and
     range), but column by column with error feedback (GPTQ, Frantar et al. 2023): each column's
     rounding error is pushed onto the columns not yet rounded, weighted by the inverse of
@@ -68,11 +69,11 @@ def quantise_weight_gptq(weight: np.ndarray, hessian: Any, bits: int, damp: floa
         wb, hb = w[:, a:b].clone(), inv[a:b, a:b]
         errs = torch.zeros_like(wb)
         for i in range(b - a):
-            col = torch.clamp(torch.round(wb[:, i:i + 1] / s), -qmax, qmax)
-            q[:, a + i:a + i + 1] = col
-            err = (wb[:, i:i + 1] - col * s) / hb[i, i]
-            wb[:, i:] -= err * hb[i:i + 1, i:]
-            errs[:, i:i + 1] = err
+            col = torch.clamp(torch.round(wb[:, i : i + 1] / s), -qmax, qmax)
+            q[:, a + i : a + i + 1] = col
+            err = (wb[:, i : i + 1] - col * s) / hb[i, i]
+            wb[:, i:] -= err * hb[i : i + 1, i:]
+            errs[:, i : i + 1] = err
         w[:, b:] -= errs @ inv[a:b, b:]
     out = torch.empty_like(q)
     out[:, order] = q
@@ -84,7 +85,9 @@ def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return (q.astype(np.float64) * scale.astype(np.float64)[:, None]).astype(np.float32)
 
 
-def quantise_uniform(values: np.ndarray, bits: int, signed: bool = True) -> tuple[np.ndarray, float]:
+def quantise_uniform(
+    values: np.ndarray, bits: int, signed: bool = True
+) -> tuple[np.ndarray, float]:
     """Round ``values`` to integers on one grid whose largest magnitude uses all ``bits``.
 
     Returns ``(q, unit)``: ``q`` int64 in ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]`` (signed) or
@@ -135,8 +138,11 @@ def accumulator_shift(q: np.ndarray, input_bits: int) -> int:
     ``weight_exp`` is its negative. 0 when it fits.
     """
     q = np.asarray(q)
-    worst = float(np.abs(q).sum(axis=1, dtype=np.int64 if q.dtype.kind in "iu" else np.float64)
-                  .max()) if q.size else 0.0
+    worst = (
+        float(np.abs(q).sum(axis=1, dtype=np.int64 if q.dtype.kind in "iu" else np.float64).max())
+        if q.size
+        else 0.0
+    )
     return shift_to_fit(worst, input_bits)
 
 
@@ -151,9 +157,11 @@ def error_stats(reference: np.ndarray, approx: np.ndarray) -> dict[str, float | 
     (None when there is no error)."""
     ref = np.asarray(reference)
     diff = np.asarray(approx) - ref  # in the inputs' precision; sums in float64
-    return stats_from_sums(float(np.sum(np.square(ref), dtype=np.float64)),
-                           float(np.sum(np.square(diff), dtype=np.float64)),
-                           float(np.abs(diff).max()) if diff.size else 0.0)
+    return stats_from_sums(
+        float(np.sum(np.square(ref), dtype=np.float64)),
+        float(np.sum(np.square(diff), dtype=np.float64)),
+        float(np.abs(diff).max()) if diff.size else 0.0,
+    )
 
 
 def stats_from_sums(signal: float, noise: float, max_abs: float) -> dict[str, float | None]:

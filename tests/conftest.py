@@ -28,15 +28,21 @@ def _gpt2(tmp: Path, tokenizer, **shape) -> Path:
 @pytest.fixture(scope="session")
 def tiny_gpt2_dir(tmp_path_factory, smollm2) -> Path:
     """A 2-layer, 64-wide GPT-2 with random weights and SmolLM2's tokenizer."""
-    return _gpt2(tmp_path_factory.mktemp("tiny-gpt2"), smollm2.tokenizer,
-                 n_layer=2, n_embd=64, n_head=4)
+    return _gpt2(
+        tmp_path_factory.mktemp("tiny-gpt2"), smollm2.tokenizer, n_layer=2, n_embd=64, n_head=4
+    )
 
 
 @pytest.fixture(scope="session")
 def distilgpt2_shape_dir(tmp_path_factory, smollm2) -> Path:
     """distilgpt2's shape (6 layers, 768 wide, 12 heads) with random weights."""
-    return _gpt2(tmp_path_factory.mktemp("distilgpt2-shape"), smollm2.tokenizer,
-                 n_layer=6, n_embd=768, n_head=12)
+    return _gpt2(
+        tmp_path_factory.mktemp("distilgpt2-shape"),
+        smollm2.tokenizer,
+        n_layer=6,
+        n_embd=768,
+        n_head=12,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +55,14 @@ def tiny_gpt2_artifact(tmp_path_factory, tiny_gpt2_dir) -> Path:
     from stac.frontend import ConversionConfig
 
     out = tmp_path_factory.mktemp("tiny-artifact") / "tiny"
-    compile_model(CompileRequest(
-        model=str(tiny_gpt2_dir), target="loihi2-sim", output_dir=out,
-        conversion=ConversionConfig(timesteps=4, calibration_passages=1)))
+    compile_model(
+        CompileRequest(
+            model=str(tiny_gpt2_dir),
+            target="loihi2-sim",
+            output_dir=out,
+            conversion=ConversionConfig(timesteps=4, calibration_passages=1),
+        )
+    )
     return out
 
 
@@ -63,9 +74,15 @@ def smollm2_artifact(tmp_path_factory, smollm2) -> Path:
     from stac.frontend import ConversionConfig
 
     out = tmp_path_factory.mktemp("smollm2-artifact") / "smollm2"
-    compile_model(CompileRequest(
-        model="smollm2-135m", target="loihi2-sim", output_dir=out, prompt="Hello there.",
-        conversion=ConversionConfig(timesteps=4, calibration_passages=1)))
+    compile_model(
+        CompileRequest(
+            model="smollm2-135m",
+            target="loihi2-sim",
+            output_dir=out,
+            prompt="Hello there.",
+            conversion=ConversionConfig(timesteps=4, calibration_passages=1),
+        )
+    )
     return out
 
 

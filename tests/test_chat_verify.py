@@ -23,9 +23,15 @@ SUMMARY = re.compile(
     r"\[(\d+) prompt \+ (\d+) reply tokens \((stop|length)\), context (\d+)(?:, (\d+) evicted)?; "
     r"(\d+) tokens, ([\d,]+) spikes, est\. ([\d.e+-]+) mJ .* on loihi2, (\S+) estimate; "
 )
-CHECKS = ["positions at the limit", "positions past the limit", "mask continuity across turns",
-          "incremental = full recompute", "batch = conversations alone",
-          "no dead or saturated layers", "bad input rejected, others intact"]
+CHECKS = [
+    "positions at the limit",
+    "positions past the limit",
+    "mask continuity across turns",
+    "incremental = full recompute",
+    "batch = conversations alone",
+    "no dead or saturated layers",
+    "bad input rejected, others intact",
+]
 
 
 @pytest.fixture(scope="module")
@@ -41,13 +47,13 @@ def _summary(text: str) -> re.Match:
 
 def test_chat_one_turn_on_the_bundled_model(smollm2_artifact, capsys):
     question = "What is the capital of France?"
-    assert main(["chat", str(smollm2_artifact), "--prompt", question,
-                 "--max-new-tokens", "3"]) == 0
+    assert main(["chat", str(smollm2_artifact), "--prompt", question, "--max-new-tokens", "3"]) == 0
     out = capsys.readouterr().out
     m = _summary(out)
     tokenizer = load_artifact(smollm2_artifact).tokenizer()
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                             tokenize=False, add_generation_prompt=True)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
     assert int(m[1]) == len(tokenizer(rendered, add_special_tokens=False).input_ids)
     assert 1 <= int(m[2]) <= 3
     assert int(m[7].replace(",", "")) > 0 and float(m[8]) > 0
@@ -55,26 +61,33 @@ def test_chat_one_turn_on_the_bundled_model(smollm2_artifact, capsys):
 
 def test_chat_reply_is_greedy_generation_on_the_template(tiny_gpt2_artifact, tiny, capsys):
     question = "Hello there, who are you?"
-    assert main(["chat", str(tiny_gpt2_artifact), "--prompt", question,
-                 "--max-new-tokens", "5"]) == 0
+    assert (
+        main(["chat", str(tiny_gpt2_artifact), "--prompt", question, "--max-new-tokens", "5"]) == 0
+    )
     out = capsys.readouterr().out
     reply = out[: out.rindex("\n[")]
     tokenizer = tiny.tokenizer()
-    ids = tokenizer(tokenizer.apply_chat_template(
-        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True),
-        add_special_tokens=False).input_ids
+    ids = tokenizer(
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        ),
+        add_special_tokens=False,
+    ).input_ids
     proc = TemporalSpikeProcessor(tiny, max_context_length=256)
     proc.open("c")
     want = generate(proc, {"c": ids}, 5, stop_ids=[tokenizer.eos_token_id])["c"]
     assert reply == tokenizer.decode(want, skip_special_tokens=True)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--prompt", "   "], "empty turn"),
-    (["--prompt", "word " * 40, "--context", "24"], "does not fit the context of 24 tokens"),
-    (["--prompt", "hi", "--context", "100000"], "max_context_length=100000 must be in 1..256"),
-    (["--prompt", "hi", "--temperature", "-1"], "temperature must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--prompt", "   "], "empty turn"),
+        (["--prompt", "word " * 40, "--context", "24"], "does not fit the context of 24 tokens"),
+        (["--prompt", "hi", "--context", "100000"], "max_context_length=100000 must be in 1..256"),
+        (["--prompt", "hi", "--temperature", "-1"], "temperature must be >= 0"),
+    ],
+)
 def test_chat_bad_input_is_one_error_line(tiny_gpt2_artifact, capsys, args, message):
     assert main(["chat", str(tiny_gpt2_artifact), *args]) == 2
     err = capsys.readouterr().err
@@ -90,11 +103,16 @@ def test_chat_and_verify_refuse_a_missing_artifact(tmp_path, capsys):
 def test_interactive_chat_reset_quit_and_bad_turns(tiny_gpt2_artifact, capsys):
     lines = iter(["Hello", "", "/reset", "Hello", "/bogus", "And then?", "/quit", "never read"])
     out = io.StringIO()
-    assert run_chat(str(tiny_gpt2_artifact), max_new_tokens=3, out=out,
-                    read=lambda prompt: next(lines)) == 0
+    assert (
+        run_chat(
+            str(tiny_gpt2_artifact), max_new_tokens=3, out=out, read=lambda prompt: next(lines)
+        )
+        == 0
+    )
     text = out.getvalue()
-    summaries = [_summary(line) for line in text.splitlines() if line.startswith("[")
-                 and "prompt +" in line]
+    summaries = [
+        _summary(line) for line in text.splitlines() if line.startswith("[") and "prompt +" in line
+    ]
     assert len(summaries) == 3
     assert "[conversation reset]" in text and "unknown command /bogus" in text
     first, after_reset, second_turn = summaries
@@ -108,8 +126,10 @@ def test_session_history_is_the_rendered_conversation(tiny):
     tokenizer = tiny.tokenizer()
     proc = TemporalSpikeProcessor(tiny, max_context_length=60)
     session = ChatSession(proc, tokenizer, max_new_tokens=4)
-    system = ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
-              "Hugging Face<|im_end|>\n")  # what SmolLM2's template adds without a system message
+    system = (
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+        "Hugging Face<|im_end|>\n"
+    )  # what SmolLM2's template adds without a system message
     system_ids = tokenizer(system, add_special_tokens=False).input_ids
     assert session.pinned == len(system_ids)
     evicted = 0

@@ -3,25 +3,43 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 from stac.artifact import load_artifact
 from stac.cli import main
 from stac.sim.semantics import RunContext
 from stac.sim.simulator import Simulator
 
-ARTIFACT_FILES = {"model.stac.json", "model.stac.safetensors", "config.json", "tokenizer",
-                  "conversion_log.txt", "report.json", "report.md"}
+ARTIFACT_FILES = {
+    "model.stac.json",
+    "model.stac.safetensors",
+    "config.json",
+    "tokenizer",
+    "conversion_log.txt",
+    "report.json",
+    "report.md",
+}
 
 
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory, tiny_gpt2_dir):
     out = tmp_path_factory.mktemp("art") / "tiny"
-    rc = main(["compile", "--model", str(tiny_gpt2_dir), "--target", "loihi2-sim", "-T", "8",
-               "--output-dir", str(out), "--calibration-passages", "2"])
+    rc = main(
+        [
+            "compile",
+            "--model",
+            str(tiny_gpt2_dir),
+            "--target",
+            "loihi2-sim",
+            "-T",
+            "8",
+            "--output-dir",
+            str(out),
+            "--calibration-passages",
+            "2",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -54,15 +72,19 @@ def test_report_json_is_per_token_and_splits_chip_from_host(tiny_artifact):
 
 
 def _run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "stac.cli", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "stac.cli", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--target", "loihi7-sim"], "unknown target 'loihi7-sim'; valid targets: loihi1-sim, "
-         "loihi2-lava, loihi2-sim, spinnaker2-sim, truenorth-sim"),
+        (
+            ["--target", "loihi7-sim"],
+            "unknown target 'loihi7-sim'; valid targets: loihi1-sim, "
+            "loihi2-lava, loihi2-sim, spinnaker2-sim, truenorth-sim",
+        ),
         (["-T", "0"], "outside the supported range 1..256"),
         (["-T", "500"], "outside the supported range 1..256"),
         (["--model", "/nonexistent/model/dir"], "could not load '/nonexistent/model/dir'"),
@@ -90,8 +112,23 @@ def test_existing_output_dir_needs_force(tiny_artifact, tiny_gpt2_dir):
 def test_force_replaces_and_leaves_no_partial_dirs(tmp_path, tiny_gpt2_dir):
     out = tmp_path / "a"
     for _ in range(2):
-        assert main(["compile", "--model", str(tiny_gpt2_dir), "-T", "4", "--output-dir",
-                     str(out), "--calibration-passages", "1", "--force"]) == 0
+        assert (
+            main(
+                [
+                    "compile",
+                    "--model",
+                    str(tiny_gpt2_dir),
+                    "-T",
+                    "4",
+                    "--output-dir",
+                    str(out),
+                    "--calibration-passages",
+                    "1",
+                    "--force",
+                ]
+            )
+            == 0
+        )
     assert [p.name for p in tmp_path.iterdir()] == ["a"]
 
 

@@ -1,7 +1,8 @@
 """The converted graphs against the Hugging Face forward itself (``model(ids).logits``).
 
 Every graph is run the way ``stac compile`` runs its prompt (:mod:`stac.pipeline`'s lower and
-run on the ``loihi2-sim`` backend), on the converted graph before the passes (the quantise pass rounds
+run on the ``loihi2-sim`` backend), on the converted graph before the passes (the quantise pass
+rounds
 the weights to the chip's 8 bits on purpose, so only the converted graph can equal the float
 model exactly).
 
@@ -57,10 +58,16 @@ def tiny_llama_dir(tmp_path_factory, smollm2) -> Path:
     heads), an LM head not tied to the embedding, SmolLM2's tokenizer."""
     path = tmp_path_factory.mktemp("tiny-llama")
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(smollm2.tokenizer), hidden_size=64,
-                         intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=256,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(smollm2.tokenizer),
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+    )
     LlamaForCausalLM(config).save_pretrained(path)
     smollm2.tokenizer.save_pretrained(path)
     return path
@@ -84,8 +91,9 @@ def graph(smollm2):
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_float_path_equals_transformers_on_random_models(random_models, family, sim_target,
-                                                         prompt_ids):
+def test_float_path_equals_transformers_on_random_models(
+    random_models, family, sim_target, prompt_ids
+):
     loaded = random_models[family]
     g = convert(loaded, ConversionConfig(timesteps=16, calibration_passages=2))
     ref = hf_logits(loaded, prompt_ids)
@@ -105,16 +113,19 @@ def test_float_path_equals_transformers_on_smollm2(graph, smollm2, sim_target, p
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
-def test_spiking_logits_approach_transformers_as_one_over_t(random_models, family, sim_target,
-                                                            prompt_ids):
+def test_spiking_logits_approach_transformers_as_one_over_t(
+    random_models, family, sim_target, prompt_ids
+):
     """Relative error ||snn - hf|| / ||hf - mean||: first order in 1 / T (see the module
     docstring), so T times it stays in a band; at T = 256 it is half a percent."""
     loaded = random_models[family]
     g = convert(loaded, ConversionConfig(timesteps=16, calibration_passages=2, token_gain=True))
     ref = hf_logits(loaded, prompt_ids)
     spread = (ref - ref.mean(-1, keepdim=True)).norm()
-    rel = {t: float((run(g, sim_target, prompt_ids, t) - ref).norm() / spread)
-           for t in (4, 16, 64, 256)}
+    rel = {
+        t: float((run(g, sim_target, prompt_ids, t) - ref).norm() / spread)
+        for t in (4, 16, 64, 256)
+    }
     assert all(1.0 <= t * e <= 1.5 for t, e in rel.items()), rel
     assert rel[256] < 0.006, rel
 
@@ -134,8 +145,9 @@ def test_agreement_with_the_float_model_at_large_t(fidelity):
 def test_fidelity_improves_with_timesteps(fidelity):
     assert fidelity[8].top1_agreement < fidelity[16].top1_agreement < fidelity[32].top1_agreement
     assert fidelity[8].mean_kl > fidelity[16].mean_kl > fidelity[32].mean_kl
-    assert fidelity[8].perplexity_ratio > fidelity[16].perplexity_ratio > \
-        fidelity[32].perplexity_ratio
+    assert (
+        fidelity[8].perplexity_ratio > fidelity[16].perplexity_ratio > fidelity[32].perplexity_ratio
+    )
     assert fidelity[16].top1_agreement >= 0.5
 
 

@@ -36,14 +36,35 @@ def _with(profile, **sections):
 def round_chip():
     return _with(
         load_profile("loihi2"),
-        energy_pj={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "spike": 0.0,
-                   "message_in": 0.0},
-        latency_ns={"synop": 1.0, "neuron_update": 2.0, "spike_out": 4.0, "barrier": 100.0,
-                    "spike": 0.0, "message_in": 0.0, "barrier_by_tiles": {}},
-        host_link={"bandwidth_gb_s": 1.0, "latency_us": 1.0, "energy_pj_per_byte": 1.0,
-                   "bytes_per_value": 4},
-        mesh={"tiles_x": 2, "tiles_y": 2, "cores_per_tile": 32, "hop_energy_pj": 8.0,
-              "hop_latency_ns": 1.0},
+        energy_pj={
+            "synop": 1.0,
+            "neuron_update": 2.0,
+            "spike_out": 4.0,
+            "spike": 0.0,
+            "message_in": 0.0,
+        },
+        latency_ns={
+            "synop": 1.0,
+            "neuron_update": 2.0,
+            "spike_out": 4.0,
+            "barrier": 100.0,
+            "spike": 0.0,
+            "message_in": 0.0,
+            "barrier_by_tiles": {},
+        },
+        host_link={
+            "bandwidth_gb_s": 1.0,
+            "latency_us": 1.0,
+            "energy_pj_per_byte": 1.0,
+            "bytes_per_value": 4,
+        },
+        mesh={
+            "tiles_x": 2,
+            "tiles_y": 2,
+            "cores_per_tile": 32,
+            "hop_energy_pj": 8.0,
+            "hop_latency_ns": 1.0,
+        },
         chip={"static_power_w": 1.0},
     )
 
@@ -64,7 +85,8 @@ def _encoder_graph(placement=None):
 
 
 STATS = {  # one token, T = 4
-    "input": NodeStats(), "output": NodeStats(),
+    "input": NodeStats(),
+    "output": NodeStats(),
     "norm": NodeStats(host_flops=12),
     "enc": NodeStats(spikes=5, neuron_updates=12),
     "lin": NodeStats(synops=10, neuron_updates=8),
@@ -75,10 +97,17 @@ HOST = {"unit": "host"}
 def _placed(enc_route=None, lin_extra=None):
     """The encoder on 1 core, the linear map on 2 (hand placement, as the passes record it)."""
     enc = {"unit": "chip", "cores": 1, "neurons": 3, "synapse_bytes": 0, **(enc_route or {})}
-    lin = {"unit": "chip", "cores": 2, "neurons": 2, "synapse_bytes": 6, "col_blocks": 1,
-           "dest_cores_per_spike": 0.0, "hops_per_spike": 0.0, **(lin_extra or {})}
-    return _encoder_graph({"input": HOST, "norm": HOST, "output": HOST, "enc": enc,
-                           "lin": lin})
+    lin = {
+        "unit": "chip",
+        "cores": 2,
+        "neurons": 2,
+        "synapse_bytes": 6,
+        "col_blocks": 1,
+        "dest_cores_per_spike": 0.0,
+        "hops_per_spike": 0.0,
+        **(lin_extra or {}),
+    }
+    return _encoder_graph({"input": HOST, "norm": HOST, "output": HOST, "enc": enc, "lin": lin})
 
 
 ROUTED = {"dest_cores_per_spike": 2.0, "hops_per_spike": 3.0, "chip_crossings_per_spike": 0.0}
@@ -86,8 +115,9 @@ ROUTED = {"dest_cores_per_spike": 2.0, "hops_per_spike": 3.0, "chip_crossings_pe
 
 def test_stage_cost_by_hand(round_chip):
     host = load_profile(round_chip.host)
-    rows = {r.node: r for r in node_costs(_placed(ROUTED), STATS, round_chip, host, steps=4,
-                                          tokens=1)}
+    rows = {
+        r.node: r for r in node_costs(_placed(ROUTED), STATS, round_chip, host, steps=4, tokens=1)
+    }
     enc, lin, norm = rows["enc"], rows["lin"], rows["norm"]
     # encoder: 5 spikes x 2 destination cores = 10 messages, 5 x 3 = 15 hops;
     # 12 updates x 2 pJ + 10 messages x 4 pJ + 15 hops x 8 pJ = 184 pJ
@@ -117,8 +147,11 @@ def test_stage_cost_by_hand(round_chip):
     assert total["link_energy_j"] == pytest.approx(20e-12)
     assert total["chip_static_energy_j"] == pytest.approx(1.0 * total["latency_s"])
     assert total["energy_j"] == pytest.approx(
-        total["chip_dynamic_energy_j"] + total["chip_static_energy_j"] + total["host_energy_j"]
-        + 20e-12)
+        total["chip_dynamic_energy_j"]
+        + total["chip_static_energy_j"]
+        + total["host_energy_j"]
+        + 20e-12
+    )
     assert total["spike_rate"] == pytest.approx(5 / 12)
     assert summary["notes"] == []
 
@@ -131,15 +164,23 @@ def test_graded_spikes_are_priced_as_messages_and_said(round_chip):
     assert [r.chip_energy_j for r in rows] == [r.chip_energy_j for r in binary]
     summary = summarise(rows, round_chip, 1, 3)
     assert summary["total"]["spike_bits"] == 15
-    assert any("3.00 bits per spike on average, priced as one message" in n
-               for n in summary["notes"])
+    assert any(
+        "3.00 bits per spike on average, priced as one message" in n for n in summary["notes"]
+    )
 
 
 def test_soma_spike_and_message_receive_by_hand(round_chip):
-    chip = _with(round_chip, energy_pj={"spike": 10.0, "message_in": 1.0},
-                 latency_ns={"spike": 2.0, "message_in": 3.0})
-    rows = {r.node: r for r in node_costs(_placed(ROUTED), STATS, chip,
-                                          load_profile("host-cpu"), steps=4, tokens=1)}
+    chip = _with(
+        round_chip,
+        energy_pj={"spike": 10.0, "message_in": 1.0},
+        latency_ns={"spike": 2.0, "message_in": 3.0},
+    )
+    rows = {
+        r.node: r
+        for r in node_costs(
+            _placed(ROUTED), STATS, chip, load_profile("host-cpu"), steps=4, tokens=1
+        )
+    }
     enc, lin = rows["enc"], rows["lin"]
     # encoder: 184 pJ as above + 5 fired neurons x 10 pJ; the linear map receives its 10
     # messages: 26 pJ + 10 x 1 pJ
@@ -154,16 +195,21 @@ def test_soma_spike_and_message_receive_by_hand(round_chip):
     assert chip_s == pytest.approx(5 * 120e-9)
 
 
-@pytest.mark.parametrize("cores_per_tile, lin_first_core, barrier_ns", [
-    (32, 0, 100.0),  # 2 cores used, 1 tile: below every table entry, the barrier field
-    (1, 0, 500.0),  # 2 tiles: the entry for 2
-    (1, 1, 500.0),  # 3 tiles: the largest entry not above 3 is 2's
-    (1, 3, 900.0),  # 5 tiles: 4's
-])
-def test_barrier_follows_the_mapped_tiles(round_chip, cores_per_tile, lin_first_core,
-                                          barrier_ns):
-    chip = _with(round_chip, latency_ns={"barrier_by_tiles": {2: 500.0, 4: 900.0}},
-                 mesh={"cores_per_tile": cores_per_tile})
+@pytest.mark.parametrize(
+    "cores_per_tile, lin_first_core, barrier_ns",
+    [
+        (32, 0, 100.0),  # 2 cores used, 1 tile: below every table entry, the barrier field
+        (1, 0, 500.0),  # 2 tiles: the entry for 2
+        (1, 1, 500.0),  # 3 tiles: the largest entry not above 3 is 2's
+        (1, 3, 900.0),  # 5 tiles: 4's
+    ],
+)
+def test_barrier_follows_the_mapped_tiles(round_chip, cores_per_tile, lin_first_core, barrier_ns):
+    chip = _with(
+        round_chip,
+        latency_ns={"barrier_by_tiles": {2: 500.0, 4: 900.0}},
+        mesh={"cores_per_tile": cores_per_tile},
+    )
     graph = _placed(ROUTED, {"first_core": lin_first_core})
     rows = {r.node: r for r in node_costs(graph, STATS, chip, load_profile("host-cpu"), 4, 1)}
     chip_s = rows["enc"].latency_s + rows["lin"].latency_s - rows["enc"].link_latency_s
@@ -178,19 +224,30 @@ def test_graded_spikes_upper_bound_prices_each_bit_as_a_message(round_chip):
     # encoder's core step 16 + 2 x 10 x 4 / 4 = 36 ns, so the stage 5 x 20 ns longer
     assert total["graded_upper_latency_s"] == pytest.approx(total["latency_s"] + 100e-9)
     assert total["graded_upper_energy_j"] == pytest.approx(
-        total["energy_j"] + 320e-12 + 1.0 * 100e-9)  # static 1 W x the longer token
-    binary = summarise(node_costs(_placed(ROUTED), STATS, round_chip,
-                                  load_profile("host-cpu"), 4, 1), round_chip, 1, 3)["total"]
+        total["energy_j"] + 320e-12 + 1.0 * 100e-9
+    )  # static 1 W x the longer token
+    binary = summarise(
+        node_costs(_placed(ROUTED), STATS, round_chip, load_profile("host-cpu"), 4, 1),
+        round_chip,
+        1,
+        3,
+    )["total"]
     assert (binary["graded_upper_energy_j"], binary["graded_upper_latency_s"]) == (
-        pytest.approx(binary["energy_j"]), pytest.approx(binary["latency_s"]))
+        pytest.approx(binary["energy_j"]),
+        pytest.approx(binary["latency_s"]),
+    )
 
 
-@pytest.mark.parametrize("link, bottleneck, stage_s", [
-    ({}, "host link", 2.02e-6),  # two transfers of 1 us + 12 / 8 ns each
-    ({"latency_us": 0.0, "bandwidth_gb_s": 1000.0}, "chip stage 0", 5 * 117.5e-9),
-])
-def test_pipeline_throughput_is_one_item_per_slowest_resource(round_chip, link, bottleneck,
-                                                               stage_s):
+@pytest.mark.parametrize(
+    "link, bottleneck, stage_s",
+    [
+        ({}, "host link", 2.02e-6),  # two transfers of 1 us + 12 / 8 ns each
+        ({"latency_us": 0.0, "bandwidth_gb_s": 1000.0}, "chip stage 0", 5 * 117.5e-9),
+    ],
+)
+def test_pipeline_throughput_is_one_item_per_slowest_resource(
+    round_chip, link, bottleneck, stage_s
+):
     chip = _with(round_chip, host_link=link)
     rows = node_costs(_placed(ROUTED), STATS, chip, load_profile("host-cpu"), 4, 1)
     total = summarise(rows, chip, 1, 3)["total"]
@@ -202,8 +259,12 @@ def test_pipeline_throughput_is_one_item_per_slowest_resource(round_chip, link, 
 
 def test_partial_sums_of_split_layers_travel_every_step(round_chip):
     split = {"col_blocks": 2, "dest_cores_per_spike": 0.5, "hops_per_spike": 1.0}
-    rows = {r.node: r for r in node_costs(_placed(ROUTED, split), STATS, round_chip,
-                                          load_profile("host-cpu"), steps=4, tokens=1)}
+    rows = {
+        r.node: r
+        for r in node_costs(
+            _placed(ROUTED, split), STATS, round_chip, load_profile("host-cpu"), steps=4, tokens=1
+        )
+    }
     # 2 output channels x 4 steps = 8 channel-steps, each 0.5 accumulator messages and 1 hop
     # (the place pass sums hops over a spike's destination cores)
     assert (rows["lin"].messages, rows["lin"].hops) == (4, 8)
@@ -235,21 +296,22 @@ def test_two_neurons_per_signed_channel_double_the_updates_not_the_spike_rate():
     rows = node_costs(graph, STATS, loihi1, load_profile(loihi1.host), steps=4, tokens=1)
     enc = next(r for r in rows if r.node == "enc")
     assert enc.chip_neuron_updates == 2 * enc.neuron_updates == 24
-    assert enc.update_energy_j == pytest.approx(24 * loihi1.get("energy_pj", "neuron_update")
-                                                * 1e-12)
+    assert enc.update_energy_j == pytest.approx(
+        24 * loihi1.get("energy_pj", "neuron_update") * 1e-12
+    )
     assert summarise(rows, loihi1, 1, 2)["total"]["spike_rate"] == pytest.approx(5 / 12)
 
 
 def test_spike_driven_work_left_on_the_host_is_priced_there_and_said():
     loihi2 = load_profile("loihi2")
     no_affine = dataclasses.replace(  # a chip whose [ops] table lacks Affine
-        loihi2, name="no-affine", ops={k: v for k, v in loihi2.ops.items() if k != "Affine"})
+        loihi2, name="no-affine", ops={k: v for k, v in loihi2.ops.items() if k != "Affine"}
+    )
     nodes = dict(_encoder_graph().nodes)
     nodes["lin"] = nir.Affine(weight=np.ones((2, 3), np.float32), bias=np.zeros(2, np.float32))
     graph = run_passes(make_graph(nodes, _encoder_graph().edges, {}), no_affine)
     assert not node_placement(graph.nodes["lin"]).on_chip
-    rows = {r.node: r for r in node_costs(graph, STATS, no_affine, load_profile("host-cpu"),
-                                          4, 1)}
+    rows = {r.node: r for r in node_costs(graph, STATS, no_affine, load_profile("host-cpu"), 4, 1)}
     assert rows["lin"].chip_energy_j == 0 and rows["lin"].host_flops == 10
     assert rows["enc"].messages == 5  # every spike leaves the chip for the host
     assert "lin (Affine) runs on the host on no-affine" in rows["lin"].notes[0]
@@ -258,7 +320,8 @@ def test_spike_driven_work_left_on_the_host_is_priced_there_and_said():
 def test_a_spiking_neuron_left_on_the_host_costs_the_host_profiles_flops_per_update():
     loihi2 = load_profile("loihi2")
     no_if = dataclasses.replace(  # a chip whose [ops] table lacks SignedIF
-        loihi2, name="no-if", ops={k: v for k, v in loihi2.ops.items() if k != "SignedIF"})
+        loihi2, name="no-if", ops={k: v for k, v in loihi2.ops.items() if k != "SignedIF"}
+    )
     host = _with(load_profile("host-cpu"), host={"flops_per_neuron_update": 7})
     graph = run_passes(_encoder_graph(), no_if)
     assert not node_placement(graph.nodes["enc"]).on_chip
@@ -271,8 +334,9 @@ def test_missing_profile_field_names_field_and_profile():
     loihi2 = load_profile("loihi2")
     broken = dataclasses.replace(loihi2, values={**loihi2.values, "mesh": {}})
     with pytest.raises(StacError, match=r"loihi2 .*has no field 'mesh.hop_energy_pj'"):
-        node_costs(run_passes(_encoder_graph(), loihi2), STATS, broken,
-                   load_profile("host-cpu"), 4, 1)
+        node_costs(
+            run_passes(_encoder_graph(), loihi2), STATS, broken, load_profile("host-cpu"), 4, 1
+        )
 
 
 def test_dense_roofline_by_hand():
@@ -302,8 +366,12 @@ def multi_report(tiny_gpt2_artifact, tmp_path_factory):
 def test_report_writes_json_markdown_and_plots(multi_report):
     out, report = multi_report
     assert {p.name for p in out.iterdir()} == {
-        "report.json", "report.md", "energy_breakdown.png", "spike_rate.png",
-        "core_utilisation.png"}
+        "report.json",
+        "report.md",
+        "energy_breakdown.png",
+        "spike_rate.png",
+        "core_utilisation.png",
+    }
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
     data = json.loads((out / "report.json").read_text())
@@ -331,18 +399,21 @@ def test_report_rows_are_consistent(multi_report):
     assert len(chips) == 3 and not any("error" in t for t in chips)
     for t in chips:
         total = t["total"]
-        assert total["energy_j"] == pytest.approx(total["chip_dynamic_energy_j"]
-                                                  + total["chip_static_energy_j"]
-                                                  + total["host_energy_j"]
-                                                  + total["link_energy_j"])
+        assert total["energy_j"] == pytest.approx(
+            total["chip_dynamic_energy_j"]
+            + total["chip_static_energy_j"]
+            + total["host_energy_j"]
+            + total["link_energy_j"]
+        )
         assert total["link_bytes"] > 0 and total["link_latency_s"] > 0
         assert 0 < total["pipeline_stage_s"] <= total["latency_s"]
         assert total["pipeline_items_per_s"] >= total["tokens_per_s"]
         assert total["tokens_per_s"] == pytest.approx(1 / total["latency_s"])
         for key in ("synops", "spikes", "latency_s", "chip_energy_j"):
             layers = sum(layer[key] for layer in t["layers"].values())
-            assert layers == pytest.approx(total[key if key != "chip_energy_j"
-                                                 else "chip_dynamic_energy_j"])
+            assert layers == pytest.approx(
+                total[key if key != "chip_energy_j" else "chip_dynamic_energy_j"]
+            )
         assert set(t["layers"]) == {"embed", "layer0", "layer1", "head"}
         assert 0 < total["spike_rate"] < 1
     # each target simulates the network re-quantised to its widths: same shape, so the same
@@ -369,15 +440,19 @@ def _fails(capsys, *argv):
     return err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--targets", "loihi2,loihi9"], "unknown target 'loihi9'; known profiles: h100"),
-    (["--targets", "loihi2,,h100"], "comma-separated list"),
-    (["--targets", "loihi2,/nonexistent/chip.toml"], "cannot be read"),
-    (["--prompt", "  "], "the prompt is empty"),
-    (["--baseline", "loihi2"], "is a neuromorphic profile"),
-])
-def test_bad_input_is_one_line_and_writes_nothing(tiny_gpt2_artifact, tmp_path, capsys, args,
-                                                  message):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--targets", "loihi2,loihi9"], "unknown target 'loihi9'; known profiles: h100"),
+        (["--targets", "loihi2,,h100"], "comma-separated list"),
+        (["--targets", "loihi2,/nonexistent/chip.toml"], "cannot be read"),
+        (["--prompt", "  "], "the prompt is empty"),
+        (["--baseline", "loihi2"], "is a neuromorphic profile"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    tiny_gpt2_artifact, tmp_path, capsys, args, message
+):
     out = tmp_path / "out"
     err = _fails(capsys, "report", str(tiny_gpt2_artifact), "--output-dir", str(out), *args)
     assert message in err
@@ -407,8 +482,19 @@ def test_existing_output_needs_force(multi_report, tiny_gpt2_artifact, capsys):
 
 def test_cli_prints_the_per_token_table(tiny_gpt2_artifact, tmp_path, capsys):
     out = tmp_path / "r"
-    assert main(["report", str(tiny_gpt2_artifact), "--targets", "loihi2,truenorth,h100",
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "report",
+                str(tiny_gpt2_artifact),
+                "--targets",
+                "loihi2,truenorth,h100",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "loihi2" in printed and "truenorth" in printed and "float bf16" in printed
     assert (out / "report.md").is_file()
@@ -428,15 +514,27 @@ def test_report_on_the_bundled_model(smollm2_artifact, tmp_path):
     assert 2.0e8 < gpu["total"]["bytes"] < 3.0e8
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "{ two = 1000.0 }",
-     "'latency_ns.barrier_by_tiles' has key 'two'"),
-    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "{ 2 = -1.0 }",
-     "'latency_ns.barrier_by_tiles.2' must be a number >= 0"),
-    ("{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }", "1000.0",
-     "'latency_ns.barrier_by_tiles' must be a table"),
-    ("\n[host_link]", "\n[host_lnk]", "unknown field .host_lnk."),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }",
+            "{ two = 1000.0 }",
+            "'latency_ns.barrier_by_tiles' has key 'two'",
+        ),
+        (
+            "{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }",
+            "{ 2 = -1.0 }",
+            "'latency_ns.barrier_by_tiles.2' must be a number >= 0",
+        ),
+        (
+            "{ 2 = 1000.0, 4 = 1400.0, 29 = 1800.0 }",
+            "1000.0",
+            "'latency_ns.barrier_by_tiles' must be a table",
+        ),
+        ("\n[host_link]", "\n[host_lnk]", "unknown field .host_lnk."),
+    ],
+)
 def test_new_profile_fields_are_checked(tmp_path, old, new, message):
     from stac.profiles import PROFILE_DIR, load_profile_file
 

@@ -13,8 +13,21 @@ from stac.cli import main
 @pytest.fixture(scope="module")
 def full_artifact(tmp_path_factory, tiny_gpt2_dir):
     out = tmp_path_factory.mktemp("full") / "tiny-full"
-    rc = main(["compile", "--model", str(tiny_gpt2_dir), "--mode", "full", "-T", "4",
-               "--calibration-passages", "1", "--output-dir", str(out)])
+    rc = main(
+        [
+            "compile",
+            "--model",
+            str(tiny_gpt2_dir),
+            "--mode",
+            "full",
+            "-T",
+            "4",
+            "--calibration-passages",
+            "1",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     return out
 
@@ -33,8 +46,20 @@ def test_full_mode_artifact_reports_its_coding(full_artifact):
 
 def test_eval_writes_table_json_and_plot(full_artifact, tmp_path, capsys):
     js, png = tmp_path / "eval.json", tmp_path / "eval.png"
-    rc = main(["eval", str(full_artifact), "--timesteps", "4,2", "--json", str(js),
-               "--plot", str(png), "--max-tokens", "400"])
+    rc = main(
+        [
+            "eval",
+            str(full_artifact),
+            "--timesteps",
+            "4,2",
+            "--json",
+            str(js),
+            "--plot",
+            str(png),
+            "--max-tokens",
+            "400",
+        ]
+    )
     assert rc == 0
     doc = json.loads(js.read_text())
     assert doc["schema_version"] == 1 and doc["mode"] == "full"
@@ -49,19 +74,25 @@ def test_eval_writes_table_json_and_plot(full_artifact, tmp_path, capsys):
     assert "top-1 agree" in out and "bits/spike" in out
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--timesteps", "4,x"], "not an integer"),
-    (["--timesteps", "0,4"], "outside"),
-    (["--timesteps", "4,4"], "twice"),
-    (["--text", "SHORT"], "one window of 128 needs 127"),
-    (["--text", "MISSING"], "does not exist"),
-])
-def test_eval_bad_input_is_one_line_and_writes_nothing(full_artifact, tmp_path, capsys, args,
-                                                       message):
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--timesteps", "4,x"], "not an integer"),
+        (["--timesteps", "0,4"], "outside"),
+        (["--timesteps", "4,4"], "twice"),
+        (["--text", "SHORT"], "one window of 128 needs 127"),
+        (["--text", "MISSING"], "does not exist"),
+    ],
+)
+def test_eval_bad_input_is_one_line_and_writes_nothing(
+    full_artifact, tmp_path, capsys, args, message
+):
     short = tmp_path / "short.txt"
     short.write_text("Too short a text.")
-    args = [str(short) if a == "SHORT" else str(tmp_path / "nope.txt") if a == "MISSING" else a
-            for a in args]
+    args = [
+        str(short) if a == "SHORT" else str(tmp_path / "nope.txt") if a == "MISSING" else a
+        for a in args
+    ]
     js = tmp_path / "e.json"
     rc = main(["eval", str(full_artifact), "--json", str(js), *args])
     err = capsys.readouterr().err.strip()
@@ -88,7 +119,22 @@ def test_full_mode_options_need_full_mode(capsys):
 
 def test_binary_chip_refuses_graded_full_mode(tiny_gpt2_dir, tmp_path, capsys):
     out = tmp_path / "l1"
-    rc = main(["compile", "--model", str(tiny_gpt2_dir), "--mode", "full", "-T", "4",
-               "--calibration-passages", "1", "--target", "loihi1-sim", "--output-dir", str(out)])
+    rc = main(
+        [
+            "compile",
+            "--model",
+            str(tiny_gpt2_dir),
+            "--mode",
+            "full",
+            "-T",
+            "4",
+            "--calibration-passages",
+            "1",
+            "--target",
+            "loihi1-sim",
+            "--output-dir",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "--payload-bits 1" in err and not out.exists()

@@ -17,9 +17,18 @@ from stac.sim.neurons import signed_if_scan
 # PyLifModelBitAcc; src/lava/proc/dense/models.py PyDenseModelBitAcc).
 # The weight exponent's range is not in Lava (it shifts by any weight_exp); -8..7 is the
 # bundled loihi2 profile's.
-LAVA = fx.LoihiFormat(state_bits=24, decay_bits=12, threshold_bits=17, threshold_shift=6,
-                      bias_mantissa_bits=13, bias_exp_bits=3, input_bits=16, weight_bits=8,
-                      weight_exp_min=-8, weight_exp_max=7)
+LAVA = fx.LoihiFormat(
+    state_bits=24,
+    decay_bits=12,
+    threshold_bits=17,
+    threshold_shift=6,
+    bias_mantissa_bits=13,
+    bias_exp_bits=3,
+    input_bits=16,
+    weight_bits=8,
+    weight_exp_min=-8,
+    weight_exp_max=7,
+)
 
 
 def t(*values: int) -> torch.Tensor:
@@ -57,8 +66,9 @@ def test_reproduces_the_nir_papers_lava_fixed_point_lif_run_bit_for_bit():
     spikes_in = torch.as_tensor(rows[:, 0:1], dtype=torch.int64)
     weights = lh.prepare_dense_weights(torch.tensor([[int(0.04 * 256)]]), LAVA)
     dense = lh.DenseFixedParams(weights, weight_exp=0, graded=False)
-    lif = lh.lif_params(du=int(1.0 * 4095), dv=int(0.04 * 4095), vth=int(0.1 * 131071) >> 9,
-                        fmt=LAVA)
+    lif = lh.lif_params(
+        du=int(1.0 * 4095), dv=int(0.04 * 4095), vth=int(0.1 * 131071) >> 9, fmt=LAVA
+    )
     d_state, l_state = lh.dense_initial_state((1,)), lh.lif_initial_state((1,))
     volts, spikes = [], []
     for s in spikes_in:
@@ -111,8 +121,9 @@ def test_spike_needs_voltage_strictly_above_shifted_threshold_and_resets_to_zero
 
 def test_bias_mantissa_and_exponent():
     # 3 << 2 = 12; -5 with exponent -1 is an arithmetic shift: -5 >> 1 = -3
-    assert lif_step([0, 0], [0, 0], [0, 0], du=4095, dv=0, vth=1000, bias_mant=t(3, -5),
-                    bias_exp=t(2, -1))[2] == [12, -3]
+    assert lif_step(
+        [0, 0], [0, 0], [0, 0], du=4095, dv=0, vth=1000, bias_mant=t(3, -5), bias_exp=t(2, -1)
+    )[2] == [12, -3]
 
 
 def test_current_wraps_once_past_24_bits_and_plus_two_pow_23_stays():
@@ -197,14 +208,17 @@ def test_dense_accumulator_overflow_is_refused_unless_lava_python_behaviour_is_a
     w = torch.full((1, 200), 255, dtype=torch.int64)  # 200 x 255 = 51000 > 2**15 - 1
     p = lh.DenseFixedParams(w, weight_exp=0, graded=False)
     with pytest.raises(StacError, match="overflows the 16-bit dendritic accumulator"):
-        lh.dense_fixed_step(torch.ones(200, dtype=torch.int64), lh.dense_initial_state((1,)),
-                            p, LAVA)
-    _, state = lh.dense_fixed_step(torch.ones(200, dtype=torch.int64),
-                                   lh.dense_initial_state((1,)), p, LAVA, strict=False)
+        lh.dense_fixed_step(
+            torch.ones(200, dtype=torch.int64), lh.dense_initial_state((1,)), p, LAVA
+        )
+    _, state = lh.dense_fixed_step(
+        torch.ones(200, dtype=torch.int64), lh.dense_initial_state((1,)), p, LAVA, strict=False
+    )
     assert state.a_buff.tolist() == [51000]
     # Lava sends the buffer through an int32 channel: past 32 bits it wraps
-    out, _ = lh.dense_fixed_step(t(0), lh.DenseFixedState(t(2**31 + 5)),
-                                 lh.DenseFixedParams(t(1)[None], 0, False), LAVA)
+    out, _ = lh.dense_fixed_step(
+        t(0), lh.DenseFixedState(t(2**31 + 5)), lh.DenseFixedParams(t(1)[None], 0, False), LAVA
+    )
     assert out.tolist() == [-(2**31) + 5]
 
 
@@ -232,19 +246,30 @@ def test_signed_if_saturates_its_potential():
     assert int(s[0]) == 1 and int(state.v[0]) == top - 2**20
 
 
-@pytest.mark.parametrize("max_payload, per_step, onset", [
-    (1, True, False), (1, False, False), (3, True, False), (3, False, True), (7, False, False),
-])
-def test_integer_signed_if_matches_the_float_reference_spike_for_spike(max_payload, per_step,
-                                                                       onset):
+@pytest.mark.parametrize(
+    "max_payload, per_step, onset",
+    [
+        (1, True, False),
+        (1, False, False),
+        (3, True, False),
+        (3, False, True),
+        (7, False, False),
+    ],
+)
+def test_integer_signed_if_matches_the_float_reference_spike_for_spike(
+    max_payload, per_step, onset
+):
     gen = torch.Generator().manual_seed(max_payload)
     theta = torch.randint(1, 200, (512,), generator=gen)
-    drive = torch.randint(-300 * max_payload, 300 * max_payload,
-                          (16, 512) if per_step else (512,), generator=gen)
-    ref = signed_if_scan(drive.double(), theta.double(), 16, per_step=per_step,
-                         max_payload=max_payload, onset=onset)
-    fixed = nrn.signed_if_fixed_scan(drive, theta, 16, LAVA, per_step=per_step,
-                                    max_payload=max_payload, onset=onset)
+    drive = torch.randint(
+        -300 * max_payload, 300 * max_payload, (16, 512) if per_step else (512,), generator=gen
+    )
+    ref = signed_if_scan(
+        drive.double(), theta.double(), 16, per_step=per_step, max_payload=max_payload, onset=onset
+    )
+    fixed = nrn.signed_if_fixed_scan(
+        drive, theta, 16, LAVA, per_step=per_step, max_payload=max_payload, onset=onset
+    )
     assert torch.equal(fixed, ref.to(torch.int64))
     assert int(fixed.abs().max()) == max_payload  # graded payloads are exercised
     assert int(fixed.abs().sum()) > 1000  # the comparison covers many spikes
@@ -271,8 +296,11 @@ def test_quantised_float_drive_follows_the_float_encoder():
     assert int(theta_q[0]) == 2**21 and int(x_q.abs().max()) < 2**23
     # an onset drive of 16 steps at once needs 17 thresholds of headroom: 2**(23 - 5)
     assert int(nrn.quantise_drive(drive, threshold, LAVA, headroom=17)[1][0]) == 2**18
-    fixed, _ = fx.scan(lambda x, st: nrn.signed_if_fixed_step(x, st, theta_q, LAVA),
-                       x_q.expand(steps, -1), nrn.SignedIFFixedState(torch.zeros_like(x_q)))
+    fixed, _ = fx.scan(
+        lambda x, st: nrn.signed_if_fixed_step(x, st, theta_q, LAVA),
+        x_q.expand(steps, -1),
+        nrn.SignedIFFixedState(torch.zeros_like(x_q)),
+    )
     ref = signed_if_scan(drive, threshold, steps, per_step=False).to(torch.int64)
     assert (fixed == ref).float().mean() > 0.999
     decoded = fixed.double().mean(0) * threshold.double()
@@ -301,11 +329,13 @@ def test_the_executor_core_refuses_a_node_type_its_table_lacks_by_name():
     nodes = {"a": 1, "b": "two"}
     with pytest.raises(StacError, match=r"the x run has no semantics for node 'b' \(str\)"):
         Executor.from_edges(nodes, [("a", "b")], ["a", "b"]).sweep(
-            lambda name, node, inputs: lookup({int: 0}, name, node, "the x run"))
+            lambda name, node, inputs: lookup({int: 0}, name, node, "the x run")
+        )
     with pytest.raises(StacError, match=r"node\(s\) b \(str\); supported types: int"):
         check_supported(nodes, [int], "the x run")
     # back edges read the previous sweep; forward edges this sweep's values
-    core = Executor.from_edges({"x": 0, "y": 0}, [("x", "y"), ("y", "x")], ["x", "y"],
-                               back=[("y", "x")])
+    core = Executor.from_edges(
+        {"x": 0, "y": 0}, [("x", "y"), ("y", "x")], ["x", "y"], back=[("y", "x")]
+    )
     out = core.sweep(lambda name, node, inputs: sum(inputs) + 1, prev={"y": 10})
     assert out == {"x": 11, "y": 12}

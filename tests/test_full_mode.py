@@ -18,7 +18,6 @@ from stac.eval import evaluate, float_logits, windows
 from stac.frontend import ConversionConfig, convert, load_model
 from stac.frontend.calibrate import encoder_quantiser
 from stac.frontend.gpt2 import neuron_inputs as gpt2_inputs
-from stac.frontend.llama import neuron_inputs as llama_inputs
 from stac.ir.nodes import SignedIF
 from stac.sim.semantics import SEMANTICS, RunContext
 from stac.sim.signal import Signal
@@ -90,6 +89,7 @@ def _quantised_ann_logits(model, graph, neuron_inputs, ids, steps):
 
         def hook(mod, args, theta=theta, k=node.max_payload):
             return (encoder_quantiser(args[0], theta, steps, k),)
+
         handles.append(module.register_forward_pre_hook(hook))
     try:
         with torch.no_grad():
@@ -107,12 +107,17 @@ def test_whole_small_model_equals_its_quantised_ann(tiny_gpt2_dir):
     # quantised weights are the graph's; the quantisers on the activations are the test's.
     with torch.no_grad():
         for i, block in enumerate(model.transformer.h):
-            for conv, node in ((block.attn.c_attn, f"layer{i}_qkv"),
-                               (block.attn.c_proj, f"layer{i}_o_proj"),
-                               (block.mlp.c_fc, f"layer{i}_fc"), (block.mlp.c_proj, f"layer{i}_down")):
+            for conv, node in (
+                (block.attn.c_attn, f"layer{i}_qkv"),
+                (block.attn.c_proj, f"layer{i}_o_proj"),
+                (block.mlp.c_fc, f"layer{i}_fc"),
+                (block.mlp.c_proj, f"layer{i}_down"),
+            ):
                 conv.weight.copy_(torch.as_tensor(graph.nodes[node].weight).T)
         model.lm_head.weight = torch.nn.Parameter(torch.as_tensor(graph.nodes["lm_head"].weight))
-    ids = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(
+        0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(1)
+    )
     ann = _quantised_ann_logits(model, graph, gpt2_inputs, ids, T)
     snn = Simulator(graph).run(RunContext(ids, steps=T))[0]["output"][0]
     # The two paths compute each encoder's input in a different float order (HF's attention
@@ -142,10 +147,17 @@ def test_full_mode_beats_simplified_on_the_bundled_model(full_smollm2, smollm2, 
 
 
 @pytest.mark.parametrize("payload_bits", [1, 8])
-def test_spike_rates_are_neither_zero_nor_saturated(smollm2, hamlet_ids, full_smollm2,
-                                                    payload_bits):
-    graph = full_smollm2 if payload_bits == 8 else convert(
-        smollm2, ConversionConfig(timesteps=T, mode="full", payload_bits=1, calibration_passages=4))
+def test_spike_rates_are_neither_zero_nor_saturated(
+    smollm2, hamlet_ids, full_smollm2, payload_bits
+):
+    graph = (
+        full_smollm2
+        if payload_bits == 8
+        else convert(
+            smollm2,
+            ConversionConfig(timesteps=T, mode="full", payload_bits=1, calibration_passages=4),
+        )
+    )
     _, stats = Simulator(graph).run(RunContext(hamlet_ids[None, 500:564], steps=T))
     rates = {n: stats[n].spikes / stats[n].neuron_updates for n in _encoders(graph)}
     dead = [n for n, r in rates.items() if r < 1e-3]

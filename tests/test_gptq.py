@@ -33,10 +33,14 @@ def layers(smollm2) -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor]
     ``X^T X`` from the 16 calibration windows full mode uses (two comedies)."""
     from stac.frontend.llama import neuron_inputs
 
-    modules = {n: m for n, m in neuron_inputs(smollm2.model).items()
-               if n.startswith(tuple(f"layer{i}_" for i in range(6)))}
-    hessians = input_hessians(smollm2.model, modules,
-                              calibration_windows(smollm2.tokenizer, 16, 128))
+    modules = {
+        n: m
+        for n, m in neuron_inputs(smollm2.model).items()
+        if n.startswith(tuple(f"layer{i}_" for i in range(6)))
+    }
+    hessians = input_hessians(
+        smollm2.model, modules, calibration_windows(smollm2.tokenizer, 16, 128)
+    )
     return modules, hessians
 
 
@@ -45,9 +49,12 @@ def test_gptq_keeps_real_layers_outputs_closer_on_held_out_text(smollm2, layers,
     (Measured on all 120 maps: median error 0.63x rounding to nearest's, worse on 1.)"""
     modules, hessians = layers
     seen: dict[str, np.ndarray] = {}
-    handles = [m.register_forward_pre_hook(
-        lambda _mod, a, n=n: seen.__setitem__(n, a[0][0].detach().to(torch.float64).numpy()))
-        for n, m in modules.items()]
+    handles = [
+        m.register_forward_pre_hook(
+            lambda _mod, a, n=n: seen.__setitem__(n, a[0][0].detach().to(torch.float64).numpy())
+        )
+        for n, m in modules.items()
+    ]
     with torch.no_grad():
         smollm2.model(hamlet_ids[1000:1256][None])
     for h in handles:
@@ -60,8 +67,10 @@ def test_gptq_keeps_real_layers_outputs_closer_on_held_out_text(smollm2, layers,
         assert np.array_equal(scale, scale_gptq)  # same grid: only the rounding differs
         assert np.abs(q_gptq).max() <= 127
         assert 0.01 < np.mean(q_gptq != q_rtn) < 0.9  # a share of weights round the other way
-        err = [np.linalg.norm((w - q * scale[:, None].astype(np.float64)) @ seen[name].T)
-               for q in (q_rtn, q_gptq)]
+        err = [
+            np.linalg.norm((w - q * scale[:, None].astype(np.float64)) @ seen[name].T)
+            for q in (q_rtn, q_gptq)
+        ]
         ratios.append(err[1] / err[0])
     assert len(ratios) == 24
     assert np.median(ratios) < 0.8, ratios
@@ -82,11 +91,15 @@ def llmcompressor_gptq() -> Callable[..., Any]:
     its ``helpers`` run.
     """
     spec = importlib.util.find_spec("llmcompressor")
-    assert spec is not None and spec.submodule_search_locations, \
+    assert spec is not None and spec.submodule_search_locations, (
         "llmcompressor is not installed: bash scripts/setup.sh"
+    )
     root = Path(spec.submodule_search_locations[0])
-    for name, sub in (("llmcompressor", ""), ("llmcompressor.modifiers", "modifiers"),
-                      ("llmcompressor.modifiers.gptq", "modifiers/gptq")):
+    for name, sub in (
+        ("llmcompressor", ""),
+        ("llmcompressor.modifiers", "modifiers"),
+        ("llmcompressor.modifiers.gptq", "modifiers/gptq"),
+    ):
         if name not in sys.modules:
             package = types.ModuleType(name)
             package.__path__ = [str(root / sub)]
@@ -96,21 +109,34 @@ def llmcompressor_gptq() -> Callable[..., Any]:
     return quantize_weight
 
 
-def library_codes(w: np.ndarray, hessian: torch.Tensor, scale: np.ndarray, damp: float = 0.1,
-                  actorder: str | None = "weight") -> np.ndarray:
+def library_codes(
+    w: np.ndarray,
+    hessian: torch.Tensor,
+    scale: np.ndarray,
+    damp: float = 0.1,
+    actorder: str | None = "weight",
+) -> np.ndarray:
     """llmcompressor's GPTQ integer codes for ``w`` on stac's grid: symmetric 8-bit, one
     scale per output row (passed in, as llmcompressor's observer would), columns in order of
     decreasing ``diag(hessian)`` ("weight" act-order), blocks of 128, ``damp`` times the
     mean diagonal added."""
     from compressed_tensors.quantization import QuantizationArgs
 
-    args = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="channel",
-                            actorder=actorder)
+    args = QuantizationArgs(
+        num_bits=8, type="int", symmetric=True, strategy="channel", actorder=actorder
+    )
     s = torch.as_tensor(scale, dtype=torch.float32)[None, :, None]
     # quantize_weight works in place on its inputs: give it copies
     dequantised, _, fallback = llmcompressor_gptq()(
-        torch.tensor(w, dtype=torch.float32)[None], hessian.to(torch.float32)[None].clone(),
-        s, torch.zeros_like(s), None, args, blocksize=128, percdamp=damp)
+        torch.tensor(w, dtype=torch.float32)[None],
+        hessian.to(torch.float32)[None].clone(),
+        s,
+        torch.zeros_like(s),
+        None,
+        args,
+        blocksize=128,
+        percdamp=damp,
+    )
     assert not bool(fallback[0]), "llmcompressor fell back to rounding to nearest"
     codes = torch.round(dequantised[0].double() / s[0].double())
     return codes.numpy().astype(np.int32)

@@ -54,11 +54,26 @@ EXAMPLES = {
     "CausalSelfAttention": CausalSelfAttention(4, 2, 8, 0.35, 10000.0),
     "Embedding": Embedding(f32(10, 6), "position"),
     "SigmaDelta": SigmaDelta(np.arange(-2, 4, dtype=np.int64), vth=3, spike_exp=6, state_exp=6),
-    "LoihiCubaLIF": LoihiCubaLIF(np.arange(6, dtype=np.int64), i_decay=1024, v_decay=128, vth=80,
-                                 bias_exp=6),
-    "AdEx": AdEx(**{k: np.full(6, v) for k, v in dict(
-        tau_m=10.0, tau_w=50.0, a=0.1, b=0.2, delta_t=0.2, v_th=1.0, v_reset=0.0, v_rest=0.0,
-        r=1.0, v_peak=2.0).items()}),
+    "LoihiCubaLIF": LoihiCubaLIF(
+        np.arange(6, dtype=np.int64), i_decay=1024, v_decay=128, vth=80, bias_exp=6
+    ),
+    "AdEx": AdEx(
+        **{
+            k: np.full(6, v)
+            for k, v in dict(
+                tau_m=10.0,
+                tau_w=50.0,
+                a=0.1,
+                b=0.2,
+                delta_t=0.2,
+                v_th=1.0,
+                v_reset=0.0,
+                v_rest=0.0,
+                r=1.0,
+                v_peak=2.0,
+            ).items()
+        }
+    ),
 }
 
 
@@ -71,7 +86,11 @@ def test_round_trip_field_by_field(tmp_path, name):
     node = EXAMPLES[name]
     shape = node.input_shape[0]
     graph = make_graph(
-        {"in": nir.Input(np.array([shape])), "n": node, "out": nir.Output(np.array(node.output_shape))},
+        {
+            "in": nir.Input(np.array([shape])),
+            "n": node,
+            "out": nir.Output(np.array(node.output_shape)),
+        },
         [("in", "n"), ("n", "out")],
         {"note": "x", "nested": {"a": np.arange(3)}},
     )
@@ -91,8 +110,13 @@ def test_round_trip_field_by_field(tmp_path, name):
 def test_shared_arrays_are_stored_once(tmp_path):
     table = f32(10, 4)
     graph = make_graph(
-        {"in": nir.Input(np.array([1])), "emb": Embedding(table), "if": SignedIF(np.ones(4, np.float32)),
-         "head": nir.Linear(table), "out": nir.Output(np.array([10]))},
+        {
+            "in": nir.Input(np.array([1])),
+            "emb": Embedding(table),
+            "if": SignedIF(np.ones(4, np.float32)),
+            "head": nir.Linear(table),
+            "out": nir.Output(np.array([10])),
+        },
         [("in", "emb"), ("emb", "if"), ("if", "head"), ("head", "out")],
     )
     _, tensors = save(graph, tmp_path / "g.json")
@@ -122,8 +146,12 @@ def test_nodes_reject_bad_parameters(make, message):
 
 
 def _chain(**extra_edges):
-    nodes = {"in": nir.Input(np.array([4])), "if": SignedIF(np.ones(4, np.float32)),
-             "lin": nir.Linear(f32(3, 4)), "out": nir.Output(np.array([3]))}
+    nodes = {
+        "in": nir.Input(np.array([4])),
+        "if": SignedIF(np.ones(4, np.float32)),
+        "lin": nir.Linear(f32(3, 4)),
+        "out": nir.Output(np.array([3])),
+    }
     return nodes, [("in", "if"), ("if", "lin"), ("lin", "out")]
 
 
@@ -137,9 +165,15 @@ def test_verifier_accepts_a_good_graph():
     [
         (lambda n, e: e.append(("lin", "ghost")), "missing node 'ghost'"),
         (lambda n, e: e.append(("if", "lin")), "duplicate edge"),
-        (lambda n, e: n.__setitem__("lin", nir.Linear(f32(3, 5))), "shape mismatch on edge 'if' -> 'lin'"),
+        (
+            lambda n, e: n.__setitem__("lin", nir.Linear(f32(3, 5))),
+            "shape mismatch on edge 'if' -> 'lin'",
+        ),
         (lambda n, e: e.append(("lin", "if")), "cycle"),
-        (lambda n, e: n.__setitem__("lin", nir.Linear(np.full((3, 4), np.nan, np.float32))), "'lin'.*NaN"),
+        (
+            lambda n, e: n.__setitem__("lin", nir.Linear(np.full((3, 4), np.nan, np.float32))),
+            "'lin'.*NaN",
+        ),
     ],
 )
 def test_verifier_names_the_problem(mutate, message):
@@ -185,7 +219,12 @@ def test_a_file_written_before_the_results_were_typed_loads_into_them():
     part, legal = partition_of(g), legality_of(g)
     assert isinstance(part, Partition) and isinstance(placement_of(g), Placement)
     assert (part.profile, part.cores, part.chips, part.neurons, part.synapses) == (
-        "loihi2", 2, 1, 5, 6)
+        "loihi2",
+        2,
+        1,
+        5,
+        6,
+    )
     assert part.utilisation.cores == 2 / 128
     enc = node_placement(g.nodes["enc"])
     assert isinstance(enc, NodePlacement) and enc.on_chip and not enc.synaptic
@@ -202,8 +241,9 @@ def test_a_file_written_before_the_results_were_typed_loads_into_them():
 def test_pass_results_round_trip_in_the_layout_files_already_have(tmp_path):
     graph = _placed_graph()
     path, _ = save(graph, tmp_path / "g.stac.json")
-    assert json.loads(path.read_text())["metadata"] == json.loads(BEFORE_TYPED.read_text())[
-        "metadata"]
+    assert (
+        json.loads(path.read_text())["metadata"] == json.loads(BEFORE_TYPED.read_text())["metadata"]
+    )
     back = load(path)
     for get in (partition_of, placement_of, legality_of, issues_of):
         want, got = get(graph), get(back)
@@ -227,6 +267,9 @@ def test_a_malformed_pass_result_is_refused_naming_it(tmp_path):
     doc["metadata"]["__dict__"]["partition"]["__dict__"]["warp"] = 1
     doc["tensors"] = str(BEFORE_TYPED.with_suffix(".safetensors").resolve())
     (tmp_path / "g.json").write_text(json.dumps(doc))
-    with pytest.raises(IRFormatError, match=r"malformed pass result .*Partition: unknown field\(s\) "
-                                            r"\['warp'\]"):
+    with pytest.raises(
+        IRFormatError,
+        match=r"malformed pass result .*Partition: unknown field\(s\) "
+        r"\['warp'\]",
+    ):
         load(tmp_path / "g.json")

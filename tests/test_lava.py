@@ -33,8 +33,9 @@ from stac.profiles import load_profile, load_profile_file
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "tests" / "data" / "lava"
 NIR_LIF = NIR_PAPER / "01_lif"
-needs_lava = pytest.mark.skipif(not lava_available(),
-                                reason="lava-nc is not installed (bash scripts/setup_lava.sh)")
+needs_lava = pytest.mark.skipif(
+    not lava_available(), reason="lava-nc is not installed (bash scripts/setup_lava.sh)"
+)
 FMT = lava_format(load_profile("loihi2"))
 
 
@@ -60,10 +61,24 @@ def case_dense_lif_random() -> tuple[LoihiPlan, np.ndarray]:
         "w_out": DenseLayer(rng.integers(0, 256, (8, 24)), 1, "hidden"),
     }
     neurons = {
-        "hidden": LIFLayer(24, du=3000, dv=400, vth=300, bias_mant=rng.integers(-200, 200, 24),
-                           bias_exp=rng.integers(0, 4, 24), inputs=["w_in", "w_rec"]),
-        "out": LIFLayer(8, du=1024, dv=128, vth=5000, bias_mant=np.zeros(8, np.int64),
-                        bias_exp=np.zeros(8, np.int64), inputs=["w_out"]),
+        "hidden": LIFLayer(
+            24,
+            du=3000,
+            dv=400,
+            vth=300,
+            bias_mant=rng.integers(-200, 200, 24),
+            bias_exp=rng.integers(0, 4, 24),
+            inputs=["w_in", "w_rec"],
+        ),
+        "out": LIFLayer(
+            8,
+            du=1024,
+            dv=128,
+            vth=5000,
+            bias_mant=np.zeros(8, np.int64),
+            bias_exp=np.zeros(8, np.int64),
+            inputs=["w_out"],
+        ),
     }
     spikes = (rng.random((200, 16)) < 0.3).astype(np.int64)
     return LoihiPlan({"in": 16}, dense, neurons, {"y": "out"}, FMT), spikes
@@ -74,20 +89,44 @@ def two_layer_graph() -> nir.NIRGraph:
     nodes = {
         "in": nir.Input(input_type=np.array([10])),
         "fc1": nir.Linear(weight=rng.normal(0, 0.6, (20, 10))),
-        "lif": nir.LIF(tau=np.full(20, 5e-3), r=np.ones(20), v_leak=rng.uniform(0, 0.2, 20),
-                       v_threshold=rng.uniform(0.5, 1.5, 20), v_reset=np.zeros(20)),
+        "lif": nir.LIF(
+            tau=np.full(20, 5e-3),
+            r=np.ones(20),
+            v_leak=rng.uniform(0, 0.2, 20),
+            v_threshold=rng.uniform(0.5, 1.5, 20),
+            v_reset=np.zeros(20),
+        ),
         "fc2": nir.Affine(weight=rng.normal(0.1, 0.5, (5, 20)), bias=rng.normal(0, 0.1, 5)),
-        "out_lif": nir.LIF(tau=np.full(5, 8e-3), r=np.full(5, 2.0), v_leak=np.zeros(5),
-                           v_threshold=np.full(5, 0.3), v_reset=np.zeros(5)),
-        "cuba": nir.CubaLIF(tau_syn=np.full(5, 4e-3), tau_mem=np.full(5, 1e-2), r=np.ones(5),
-                            v_leak=np.zeros(5), v_threshold=np.full(5, 0.05),
-                            v_reset=np.zeros(5), w_in=np.ones(5)),
+        "out_lif": nir.LIF(
+            tau=np.full(5, 8e-3),
+            r=np.full(5, 2.0),
+            v_leak=np.zeros(5),
+            v_threshold=np.full(5, 0.3),
+            v_reset=np.zeros(5),
+        ),
+        "cuba": nir.CubaLIF(
+            tau_syn=np.full(5, 4e-3),
+            tau_mem=np.full(5, 1e-2),
+            r=np.ones(5),
+            v_leak=np.zeros(5),
+            v_threshold=np.full(5, 0.05),
+            v_reset=np.zeros(5),
+            w_in=np.ones(5),
+        ),
         "fc3": nir.Linear(weight=rng.normal(0.2, 0.5, (5, 20))),
         "out": nir.Output(output_type=np.array([5])),
         "out2": nir.Output(output_type=np.array([5])),
     }
-    edges = [("in", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "out_lif"),
-             ("out_lif", "out"), ("lif", "fc3"), ("fc3", "cuba"), ("cuba", "out2")]
+    edges = [
+        ("in", "fc1"),
+        ("fc1", "lif"),
+        ("lif", "fc2"),
+        ("fc2", "out_lif"),
+        ("out_lif", "out"),
+        ("lif", "fc3"),
+        ("fc3", "cuba"),
+        ("cuba", "out2"),
+    ]
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3})
 
 
@@ -96,8 +135,11 @@ def case_nir_two_layer() -> tuple[LoihiPlan, np.ndarray]:
     return plan_from_graph(two_layer_graph(), FMT), spikes
 
 
-CASES = {"nir_paper_lif": case_nir_paper_lif, "dense_lif_random": case_dense_lif_random,
-         "nir_two_layer": case_nir_two_layer}
+CASES = {
+    "nir_paper_lif": case_nir_paper_lif,
+    "dense_lif_random": case_dense_lif_random,
+    "nir_two_layer": case_nir_two_layer,
+}
 
 
 def plan_arrays(plan: LoihiPlan) -> dict[str, np.ndarray]:
@@ -106,9 +148,9 @@ def plan_arrays(plan: LoihiPlan) -> dict[str, np.ndarray]:
     for n, d in plan.dense.items():
         out[f"plan/dense/{n}/weights"] = d.weights
         out[f"plan/dense/{n}/weight_exp"] = np.array(d.weight_exp)
-    for n, l in plan.neurons.items():
+    for n, lif in plan.neurons.items():
         for key in ("du", "dv", "vth", "bias_mant", "bias_exp"):
-            out[f"plan/lif/{n}/{key}"] = np.asarray(getattr(l, key))
+            out[f"plan/lif/{n}/{key}"] = np.asarray(getattr(lif, key))
     return out
 
 
@@ -123,8 +165,10 @@ def record() -> None:
             for key, value in tr.items():
                 arrays[f"lava/{layer}/{key}"] = value
         np.savez_compressed(GOLD / f"{name}.npz", **arrays)
-        print(f"{name}: {spikes.shape[0]} steps, spikes per layer "
-              f"{ {k: int(v['spikes'].sum()) for k, v in run.traces.items()} }")
+        print(
+            f"{name}: {spikes.shape[0]} steps, spikes per layer "
+            f"{ {k: int(v['spikes'].sum()) for k, v in run.traces.items()} }"
+        )
 
 
 def gold(name: str) -> dict[str, np.ndarray]:
@@ -132,8 +176,9 @@ def gold(name: str) -> dict[str, np.ndarray]:
         return dict(f)
 
 
-def assert_traces_equal(got: dict[str, dict[str, np.ndarray]], want: dict[str, dict[str, Any]]
-                        ) -> None:
+def assert_traces_equal(
+    got: dict[str, dict[str, np.ndarray]], want: dict[str, dict[str, Any]]
+) -> None:
     assert sorted(got) == sorted(want)
     for layer in want:
         for key in ("spikes", "v", "u"):
@@ -157,11 +202,20 @@ def gold_traces(g: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
 
 def plan_from_gold(plan: LoihiPlan, g: dict[str, np.ndarray]) -> LoihiPlan:
     """``plan``'s structure with the integers the gold run gave Lava (its ``plan/`` arrays)."""
-    dense = {n: DenseLayer(g[f"plan/dense/{n}/weights"], int(g[f"plan/dense/{n}/weight_exp"]),
-                           d.source) for n, d in plan.dense.items()}
-    neurons = {n: LIFLayer(lif.size, *(int(g[f"plan/lif/{n}/{k}"]) for k in ("du", "dv", "vth")),
-                           g[f"plan/lif/{n}/bias_mant"], g[f"plan/lif/{n}/bias_exp"], lif.inputs)
-               for n, lif in plan.neurons.items()}
+    dense = {
+        n: DenseLayer(g[f"plan/dense/{n}/weights"], int(g[f"plan/dense/{n}/weight_exp"]), d.source)
+        for n, d in plan.dense.items()
+    }
+    neurons = {
+        n: LIFLayer(
+            lif.size,
+            *(int(g[f"plan/lif/{n}/{k}"]) for k in ("du", "dv", "vth")),
+            g[f"plan/lif/{n}/bias_mant"],
+            g[f"plan/lif/{n}/bias_exp"],
+            lif.inputs,
+        )
+        for n, lif in plan.neurons.items()
+    }
     return LoihiPlan(plan.inputs, dense, neurons, plan.outputs, plan.fmt)
 
 
@@ -206,9 +260,13 @@ def test_paper_integers_in_lava_and_stac_reproduce_the_papers_lava_csv():
     """The paper's own discretisation (w = 10, du = 4095, dv = 163, vth = 25) through this
     backend's Lava emission and through stac's steps gives the recorded Lava run exactly."""
     rows = np.loadtxt(NIR_LIF / "lif_lava_cpu_fixed.csv", delimiter=",")
-    plan = LoihiPlan({"in": 1}, {"w": DenseLayer(np.array([[10]]), 0, "in")},
-                     {"lif": LIFLayer(1, 4095, 163, 25, np.zeros(1, np.int64),
-                                      np.zeros(1, np.int64), ["w"])}, {"out": "lif"}, FMT)
+    plan = LoihiPlan(
+        {"in": 1},
+        {"w": DenseLayer(np.array([[10]]), 0, "in")},
+        {"lif": LIFLayer(1, 4095, 163, 25, np.zeros(1, np.int64), np.zeros(1, np.int64), ["w"])},
+        {"out": "lif"},
+        FMT,
+    )
     spikes = rows[:, :1].astype(np.int64)
     for traces in (run_plan_lava(plan, spikes).traces, run_plan_fixed(plan, spikes)):
         assert traces["lif"]["v"][:, 0].tolist() == rows[:, 1].astype(int).tolist()
@@ -218,8 +276,11 @@ def test_paper_integers_in_lava_and_stac_reproduce_the_papers_lava_csv():
 def test_the_backends_own_lowering_of_the_paper_graph_spikes_when_the_papers_lava_run_does():
     plan, spikes = case_nir_paper_lif()
     rows = np.loadtxt(NIR_PAPER / "lif_lava_cpu_fixed.csv", delimiter=",")
-    assert np.flatnonzero(run_plan_fixed(plan, spikes)["1"]["spikes"]).tolist() == \
-        np.flatnonzero(rows[:, 2]).tolist() == [461, 511, 711, 761]
+    assert (
+        np.flatnonzero(run_plan_fixed(plan, spikes)["1"]["spikes"]).tolist()
+        == np.flatnonzero(rows[:, 2]).tolist()
+        == [461, 511, 711, 761]
+    )
 
 
 @needs_lava
@@ -272,15 +333,26 @@ def test_graphs_lava_cannot_express_are_refused_before_running():
         plan_from_graph(sub, FMT)
     with pytest.raises(StacError, match=r"lif: decays du = 4095, dv = 4096 do not fit 12 bits"):
         plan_from_graph(_edit(g, "lif", tau=np.full(20, 1e-3)), FMT)
-    direct = nir.NIRGraph(nodes={"in": nir.Input(input_type=np.array([20])),
-                                 "lif": g.nodes["lif"], "out": nir.Output(np.array([20]))},
-                          edges=[("in", "lif"), ("lif", "out")], metadata={"dt": 1e-3})
+    direct = nir.NIRGraph(
+        nodes={
+            "in": nir.Input(input_type=np.array([20])),
+            "lif": g.nodes["lif"],
+            "out": nir.Output(np.array([20])),
+        },
+        edges=[("in", "lif"), ("lif", "out")],
+        metadata={"dt": 1e-3},
+    )
     with pytest.raises(StacError, match="driven only through Linear/Affine"):
         plan_from_graph(direct, FMT)
     with pytest.raises(StacError, match=r"cannot emit 1 node\(s\): th \(Threshold\)"):
-        plan_from_graph(nir.NIRGraph(nodes={**g.nodes, "th": nir.Threshold(np.ones(5))},
-                                     edges=g.edges + [("out_lif", "th")],
-                                     metadata=g.metadata), FMT)
+        plan_from_graph(
+            nir.NIRGraph(
+                nodes={**g.nodes, "th": nir.Threshold(np.ones(5))},
+                edges=g.edges + [("out_lif", "th")],
+                metadata=g.metadata,
+            ),
+            FMT,
+        )
 
 
 def test_bad_spikes_and_a_profile_unlike_lavas_are_refused(tmp_path):
@@ -292,8 +364,11 @@ def test_bad_spikes_and_a_profile_unlike_lavas_are_refused(tmp_path):
     text = (ROOT / "hw_profiles" / "loihi2.toml").read_text()
     path = tmp_path / "odd.toml"
     # the [fixed_point] width changes, the [lava] one (Lava's model) stays
-    path.write_text(text.replace('name = "loihi2"', 'name = "odd"').replace(
-        'decay_bits = { value = 12,', 'decay_bits = { value = 10,', 1))
+    path.write_text(
+        text.replace('name = "loihi2"', 'name = "odd"').replace(
+            "decay_bits = { value = 12,", "decay_bits = { value = 10,", 1
+        )
+    )
     with pytest.raises(StacError, match=r"decay_bits = 10 \(Lava: 12\)"):
         lava_format(load_profile_file(path))
     # a profile without the [lava] section is refused naming the field it lacks
@@ -302,16 +377,19 @@ def test_bad_spikes_and_a_profile_unlike_lavas_are_refused(tmp_path):
 
 
 def test_without_lava_the_backend_says_how_to_install_it():
-    script = (f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
-              "sys.modules['lava'] = None\n"
-              "from stac.backends import resolve_target\n"
-              "from stac.errors import StacError\n"
-              "from test_lava import two_layer_graph\n"
-              "profile, backend = resolve_target('loihi2-lava')\n"
-              "try:\n    backend.lower(two_layer_graph(), profile)\n"
-              "except StacError as e:\n    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         cwd=ROOT, timeout=120)
+    script = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+        "sys.modules['lava'] = None\n"
+        "from stac.backends import resolve_target\n"
+        "from stac.errors import StacError\n"
+        "from test_lava import two_layer_graph\n"
+        "profile, backend = resolve_target('loihi2-lava')\n"
+        "try:\n    backend.lower(two_layer_graph(), profile)\n"
+        "except StacError as e:\n    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert "needs Lava (lava-nc), which is not installed" in out.stdout, out.stderr[-2000:]
     assert "scripts/setup_lava.sh" in out.stdout
 

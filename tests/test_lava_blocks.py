@@ -21,8 +21,14 @@ from stac.backends import resolve_target
 from stac.backends.lava.backend import lava_available, lava_format, run_block_lava
 from stac.backends.lava.config import LavaLimits
 from stac.backends.lava.host import first_difference
-from stac.backends.lava.blocks import ChannelGroup, DenseBlock, EncoderBlock, block_plan, \
-    readout_key, split_payload
+from stac.backends.lava.blocks import (
+    ChannelGroup,
+    DenseBlock,
+    EncoderBlock,
+    block_plan,
+    readout_key,
+    split_payload,
+)
 from stac.backends.lava.drive import decode, encode_drive
 from stac.backends.lava.fixed import run_block_fixed
 from stac.errors import StacError
@@ -35,8 +41,9 @@ from stac.sim.simulator import Simulator
 ROOT = Path(__file__).resolve().parents[1]
 GOLD = ROOT / "tests" / "data" / "lava"
 GOLD_BLOCKS = {"smollm2_full_o_proj": "layer2_o_proj_in", "gpt2_simplified_qkv": "layer0_qkv_in"}
-needs_lava = pytest.mark.skipif(not lava_available(),
-                                reason="lava-nc is not installed (bash scripts/setup_lava.sh)")
+needs_lava = pytest.mark.skipif(
+    not lava_available(), reason="lava-nc is not installed (bash scripts/setup_lava.sh)"
+)
 PROFILE = load_profile("loihi2")
 FMT = lava_format(PROFILE)
 LIMITS = LavaLimits.from_profile(PROFILE)
@@ -62,8 +69,10 @@ def smollm2_full(smollm2, hamlet_ids):
     from stac.frontend import ConversionConfig, convert
     from stac.ir.passes import run_passes
 
-    graph = run_passes(convert(smollm2, ConversionConfig(mode="full", timesteps=16,
-                                                         calibration_passages=1)), PROFILE)
+    graph = run_passes(
+        convert(smollm2, ConversionConfig(mode="full", timesteps=16, calibration_passages=1)),
+        PROFILE,
+    )
     plan = block_plan(graph, FMT, 16, LIMITS)
     ids = hamlet_ids[200:208][None]
     return graph, plan, drives(graph, plan, ids, 16)
@@ -78,8 +87,9 @@ def tiny_gpt2(tiny_gpt2_artifact, smollm2):
 
     graph = load_artifact(tiny_gpt2_artifact).graph
     plan = block_plan(graph, FMT, 4, LIMITS)
-    ids = smollm2.tokenizer(play_text("tragedies/macbeth")[:4000], return_tensors="pt"
-                            ).input_ids[:, :32]
+    ids = smollm2.tokenizer(play_text("tragedies/macbeth")[:4000], return_tensors="pt").input_ids[
+        :, :32
+    ]
     return graph, plan, drives(graph, plan, ids, 4)
 
 
@@ -112,8 +122,11 @@ def test_every_encoder_of_a_converted_model_becomes_a_block(smollm2_full, tiny_g
 
 def _run_both(block, x, steps):
     drive = encode_drive(block, x, steps, FMT)
-    return drive, run_block_lava(block, drive.steps, steps, FMT), \
-        run_block_fixed(block, drive.steps, steps, FMT)
+    return (
+        drive,
+        run_block_lava(block, drive.steps, steps, FMT),
+        run_block_fixed(block, drive.steps, steps, FMT),
+    )
 
 
 @needs_lava
@@ -124,15 +137,25 @@ def test_smollm2_full_mode_blocks_in_lava_equal_stac_bit_for_bit(smollm2_full, n
     block, x = plan.blocks[name], seen[name]
     if name == "lm_head_in":  # 49152 outputs: 24 channels of its largest group keep it short
         keep = max(block.groups, key=lambda g: g.index.size).index[:24]
-        block = EncoderBlock(name, block.threshold[keep], 1, [ChannelGroup(
-            np.arange(24), np.ones(24, np.int64), 1)], block.max_payload, True, False,
-            [DenseBlock(d.name, d.weights[:, keep], -1, d.scale, None) for d in block.dense])
+        block = EncoderBlock(
+            name,
+            block.threshold[keep],
+            1,
+            [ChannelGroup(np.arange(24), np.ones(24, np.int64), 1)],
+            block.max_payload,
+            True,
+            False,
+            [DenseBlock(d.name, d.weights[:, keep], -1, d.scale, None) for d in block.dense],
+        )
         x = x[:, keep]
     drive, lava, fixed = _run_both(block, x, 16)
     assert lava.v.shape[0] == 8 * 16 + 1 >= 100
     assert first_difference(lava, fixed) is None
-    assert set(lava.sigma) == set(fixed.sigma) == {
-        readout_key(d.name, i) for d in block.dense for i in range(len(block.groups))}
+    assert (
+        set(lava.sigma)
+        == set(fixed.sigma)
+        == {readout_key(d.name, i) for d in block.dense for i in range(len(block.groups))}
+    )
     # not vacuous: real graded payloads, potentials left after draining, readouts that move
     assert np.count_nonzero(lava.payload) > block.size and np.abs(lava.payload).max() > 1
     if np.abs(drive.steps).max() > block.max_payload:  # drained over several steps
@@ -175,8 +198,9 @@ def test_a_payload_split_into_parts_is_bit_exact_and_decodes_to_the_same_output(
     reference = run_block_fixed(whole, drive.steps, 16, FMT)
     assert np.array_equal(lava.payload, reference.payload)
     d = whole.dense[0]
-    assert np.array_equal(decode(split, d, lava, 8, drive.gain, 16),
-                          decode(whole, d, reference, 8, drive.gain, 16))
+    assert np.array_equal(
+        decode(split, d, lava, 8, drive.gain, 16), decode(whole, d, reference, 8, drive.gain, 16)
+    )
 
 
 def test_the_chip_integers_reproduce_the_float_reference_of_each_block(smollm2_full, tiny_gpt2):
@@ -188,11 +212,17 @@ def test_the_chip_integers_reproduce_the_float_reference_of_each_block(smollm2_f
             drive = encode_drive(block, seen[name], steps, FMT)
             fixed = run_block_fixed(block, drive.steps, steps, FMT)
             ctx = RunContext(torch.zeros(1, len(seen[name]), dtype=torch.long), steps=steps)
-            ref, _ = SEMANTICS[SignedIF](graph.nodes[name], Signal(torch.as_tensor(
-                seen[name])[None], False), ctx, name, False)
+            ref, _ = SEMANTICS[SignedIF](
+                graph.nodes[name],
+                Signal(torch.as_tensor(seen[name])[None], False),
+                ctx,
+                name,
+                False,
+            )
             for d in block.dense:
-                want, _ = SEMANTICS[type(graph.nodes[d.name])](graph.nodes[d.name], ref, ctx,
-                                                                d.name, False)
+                want, _ = SEMANTICS[type(graph.nodes[d.name])](
+                    graph.nodes[d.name], ref, ctx, d.name, False
+                )
                 got = decode(block, d, fixed, len(seen[name]), drive.gain, steps)
                 err = np.linalg.norm(got - want.mean()[0].numpy()) / np.linalg.norm(want.mean())
                 assert err < 1e-5, (name, err)
@@ -203,12 +233,20 @@ def test_the_chip_integers_reproduce_the_float_reference_of_each_block(smollm2_f
 
 def _load_gold(key: str) -> tuple[EncoderBlock, np.ndarray, int, dict[str, np.ndarray]]:
     data = np.load(GOLD / f"block_{key}.npz")
-    groups = [ChannelGroup(data[f"group{i}_index"], data[f"group{i}_mult"],
-                           int(data["factors"][i])) for i in range(len(data["factors"]))]
-    block = EncoderBlock(key, data["threshold"], int(data["chip_theta"]), groups,
-                         int(data["max_payload"]), bool(data["onset"]), False,
-                         [DenseBlock("map", data["weights"].astype(np.int64), -1, data["scale"],
-                                     None)])
+    groups = [
+        ChannelGroup(data[f"group{i}_index"], data[f"group{i}_mult"], int(data["factors"][i]))
+        for i in range(len(data["factors"]))
+    ]
+    block = EncoderBlock(
+        key,
+        data["threshold"],
+        int(data["chip_theta"]),
+        groups,
+        int(data["max_payload"]),
+        bool(data["onset"]),
+        False,
+        [DenseBlock("map", data["weights"].astype(np.int64), -1, data["scale"], None)],
+    )
     expect = {k: data[k] for k in data.files if k in ("v", "payload") or k.startswith("map#")}
     return block, data["drive"], int(data["steps"]), expect
 
@@ -263,9 +301,26 @@ def test_stac_compile_on_loihi2_lava_reports_the_lava_run(tmp_path, tiny_gpt2_di
     from stac.cli import main
 
     out = tmp_path / "lava"
-    assert main(["compile", "--model", str(tiny_gpt2_dir), "--target", "loihi2-lava", "-T", "4",
-                 "--calibration-passages", "1", "--prompt", "To be, or not to be",
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compile",
+                "--model",
+                str(tiny_gpt2_dir),
+                "--target",
+                "loihi2-lava",
+                "-T",
+                "4",
+                "--calibration-passages",
+                "1",
+                "--prompt",
+                "To be, or not to be",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     run = report["backend_run"]
     assert run["backend"] == "lava" and run["bit_exact"] and run["blocks_run"] == 9
@@ -312,29 +367,43 @@ def record() -> None:  # pragma: no cover - run by hand
     from stac.frontend import ConversionConfig, convert, load_model
     from stac.frontend.text import play_text
     from stac.ir.passes import run_passes
+
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import _gpt2
 
     smol = load_model("smollm2-135m")
     ids = smol.tokenizer(play_text("tragedies/hamlet"), return_tensors="pt").input_ids[0]
-    full = run_passes(convert(smol, ConversionConfig(mode="full", timesteps=16,
-                                                     calibration_passages=1)), PROFILE)
+    full = run_passes(
+        convert(smol, ConversionConfig(mode="full", timesteps=16, calibration_passages=1)), PROFILE
+    )
     tiny_dir = _gpt2(Path(tempfile.mkdtemp()), smol.tokenizer, n_layer=2, n_embd=64, n_head=4)
-    tiny = run_passes(convert(load_model(str(tiny_dir)), ConversionConfig(
-        timesteps=4, calibration_passages=1)), PROFILE)
-    for key, (graph, steps, tokens) in {"smollm2_full_o_proj": (full, 16, ids[200:208]),
-                                        "gpt2_simplified_qkv": (tiny, 4, ids[300:332])}.items():
+    tiny = run_passes(
+        convert(load_model(str(tiny_dir)), ConversionConfig(timesteps=4, calibration_passages=1)),
+        PROFILE,
+    )
+    for key, (graph, steps, tokens) in {
+        "smollm2_full_o_proj": (full, 16, ids[200:208]),
+        "gpt2_simplified_qkv": (tiny, 4, ids[300:332]),
+    }.items():
         plan = block_plan(graph, FMT, steps, LIMITS)
         name = GOLD_BLOCKS[key]
         block = plan.blocks[name]
         drive = encode_drive(block, drives(graph, plan, tokens[None], steps)[name], steps, FMT)
         lava = run_block_lava(block, drive.steps, steps, FMT)
         dense = block.dense[0]
-        arrays = {"threshold": block.threshold, "chip_theta": block.chip_theta,
-                  "max_payload": block.max_payload, "onset": block.onset, "steps": steps,
-                  "weights": dense.weights.astype(np.int16), "scale": dense.scale,
-                  "factors": np.array([g.factor for g in block.groups]), "drive": drive.steps,
-                  "v": lava.v, "payload": lava.payload}
+        arrays = {
+            "threshold": block.threshold,
+            "chip_theta": block.chip_theta,
+            "max_payload": block.max_payload,
+            "onset": block.onset,
+            "steps": steps,
+            "weights": dense.weights.astype(np.int16),
+            "scale": dense.scale,
+            "factors": np.array([g.factor for g in block.groups]),
+            "drive": drive.steps,
+            "v": lava.v,
+            "payload": lava.payload,
+        }
         for i, g in enumerate(block.groups):
             arrays[f"group{i}_index"], arrays[f"group{i}_mult"] = g.index, g.mult
             arrays[f"map#{i}"] = lava.sigma[readout_key(dense.name, i)]

@@ -44,7 +44,9 @@ def test_kv_cache_continuation_equals_full_run(smollm2_graph, hamlet_ids):
     sim = Simulator(smollm2_graph)
     cache: dict = {}
     first = sim.run(RunContext(ids[:, :25], steps=1, spiking=False, kv_cache=cache, use_cache=True))
-    second = sim.run(RunContext(ids[:, 25:], steps=1, spiking=False, kv_cache=cache, use_cache=True))
+    second = sim.run(
+        RunContext(ids[:, 25:], steps=1, spiking=False, kv_cache=cache, use_cache=True)
+    )
     stitched = torch.cat([first[0]["output"], second[0]["output"]], dim=1)
     assert torch.allclose(stitched, full, atol=1e-3)
 

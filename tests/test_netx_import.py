@@ -221,9 +221,23 @@ def test_import_nir_runs_a_netx_file_through_the_passes_and_prices_it(tmp_path):
     np.save(tmp_path / "x.npy", np.repeat(frame[None], want.size, 0))
     out = tmp_path / "report"
     done = subprocess.run(
-        [sys.executable, "-m", "stac.cli", "import-nir", str(DATA / "network.net"),
-         "--target", "loihi2-sim", "--input", str(tmp_path / "x.npy"), "--output-dir", str(out)],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "stac.cli",
+            "import-nir",
+            str(DATA / "network.net"),
+            "--target",
+            "loihi2-sim",
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--output-dir",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["model"] == "netx:network.net" and report["dt_s"] is None
@@ -231,9 +245,23 @@ def test_import_nir_runs_a_netx_file_through_the_passes_and_prices_it(tmp_path):
     assert report["total"]["spikes"] > 0 and report["total"]["synops"] > 0
     assert report["output_spikes"]["output"] == int(np.count_nonzero(want))
     bad = subprocess.run(
-        [sys.executable, "-m", "stac.cli", "import-nir", str(DATA / "network.net"),
-         "--reset", "zero", "--steps", "2", "--output-dir", str(tmp_path / "no")],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "stac.cli",
+            "import-nir",
+            str(DATA / "network.net"),
+            "--reset",
+            "zero",
+            "--steps",
+            "2",
+            "--output-dir",
+            str(tmp_path / "no"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--reset" in bad.stderr
     assert not (tmp_path / "no").exists()
 

@@ -49,8 +49,9 @@ def test_graded_onset_trace_and_its_closed_form():
     """theta = 2, K = 3, onset x = 7/4 over T = 4: v = 7 at the first step, floor(7/2 + 1/2) = 4
     capped at 3 (v = 1), then floor(1/2 + 1/2) = 1 (v = -1), then 0, 0; 4 in all."""
     theta = torch.tensor([2.0])
-    spikes = signed_if_scan(torch.tensor([[1.75]]), theta, 4, per_step=False, max_payload=3,
-                            onset=True)
+    spikes = signed_if_scan(
+        torch.tensor([[1.75]]), theta, 4, per_step=False, max_payload=3, onset=True
+    )
     assert spikes[:, 0, 0].tolist() == [3, 1, 0, 0]
     assert onset_quantiser(torch.tensor([[1.75]]), theta, 4, 3).tolist() == [[4 * 2.0 / 4]]
 

@@ -20,8 +20,13 @@ STEPS = 150
 
 def _lif(n: int, tau: float, r: float, thr: float = 1.0) -> nir.LIF:
     f = np.float32
-    return nir.LIF(tau=np.full(n, tau, f), r=np.full(n, r, f), v_leak=np.zeros(n, f),
-                   v_threshold=np.full(n, thr, f), v_reset=np.zeros(n, f))
+    return nir.LIF(
+        tau=np.full(n, tau, f),
+        r=np.full(n, r, f),
+        v_leak=np.zeros(n, f),
+        v_threshold=np.full(n, thr, f),
+        v_reset=np.zeros(n, f),
+    )
 
 
 def _graph(r: float, seed: int = 0):
@@ -29,16 +34,24 @@ def _graph(r: float, seed: int = 0):
     rng = np.random.default_rng(seed)
     nodes = {
         "input": nir.Input(input_type={"input": np.array([8])}),
-        "fc1": nir.Affine(weight=rng.normal(0, 0.6, (16, 8)).astype(np.float32),
-                          bias=rng.normal(0, 0.1, 16).astype(np.float32)),
+        "fc1": nir.Affine(
+            weight=rng.normal(0, 0.6, (16, 8)).astype(np.float32),
+            bias=rng.normal(0, 0.1, 16).astype(np.float32),
+        ),
         "lif1": _lif(16, 1e-3, r),
-        "fc2": nir.Affine(weight=rng.normal(0, 0.8, (4, 16)).astype(np.float32),
-                          bias=np.zeros(4, np.float32)),
+        "fc2": nir.Affine(
+            weight=rng.normal(0, 0.8, (4, 16)).astype(np.float32), bias=np.zeros(4, np.float32)
+        ),
         "lif2": _lif(4, 1e-3, r, thr=0.5),
         "output": nir.Output(output_type={"output": np.array([4])}),
     }
-    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"),
-             ("lif2", "output")]
+    edges = [
+        ("input", "fc1"),
+        ("fc1", "lif1"),
+        ("lif1", "fc2"),
+        ("fc2", "lif2"),
+        ("lif2", "output"),
+    ]
     return make_graph(nodes, edges, {"dt": DT})
 
 

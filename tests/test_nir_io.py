@@ -22,8 +22,16 @@ F = np.float32
 
 
 def _lif(n: int, **params) -> nir.LIF:
-    values = dict(tau=np.full(n, 2e-3, F), r=np.ones(n, F), v_leak=np.zeros(n, F),
-                  v_threshold=np.full(n, 0.2, F), v_reset=np.zeros(n, F)) | params
+    values = (
+        dict(
+            tau=np.full(n, 2e-3, F),
+            r=np.ones(n, F),
+            v_leak=np.zeros(n, F),
+            v_threshold=np.full(n, 0.2, F),
+            v_reset=np.zeros(n, F),
+        )
+        | params
+    )
     return nir.LIF(**values)
 
 
@@ -31,11 +39,15 @@ def _nir_graph(weight=None, in_size=4, lif=None, edges=()):
     """Input -> Affine(3 x 4) -> LIF(3) -> Output, with optional changes."""
     w = np.arange(12, dtype=F).reshape(3, 4) / 10 if weight is None else weight
     return nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": np.array([in_size])}),
-               "fc": nir.Affine(weight=w, bias=np.zeros(3, F)),
-               "lif": lif or _lif(3),
-               "output": nir.Output(output_type={"output": np.array([3])})},
-        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output"), *edges], type_check=False)
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([in_size])}),
+            "fc": nir.Affine(weight=w, bias=np.zeros(3, F)),
+            "lif": lif or _lif(3),
+            "output": nir.Output(output_type={"output": np.array([3])}),
+        },
+        edges=[("input", "fc"), ("fc", "lif"), ("lif", "output"), *edges],
+        type_check=False,
+    )
 
 
 def _write(path, graph):
@@ -55,8 +67,14 @@ def _mixed_graph():
         "l1.lif": _lif(5),
         "output": nir.Output(output_type={"output": np.array([5])}),
     }
-    edges = [("input", "l0.fc"), ("l0.fc", "l0.enc"), ("l0.enc", "l0.norm"),
-             ("l0.norm", "l1.fc"), ("l1.fc", "l1.lif"), ("l1.lif", "output")]
+    edges = [
+        ("input", "l0.fc"),
+        ("l0.fc", "l0.enc"),
+        ("l0.enc", "l0.norm"),
+        ("l0.norm", "l1.fc"),
+        ("l1.fc", "l1.lif"),
+        ("l1.lif", "output"),
+    ]
     return make_graph(nodes, edges, {"dt": DT})
 
 
@@ -74,9 +92,14 @@ def _edit(path, key, data):
 def _nested(inner_lif: nir.LIF, extra_edges=()):
     """Input -> Affine -> subgraph 'blk' (Input -> LIF -> Output) -> Output."""
     blk = nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": np.array([3])}), "lif": inner_lif,
-               "output": nir.Output(output_type={"output": np.array([3])})},
-        edges=[("input", "lif"), ("lif", "output"), *extra_edges], type_check=False)
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([3])}),
+            "lif": inner_lif,
+            "output": nir.Output(output_type={"output": np.array([3])}),
+        },
+        edges=[("input", "lif"), ("lif", "output"), *extra_edges],
+        type_check=False,
+    )
     g = _nir_graph()
     del g.nodes["lif"]
     g.nodes["blk"] = blk
@@ -92,8 +115,15 @@ def _nan_weight():
 
 def _conv1d():
     g = _nir_graph()
-    g.nodes["fc"] = nir.Conv1d(input_shape=4, weight=np.ones((1, 1, 1), F), stride=1,
-                               padding=0, dilation=1, groups=1, bias=np.zeros(1, F))
+    g.nodes["fc"] = nir.Conv1d(
+        input_shape=4,
+        weight=np.ones((1, 1, 1), F),
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=np.zeros(1, F),
+    )
     return g
 
 
@@ -105,12 +135,24 @@ def _dangling():
 
 def _conv2d(groups: int):
     """Input (3, 6, 6) -> Conv2d(4 out channels, 3 x 3) -> Output."""
-    conv = nir.Conv2d(input_shape=(6, 6), weight=np.ones((4, 3 // groups, 3, 3), F), stride=1,
-                      padding=0, dilation=1, groups=groups, bias=np.zeros(4, F))
+    conv = nir.Conv2d(
+        input_shape=(6, 6),
+        weight=np.ones((4, 3 // groups, 3, 3), F),
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=groups,
+        bias=np.zeros(4, F),
+    )
     return nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": np.array([3, 6, 6])}), "conv": conv,
-               "output": nir.Output(output_type={"output": np.array([4, 4, 4])})},
-        edges=[("input", "conv"), ("conv", "output")], type_check=False)
+        nodes={
+            "input": nir.Input(input_type={"input": np.array([3, 6, 6])}),
+            "conv": conv,
+            "output": nir.Output(output_type={"output": np.array([4, 4, 4])}),
+        },
+        edges=[("input", "conv"), ("conv", "output")],
+        type_check=False,
+    )
 
 
 def _raw(p, data: bytes):
@@ -127,43 +169,76 @@ def _hdf5_not_nir(p):
 #: Every kind of bad file the issue names (and a few more), with the error it must give:
 #: (id, make(path) -> path, what the one error line must say).
 BAD_FILES = [
-    ("not-hdf5", lambda p: _raw(p, b"this is not HDF5"),
-     r"x\.nir: is not an HDF5 file"),
+    ("not-hdf5", lambda p: _raw(p, b"this is not HDF5"), r"x\.nir: is not an HDF5 file"),
     ("empty", lambda p: _raw(p, b""), r"x\.nir: is not an HDF5 file"),
     ("hdf5-not-nir", _hdf5_not_nir, r"is HDF5 but not NIR"),
-    ("edge-to-missing-node", lambda p: _write(p, _nir_graph(edges=[("lif", "ghost")])),
-     r"Edge \('lif', 'ghost'\) references destination node 'ghost' which does not exist"),
-    ("nested-edge-to-missing-node",
-     lambda p: _write(p, _nested(_lif(3), extra_edges=[("lif", "ghost")])),
-     r"references destination node 'ghost' which does not exist"),
-    ("mismatched-shapes-on-edge", lambda p: _write(p, _nir_graph(in_size=5)),
-     r"shape mismatch on edge 'input' -> 'fc': input \(Input\) gives \(5,\), fc \(Affine\) "
-     r"takes \(4,\)"),
-    ("mismatched-bias-shape",
-     lambda p: _edit(_write(p, _nir_graph()), "node/nodes/fc/bias", np.zeros(5, F)),
-     r"node 'fc' \(Affine\): bias has shape \(5,\), but weight \(3, 4\) has 3 outputs"),
-    ("mismatched-neuron-parameters",
-     lambda p: _edit(_write(p, _nir_graph()), "node/nodes/lif/v_threshold", np.ones(4, F)),
-     r"node 'lif' \(LIF\) cannot be built: All parameters must have the same shape"),
-    ("unknown-node-type",
-     lambda p: _edit(_write(p, _nir_graph()), "node/nodes/lif/type", b"Quantum"),
-     r"node 'lif' has node type 'Quantum', which is not a NIR type stac knows"),
-    ("nir-type-stac-cannot-run", lambda p: _write(p, _conv1d()),
-     r"stac cannot import node\(s\) fc \(Conv1d\)"),
-    ("nan-parameter", lambda p: _write(p, _nan_weight()),
-     r"node 'fc' \(Affine\): parameter 'weight' has NaN or infinite values"),
-    ("nan-parameter-nested",
-     lambda p: _write(p, _nested(_lif(3, v_threshold=np.array([np.nan, 1, 1], F)))),
-     r"node 'blk\.lif' \(LIF\): parameter 'v_threshold' has NaN or infinite values"),
-    ("zero-time-constant", lambda p: _write(p, _nir_graph(lif=_lif(3, tau=np.zeros(3, F)))),
-     r"node 'lif' \(LIF\): tau must be > 0"),
-    ("truncated", lambda p: _raw(p, _write(p, _nir_graph()).read_bytes()[:3000]),
-     r"x\.nir: cannot be opened \(OSError: .*truncated file"),
-    ("duplicate-edge", lambda p: _write(p, _nir_graph(edges=[("fc", "lif")])),
-     r"Duplicate edge: \('fc', 'lif'\)"),
+    (
+        "edge-to-missing-node",
+        lambda p: _write(p, _nir_graph(edges=[("lif", "ghost")])),
+        r"Edge \('lif', 'ghost'\) references destination node 'ghost' which does not exist",
+    ),
+    (
+        "nested-edge-to-missing-node",
+        lambda p: _write(p, _nested(_lif(3), extra_edges=[("lif", "ghost")])),
+        r"references destination node 'ghost' which does not exist",
+    ),
+    (
+        "mismatched-shapes-on-edge",
+        lambda p: _write(p, _nir_graph(in_size=5)),
+        r"shape mismatch on edge 'input' -> 'fc': input \(Input\) gives \(5,\), fc \(Affine\) "
+        r"takes \(4,\)",
+    ),
+    (
+        "mismatched-bias-shape",
+        lambda p: _edit(_write(p, _nir_graph()), "node/nodes/fc/bias", np.zeros(5, F)),
+        r"node 'fc' \(Affine\): bias has shape \(5,\), but weight \(3, 4\) has 3 outputs",
+    ),
+    (
+        "mismatched-neuron-parameters",
+        lambda p: _edit(_write(p, _nir_graph()), "node/nodes/lif/v_threshold", np.ones(4, F)),
+        r"node 'lif' \(LIF\) cannot be built: All parameters must have the same shape",
+    ),
+    (
+        "unknown-node-type",
+        lambda p: _edit(_write(p, _nir_graph()), "node/nodes/lif/type", b"Quantum"),
+        r"node 'lif' has node type 'Quantum', which is not a NIR type stac knows",
+    ),
+    (
+        "nir-type-stac-cannot-run",
+        lambda p: _write(p, _conv1d()),
+        r"stac cannot import node\(s\) fc \(Conv1d\)",
+    ),
+    (
+        "nan-parameter",
+        lambda p: _write(p, _nan_weight()),
+        r"node 'fc' \(Affine\): parameter 'weight' has NaN or infinite values",
+    ),
+    (
+        "nan-parameter-nested",
+        lambda p: _write(p, _nested(_lif(3, v_threshold=np.array([np.nan, 1, 1], F)))),
+        r"node 'blk\.lif' \(LIF\): parameter 'v_threshold' has NaN or infinite values",
+    ),
+    (
+        "zero-time-constant",
+        lambda p: _write(p, _nir_graph(lif=_lif(3, tau=np.zeros(3, F)))),
+        r"node 'lif' \(LIF\): tau must be > 0",
+    ),
+    (
+        "truncated",
+        lambda p: _raw(p, _write(p, _nir_graph()).read_bytes()[:3000]),
+        r"x\.nir: cannot be opened \(OSError: .*truncated file",
+    ),
+    (
+        "duplicate-edge",
+        lambda p: _write(p, _nir_graph(edges=[("fc", "lif")])),
+        r"Duplicate edge: \('fc', 'lif'\)",
+    ),
     ("dangling-node", lambda p: _write(p, _dangling()), r"node 'spare' \(LIF\) has no output edge"),
-    ("conv-groups", lambda p: _write(p, _conv2d(groups=3)),
-     r"node 'conv' \(Conv2d\): groups=3 does not divide the 4 output channels"),
+    (
+        "conv-groups",
+        lambda p: _write(p, _conv2d(groups=3)),
+        r"node 'conv' \(Conv2d\): groups=3 does not divide the 4 output channels",
+    ),
 ]
 
 
@@ -179,8 +254,11 @@ def test_bad_file_through_the_cli(tmp_path, capsys, command, make, message):
     """One ``stac: error:`` line, exit status 2, no traceback, and nothing written."""
     bad = make(tmp_path / "x.nir")
     out = tmp_path / "out"
-    args = (["import-nir", str(bad), "--steps", "5", "--output-dir", str(out)]
-            if command == "import-nir" else ["export-nir", str(bad), "--output", str(out)])
+    args = (
+        ["import-nir", str(bad), "--steps", "5", "--output-dir", str(out)]
+        if command == "import-nir"
+        else ["export-nir", str(bad), "--output", str(out)]
+    )
     assert main(args) == 2
     captured = capsys.readouterr()
     err = captured.err
@@ -202,12 +280,16 @@ def test_dt_larger_than_a_time_constant_is_refused(tmp_path, capsys):
     p = _write(tmp_path / "x.nir", _nir_graph())  # tau = 2 ms
     read_nir(p, dt=2e-3)  # dt = tau is the limit, still allowed
     out = tmp_path / "out"
-    assert main(["import-nir", str(p), "--dt", "5e-3", "--steps", "5", "--output-dir",
-                 str(out)]) == 2
+    assert (
+        main(["import-nir", str(p), "--dt", "5e-3", "--steps", "5", "--output-dir", str(out)]) == 2
+    )
     err = capsys.readouterr().err
-    assert re.fullmatch(r"stac: error: NIR file .*x\.nir: node 'lif' \(LIF\): dt = 0\.005 s "
-                        r"is larger than its tau = 0\.002 s; forward Euler needs dt <= tau: "
-                        r"give a smaller --dt\n", err), err
+    assert re.fullmatch(
+        r"stac: error: NIR file .*x\.nir: node 'lif' \(LIF\): dt = 0\.005 s "
+        r"is larger than its tau = 0\.002 s; forward Euler needs dt <= tau: "
+        r"give a smaller --dt\n",
+        err,
+    ), err
     assert not out.exists()
 
 
@@ -219,14 +301,18 @@ def test_missing_file(tmp_path):
 def test_parameters_that_do_not_fit_fail_before_the_run():
     """The executor steps every node once up front: a node whose parameters do not fit its
     shapes is named before any step runs (here a Flatten over dimensions the input lacks)."""
-    nodes = {"input": nir.Input(input_type={"input": np.array([2, 3, 4])}),
-             "flat": nir.Flatten(input_type={"input": np.array([2, 3, 4])}, start_dim=5,
-                                 end_dim=7),
-             "output": nir.Output(output_type={"output": np.array([24])})}
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, 3, 4])}),
+        "flat": nir.Flatten(input_type={"input": np.array([2, 3, 4])}, start_dim=5, end_dim=7),
+        "output": nir.Output(output_type={"output": np.array([24])}),
+    }
     nodes["flat"].output_type = {"output": np.array([24])}
     graph = make_graph(nodes, [("input", "flat"), ("flat", "output")], {"dt": DT})
-    with pytest.raises(StacError, match=r"node 'flat' \(Flatten\) cannot run on its input "
-                                        r"shape \(2, 3, 4\): Dimension out of range"):
+    with pytest.raises(
+        StacError,
+        match=r"node 'flat' \(Flatten\) cannot run on its input "
+        r"shape \(2, 3, 4\): Dimension out of range",
+    ):
         Stepper(graph)
 
 
@@ -270,8 +356,7 @@ def test_export_refuses_stac_only_nodes_and_lists_them(tmp_path):
 def test_export_renames_dotted_nodes(tmp_path):
     g = read_nir(_write(tmp_path / "a.nir", _nir_graph()), dt=DT)
     g.nodes["blk.fc"] = g.nodes.pop("fc")
-    g.edges = [(("blk.fc" if s == "fc" else s), ("blk.fc" if d == "fc" else d))
-               for s, d in g.edges]
+    g.edges = [(("blk.fc" if s == "fc" else s), ("blk.fc" if d == "fc" else d)) for s, d in g.edges]
     names = write_nir(g, tmp_path / "b.nir")
     assert names["blk.fc"] == "blk_fc"
     assert "blk_fc" in nir.read(tmp_path / "b.nir").nodes
@@ -292,11 +377,15 @@ def test_split_export_writes_parts_and_manifest(tmp_path):
     assert set(p1["nodes"]) == {"l1.fc", "l1.lif", "output"}
     assert p1["inputs"]["in_l0_norm"]["from"] == "l0.norm"
     host = manifest["host_ops"]
-    assert host["l0.enc"] == {"type": "SignedIF",
-                              "inputs": [{"part": "part_0.nir", "port": "out_l0_fc"}],
-                              "consumers": [{"host_op": "l0.norm"}],
-                              "input_shape": [6], "output_shape": [6], "runs": "per_step",
-                              "doc": SignedIF.__doc__.strip().splitlines()[0]}
+    assert host["l0.enc"] == {
+        "type": "SignedIF",
+        "inputs": [{"part": "part_0.nir", "port": "out_l0_fc"}],
+        "consumers": [{"host_op": "l0.norm"}],
+        "input_shape": [6],
+        "output_shape": [6],
+        "runs": "per_step",
+        "doc": SignedIF.__doc__.strip().splitlines()[0],
+    }
     assert host["l0.norm"]["consumers"] == [{"part": "part_1.nir", "port": "in_l0_norm"}]
     assert host["l0.norm"]["runs"] == "per_token"
     assert p0["types"] == ["Affine", "Input"] and p0["neurons"] == []
@@ -310,13 +399,16 @@ def test_cli_export_nir_from_ir_file(tmp_path, capsys):
     rc = main(["export-nir", str(tmp_path / "g.stac.json"), "--output", str(tmp_path / "g.nir")])
     assert rc == 2 and "NIR cannot express" in capsys.readouterr().err
     assert not (tmp_path / "g.nir").exists()
-    rc = main(["export-nir", str(tmp_path / "g.stac.json"), "--output", str(tmp_path / "s"),
-               "--split"])
+    rc = main(
+        ["export-nir", str(tmp_path / "g.stac.json"), "--output", str(tmp_path / "s"), "--split"]
+    )
     assert rc == 0 and (tmp_path / "s" / "manifest.json").is_file()
     # a pure NIR graph exports to one file
     save(read_nir(_write(tmp_path / "a.nir", _nir_graph()), dt=DT), tmp_path / "n.stac.json")
-    assert main(["export-nir", str(tmp_path / "n.stac.json"), "--output",
-                 str(tmp_path / "n.nir")]) == 0
+    assert (
+        main(["export-nir", str(tmp_path / "n.stac.json"), "--output", str(tmp_path / "n.nir")])
+        == 0
+    )
     nir.read(tmp_path / "n.nir", type_check=True).validate_structure()
 
 

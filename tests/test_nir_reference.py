@@ -29,10 +29,13 @@ def test_lif_spikes_within_one_step_of_exact_solution():
     assert list(ours) == [460, 510, 710, 760]
 
 
-@pytest.mark.parametrize("model,reset,size", [
-    ("noDelay_bias_zero", "zero", 38),
-    ("noDelay_noBias_subtract", "subtract", 40),
-])
+@pytest.mark.parametrize(
+    "model,reset,size",
+    [
+        ("noDelay_bias_zero", "zero", 38),
+        ("noDelay_noBias_subtract", "subtract", 40),
+    ],
+)
 def test_braille_reproduces_snntorch_activity(model, reset, size):
     graph = read_nir(REF / "03_rnn" / f"braille_{model}.nir", dt=DT, reset=reset)
     x = np.load(REF / "03_rnn" / "braille_sample0_input.npy")
@@ -87,9 +90,20 @@ def test_must_reject_through_cli_is_one_line(tmp_path, capsys):
 
 def test_import_nir_cli_braille_report(tmp_path, capsys):
     out = tmp_path / "braille"
-    rc = main(["import-nir", str(REF / "03_rnn" / "braille_noDelay_bias_zero.nir"),
-               "--target", "loihi2-sim", "--dt", "1e-4", "--input",
-               str(REF / "03_rnn" / "braille_sample0_input.npy"), "--output-dir", str(out)])
+    rc = main(
+        [
+            "import-nir",
+            str(REF / "03_rnn" / "braille_noDelay_bias_zero.nir"),
+            "--target",
+            "loihi2-sim",
+            "--dt",
+            "1e-4",
+            "--input",
+            str(REF / "03_rnn" / "braille_sample0_input.npy"),
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text())
     assert report["timesteps"] == 256 and report["dt_s"] == 1e-4 and report["recurrent"]

@@ -38,8 +38,9 @@ TOKENS = 16
 
 @pytest.fixture(scope="module")
 def graph(tiny_gpt2_dir):
-    return convert(load_model(str(tiny_gpt2_dir)), ConversionConfig(timesteps=T,
-                                                                    calibration_passages=2))
+    return convert(
+        load_model(str(tiny_gpt2_dir)), ConversionConfig(timesteps=T, calibration_passages=2)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,7 @@ def split(graph, tmp_path_factory):
     root = tmp_path_factory.mktemp("split")
     save(graph, root / "model.stac.json")
     out = root / "parts"
-    assert main(["export-nir", str(root / "model.stac.json"), "--output", str(out),
-                 "--split"]) == 0
+    assert main(["export-nir", str(root / "model.stac.json"), "--output", str(out), "--split"]) == 0
     return out, json.loads((out / "manifest.json").read_text())
 
 
@@ -67,6 +67,7 @@ def recorded(graph, hamlet_ids):
             out, stats = inner(node, inp, ctx, name, need)
             table[name] = out
             return out, stats
+
         return run
 
     saved = dict(semantics.SEMANTICS)
@@ -74,7 +75,7 @@ def recorded(graph, hamlet_ids):
     for kind in (nir.Affine, nir.Linear):
         semantics.SEMANTICS[kind] = recording(maps, kind)
     try:
-        Simulator(graph).run(RunContext(hamlet_ids[None, 200:200 + TOKENS], steps=T))
+        Simulator(graph).run(RunContext(hamlet_ids[None, 200 : 200 + TOKENS], steps=T))
     finally:
         semantics.SEMANTICS.clear()
         semantics.SEMANTICS.update(saved)
@@ -86,7 +87,8 @@ def test_every_part_reads_back_with_nir_type_check_and_holds_one_linear_map(grap
     maps = [n for n, v in graph.nodes.items() if isinstance(v, (nir.Affine, nir.Linear))]
     assert len(manifest["parts"]) == len(maps) == 9  # 4 per layer + the LM head
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.json"] + [p["file"] for p in manifest["parts"]])
+        ["manifest.json"] + [p["file"] for p in manifest["parts"]]
+    )
     for part in manifest["parts"]:
         back = nir.read(out / part["file"], type_check=True)
         back.validate_structure()
@@ -109,8 +111,12 @@ def test_manifest_rebuilds_every_edge_of_the_graph(graph, split):
     host-op consumers, graph inputs)."""
     out, manifest = split
     parts = {p["file"]: p for p in manifest["parts"]}
-    owners = [n for p in manifest["parts"] for n in p["nodes"]] + list(manifest["host_ops"]) \
-        + list(manifest["graph_inputs"]) + list(manifest["graph_outputs"])
+    owners = (
+        [n for p in manifest["parts"] for n in p["nodes"]]
+        + list(manifest["host_ops"])
+        + list(manifest["graph_inputs"])
+        + list(manifest["graph_outputs"])
+    )
     assert sorted(owners) == sorted(graph.nodes)
     inside = set()
     for part in manifest["parts"]:
@@ -129,12 +135,14 @@ def test_manifest_rebuilds_every_edge_of_the_graph(graph, split):
         return [ref.get("host_op") or ref["graph_output"]]
 
     host = manifest["host_ops"].items()
-    incoming = inside | {(v["from"], d) for p in manifest["parts"]
-                         for v in p["inputs"].values() for d in v["to"]}
+    incoming = inside | {
+        (v["from"], d) for p in manifest["parts"] for v in p["inputs"].values() for d in v["to"]
+    }
     incoming |= {(producer(r), n) for n, op in host for r in op["inputs"]}
     incoming |= {(p, n) for n, ps in manifest["graph_outputs"].items() for p in ps}
-    outgoing = inside | {(v["from"], d) for p in manifest["parts"]
-                         for v in p["outputs"].values() for d in v["to"]}
+    outgoing = inside | {
+        (v["from"], d) for p in manifest["parts"] for v in p["outputs"].values() for d in v["to"]
+    }
     outgoing |= {(n, c) for n, op in host for r in op["consumers"] for c in consumers(r)}
     outgoing |= {(n, c) for n, cs in manifest["graph_inputs"].items() for c in cs}
     assert incoming == set(graph.edges)
@@ -168,8 +176,7 @@ def _run_live(module, x: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("toolchain", ["norse", "snntorch"])
-def test_parts_run_live_with_the_same_values_as_stac(graph, split, recorded, toolchain,
-                                                     capsys):
+def test_parts_run_live_with_the_same_values_as_stac(graph, split, recorded, toolchain, capsys):
     out, manifest = split
     spikes, maps = recorded
     pre = predecessors(graph)
@@ -191,8 +198,7 @@ def test_parts_run_live_with_the_same_values_as_stac(graph, split, recorded, too
             host_value = ours.reshape(TOKENS, T, -1).mean(1)
             want = maps[name].mean()[0].numpy()
             scale = np.abs(want).max()
-            np.testing.assert_allclose(host_value, want, atol=1e-5 * scale, rtol=0,
-                                       err_msg=name)
+            np.testing.assert_allclose(host_value, want, atol=1e-5 * scale, rtol=0, err_msg=name)
             assert pre[name] == [port["from"]]
     finally:
         logging.disable(logging.NOTSET)

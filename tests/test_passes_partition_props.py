@@ -20,16 +20,22 @@ COL = {k: i for i, k in enumerate(BLOCK_COLUMNS)}
 
 
 def _profile(tmp_path, npc, mem, ax_in, ax_out, bits, graded) -> Profile:
-    text = (LOIHI2.replace("neurons_per_core = { value = 8192", f"neurons_per_core = {{ value = {npc}")
-            .replace("synaptic_memory_bytes_per_core = { value = 131072",
-                     f"synaptic_memory_bytes_per_core = {{ value = {mem}")
-            .replace("axons_in_per_core = { value = 4096", f"axons_in_per_core = {{ value = {ax_in}")
-            .replace("axons_out_per_core = { value = 4096", f"axons_out_per_core = {{ value = {ax_out}")
-            .replace("weight_bits = { value = 8", f"weight_bits = {{ value = {bits}"))
+    text = (
+        LOIHI2.replace("neurons_per_core = { value = 8192", f"neurons_per_core = {{ value = {npc}")
+        .replace(
+            "synaptic_memory_bytes_per_core = { value = 131072",
+            f"synaptic_memory_bytes_per_core = {{ value = {mem}",
+        )
+        .replace("axons_in_per_core = { value = 4096", f"axons_in_per_core = {{ value = {ax_in}")
+        .replace("axons_out_per_core = { value = 4096", f"axons_out_per_core = {{ value = {ax_out}")
+        .replace("weight_bits = { value = 8", f"weight_bits = {{ value = {bits}")
+    )
     if not graded:
-        text = (text.replace("graded = { value = true", "graded = { value = false")
-                .replace("payload_bits = { value = 32", "payload_bits = { value = 1")
-                .replace('SignedIF = { run = "chip", units = 1', 'SignedIF = { run = "chip", units = 2'))
+        text = (
+            text.replace("graded = { value = true", "graded = { value = false")
+            .replace("payload_bits = { value = 32", "payload_bits = { value = 1")
+            .replace('SignedIF = { run = "chip", units = 1', 'SignedIF = { run = "chip", units = 2')
+        )
     path = tmp_path / f"chip-{npc}-{mem}-{ax_in}-{ax_out}-{bits}-{graded}.toml"
     path.write_text(text)
     return load_profile_file(path)
@@ -39,10 +45,12 @@ def _profile(tmp_path, npc, mem, ax_in, ax_out, bits, graded) -> Profile:
 def _chains(draw):
     """Input -> host norm -> (SignedIF -> Linear) x k -> Output, random widths."""
     widths = draw(st.lists(st.integers(1, 160), min_size=2, max_size=4))
-    nodes = {"in": nir.Input(np.array([widths[0]])),
-             "norm": RMSNorm(np.ones(widths[0], np.float32), 1e-5)}
+    nodes = {
+        "in": nir.Input(np.array([widths[0]])),
+        "norm": RMSNorm(np.ones(widths[0], np.float32), 1e-5),
+    }
     edges, prev = [("in", "norm")], "norm"
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+    for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False)):
         nodes[f"enc{i}"] = SignedIF(np.ones(a, np.float32))
         nodes[f"fc{i}"] = nir.Linear(np.ones((b, a), np.float32))
         edges += [(prev, f"enc{i}"), (f"enc{i}", f"fc{i}")]
@@ -52,10 +60,18 @@ def _chains(draw):
     return make_graph(nodes, edges)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(graph=_chains(), npc=st.integers(1, 64), mem=st.integers(1, 512),
-       ax_in=st.integers(2, 96), ax_out=st.integers(2, 256), bits=st.sampled_from([1, 2, 4, 8]),
-       graded=st.booleans())
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    graph=_chains(),
+    npc=st.integers(1, 64),
+    mem=st.integers(1, 512),
+    ax_in=st.integers(2, 96),
+    ax_out=st.integers(2, 256),
+    bits=st.sampled_from([1, 2, 4, 8]),
+    graded=st.booleans(),
+)
 def test_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits, graded):
     profile = _profile(tmp_path, npc, mem, ax_in, ax_out, bits, graded)
     after = partition(graph, profile)
@@ -79,7 +95,9 @@ def test_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits, gr
             count = np.zeros((out_f, in_f), np.int64)
             for r0, r1, c0, c1 in b[b[:, COL["col0"]] >= 0][:, :4]:
                 count[r0:r1, c0:c1] += 1
-            assert np.all(count == 1), f"{name}: a synapse is placed {count.min()}..{count.max()} times"
+            assert np.all(count == 1), (
+                f"{name}: a synapse is placed {count.min()}..{count.max()} times"
+            )
             assert b[b[:, COL["col0"]] >= 0][:, COL["synapses"]].sum() == out_f * in_f
             assert math.ceil(p.synapse_bytes * 8 / bits) >= out_f * in_f
             acc = b[b[:, COL["col0"]] == -1]
@@ -103,8 +121,11 @@ def test_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits, gr
     assert part.cores == total_cores
     assert part.chips == math.ceil(total_cores / profile.get("chip", "cores_per_chip"))
     # cores have consecutive, unique ids
-    firsts = sorted((node_placement(n).first_core, node_placement(n).cores)
-                    for n in after.nodes.values() if node_placement(n).on_chip)
+    firsts = sorted(
+        (node_placement(n).first_core, node_placement(n).cores)
+        for n in after.nodes.values()
+        if node_placement(n).on_chip
+    )
     for first, cores in firsts:
         assert first == next_core
         next_core += cores
@@ -123,16 +144,26 @@ def _conv_nets(draw):
     def neuron(shape):
         return nir.IF(r=np.ones(shape), v_threshold=np.ones(shape))
 
-    nodes = {"in": nir.Input(np.array([c, h, w])), "relay": neuron((c, h, w)),
-             "conv": nir.Conv2d(input_shape=np.array([h, w]), weight=np.ones((co, c, k, k)),
-                                stride=np.array(stride), padding=np.array(pad),
-                                dilation=np.array([1, 1]), groups=1, bias=np.zeros(co)),
-             "act": neuron((co, ho, wo))}
+    nodes = {
+        "in": nir.Input(np.array([c, h, w])),
+        "relay": neuron((c, h, w)),
+        "conv": nir.Conv2d(
+            input_shape=np.array([h, w]),
+            weight=np.ones((co, c, k, k)),
+            stride=np.array(stride),
+            padding=np.array(pad),
+            dilation=np.array([1, 1]),
+            groups=1,
+            bias=np.zeros(co),
+        ),
+        "act": neuron((co, ho, wo)),
+    }
     edges = [("in", "relay"), ("relay", "conv"), ("conv", "act")]
     prev, shape = "act", (co, ho, wo)
     if draw(st.booleans()) and ho >= 2 and wo >= 2:
-        nodes["pool"] = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
-                                      padding=np.array([0, 0]))
+        nodes["pool"] = nir.SumPool2d(
+            kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])
+        )
         nodes["pool"].input_type = {"input": np.array(shape)}
         shape = (co, ho // 2, wo // 2)
         nodes["pool"].output_type = {"output": np.array(shape)}
@@ -153,10 +184,17 @@ def _xyc_channels(shape, r0, r1):
     return [(k % c * h + k // c % h) * w + k // (c * h) for k in range(r0, r1)]
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(graph=_conv_nets(), npc=st.integers(1, 400), mem=st.integers(1, 256),
-       ax_in=st.integers(2, 64), ax_out=st.integers(2, 400), bits=st.sampled_from([1, 4, 8]))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    graph=_conv_nets(),
+    npc=st.integers(1, 400),
+    mem=st.integers(1, 256),
+    ax_in=st.integers(2, 64),
+    ax_out=st.integers(2, 400),
+    bits=st.sampled_from([1, 4, 8]),
+)
 def test_conv_partition_invariants(tmp_path, graph, npc, mem, ax_in, ax_out, bits):
     """Spatial tiles: every output on exactly one core, limits kept, a tile's synaptic memory
     holds the kernels of the channels it has, and neurons fused into their layer's cores."""

@@ -15,8 +15,17 @@ bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
 
 #: Intel's cores per layer, copied from the notebook's table (not from the benchmark module).
-INTEL = {"conv1": 25, "conv2": 13, "conv3": 3, "conv4": 3, "conv5": 2, "dense1": 12,
-         "dense2": 1, "dense3": 1, "dense4": 1}
+INTEL = {
+    "conv1": 25,
+    "conv2": 13,
+    "conv3": 3,
+    "conv4": 3,
+    "conv5": 2,
+    "dense1": 12,
+    "dense2": 1,
+    "dense3": 1,
+    "dense4": 1,
+}
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,14 @@ from stac.ir.nodes import RMSNorm, SignedIF
 from stac.ir.passes import quantise
 from stac.ir.results import issues_of
 from stac.profiles import PROFILE_DIR, load_profile, load_profile_file
-from stac.quant import (accumulator_shift, dequantise, error_stats, mantissa_exponent,
-                        quantise_uniform, quantise_weight)
+from stac.quant import (
+    accumulator_shift,
+    dequantise,
+    error_stats,
+    mantissa_exponent,
+    quantise_uniform,
+    quantise_weight,
+)
 
 
 def _graph(w, theta, bias=None, quant=None):
@@ -21,8 +27,13 @@ def _graph(w, theta, bias=None, quant=None):
     fc = nir.Linear(w) if bias is None else nir.Affine(w, bias)
     if quant is not None:
         fc.metadata = {"quant": quant}
-    nodes = {"in": nir.Input(np.array([in_f])), "norm": RMSNorm(np.ones(in_f, np.float32), 1e-5),
-             "enc": SignedIF(theta), "fc": fc, "out": nir.Output(np.array([out_f]))}
+    nodes = {
+        "in": nir.Input(np.array([in_f])),
+        "norm": RMSNorm(np.ones(in_f, np.float32), 1e-5),
+        "enc": SignedIF(theta),
+        "fc": fc,
+        "out": nir.Output(np.array([out_f])),
+    }
     return make_graph(nodes, [("in", "norm"), ("norm", "enc"), ("enc", "fc"), ("fc", "out")])
 
 
@@ -64,11 +75,11 @@ def test_binary_spike_chips_quantise_the_folded_synapses():
     after = quantise(_graph(w, theta), load_profile("loihi1"))
     theta_q = after.nodes["enc"].threshold.astype(np.float32)
     q, scale = quantise_weight(w * theta_q[None, :], 8)
-    np.testing.assert_allclose(after.nodes["fc"].weight, dequantise(q, scale) / theta_q[None, :],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        after.nodes["fc"].weight, dequantise(q, scale) / theta_q[None, :], rtol=1e-5
+    )
     assert after.metadata["quantise"]["layers"]["fc"]["folded_spike_values"] is True
-    assert any(i.node == "fc" and i.limit == "spikes.graded"
-               for i in issues_of(after)["quantise"])
+    assert any(i.node == "fc" and i.limit == "spikes.graded" for i in issues_of(after)["quantise"])
 
 
 def test_a_full_mode_node_is_carried_when_it_fits_and_requantised_when_not():
@@ -84,8 +95,16 @@ def test_a_full_mode_node_is_carried_when_it_fits_and_requantised_when_not():
     ternary = quantise(before, load_profile("truenorth"))
     layer = ternary.metadata["quantise"]["layers"]["fc"]
     assert layer["status"] == "requantised" and layer["bits"] == 2
-    assert np.unique(np.rint(ternary.nodes["fc"].weight * theta_q(ternary)[None, :]
-                             / ternary.nodes["fc"].metadata["quant"]["scale"][:, None])).size <= 3
+    assert (
+        np.unique(
+            np.rint(
+                ternary.nodes["fc"].weight
+                * theta_q(ternary)[None, :]
+                / ternary.nodes["fc"].metadata["quant"]["scale"][:, None]
+            )
+        ).size
+        <= 3
+    )
 
 
 def theta_q(graph):
@@ -106,20 +125,32 @@ def test_affine_bias_goes_to_the_bias_format_and_weight_exp_is_recorded():
 
 
 def test_neuron_decays_go_to_the_decay_grid_and_a_chip_without_decay_refuses_them(tmp_path):
-    lif = nir.LIF(tau=np.array([0.02, 0.0033]), r=np.ones(2), v_leak=np.zeros(2),
-                  v_threshold=np.array([1.0, 0.5]))
-    nodes = {"in": nir.Input(np.array([2])), "enc": SignedIF(np.ones(2, np.float32)),
-             "fc": nir.Linear(np.eye(2, dtype=np.float32)), "lif": lif,
-             "out": nir.Output(np.array([2]))}
-    g = make_graph(nodes, [("in", "enc"), ("enc", "fc"), ("fc", "lif"), ("lif", "out")],
-                   {"dt": 1e-3})
+    lif = nir.LIF(
+        tau=np.array([0.02, 0.0033]),
+        r=np.ones(2),
+        v_leak=np.zeros(2),
+        v_threshold=np.array([1.0, 0.5]),
+    )
+    nodes = {
+        "in": nir.Input(np.array([2])),
+        "enc": SignedIF(np.ones(2, np.float32)),
+        "fc": nir.Linear(np.eye(2, dtype=np.float32)),
+        "lif": lif,
+        "out": nir.Output(np.array([2])),
+    }
+    g = make_graph(
+        nodes, [("in", "enc"), ("enc", "fc"), ("fc", "lif"), ("lif", "out")], {"dt": 1e-3}
+    )
     after = quantise(g, load_profile("loihi2"))
     decay = 1e-3 / after.nodes["lif"].tau
     np.testing.assert_allclose(decay * 4096, np.rint(1e-3 / lif.tau * 4096))
     assert after.nodes["lif"].v_threshold[1] == pytest.approx(0.5, rel=1e-4)
     no_decay = tmp_path / "no-decay.toml"  # loihi2 with TrueNorth's linear-only leak
-    no_decay.write_text((PROFILE_DIR / "loihi2.toml").read_text().replace(
-        "decay_bits = { value = 12", "decay_bits = { value = 0"))
+    no_decay.write_text(
+        (PROFILE_DIR / "loihi2.toml")
+        .read_text()
+        .replace("decay_bits = { value = 12", "decay_bits = { value = 0")
+    )
     tn = quantise(g, load_profile_file(no_decay))
     errors = [i for i in issues_of(tn)["quantise"] if i.level == "error"]
     assert errors and errors[0].node == "lif" and errors[0].limit == "fixed_point.decay_bits"
@@ -136,12 +167,15 @@ def test_a_wide_threshold_spread_is_warned_about():
 
 # -- properties of the quantisers ------------------------------------------------------------
 
-_weights = hnp.arrays(np.float32, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1,
-                                                   max_side=12),
-                      # zero or normal magnitudes: a row peak below ~1e-36 gives a float32
-                      # scale that underflows (a known limit of quantise_weight, not tested)
-                      elements=st.one_of(st.just(0.0), st.floats(2.0**-66, 1e3, width=32),
-                                         st.floats(-1e3, -(2.0**-66), width=32)))
+_weights = hnp.arrays(
+    np.float32,
+    hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+    # zero or normal magnitudes: a row peak below ~1e-36 gives a float32
+    # scale that underflows (a known limit of quantise_weight, not tested)
+    elements=st.one_of(
+        st.just(0.0), st.floats(2.0**-66, 1e3, width=32), st.floats(-1e3, -(2.0**-66), width=32)
+    ),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -166,8 +200,10 @@ def test_quantise_weight_properties(w, bits, per_channel):
 
 
 @settings(max_examples=100, deadline=None)
-@given(v=hnp.arrays(np.float64, st.integers(1, 30), elements=st.floats(0, 1e6)),
-       bits=st.integers(2, 24))
+@given(
+    v=hnp.arrays(np.float64, st.integers(1, 30), elements=st.floats(0, 1e6)),
+    bits=st.integers(2, 24),
+)
 def test_quantise_uniform_properties(v, bits):
     q, unit = quantise_uniform(v, bits, signed=False)
     assert q.min() >= 0 and q.max() <= 2**bits - 1 and unit > 0
@@ -185,8 +221,14 @@ def test_mantissa_exponent_properties(v):
 
 
 @settings(max_examples=100, deadline=None)
-@given(q=hnp.arrays(np.int32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=40),
-                    elements=st.integers(-127, 127)), bits=st.integers(4, 24))
+@given(
+    q=hnp.arrays(
+        np.int32,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=40),
+        elements=st.integers(-127, 127),
+    ),
+    bits=st.integers(4, 24),
+)
 def test_accumulator_shift_makes_the_worst_row_fit(q, bits):
     shift = accumulator_shift(q, bits)
     worst = np.abs(q.astype(np.int64)).sum(axis=1).max()
@@ -220,10 +262,18 @@ def test_graded_encoders_need_graded_spikes_wide_enough(tmp_path):
     assert ok.metadata["quantise"]["layers"]["enc"]["payload_bits_needed"] == 8
     assert not [i for i in issues_of(ok)["quantise"] if i.level == "error"]
     narrow = tmp_path / "narrow.toml"
-    narrow.write_text((PROFILE_DIR / "loihi2.toml").read_text().replace(
-        "payload_bits = { value = 32", "payload_bits = { value = 6"))
-    for profile, limit in ((load_profile_file(narrow), "spikes.payload_bits"),
-                           (load_profile("loihi1"), "spikes.graded")):
-        errors = [(i.node, i.limit) for i in
-                  issues_of(quantise(g, profile))["quantise"] if i.level == "error"]
+    narrow.write_text(
+        (PROFILE_DIR / "loihi2.toml")
+        .read_text()
+        .replace("payload_bits = { value = 32", "payload_bits = { value = 6")
+    )
+    for profile, limit in (
+        (load_profile_file(narrow), "spikes.payload_bits"),
+        (load_profile("loihi1"), "spikes.graded"),
+    ):
+        errors = [
+            (i.node, i.limit)
+            for i in issues_of(quantise(g, profile))["quantise"]
+            if i.level == "error"
+        ]
         assert ("enc", limit) in errors

@@ -63,8 +63,10 @@ def test_cached_turns_equal_full_recompute(tiny, text_ids, spiking):
 def test_batch_of_different_lengths_equals_each_alone(tiny, text_ids):
     proc = TemporalSpikeProcessor(tiny, max_context_length=64, spiking=False)
     a, b = proc.open("a"), proc.open("b")
-    turns = {"a": [text_ids[:9], text_ids[9:11], text_ids[11:12]],
-             "b": [text_ids[50:53], text_ids[53:60], text_ids[60:61]]}
+    turns = {
+        "a": [text_ids[:9], text_ids[9:11], text_ids[11:12]],
+        "b": [text_ids[50:53], text_ids[53:60], text_ids[60:61]],
+    }
     alone = {c: proc.open() for c in "ab"}
     past = {"a": 0, "b": 0}
     for t in range(3):
@@ -75,10 +77,14 @@ def test_batch_of_different_lengths_equals_each_alone(tiny, text_ids):
         for row, c in enumerate("ab"):
             n = len(turns[c][t])
             # left padding: [pad past | real past | pad new | real new]
-            want = ([False] * (total - width - past[c]) + [True] * past[c]
-                    + [False] * (width - n) + [True] * n)
+            want = (
+                [False] * (total - width - past[c])
+                + [True] * past[c]
+                + [False] * (width - n)
+                + [True] * n
+            )
             assert run.attention_mask[row].tolist() == want
-            assert run.positions[row, width - n:].tolist() == list(range(past[c], past[c] + n))
+            assert run.positions[row, width - n :].tolist() == list(range(past[c], past[c] + n))
             single = proc([turns[c][t]], conversation_ids=[alone[c]])[0]
             assert torch.allclose(batch[row, :n], single, atol=ATOL)
             assert not batch[row, n:].any()  # padding slots give zeros
@@ -99,14 +105,15 @@ def test_padded_tensor_with_mask_equals_list_input(tiny, text_ids):
 
 def test_eviction_keeps_pinned_slides_rest_and_re_encodes(tiny, text_ids):
     limit, pinned = 16, 3
-    proc = TemporalSpikeProcessor(tiny, max_context_length=limit, evict_fraction=0.25,
-                                  spiking=False)
+    proc = TemporalSpikeProcessor(
+        tiny, max_context_length=limit, evict_fraction=0.25, spiking=False
+    )
     cid = proc.open(pinned=pinned)
     proc([text_ids[:limit]], conversation_ids=[cid])
     assert proc.last_run.evicted == (0,) and max(proc.last_run.positions[0]) == limit - 1
-    out = proc([text_ids[limit:limit + 2]], conversation_ids=[cid])[0]
+    out = proc([text_ids[limit : limit + 2]], conversation_ids=[cid])[0]
     drop = 4  # max(overflow 2, ceil(0.25 * (16 - 3)) = 4)
-    kept = text_ids[:pinned] + text_ids[pinned + drop: limit + 2]
+    kept = text_ids[:pinned] + text_ids[pinned + drop : limit + 2]
     assert proc.last_run.evicted == (drop,)
     assert proc.history(cid) == kept and proc.get(cid).evicted == drop
     assert proc.last_run.positions[0].tolist() == list(range(len(kept)))  # re-encoded from 0
@@ -132,8 +139,9 @@ def test_eviction_with_rope_equals_fresh_window(smollm2_artifact, hamlet_ids):
     # other logits, so the comparison above can fail.
     drop = 13 - len(kept)
     old = list(range(2)) + list(range(2 + drop, 13))
-    gap, _ = proc.simulator.run(RunContext(torch.tensor([kept]), steps=proc.T,
-                                           positions=torch.tensor([old]), spiking=False))
+    gap, _ = proc.simulator.run(
+        RunContext(torch.tensor([kept]), steps=proc.T, positions=torch.tensor([old]), spiking=False)
+    )
     assert float((gap["output"][0, -2:] - ref).abs().max()) > 0.1
 
 
@@ -155,21 +163,35 @@ def test_reset_and_remove_touch_one_conversation(tiny, text_ids):
 
 
 BAD_CALLS = {
-    "too long": (lambda p, ids: p([ids[:2], ids[:40]], conversation_ids=["keep", "x"]),
-                 "does not fit the context of 32 tokens"),
-    "unknown id": (lambda p, ids: p([ids[:2], ids[:2]], conversation_ids=["keep", "nope"]),
-                   "unknown conversation id 'nope'"),
-    "empty turn": (lambda p, ids: p(torch.tensor([ids[:2], ids[:2]]),
-                                    conversation_ids=["keep", "x"],
-                                    attention_mask=torch.tensor([[1, 1], [0, 0]])),
-                   "empty turn for conversation 'x'"),
-    "negative id": (lambda p, ids: p([ids[:2], [5, -1]], conversation_ids=["keep", "x"]),
-                    "token id -1 for conversation 'x' is outside the vocabulary"),
-    "id past vocab": (lambda p, ids: p([ids[:2], [49152]], conversation_ids=["keep", "x"]),
-                      "token id 49152 .* outside the vocabulary 0..49151"),
+    "too long": (
+        lambda p, ids: p([ids[:2], ids[:40]], conversation_ids=["keep", "x"]),
+        "does not fit the context of 32 tokens",
+    ),
+    "unknown id": (
+        lambda p, ids: p([ids[:2], ids[:2]], conversation_ids=["keep", "nope"]),
+        "unknown conversation id 'nope'",
+    ),
+    "empty turn": (
+        lambda p, ids: p(
+            torch.tensor([ids[:2], ids[:2]]),
+            conversation_ids=["keep", "x"],
+            attention_mask=torch.tensor([[1, 1], [0, 0]]),
+        ),
+        "empty turn for conversation 'x'",
+    ),
+    "negative id": (
+        lambda p, ids: p([ids[:2], [5, -1]], conversation_ids=["keep", "x"]),
+        "token id -1 for conversation 'x' is outside the vocabulary",
+    ),
+    "id past vocab": (
+        lambda p, ids: p([ids[:2], [49152]], conversation_ids=["keep", "x"]),
+        "token id 49152 .* outside the vocabulary 0..49151",
+    ),
     "float ids": (lambda p, _ids: p(torch.ones(1, 3)), "input ids must be integers"),
-    "same id twice": (lambda p, ids: p([ids[:2], ids[:2]], conversation_ids=["keep", "keep"]),
-                      "appears twice"),
+    "same id twice": (
+        lambda p, ids: p([ids[:2], ids[:2]], conversation_ids=["keep", "keep"]),
+        "appears twice",
+    ),
 }
 
 
@@ -185,8 +207,10 @@ def test_bad_input_is_an_error_and_other_conversations_stay_intact(tiny, text_id
         call(proc, text_ids)
     keep = proc.get("keep")
     assert keep.tokens == text_ids[:6] and keep.cached == 6
-    assert all(torch.equal(keep.cache[k][0], a) and torch.equal(keep.cache[k][1], b)
-               for k, (a, b) in before.items())
+    assert all(
+        torch.equal(keep.cache[k][0], a) and torch.equal(keep.cache[k][1], b)
+        for k, (a, b) in before.items()
+    )
     assert proc.history("x") == [] and proc.conversations == ["keep", "x"]
     proc([text_ids[6:8]], conversation_ids=["keep"])  # and it goes on where it was
     assert proc.last_run.positions.tolist() == [[6, 7]]
@@ -216,7 +240,7 @@ def test_greedy_generation_streams_and_matches_no_cache(tiny, text_ids):
     hist = prompts["a"] + got["a"][:-1]
     assert cached.history("a") == hist
     ref = fresh(plain, hist)
-    assert ref[len(prompts["a"]) - 1:].argmax(-1).tolist() == got["a"]
+    assert ref[len(prompts["a"]) - 1 :].argmax(-1).tolist() == got["a"]
 
 
 def greedy_reply(proc: TemporalSpikeProcessor, prompt: list[int], n: int) -> list[int]:
@@ -245,8 +269,10 @@ def test_stop_token_ends_one_conversation_only(tiny, text_ids):
         for c in prompts:
             proc.open(c)
         events = list(stream(proc, prompts, 4, stop_ids=stops))
-        got = {c: [(e.token_id, e.index, e.finished) for e in events if e.conversation_id == c]
-               for c in prompts}
+        got = {
+            c: [(e.token_id, e.index, e.finished) for e in events if e.conversation_id == c]
+            for c in prompts
+        }
         assert got == {0: [(first, 0, "stop")], 1: want_1}, stops
         for c in prompts:
             proc.remove(c)

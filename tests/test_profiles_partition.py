@@ -22,8 +22,9 @@ LOIHI2 = (PROFILE_DIR / "loihi2.toml").read_text()
 H100 = (PROFILE_DIR / "h100.toml").read_text()
 
 
-@pytest.mark.parametrize("name", ["loihi2", "loihi1", "spinnaker2", "truenorth", "h100",
-                                  "jetson-orin-nano", "host-cpu"])
+@pytest.mark.parametrize(
+    "name", ["loihi2", "loihi1", "spinnaker2", "truenorth", "h100", "jetson-orin-nano", "host-cpu"]
+)
 def test_every_bundled_profile_loads_with_every_number_sourced(name):
     p = load_profile(name)
     assert p.name == name
@@ -49,27 +50,54 @@ def test_key_figures_from_the_files():
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda t: t.replace("neurons_per_core = { value = 8192", "neurons_per_core = { value = -5"),
-         "chip.neurons_per_core' must be positive"),
-        (lambda t: t.replace("cores_per_chip = { value = 128", "cores_per_chip = { value = 12.5"),
-         "chip.cores_per_chip' must be a positive integer"),
-        (lambda t: t.replace('synop = { value = 35.5, source', 'junk = { value = 35.5, source'),
-         "missing field 'energy_pj.synop'"),
-        (lambda t: t.replace("[chip]", "[chip]\nwarp_drive = { value = 1, source = \"x\" }"),
-         "unknown field 'chip.warp_drive'"),
-        (lambda t: t.replace('Linear = { run = "chip"', 'Linear = { run = "gpu"'),
-         "'ops.Linear.run' must be one of"),
-        (lambda t: t.replace('barrier = { value = 299.0, source = "Loihi 1 global barrier latency per timestep, SANA-FE arch/loihi.yaml" }',
-                             'barrier = { value = 299.0 }'),
-         "'latency_ns.barrier' has no source"),
-        (lambda t: t.replace("graded = { value = true", "graded = { value = 1"),
-         "'spikes.graded' must be true or false"),
-        (lambda t: t.replace("payload_bits = { value = 32", "payload_bits = { value = 1"),
-         "'spikes.payload_bits' must be 1 for binary spikes and more than 1 for graded"),
-        (lambda t: t.replace("tiles_y = { value = 4", "tiles_y = { value = 2"),
-         "'mesh' holds 64 cores"),
-        (lambda t: t.replace("weight_exp_min = { value = -8", "weight_exp_min = { value = 9"),
-         "'fixed_point.weight_exp_min' is above"),
+        (
+            lambda t: t.replace(
+                "neurons_per_core = { value = 8192", "neurons_per_core = { value = -5"
+            ),
+            "chip.neurons_per_core' must be positive",
+        ),
+        (
+            lambda t: t.replace(
+                "cores_per_chip = { value = 128", "cores_per_chip = { value = 12.5"
+            ),
+            "chip.cores_per_chip' must be a positive integer",
+        ),
+        (
+            lambda t: t.replace("synop = { value = 35.5, source", "junk = { value = 35.5, source"),
+            "missing field 'energy_pj.synop'",
+        ),
+        (
+            lambda t: t.replace("[chip]", '[chip]\nwarp_drive = { value = 1, source = "x" }'),
+            "unknown field 'chip.warp_drive'",
+        ),
+        (
+            lambda t: t.replace('Linear = { run = "chip"', 'Linear = { run = "gpu"'),
+            "'ops.Linear.run' must be one of",
+        ),
+        (
+            lambda t: t.replace(
+                'barrier = { value = 299.0, source = "Loihi 1 global barrier latency per '
+                'timestep, SANA-FE arch/loihi.yaml" }',
+                "barrier = { value = 299.0 }",
+            ),
+            "'latency_ns.barrier' has no source",
+        ),
+        (
+            lambda t: t.replace("graded = { value = true", "graded = { value = 1"),
+            "'spikes.graded' must be true or false",
+        ),
+        (
+            lambda t: t.replace("payload_bits = { value = 32", "payload_bits = { value = 1"),
+            "'spikes.payload_bits' must be 1 for binary spikes and more than 1 for graded",
+        ),
+        (
+            lambda t: t.replace("tiles_y = { value = 4", "tiles_y = { value = 2"),
+            "'mesh' holds 64 cores",
+        ),
+        (
+            lambda t: t.replace("weight_exp_min = { value = -8", "weight_exp_min = { value = 9"),
+            "'fixed_point.weight_exp_min' is above",
+        ),
         (lambda t: t.replace('host = "host-cpu"\n', ""), "missing field 'host'"),
         (lambda t: t + "\n[[[", "not valid TOML"),
     ],
@@ -85,20 +113,26 @@ def test_bad_profiles_are_refused_naming_the_field(tmp_path, edit, message):
 
 def test_an_unknown_op_capability_is_refused_before_use(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text(LOIHI2.replace('SignedIF = { run', 'Teleport = { run'))
+    path.write_text(LOIHI2.replace("SignedIF = { run", "Teleport = { run"))
     profile = load_profile_file(path)  # the file is well formed; the IR knows no Teleport
     with pytest.raises(StacError, match="unknown capability 'Teleport'"):
         check_capabilities(profile)
     with pytest.raises(StacError, match=f"hardware profile {path}: unknown capability 'Teleport'"):
         resolve_target(str(path))
     with pytest.raises(StacError, match="unknown capability 'Teleport'"):
-        run_passes(make_graph({"i": nir.Input(np.array([2])), "o": nir.Output(np.array([2]))},
-                              [("i", "o")]), profile)
+        run_passes(
+            make_graph(
+                {"i": nir.Input(np.array([2])), "o": nir.Output(np.array([2]))}, [("i", "o")]
+            ),
+            profile,
+        )
 
 
 def test_a_host_profile_needs_its_roofline_figures(tmp_path):
     path = tmp_path / "gpu.toml"
-    path.write_text(H100.replace("memory_bandwidth_gb_s = { value = 3350.0", "bandwidth = { value = 3350.0"))
+    path.write_text(
+        H100.replace("memory_bandwidth_gb_s = { value = 3350.0", "bandwidth = { value = 3350.0")
+    )
     with pytest.raises(StacError, match="missing field 'dense.memory_bandwidth_gb_s'"):
         load_profile_file(path)
 
@@ -109,17 +143,29 @@ def test_unknown_profile_lists_the_known_ones():
 
 
 def test_targets_come_from_the_neuromorphic_profiles():
-    assert sorted(targets()) == ["loihi1-sim", "loihi2-lava", "loihi2-sim", "spinnaker2-sim",
-                                 "truenorth-sim"]
+    assert sorted(targets()) == [
+        "loihi1-sim",
+        "loihi2-lava",
+        "loihi2-sim",
+        "spinnaker2-sim",
+        "truenorth-sim",
+    ]
 
 
 def test_target_may_be_a_users_profile_file(tmp_path):
     path = tmp_path / "my-chip.toml"
-    path.write_text(LOIHI2.replace('name = "loihi2"', 'name = "my-chip"')
-                    .replace("max_chips = { value = 1152", "max_chips = { value = 3"))
+    path.write_text(
+        LOIHI2.replace('name = "loihi2"', 'name = "my-chip"').replace(
+            "max_chips = { value = 1152", "max_chips = { value = 3"
+        )
+    )
     for target in (str(path), f"{path}:sim"):
         profile, backend = resolve_target(target)
-        assert (profile.name, backend.name, profile.get("chip", "max_chips")) == ("my-chip", "sim", 3)
+        assert (profile.name, backend.name, profile.get("chip", "max_chips")) == (
+            "my-chip",
+            "sim",
+            3,
+        )
     assert target_label(str(path)) == "my-chip" and target_label("loihi2-sim") == "loihi2-sim"
     with pytest.raises(StacError, match="unknown backend 'fpga'"):
         resolve_target(f"{path}:fpga")
@@ -163,16 +209,36 @@ def test_partition_before_expected():
     before = _before()
     after = partition(before, profile)
     expected = {
-        "in": {"unit": "host"}, "norm": {"unit": "host"}, "dense": {"unit": "host"},
+        "in": {"unit": "host"},
+        "norm": {"unit": "host"},
+        "dense": {"unit": "host"},
         "out": {"unit": "host"},
-        "fc": {"unit": "chip", "cores": 3, "first_core": 1, "neurons": 1000, "synapses": 300_000,
-               "synapse_bytes": 300_000, "row_blocks": 3, "col_blocks": 1,
-               "blocks": _blocks((0, 333, 0, 300, 333, 99_900, 99_900, 300, 333),
-                                 (333, 666, 0, 300, 333, 99_900, 99_900, 300, 333),
-                                 (666, 1000, 0, 300, 334, 100_200, 100_200, 300, 334))},
-        "enc": {"unit": "chip", "cores": 1, "first_core": 0, "neurons": 300, "synapses": 0,
-                "synapse_bytes": 0, "fanout_cores": 3, "units": 1,
-                "blocks": _blocks((0, 300, 0, 0, 300, 0, 0, 300, 900))},
+        "fc": {
+            "unit": "chip",
+            "cores": 3,
+            "first_core": 1,
+            "neurons": 1000,
+            "synapses": 300_000,
+            "synapse_bytes": 300_000,
+            "row_blocks": 3,
+            "col_blocks": 1,
+            "blocks": _blocks(
+                (0, 333, 0, 300, 333, 99_900, 99_900, 300, 333),
+                (333, 666, 0, 300, 333, 99_900, 99_900, 300, 333),
+                (666, 1000, 0, 300, 334, 100_200, 100_200, 300, 334),
+            ),
+        },
+        "enc": {
+            "unit": "chip",
+            "cores": 1,
+            "first_core": 0,
+            "neurons": 300,
+            "synapses": 0,
+            "synapse_bytes": 0,
+            "fanout_cores": 3,
+            "units": 1,
+            "blocks": _blocks((0, 300, 0, 0, 300, 0, 0, 300, 900)),
+        },
     }
     for name, want in expected.items():
         got = node_placement(after.nodes[name]).to_dict()
@@ -194,15 +260,20 @@ def test_fan_in_beyond_a_core_is_split_with_accumulators_on_graded_chips():
     after = partition(_before(out_f=100, in_f=5000), load_profile("loihi2"))
     fc = node_placement(after.nodes["fc"])
     assert (fc.col_blocks, fc.row_blocks, fc.cores) == (2, 2, 5)
-    np.testing.assert_array_equal(fc.blocks, _blocks(
-        (0, 50, 0, 2500, 50, 125_000, 125_000, 2500, 50),
-        (0, 50, 2500, 5000, 50, 125_000, 125_000, 2500, 50),
-        (50, 100, 0, 2500, 50, 125_000, 125_000, 2500, 50),
-        (50, 100, 2500, 5000, 50, 125_000, 125_000, 2500, 50),
-        (0, 100, -1, -1, 100, 200, 200, 200, 100)))  # accumulators: 2 partial sums each
+    np.testing.assert_array_equal(
+        fc.blocks,
+        _blocks(
+            (0, 50, 0, 2500, 50, 125_000, 125_000, 2500, 50),
+            (0, 50, 2500, 5000, 50, 125_000, 125_000, 2500, 50),
+            (50, 100, 0, 2500, 50, 125_000, 125_000, 2500, 50),
+            (50, 100, 2500, 5000, 50, 125_000, 125_000, 2500, 50),
+            (0, 100, -1, -1, 100, 200, 200, 200, 100),
+        ),
+    )  # accumulators: 2 partial sums each
     notes = issues_of(after)["partition"]
-    assert any(i.node == "fc" and i.level == "note" and i.limit == "chip.axons_in_per_core"
-               for i in notes)
+    assert any(
+        i.node == "fc" and i.level == "note" and i.limit == "chip.axons_in_per_core" for i in notes
+    )
 
 
 def test_fan_in_beyond_a_core_is_an_error_on_binary_spike_chips():
@@ -217,7 +288,10 @@ def test_fan_in_beyond_a_core_is_an_error_on_binary_spike_chips():
 def test_report_of_a_compile_carries_the_fit(tiny_gpt2_artifact):
     report = json.loads((tiny_gpt2_artifact / "report.json").read_text())
     fit = report["fit"]
-    assert fit["partition"]["profile"] == "loihi2" and fit["partition"]["cores"] == report["total"]["cores"]
+    assert (
+        fit["partition"]["profile"] == "loihi2"
+        and fit["partition"]["cores"] == report["total"]["cores"]
+    )
     assert fit["legality"]["errors"] == 0
     assert fit["traffic"]["placed"]["hops"] <= fit["traffic"]["sequential"]["hops"]
     assert any(q["kind"] == "weights" and q["bits"] == 8 for q in fit["quantisation"].values())

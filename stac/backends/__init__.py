@@ -44,20 +44,27 @@ def _split(target: str) -> tuple[str, str]:
 def _resolve_file(target: str, path: str, backend: str) -> tuple[Profile, Backend]:
     profile = check_capabilities(load_profile_file(path))
     if profile.kind != "neuromorphic":
-        raise StacError(f"profile {path} is a {profile.kind} profile; a target needs a "
-                        f"neuromorphic one")
+        raise StacError(
+            f"profile {path} is a {profile.kind} profile; a target needs a neuromorphic one"
+        )
     usable = [b for b in profile.backends if b in BACKENDS]
     if backend:
         if backend not in BACKENDS:
-            raise StacError(f"unknown backend {backend!r} in target {target!r}; "
-                            f"known: {', '.join(sorted(BACKENDS))}")
+            raise StacError(
+                f"unknown backend {backend!r} in target {target!r}; "
+                f"known: {', '.join(sorted(BACKENDS))}"
+            )
         if backend not in profile.backends:
-            raise StacError(f"profile {path} does not list backend {backend!r} "
-                            f"(its field 'backends' is {list(profile.backends)})")
+            raise StacError(
+                f"profile {path} does not list backend {backend!r} "
+                f"(its field 'backends' is {list(profile.backends)})"
+            )
         return profile, BACKENDS[backend]
     if not usable:
-        raise StacError(f"profile {path} lists no registered backend in its field 'backends' "
-                        f"(registered: {', '.join(sorted(BACKENDS))})")
+        raise StacError(
+            f"profile {path} lists no registered backend in its field 'backends' "
+            f"(registered: {', '.join(sorted(BACKENDS))})"
+        )
     return profile, BACKENDS[usable[0]]
 
 
@@ -70,8 +77,10 @@ def resolve_target(target: str) -> tuple[Profile, Backend]:
     path, backend = _split(target)
     if is_profile_path(path):
         return _resolve_file(target, path, backend)
-    raise StacError(f"unknown target {target!r}; valid targets: {', '.join(sorted(known))} "
-                    f"(or the path of a profile file)")
+    raise StacError(
+        f"unknown target {target!r}; valid targets: {', '.join(sorted(known))} "
+        f"(or the path of a profile file)"
+    )
 
 
 def target_label(target: str) -> str:

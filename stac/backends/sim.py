@@ -17,7 +17,9 @@ class SimBackend:
     def lower(self, graph: nir.NIRGraph, profile: Profile) -> Simulator:  # noqa: ARG002
         return Simulator(graph)
 
-    def run(self, lowered: Simulator, ctx: RunContext) -> tuple[dict[str, Any], dict[str, NodeStats]]:
+    def run(
+        self, lowered: Simulator, ctx: RunContext
+    ) -> tuple[dict[str, Any], dict[str, NodeStats]]:
         return lowered.run(ctx)
 
     def summary(self, lowered: Simulator) -> None:  # noqa: ARG002 (the Backend interface)

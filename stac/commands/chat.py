@@ -18,9 +18,14 @@ HELP = "type a message; /reset starts over, /quit (or end of input) leaves"
 
 
 def run_chat(
-    artifact_path: str, prompt: str | None = None, system: str | None = None,
-    steps: int | None = None, max_new_tokens: int = 128, context: int | None = None,
-    sampler: Sampler | None = None, out: TextIO | None = None,
+    artifact_path: str,
+    prompt: str | None = None,
+    system: str | None = None,
+    steps: int | None = None,
+    max_new_tokens: int = 128,
+    context: int | None = None,
+    sampler: Sampler | None = None,
+    out: TextIO | None = None,
     read: Any = input,
 ) -> int:
     """The ``stac chat`` loop: one turn for ``prompt``, else read turns until /quit or EOF."""
@@ -28,8 +33,9 @@ def run_chat(
     sampler = sampler or Sampler()
     artifact = load_artifact(artifact_path)
     if context is None:
-        context = min(DEFAULT_CONTEXT, int(artifact.graph.metadata.get("max_positions", 0))
-                      or DEFAULT_CONTEXT)
+        context = min(
+            DEFAULT_CONTEXT, int(artifact.graph.metadata.get("max_positions", 0)) or DEFAULT_CONTEXT
+        )
     processor = TemporalSpikeProcessor(artifact, T=steps, max_context_length=context)
     session = ChatSession(processor, artifact.tokenizer(), system, sampler, max_new_tokens)
 
@@ -43,8 +49,10 @@ def run_chat(
     if prompt is not None:
         one_turn(prompt)
         return 0
-    out.write(f"stac chat: {artifact.config.get('source_model')} at T={processor.T}, context "
-              f"{context} tokens ({session.pinned} pinned); {HELP}\n")
+    out.write(
+        f"stac chat: {artifact.config.get('source_model')} at T={processor.T}, context "
+        f"{context} tokens ({session.pinned} pinned); {HELP}\n"
+    )
     while True:
         try:
             text = read("you> ")
@@ -69,8 +77,15 @@ def run_chat(
 
 def run(args: argparse.Namespace) -> int:
     sampler = Sampler(args.temperature, args.top_k, args.seed)
-    return run_chat(args.artifact, args.prompt, args.system, args.timesteps,
-                    args.max_new_tokens, args.context, sampler)
+    return run_chat(
+        args.artifact,
+        args.prompt,
+        args.system,
+        args.timesteps,
+        args.max_new_tokens,
+        args.context,
+        sampler,
+    )
 
 
 __all__ = ["DEFAULT_CONTEXT", "HELP", "run", "run_chat"]

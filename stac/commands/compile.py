@@ -60,16 +60,24 @@ def coding_lines(cfg: ConversionConfig) -> list[str]:
             "steps, per-channel thresholds = calibrated absmax; weights float; per-token host "
             f"gain {'on' if cfg.token_gain else 'off'}",
         ]
-    kind = "binary signed spikes (1 bit)" if cfg.payload_bits == 1 else (
-        f"graded spikes, base payload {cfg.payload_bits} bits, widened per layer to carry "
-        f"{cfg.headroom:g}x the calibrated maximum")
+    kind = (
+        "binary signed spikes (1 bit)"
+        if cfg.payload_bits == 1
+        else (
+            f"graded spikes, base payload {cfg.payload_bits} bits, widened per layer to carry "
+            f"{cfg.headroom:g}x the calibrated maximum"
+        )
+    )
     return [
         f"encoders: multi-threshold SignedIF, {kind}; onset drive (the host sends each token's "
         "value once, divided by the channel's threshold); per-channel steps chosen to minimise "
         "squared error against the float activations, rounded down to powers of two",
         f"weights: {cfg.weight_bits}-bit integers with one scale per output row, rounded "
-        + ("with GPTQ error feedback against the calibration inputs"
-           if cfg.weight_rounding == "gptq" else "to nearest")
+        + (
+            "with GPTQ error feedback against the calibration inputs"
+            if cfg.weight_rounding == "gptq"
+            else "to nearest"
+        )
         + "; a graded spike "
         "carries its value as an integer in units of the layer's smallest threshold",
     ]
@@ -79,14 +87,20 @@ def check_payloads(graph: Any, profile: Any) -> None:
     """Refuse encoders whose spikes need more payload than the chip carries, naming them."""
     graded = bool(profile.get("spikes", "graded"))
     limit = int(profile.get("spikes", "payload_bits")) if graded else 1
-    over = [f"{n} ({v.bits_per_spike()} bits)" for n, v in graph.nodes.items()
-            if isinstance(v, SignedIF) and v.bits_per_spike() > limit]
+    over = [
+        f"{n} ({v.bits_per_spike()} bits)"
+        for n, v in graph.nodes.items()
+        if isinstance(v, SignedIF) and v.bits_per_spike() > limit
+    ]
     if over:
         shown = ", ".join(over[:4]) + (f" and {len(over) - 4} more" if len(over) > 4 else "")
         raise StacError(
             f"{profile.name} spikes carry {limit} bit(s) but encoder(s) {shown} need more; "
-            + ("use --payload-bits 1 (binary spikes)" if not graded
-               else "lower --payload-bits or --headroom")
+            + (
+                "use --payload-bits 1 (binary spikes)"
+                if not graded
+                else "lower --payload-bits or --headroom"
+            )
         )
 
 
@@ -116,7 +130,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     if not req.prompt.strip():
         raise StacError("the prompt is empty")
     loaded = load_model(req.model)
-    ids = with_bos(loaded.tokenizer, loaded.tokenizer(req.prompt, return_tensors="pt").input_ids[0])[None]
+    ids = with_bos(
+        loaded.tokenizer, loaded.tokenizer(req.prompt, return_tensors="pt").input_ids[0]
+    )[None]
     graph = convert(loaded, req.conversion)
     check_payloads(graph, profile)
     if ids.shape[1] > graph.metadata["max_positions"]:
@@ -129,8 +145,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     graph, stats = done.graph, done.stats
     with torch.no_grad():  # the reference is the float Hugging Face model itself
         float_logits = loaded.model(ids).logits
-    agreement = float((done.outputs["output"].argmax(-1) == float_logits.argmax(-1)).float()
-                      .mean())
+    agreement = float((done.outputs["output"].argmax(-1) == float_logits.argmax(-1)).float().mean())
     census = op_census(graph, context=ids.shape[1])
     report = {
         "schema_version": COMPILE_REPORT_VERSION,
@@ -166,19 +181,23 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     with writing(req.output_dir, req.force) as tmp:
         save(graph, tmp / IR_FILE)
         loaded.tokenizer.save_pretrained(tmp / "tokenizer")
-        write_json(tmp / "config.json", {
-            "artifact_format": ARTIFACT_FORMAT,
-            "stac_version": __version__,
-            "source_model": req.model,
-            "family": loaded.family,
-            "target": req.target,
-            "profile": profile.name,
-            "conversion": asdict(req.conversion),
-            "ir_file": IR_FILE,
-        })
+        write_json(
+            tmp / "config.json",
+            {
+                "artifact_format": ARTIFACT_FORMAT,
+                "stac_version": __version__,
+                "source_model": req.model,
+                "family": loaded.family,
+                "target": req.target,
+                "profile": profile.name,
+                "conversion": asdict(req.conversion),
+                "ir_file": IR_FILE,
+            },
+        )
         (tmp / "conversion_log.txt").write_text(
             conversion_log(graph, ids.shape[1], header)
-            + "\n".join(encoder_lines(report["encoders"])) + "\n"
+            + "\n".join(encoder_lines(report["encoders"]))
+            + "\n"
         )
         report["compile_seconds"] = time.perf_counter() - started
         write_json(tmp / "report.json", report)
@@ -189,13 +208,21 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
 
 def full_mode_options(args: argparse.Namespace) -> dict[str, object]:
     """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
-    given = {k: v for k, v in (("payload_bits", args.payload_bits),
-                               ("weight_bits", args.weight_bits),
-                               ("weight_rounding", args.weight_rounding)) if v is not None}
+    given = {
+        k: v
+        for k, v in (
+            ("payload_bits", args.payload_bits),
+            ("weight_bits", args.weight_bits),
+            ("weight_rounding", args.weight_rounding),
+        )
+        if v is not None
+    }
     if args.mode != "full":
         if given or args.headroom != 4.0:
-            raise StacError("--payload-bits, --weight-bits, --weight-rounding and --headroom "
-                            "apply to --mode full only")
+            raise StacError(
+                "--payload-bits, --weight-bits, --weight-rounding and --headroom "
+                "apply to --mode full only"
+            )
         return {}
     profile, _ = resolve_target(args.target)
     if "weight_bits" not in given:
@@ -212,8 +239,10 @@ def run(args: argparse.Namespace) -> int:
         target=args.target,
         output_dir=out,
         conversion=ConversionConfig(
-            timesteps=args.timesteps, mode=args.mode,
-            calibration_passages=args.calibration_passages, token_gain=args.token_gain,
+            timesteps=args.timesteps,
+            mode=args.mode,
+            calibration_passages=args.calibration_passages,
+            token_gain=args.token_gain,
             **full_mode_options(args),
         ),
         prompt=DEFAULT_PROMPT if args.prompt is None else args.prompt,
@@ -225,5 +254,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["CompileRequest", "DEFAULT_PROMPT", "compile_model", "encoder_table",
-           "full_mode_options", "run"]
+__all__ = [
+    "CompileRequest",
+    "DEFAULT_PROMPT",
+    "compile_model",
+    "encoder_table",
+    "full_mode_options",
+    "run",
+]

@@ -146,8 +146,16 @@ def _stage(path: Path, content: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    doc = run_eval(Path(args.artifact), parse_timesteps(args.timesteps), args.text, args.json,
-                   args.plot, args.window, args.max_tokens, args.force)
+    doc = run_eval(
+        Path(args.artifact),
+        parse_timesteps(args.timesteps),
+        args.text,
+        args.json,
+        args.plot,
+        args.window,
+        args.max_tokens,
+        args.force,
+    )
     print(format_results(doc))
     for label, path in (("json", args.json), ("plot", args.plot)):
         if path is not None:

@@ -23,8 +23,9 @@ def load_source(source: str | Path, dt: float | None = None) -> nir.NIRGraph:
     if path.is_dir():
         return load_artifact(path).graph
     if not path.is_file():
-        raise StacError(f"{path} does not exist (give an artifact directory, an IR file or a "
-                        ".nir file)")
+        raise StacError(
+            f"{path} does not exist (give an artifact directory, an IR file or a .nir file)"
+        )
     if path.suffix == ".nir":
         return read_nir(path, dt=dt or 1e-4)
     try:
@@ -33,8 +34,9 @@ def load_source(source: str | Path, dt: float | None = None) -> nir.NIRGraph:
         raise StacError(str(exc)) from None
 
 
-def export_nir(source: str | Path, output: str | Path, split: bool = False,
-               force: bool = False) -> dict[str, Any]:
+def export_nir(
+    source: str | Path, output: str | Path, split: bool = False, force: bool = False
+) -> dict[str, Any]:
     """Export; return a summary (file(s) written, nodes)."""
     from stac.ir.nir_io import export_split, write_nir
 
@@ -44,8 +46,11 @@ def export_nir(source: str | Path, output: str | Path, split: bool = False,
         raise StacError(f"output {output} exists; pass --force to replace it")
     if split:
         manifest = export_split(graph, output, force=True, source=str(source))
-        return {"output": str(output), "parts": [p["file"] for p in manifest["parts"]],
-                "host_ops": len(manifest["host_ops"])}
+        return {
+            "output": str(output),
+            "parts": [p["file"] for p in manifest["parts"]],
+            "host_ops": len(manifest["host_ops"]),
+        }
     names = write_nir(graph, output)
     return {"output": str(output), "nodes": len(names)}
 
@@ -53,8 +58,10 @@ def export_nir(source: str | Path, output: str | Path, split: bool = False,
 def run(args: argparse.Namespace) -> int:
     done = export_nir(args.source, args.output, split=args.split, force=args.force)
     if args.split:
-        print(f"wrote {len(done['parts'])} NIR part(s) and manifest.json to {done['output']} "
-              f"({done['host_ops']} host op(s) join them)")
+        print(
+            f"wrote {len(done['parts'])} NIR part(s) and manifest.json to {done['output']} "
+            f"({done['host_ops']} host op(s) join them)"
+        )
     else:
         print(f"wrote {done['output']} ({done['nodes']} nodes)")
     return 0

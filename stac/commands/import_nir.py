@@ -36,15 +36,17 @@ from stac.sim.cost import ASSUMPTIONS, MODEL
 from stac.sim.netx_fixed import NetxRunner
 
 
-def load_input(path: str | Path | None, shape: tuple[int, ...],
-               steps: int | None) -> tuple[np.ndarray, str]:
+def load_input(
+    path: str | Path | None, shape: tuple[int, ...], steps: int | None
+) -> tuple[np.ndarray, str]:
     """The drive for an import-nir run and a note saying what it is."""
     if path is None:
         if steps is None:
             raise StacError("give --steps (or --input FILE.npy to take the steps from it)")
         return np.zeros((steps, 1, *shape), np.float32), (
             f"input: zeros of shape {(steps, *shape)} (no --input given); counts show the "
-            "graph's response to biases only")
+            "graph's response to biases only"
+        )
     path = Path(path)
     try:
         x = np.load(path, allow_pickle=False)
@@ -57,9 +59,16 @@ def load_input(path: str | Path | None, shape: tuple[int, ...],
     return x.astype(np.float32), f"input: {path.name}, shape {x.shape}"
 
 
-def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
-               steps: int | None = None, input_path: str | Path | None = None,
-               reset: str | None = None, force: bool = False) -> dict[str, Any]:
+def import_nir(
+    path: str | Path,
+    target: str,
+    dt: float,
+    output_dir: str | Path,
+    steps: int | None = None,
+    input_path: str | Path | None = None,
+    reset: str | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Import, partition, run and report; return the report."""
     started = time.perf_counter()
     output_dir = Path(output_dir)
@@ -69,8 +78,9 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     netx = Path(path).suffix == ".net"
     if netx:
         if reset is not None:
-            raise StacError("--reset applies to NIR files; a netx file carries its neurons' "
-                            "own reset")
+            raise StacError(
+                "--reset applies to NIR files; a netx file carries its neurons' own reset"
+            )
         graph = read_netx(path, profile)
     else:
         graph = read_nir(path, dt=dt, reset=reset)
@@ -78,8 +88,10 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     graph = fit(graph, profile, source=path)
     inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
-        raise StacError(f"import-nir runs graphs with one Input node; {path} has "
-                        f"{len(inputs)} ({', '.join(inputs)})")
+        raise StacError(
+            f"import-nir runs graphs with one Input node; {path} has "
+            f"{len(inputs)} ({', '.join(inputs)})"
+        )
     x, input_note = load_input(input_path, input_shape(graph.nodes[inputs[0]]), steps)
     result = NetxRunner(graph, profile).run(x, steps=steps) if netx else run_steps(graph, x, steps)
     t = int(steps if steps is not None else x.shape[0])
@@ -87,8 +99,10 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     summary = price(graph, result.stats, profile, t, batch)
     spikes = sum(s.spikes for s in result.stats.values())
     spiking_updates = sum(
-        s.neuron_updates for n, s in result.stats.items()
-        if isinstance(graph.nodes[n], (*RESETTABLE, SigmaDelta, LoihiCubaLIF)))
+        s.neuron_updates
+        for n, s in result.stats.items()
+        if isinstance(graph.nodes[n], (*RESETTABLE, SigmaDelta, LoihiCubaLIF))
+    )
     summary["total"]["spike_rate"] = spikes / spiking_updates if spiking_updates else 0.0
     report = {
         "schema_version": IMPORT_REPORT_VERSION,
@@ -104,11 +118,14 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
         "recurrent": recurrent,
         "input": input_note,
         "discretisation": (
-            "lava-dl netx fixed point, bit-accurate (one Loihi step per timestep)" if netx else
-            "forward Euler at dt: synaptic current, membrane, threshold (>), reset (see "
-            "docs/nir.md); IF and I integrate per step (no dt)"),
-        "resets": {n: v.metadata.get("reset") for n, v in graph.nodes.items()
-                   if isinstance(v, RESETTABLE)},
+            "lava-dl netx fixed point, bit-accurate (one Loihi step per timestep)"
+            if netx
+            else "forward Euler at dt: synaptic current, membrane, threshold (>), reset (see "
+            "docs/nir.md); IF and I integrate per step (no dt)"
+        ),
+        "resets": {
+            n: v.metadata.get("reset") for n, v in graph.nodes.items() if isinstance(v, RESETTABLE)
+        },
         "units": "per sample (a sample = the whole run of T steps), not per token",
         "output_spikes": {n: int(np.count_nonzero(v.numpy())) for n, v in result.outputs.items()},
         "quantisation": graph.metadata.get("quantise"),
@@ -118,8 +135,9 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
     }
     with writing(output_dir, force) as tmp:
         save(graph, tmp / "model.stac.json")
-        np.savez(tmp / "spikes.npz", **{n.replace("/", "_"): v.numpy()
-                                        for n, v in result.traces.items()})
+        np.savez(
+            tmp / "spikes.npz", **{n.replace("/", "_"): v.numpy() for n, v in result.traces.items()}
+        )
         report["seconds"] = time.perf_counter() - started
         write_json(tmp / "report.json", report)
         (tmp / "report.md").write_text(to_markdown(report))
@@ -128,8 +146,16 @@ def import_nir(path: str | Path, target: str, dt: float, output_dir: str | Path,
 
 def run(args: argparse.Namespace) -> int:
     out = args.output_dir or Path("out") / f"{args.file.stem}-{target_label(args.target)}"
-    report = import_nir(args.file, args.target, args.dt, out, steps=args.steps,
-                        input_path=args.input, reset=args.reset, force=args.force)
+    report = import_nir(
+        args.file,
+        args.target,
+        args.dt,
+        out,
+        steps=args.steps,
+        input_path=args.input,
+        reset=args.reset,
+        force=args.force,
+    )
     print(format_import(report))
     print(f"report: {out / 'report.json'}")
     return 0

@@ -60,7 +60,8 @@ def _artifact_report(path: Path) -> dict[str, Any]:
     if version != COMPILE_REPORT_VERSION:
         raise StacError(
             f"{file} has report schema version {version!r}; this stac ({__version__}) reads "
-            f"version {COMPILE_REPORT_VERSION}: recompile the artifact")
+            f"version {COMPILE_REPORT_VERSION}: recompile the artifact"
+        )
     return data
 
 
@@ -86,10 +87,14 @@ def _chip_row(graph: Any, profile: Profile, ids: Any, steps: int) -> dict[str, A
     summary["notes"] += [f"warning: {w}" for w in warnings[:MAX_WARNINGS]]
     if len(warnings) > MAX_WARNINGS:
         summary["notes"].append(f"... and {len(warnings) - MAX_WARNINGS} more legality warnings")
-    return {"target": profile.name, "kind": "neuromorphic", "host_profile": profile.host,
-            "description": profile.description,
-            "legality": {k: getattr(legality, k, 0) for k in ("errors", "warnings", "notes")},
-            **summary}
+    return {
+        "target": profile.name,
+        "kind": "neuromorphic",
+        "host_profile": profile.host,
+        "description": profile.description,
+        "legality": {k: getattr(legality, k, 0) for k in ("errors", "warnings", "notes")},
+        **summary,
+    }
 
 
 def _row(name: str, graph: Any, ids: Any, steps: int) -> dict[str, Any]:
@@ -98,17 +103,26 @@ def _row(name: str, graph: Any, ids: Any, steps: int) -> dict[str, Any]:
 
     profile = load_profile(name)
     if profile.kind == "host":
-        return {"target": profile.name, "kind": "dense", "description": profile.description,
-                "total": dense_estimate(graph, profile, context=int(ids.numel()))}
+        return {
+            "target": profile.name,
+            "kind": "dense",
+            "description": profile.description,
+            "total": dense_estimate(graph, profile, context=int(ids.numel())),
+        }
     try:
         return _chip_row(graph, profile, ids, steps)
     except StacError as exc:
         return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
 
 
-def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | Path,
-                    prompt: str | None = None, baseline: str = DEFAULT_BASELINE,
-                    force: bool = False) -> dict[str, Any]:
+def report_artifact(
+    artifact: str | Path,
+    targets: list[str],
+    output_dir: str | Path,
+    prompt: str | None = None,
+    baseline: str = DEFAULT_BASELINE,
+    force: bool = False,
+) -> dict[str, Any]:
     """Estimate the artifact on every target; write the report; return it."""
     from stac.frontend.text import with_bos
     from stac.reporting.dense import ASSUMPTIONS as DENSE_ASSUMPTIONS, MODEL as DENSE_MODEL
@@ -120,8 +134,10 @@ def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | 
     output_dir = Path(output_dir)
     parse_targets(",".join(targets))
     if load_profile(baseline).kind != "host":
-        raise StacError(f"--baseline {baseline!r} is a neuromorphic profile; the comparison row "
-                        "is the float model on a host profile (h100, host-cpu, ...)")
+        raise StacError(
+            f"--baseline {baseline!r} is a neuromorphic profile; the comparison row "
+            "is the float model on a host profile (h100, host-cpu, ...)"
+        )
     names = targets + [b for b in [baseline] if b not in targets]
     for name in names:  # every profile readable (and its [ops] known) before any work
         check_capabilities(load_profile(name))
@@ -134,22 +150,33 @@ def report_artifact(artifact: str | Path, targets: list[str], output_dir: str | 
     tokenizer = art.tokenizer()
     ids = with_bos(tokenizer, tokenizer(text, return_tensors="pt").input_ids[0])[None]
     if ids.shape[1] > art.graph.metadata["max_positions"]:
-        raise StacError(f"the prompt has {ids.shape[1]} tokens, past the model's context of "
-                        f"{art.graph.metadata['max_positions']}")
+        raise StacError(
+            f"the prompt has {ids.shape[1]} tokens, past the model's context of "
+            f"{art.graph.metadata['max_positions']}"
+        )
     steps = int(art.config["conversion"]["timesteps"])
     tokens = int(ids.numel())
 
-    rows = [_row(n, art.graph, ids, steps)
-            for n in tqdm(names, desc="targets", unit="target", leave=False)]
+    rows = [
+        _row(n, art.graph, ids, steps)
+        for n in tqdm(names, desc="targets", unit="target", leave=False)
+    ]
     report = {
-        "schema": TARGETS_REPORT, "schema_version": TARGETS_REPORT_VERSION,
+        "schema": TARGETS_REPORT,
+        "schema_version": TARGETS_REPORT_VERSION,
         "stac_version": __version__,
-        "artifact": str(art.path), "model": art.config.get("source_model", "?"),
-        "family": art.config.get("family"), "timesteps": steps,
-        "mode": art.config["conversion"].get("mode"), "prompt": text, "prompt_tokens": tokens,
+        "artifact": str(art.path),
+        "model": art.config.get("source_model", "?"),
+        "family": art.config.get("family"),
+        "timesteps": steps,
+        "mode": art.config["conversion"].get("mode"),
+        "prompt": text,
+        "prompt_tokens": tokens,
         "baseline": load_profile(baseline).name,
-        "estimate": {"chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
-                     "dense": {"model": DENSE_MODEL, "assumptions": DENSE_ASSUMPTIONS}},
+        "estimate": {
+            "chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
+            "dense": {"model": DENSE_MODEL, "assumptions": DENSE_ASSUMPTIONS},
+        },
         "targets": rows,
     }
     with writing(output_dir, force) as tmp:
@@ -165,8 +192,9 @@ def run(args: argparse.Namespace) -> int:
     from stac.reporting.targets import format_summary
 
     out = args.output_dir or Path(f"{Path(args.artifact).resolve()}-report")
-    report = report_artifact(args.artifact, parse_targets(args.targets), out, args.prompt,
-                             args.baseline, args.force)
+    report = report_artifact(
+        args.artifact, parse_targets(args.targets), out, args.prompt, args.baseline, args.force
+    )
     print(format_summary(report))
     print(f"report: {out}/report.md, report.json, 3 plots")
     return 0

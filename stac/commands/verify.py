@@ -29,8 +29,9 @@ def verify_artifact(path: str, steps: int | None = None, context: int = 48) -> l
     artifact = load_artifact(path)
     tokenizer = artifact.tokenizer()
     proc = TemporalSpikeProcessor(artifact, T=steps, max_context_length=context)
-    text = tokenizer(play_text("tragedies/hamlet")[:20000], add_special_tokens=False,
-                     return_tensors="pt").input_ids[0]
+    text = tokenizer(
+        play_text("tragedies/hamlet")[:20000], add_special_tokens=False, return_tensors="pt"
+    ).input_ids[0]
     ids = with_bos(tokenizer, text).tolist()
     if len(ids) < context + 2:
         raise StacError(f"--context {context} is longer than the verification text")

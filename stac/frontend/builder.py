@@ -18,13 +18,14 @@ def as_array(tensor: torch.Tensor) -> np.ndarray:
 
 
 class EncoderPlan(Protocol):
-    """What the conversion decided for each spiking linear map (see :mod:`stac.frontend.convert`)."""
+    """What the conversion decided for each spiking linear map (:mod:`stac.frontend.convert`)."""
 
     def encoder(self, name: str) -> SignedIF:
         """The SignedIF encoder named ``name`` (``{linear}_in``)."""
 
-    def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
-               ) -> tuple[np.ndarray, dict[str, Any]]:
+    def weight(
+        self, name: str, weight: np.ndarray, encoder: SignedIF
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         """The weight the chip holds for linear map ``name`` fed by ``encoder``, and metadata
         describing its quantisation (empty when the weight stays float)."""
 

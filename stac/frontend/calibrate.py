@@ -15,7 +15,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -41,10 +40,15 @@ class ChannelStats:
         return (self.sumsq_text / max(self.count_text, 1)).sqrt()
 
 
-def _run_hooked(model: Any, modules: dict[str, torch.nn.Module], chunks: list[torch.Tensor],
-                hook: Callable[[str, torch.Tensor], None], desc: str) -> None:
+def _run_hooked(
+    model: Any,
+    modules: dict[str, torch.nn.Module],
+    chunks: list[torch.Tensor],
+    hook: Callable[[str, torch.Tensor], None],
+    desc: str,
+) -> None:
     handles = [
-        module.register_forward_pre_hook(lambda mod, args, name=name: hook(name, args[0][0]))
+        module.register_forward_pre_hook(lambda _mod, args, name=name: hook(name, args[0][0]))
         for name, module in modules.items()
     ]
     try:
@@ -56,8 +60,9 @@ def _run_hooked(model: Any, modules: dict[str, torch.nn.Module], chunks: list[to
 
 
 @torch.no_grad()
-def channel_stats(model: Any, modules: dict[str, torch.nn.Module],
-                  chunks: list[torch.Tensor]) -> dict[str, ChannelStats]:
+def channel_stats(
+    model: Any, modules: dict[str, torch.nn.Module], chunks: list[torch.Tensor]
+) -> dict[str, ChannelStats]:
     """One pass over ``chunks`` (each BOS first) recording :class:`ChannelStats` per encoder."""
     stats: dict[str, ChannelStats] = {}
 
@@ -67,9 +72,12 @@ def channel_stats(model: Any, modules: dict[str, torch.nn.Module],
         new = ChannelStats(x.abs().amax(0), text.abs().amax(0), text.pow(2).sum(0), text.shape[0])
         old = stats.get(name)
         if old is not None:
-            new = ChannelStats(torch.maximum(old.absmax, new.absmax),
-                               torch.maximum(old.absmax_text, new.absmax_text),
-                               old.sumsq_text + new.sumsq_text, old.count_text + new.count_text)
+            new = ChannelStats(
+                torch.maximum(old.absmax, new.absmax),
+                torch.maximum(old.absmax_text, new.absmax_text),
+                old.sumsq_text + new.sumsq_text,
+                old.count_text + new.count_text,
+            )
         stats[name] = new
 
     _run_hooked(model, modules, chunks, hook, "calibrating")
@@ -77,8 +85,9 @@ def channel_stats(model: Any, modules: dict[str, torch.nn.Module],
 
 
 @torch.no_grad()
-def input_hessians(model: Any, modules: dict[str, torch.nn.Module],
-                   chunks: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+def input_hessians(
+    model: Any, modules: dict[str, torch.nn.Module], chunks: list[torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """``X^T X`` (float64 ``[C, C]``) of each encoder's input over ``chunks``: what GPTQ
     weight rounding (:func:`stac.quant.quantise_weight_gptq`) weighs errors by."""
     out: dict[str, torch.Tensor] = {}
@@ -109,9 +118,14 @@ encoder_quantiser = onset_quantiser
 
 
 @torch.no_grad()
-def optimise_steps(model: Any, modules: dict[str, torch.nn.Module], chunks: list[torch.Tensor],
-                   stats: dict[str, ChannelStats], levels: int, with_bos: bool = False
-                   ) -> dict[str, torch.Tensor]:
+def optimise_steps(
+    model: Any,
+    modules: dict[str, torch.nn.Module],
+    chunks: list[torch.Tensor],
+    stats: dict[str, ChannelStats],
+    levels: int,
+    with_bos: bool = False,
+) -> dict[str, torch.Tensor]:
     """Per channel, the quantisation step (from :data:`CLIP_RATIOS` of the maximum over
     ``levels``) with the least squared error on the calibration text.
 
@@ -120,15 +134,17 @@ def optimise_steps(model: Any, modules: dict[str, torch.nn.Module], chunks: list
     codings that cannot widen (binary spikes), so the attention sink is not clipped away.
     """
     ratios = torch.tensor(CLIP_RATIOS, dtype=torch.float64)
-    errors = {name: torch.zeros(len(CLIP_RATIOS), s.absmax.numel(), dtype=torch.float64)
-              for name, s in stats.items()}
+    errors = {
+        name: torch.zeros(len(CLIP_RATIOS), s.absmax.numel(), dtype=torch.float64)
+        for name, s in stats.items()
+    }
 
     def peak(name: str) -> torch.Tensor:
         s = stats[name]
         return (s.absmax if with_bos else s.absmax_text).clamp_min(1e-12)
 
     def hook(name: str, x: torch.Tensor) -> None:
-        text = x.detach()[0 if with_bos else 1:].to(torch.float32)
+        text = x.detach()[0 if with_bos else 1 :].to(torch.float32)
         base = (peak(name) / levels).to(torch.float32)
         for i, r in enumerate(ratios.tolist()):
             q = quantise_activation(text, base * r, levels)

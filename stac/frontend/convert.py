@@ -71,12 +71,16 @@ class ConversionConfig:
         if not self.headroom >= 1.0:
             raise StacError(f"headroom {self.headroom} must be at least 1")
         if self.weight_rounding not in WEIGHT_ROUNDING:
-            raise StacError(f"weight rounding {self.weight_rounding!r} is not one of "
-                            f"{', '.join(WEIGHT_ROUNDING)}")
-        if self.mode == "simplified" and ((self.payload_bits, self.weight_bits) != (8, 8)
-                                          or self.weight_rounding != "gptq"):
-            raise StacError("--payload-bits, --weight-bits and --weight-rounding apply to "
-                            "--mode full only")
+            raise StacError(
+                f"weight rounding {self.weight_rounding!r} is not one of "
+                f"{', '.join(WEIGHT_ROUNDING)}"
+            )
+        if self.mode == "simplified" and (
+            (self.payload_bits, self.weight_bits) != (8, 8) or self.weight_rounding != "gptq"
+        ):
+            raise StacError(
+                "--payload-bits, --weight-bits and --weight-rounding apply to --mode full only"
+            )
 
     @property
     def base_payload(self) -> int:
@@ -95,8 +99,12 @@ class SimplifiedPlan:
         theta = np.maximum(self.stats[name].absmax.numpy().astype(np.float32), 1e-6)
         return SignedIF(theta, self.cfg.token_gain)
 
-    def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
-               ) -> tuple[np.ndarray, dict[str, Any]]:
+    def weight(
+        self,
+        name: str,  # noqa: ARG002 - the coder interface; simplified mode keeps float weights
+        weight: np.ndarray,
+        encoder: SignedIF,  # noqa: ARG002
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         return weight, {}
 
 
@@ -105,9 +113,13 @@ class FullPlan:
     quantised per output row. A spike carries its count shifted by its channel's exponent, so
     the synapses hold the model's own weights on an integer grid."""
 
-    def __init__(self, stats: dict[str, ChannelStats], steps: dict[str, torch.Tensor],
-                 cfg: ConversionConfig,
-                 hessians: dict[str, torch.Tensor] | None = None) -> None:
+    def __init__(
+        self,
+        stats: dict[str, ChannelStats],
+        steps: dict[str, torch.Tensor],
+        cfg: ConversionConfig,
+        hessians: dict[str, torch.Tensor] | None = None,
+    ) -> None:
         self.stats, self.steps, self.cfg = stats, steps, cfg
         self.hessians = hessians or {}
 
@@ -123,8 +135,11 @@ class FullPlan:
         # get the payload that carries the largest calibrated value (BOS sink included) times
         # the headroom within T steps, at least the base payload.
         need = self.cfg.headroom * self.stats[name].absmax / (step * t)
-        k = 1 if self.cfg.base_payload == 1 else max(self.cfg.base_payload,
-                                                     int(math.ceil(float(need.max()))))
+        k = (
+            1
+            if self.cfg.base_payload == 1
+            else max(self.cfg.base_payload, int(math.ceil(float(need.max()))))
+        )
         quant: dict[str, Any] = {}
         if k > 1:
             # A spike carries K * theta_max / theta_min in units of the smallest threshold;
@@ -133,20 +148,37 @@ class FullPlan:
             fit = int((2 ** (self.cfg.max_spike_bits - 1) - 1) // spread)
             if fit < k:
                 cover = self.cfg.headroom * fit / k
-                log.warning("%s: payload capped to %d bits; it covers %.3gx the calibrated "
-                            "maximum instead of %gx", name, self.cfg.max_spike_bits, cover,
-                            self.cfg.headroom)
+                log.warning(
+                    "%s: payload capped to %d bits; it covers %.3gx the calibrated "
+                    "maximum instead of %gx",
+                    name,
+                    self.cfg.max_spike_bits,
+                    cover,
+                    self.cfg.headroom,
+                )
                 quant["payload_capped"] = {"covers": cover, "wanted_k": k}
                 k = max(fit, 1)
-        return SignedIF(theta, max_payload=k, onset_drive=True, metadata={"quant": {
-            **quant,
-            "scheme": "host-scaled",
-            "note": "the host divides each drive by its threshold; the chip threshold is 1; "
+        return SignedIF(
+            theta,
+            max_payload=k,
+            onset_drive=True,
+            metadata={
+                "quant": {
+                    **quant,
+                    "scheme": "host-scaled",
+                    "note": "the host divides each drive by its threshold; the chip threshold "
+                    "is 1; "
                     "a spike's payload is its count shifted by its channel's exponent",
-        }})
+                }
+            },
+        )
 
-    def weight(self, name: str, weight: np.ndarray, encoder: SignedIF
-               ) -> tuple[np.ndarray, dict[str, Any]]:
+    def weight(
+        self,
+        name: str,
+        weight: np.ndarray,
+        encoder: SignedIF,  # noqa: ARG002 - the coder interface; the rounding needs no encoder
+    ) -> tuple[np.ndarray, dict[str, Any]]:
         hessian = self.hessians.pop(f"{name}_in", None)
         gptq = self.cfg.weight_rounding == "gptq" and hessian is not None
         if gptq:
@@ -168,18 +200,21 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
     """Calibrate and lower ``loaded`` into an IR graph carrying ``cfg`` in its metadata."""
     family = _FAMILIES[loaded.family]
     modules = family.neuron_inputs(loaded.model)
-    chunks = calibration_windows(loaded.tokenizer, cfg.calibration_passages,
-                                 cfg.calibration_max_tokens)
+    chunks = calibration_windows(
+        loaded.tokenizer, cfg.calibration_passages, cfg.calibration_max_tokens
+    )
     stats = channel_stats(loaded.model, modules, chunks)
     plan: SimplifiedPlan | FullPlan
     if cfg.mode == "simplified":
         plan = SimplifiedPlan(stats, cfg)
     else:
         levels = cfg.timesteps * cfg.base_payload
-        steps = optimise_steps(loaded.model, modules, chunks, stats, levels,
-                               with_bos=cfg.base_payload == 1)
-        hessians = input_hessians(loaded.model, modules, chunks) \
-            if cfg.weight_rounding == "gptq" else None
+        steps = optimise_steps(
+            loaded.model, modules, chunks, stats, levels, with_bos=cfg.base_payload == 1
+        )
+        hessians = (
+            input_hessians(loaded.model, modules, chunks) if cfg.weight_rounding == "gptq" else None
+        )
         plan = FullPlan(stats, steps, cfg, hessians)
     metadata = {
         "stac_version": __version__,

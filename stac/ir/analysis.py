@@ -10,8 +10,15 @@ from stac.ir.graph import predecessors, topo_order
 from stac.ir.nodes import CausalSelfAttention, LoihiCubaLIF, SigmaDelta, SignedIF
 
 #: Nodes that emit spikes, and weight-free maps that keep spikes spikes.
-SPIKING_TYPES: tuple[type, ...] = (SignedIF, nir.LIF, nir.CubaLIF, nir.IF, nir.Threshold,
-                                    SigmaDelta, LoihiCubaLIF)
+SPIKING_TYPES: tuple[type, ...] = (
+    SignedIF,
+    nir.LIF,
+    nir.CubaLIF,
+    nir.IF,
+    nir.Threshold,
+    SigmaDelta,
+    LoihiCubaLIF,
+)
 EVENT_ROUTING_TYPES: tuple[type, ...] = (nir.Flatten, nir.SumPool2d)
 
 
@@ -23,8 +30,12 @@ def event_nodes(graph: nir.NIRGraph) -> set[str]:
     while changed:
         changed = False
         for n, v in graph.nodes.items():
-            if (n not in events and isinstance(v, EVENT_ROUTING_TYPES) and pre[n]
-                    and all(p in events for p in pre[n])):
+            if (
+                n not in events
+                and isinstance(v, EVENT_ROUTING_TYPES)
+                and pre[n]
+                and all(p in events for p in pre[n])
+            ):
                 events.add(n)
                 changed = True
     return events

@@ -16,8 +16,11 @@ from stac.profiles import Profile
 
 def known_capabilities() -> tuple[str, ...]:
     """Node type names an ``[ops]`` table may name: NIR's node classes and stac's own."""
-    nir_types = {n for n, v in vars(nir).items()
-                 if isinstance(v, type) and issubclass(v, nir.NIRNode) and v is not nir.NIRNode}
+    nir_types = {
+        n
+        for n, v in vars(nir).items()
+        if isinstance(v, type) and issubclass(v, nir.NIRNode) and v is not nir.NIRNode
+    }
     return tuple(sorted(nir_types | set(stac_node_types()) - {"Input", "Output", "NIRGraph"}))
 
 
@@ -27,8 +30,10 @@ def check_capabilities(profile: Profile) -> Profile:
     known = known_capabilities()
     for op in profile.ops:
         if op not in known:
-            raise StacError(f"hardware profile {profile.path}: unknown capability {op!r} in "
-                            f"[ops] (known: {', '.join(known)})")
+            raise StacError(
+                f"hardware profile {profile.path}: unknown capability {op!r} in "
+                f"[ops] (known: {', '.join(known)})"
+            )
     return profile
 
 

@@ -191,8 +191,9 @@ class Placement:
     def from_dict(cls, data: dict[str, Any]) -> "Placement":
         fields = _fields(cls, data)
         t = _fields(Traffic, fields["traffic"])
-        fields["traffic"] = Traffic(**{**t, "sequential": Hops(**t["sequential"]),
-                                       "placed": Hops(**t["placed"])})
+        fields["traffic"] = Traffic(
+            **{**t, "sequential": Hops(**t["sequential"]), "placed": Hops(**t["placed"])}
+        )
         fields["core_slots"] = np.asarray(fields["core_slots"], dtype=np.int64)
         return cls(**fields)
 
@@ -244,8 +245,9 @@ NODE_RECORDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
 def _typed(metadata: dict[str, Any] | None, key: str, cls: type, where: str) -> Any:
     value = (metadata or {}).get(key)
     if value is not None and not isinstance(value, cls):
-        raise TypeError(f"{where} metadata[{key!r}] is a {type(value).__name__}, not a "
-                        f"{cls.__name__}")
+        raise TypeError(
+            f"{where} metadata[{key!r}] is a {type(value).__name__}, not a {cls.__name__}"
+        )
     return value
 
 
@@ -274,6 +276,22 @@ def issues_of(graph: Any) -> Issues:
     return dict(_typed(graph.metadata, "issues", dict, "graph") or {})
 
 
-__all__ = ["GRAPH_RECORDS", "Hops", "Issue", "Issues", "LEVELS", "Legality", "NODE_RECORDS",
-           "NodePlacement", "Partition", "Placement", "Traffic", "Utilisation", "issues_of",
-           "legality_of", "node_placement", "partition_of", "placement_of"]
+__all__ = [
+    "GRAPH_RECORDS",
+    "Hops",
+    "Issue",
+    "Issues",
+    "LEVELS",
+    "Legality",
+    "NODE_RECORDS",
+    "NodePlacement",
+    "Partition",
+    "Placement",
+    "Traffic",
+    "Utilisation",
+    "issues_of",
+    "legality_of",
+    "node_placement",
+    "partition_of",
+    "placement_of",
+]

@@ -71,8 +71,9 @@ def _records_to_data(metadata: dict[str, Any] | None, records: Records) -> dict[
     return {k: records[k][0](v) if k in records else v for k, v in metadata.items()}
 
 
-def _records_from_data(metadata: dict[str, Any] | None, records: Records,
-                       where: str) -> dict[str, Any] | None:
+def _records_from_data(
+    metadata: dict[str, Any] | None, records: Records, where: str
+) -> dict[str, Any] | None:
     """The inverse of :func:`_records_to_data`; a malformed record is an IRFormatError."""
     if not metadata:
         return metadata
@@ -104,8 +105,9 @@ def save(graph: nir.NIRGraph, path: str | Path) -> tuple[Path, Path]:
         "tensors": tensors_path.name,
         "nodes": nodes,
         "edges": [list(e) for e in graph.edges],
-        "metadata": _encode(_records_to_data(graph.metadata, GRAPH_RECORDS), "metadata", arrays,
-                            ids),
+        "metadata": _encode(
+            _records_to_data(graph.metadata, GRAPH_RECORDS), "metadata", arrays, ids
+        ),
     }
     path.write_text(json.dumps(doc, indent=1))
     save_file(arrays, str(tensors_path))
@@ -134,8 +136,9 @@ def load(path: str | Path) -> nir.NIRGraph:
         fields = {k: _decode(v, arrays) for k, v in entry["fields"].items()}
         ntype = entry["type"]
         if "metadata" in fields:
-            fields["metadata"] = _records_from_data(fields["metadata"], NODE_RECORDS,
-                                                    f"{path}: node {name!r}")
+            fields["metadata"] = _records_from_data(
+                fields["metadata"], NODE_RECORDS, f"{path}: node {name!r}"
+            )
         try:
             if ntype in stac_types:
                 nodes[name] = stac_types[ntype].from_dict(fields)

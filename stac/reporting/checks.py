@@ -10,8 +10,10 @@ def format_checks(checks: list[Check]) -> str:
     lines = [f"{'check':<{width}}  result  detail"]
     lines += [f"{c.name:<{width}}  {'PASS' if c.passed else 'FAIL':<6}  {c.detail}" for c in checks]
     failed = sum(not c.passed for c in checks)
-    lines.append(f"\n{len(checks) - failed} of {len(checks)} checks passed"
-                 + (f"; {failed} FAILED" if failed else ""))
+    lines.append(
+        f"\n{len(checks) - failed} of {len(checks)} checks passed"
+        + (f"; {failed} FAILED" if failed else "")
+    )
     return "\n".join(lines)
 
 

@@ -63,12 +63,14 @@ def weight_values(graph: nir.NIRGraph) -> int:
 def dense_estimate(graph: nir.NIRGraph, profile: Profile, context: int) -> dict[str, Any]:
     """The float model's cost per token on ``profile`` (a ``host`` profile with ``[dense]``)."""
     if profile.kind != "host":
-        raise StacError(f"profile {profile.name} is {profile.kind}; the dense estimate needs a "
-                        "host profile")
+        raise StacError(
+            f"profile {profile.name} is {profile.kind}; the dense estimate needs a host profile"
+        )
     bpv = _bytes_per_value(profile)
     macs = sum(r.macs for r in op_census(graph, context))
-    kv = sum(2 * context * n.kv_size for n in graph.nodes.values()
-             if isinstance(n, CausalSelfAttention))
+    kv = sum(
+        2 * context * n.kv_size for n in graph.nodes.values() if isinstance(n, CausalSelfAttention)
+    )
     flops = 2.0 * macs
     moved = float((weight_values(graph) + kv) * bpv)
     compute_s = flops / (need(profile, "dense", "peak_tflops") * 1e12)
@@ -76,8 +78,12 @@ def dense_estimate(graph: nir.NIRGraph, profile: Profile, context: int) -> dict[
     latency = max(compute_s, memory_s)
     energy = need(profile, "dense", "power_w") * latency
     return {
-        "macs": float(macs), "flops": flops, "bytes": moved, "precision": profile.precision,
+        "macs": float(macs),
+        "flops": flops,
+        "bytes": moved,
+        "precision": profile.precision,
         "bound": "memory" if memory_s >= compute_s else "compute",
-        "latency_s": latency, "tokens_per_s": 1.0 / latency if latency else 0.0,
+        "latency_s": latency,
+        "tokens_per_s": 1.0 / latency if latency else 0.0,
         "energy_j": energy,
     }

@@ -19,11 +19,16 @@ def plot(results: list[Fidelity], path: Path, title: str) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
     a.plot(ts, [r.perplexity_ratio for r in results], "o-")
     a.axhline(1.0, color="grey", lw=0.8)
-    a.set(xscale="log", yscale="log", xlabel="T (timesteps per token)",
-          ylabel="perplexity ratio SNN / float")
+    a.set(
+        xscale="log",
+        yscale="log",
+        xlabel="T (timesteps per token)",
+        ylabel="perplexity ratio SNN / float",
+    )
     b.plot(ts, [100 * r.top1_agreement for r in results], "o-", color="C1")
-    b.set(xscale="log", xlabel="T (timesteps per token)", ylabel="top-1 agreement (%)",
-          ylim=(0, 100))
+    b.set(
+        xscale="log", xlabel="T (timesteps per token)", ylabel="top-1 agreement (%)", ylim=(0, 100)
+    )
     for ax in (a, b):
         ax.set_xticks(ts, [str(t) for t in ts])
         ax.grid(alpha=0.3)

@@ -7,9 +7,11 @@ from typing import Any
 
 def lava_run_lines(run: dict[str, Any]) -> list[str]:
     """Markdown lines for a Lava ``backend_run`` summary."""
-    widths = (f"{run['over_input_bits']:,} Dense outputs beyond the {run['input_bits']}-bit "
-              f"input and {run['over_state_bits']:,} readouts beyond the {run['state_bits']}-bit "
-              "state (Lava's Python models carry them in 32 bits; a chip would not)")
+    widths = (
+        f"{run['over_input_bits']:,} Dense outputs beyond the {run['input_bits']}-bit "
+        f"input and {run['over_state_bits']:,} readouts beyond the {run['state_bits']}-bit "
+        "state (Lava's Python models carry them in 32 bits; a chip would not)"
+    )
     return [
         f"- {run['blocks_run']} blocks ran as Lava processes ({run['run_config']}), "
         f"{run['processes']} processes in all, {run['lava_seconds']:.1f} s in Lava against "

@@ -21,10 +21,12 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"latency {t['latency_s']:.4g} s; {t['chips']} chip(s), {t['cores']} cores",
     ]
     if report.get("quantisation"):
-        lines.append(f"- weights and neuron parameters of the chip nodes are quantised to "
-                     f"{report['quantisation']['profile']}'s widths before the run (per-layer "
-                     "errors under `quantisation` in report.json): the counts and the recorded "
-                     "spikes are those of the quantised network")
+        lines.append(
+            f"- weights and neuron parameters of the chip nodes are quantised to "
+            f"{report['quantisation']['profile']}'s widths before the run (per-layer "
+            "errors under `quantisation` in report.json): the counts and the recorded "
+            "spikes are those of the quantised network"
+        )
     if report.get("legality"):
         lines += ["", "```", *format_legality(report["legality"]), "```"]
     lines += [
@@ -38,15 +40,17 @@ def to_markdown(report: dict[str, Any]) -> str:
 def format_import(report: dict[str, Any]) -> str:
     t = report["total"]
     clock = "Loihi steps" if report.get("dt_s") is None else f"dt={report['dt_s']} s"
-    return (f"{report['model']} on {report['target']}: T={report['timesteps']} "
-            f"({clock}), spikes {t['spikes']:.0f}, synops {t['synops']:.0f}, "
-            f"energy {t['energy_j']:.4g} J per sample, latency {t['latency_s']:.4g} s, "
-            f"{t['cores']} cores")
+    return (
+        f"{report['model']} on {report['target']}: T={report['timesteps']} "
+        f"({clock}), spikes {t['spikes']:.0f}, synops {t['synops']:.0f}, "
+        f"energy {t['energy_j']:.4g} J per sample, latency {t['latency_s']:.4g} s, "
+        f"{t['cores']} cores"
+    )
 
 
 __all__ = ["format_import", "to_markdown"]
 
 
 def _dt(report: dict[str, Any]) -> str:
-    """" of dt = ... s" for a NIR run; empty for a netx run (one Loihi step per timestep)."""
+    """ " of dt = ... s" for a NIR run; empty for a netx run (one Loihi step per timestep)."""
     return "" if report.get("dt_s") is None else f" of dt = {report['dt_s']} s"

@@ -10,8 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 
-_PARTS = (("chip_dynamic_energy_j", "chip dynamic"), ("chip_static_energy_j", "chip static"),
-          ("host_energy_j", "host"), ("link_energy_j", "host link"))
+_PARTS = (
+    ("chip_dynamic_energy_j", "chip dynamic"),
+    ("chip_static_energy_j", "chip static"),
+    ("host_energy_j", "host"),
+    ("link_energy_j", "host link"),
+)
 
 
 def _chip_targets(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -28,8 +32,9 @@ def energy_breakdown(report: dict[str, Any], path: Path) -> None:
         xs = [j + (i - 1.5) * width for j, t in enumerate(targets) if t["kind"] == "neuromorphic"]
         ys = [t["total"][key] * 1e3 for t in targets if t["kind"] == "neuromorphic"]
         ax.bar(xs, ys, width, label=label)
-    dense = [(j, t["total"]["energy_j"] * 1e3) for j, t in enumerate(targets)
-             if t["kind"] == "dense"]
+    dense = [
+        (j, t["total"]["energy_j"] * 1e3) for j, t in enumerate(targets) if t["kind"] == "dense"
+    ]
     if dense:
         ax.bar([j for j, _ in dense], [y for _, y in dense], width, label="float model (device)")
     ax.set_xticks(range(len(targets)), [t["target"] for t in targets])
@@ -48,8 +53,12 @@ def spike_rate(report: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3.5))
     for t in _chip_targets(report):
         layers = [n for n, d in t["layers"].items() if d["neuron_updates"]]
-        ax.plot(range(len(layers)), [t["layers"][n]["spike_rate"] for n in layers], marker="o",
-                label=t["target"])
+        ax.plot(
+            range(len(layers)),
+            [t["layers"][n]["spike_rate"] for n in layers],
+            marker="o",
+            label=t["target"],
+        )
         ax.set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
     ax.set_ylabel("spikes per neuron-step")
     ax.set_title("Spike rate per layer")
@@ -66,9 +75,13 @@ def core_utilisation(report: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for t in chip:
         layers = [n for n, d in t["layers"].items() if d["cores"]]
-        for ax, key in zip(axes, ("memory_utilisation", "busy_fraction")):
-            ax.plot(range(len(layers)), [t["layers"][n][key] for n in layers], marker="o",
-                    label=t["target"])
+        for ax, key in zip(axes, ("memory_utilisation", "busy_fraction"), strict=False):
+            ax.plot(
+                range(len(layers)),
+                [t["layers"][n][key] for n in layers],
+                marker="o",
+                label=t["target"],
+            )
         axes[1].set_xticks(range(len(layers)), layers, rotation=90, fontsize=7)
     axes[0].set_ylabel("memory used")
     axes[1].set_ylabel("time busy")

@@ -13,8 +13,9 @@ def fmt(x: float) -> str:
 
 
 def text_table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max([len(h)] + [len(r[i]) for r in rows if len(r) == len(head)])
-              for i, h in enumerate(head)]
+    widths = [
+        max([len(h)] + [len(r[i]) for r in rows if len(r) == len(head)]) for i, h in enumerate(head)
+    ]
     lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
     for r in rows:
         if len(r) != len(head):  # a row with a message instead of figures

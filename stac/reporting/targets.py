@@ -11,11 +11,36 @@ PLOTS = {
     "spike_rate.png": "Spike rate per layer",
     "core_utilisation.png": "Core utilisation per layer",
 }
-_HEAD = ("target", "runs", "energy mJ", "chip dyn mJ", "chip static mJ", "host mJ",
-         "host link mJ", "latency ms", "tokens/s", "items/s pipelined", "chips", "cores",
-         "synops/MACs", "spike rate")
-_LAYER_HEAD = ("layer", "spikes", "synops", "messages", "chip dyn uJ", "chip static uJ",
-               "host uJ", "latency us", "cores", "spike rate", "memory", "busy")
+_HEAD = (
+    "target",
+    "runs",
+    "energy mJ",
+    "chip dyn mJ",
+    "chip static mJ",
+    "host mJ",
+    "host link mJ",
+    "latency ms",
+    "tokens/s",
+    "items/s pipelined",
+    "chips",
+    "cores",
+    "synops/MACs",
+    "spike rate",
+)
+_LAYER_HEAD = (
+    "layer",
+    "spikes",
+    "synops",
+    "messages",
+    "chip dyn uJ",
+    "chip static uJ",
+    "host uJ",
+    "latency us",
+    "cores",
+    "spike rate",
+    "memory",
+    "busy",
+)
 
 
 def _mj(x: float | None) -> str:
@@ -31,27 +56,65 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
             continue
         s = t["total"]
         if t["kind"] == "dense":
-            rows.append((t["target"], f"float {s['precision']} ({s['bound']}-bound)",
-                         _mj(s["energy_j"]), "-", "-", "-", "-", fmt(s["latency_s"] * 1e3),
-                         fmt(s["tokens_per_s"]), "-", "1", "-", fmt(s["macs"]), "-"))
+            rows.append(
+                (
+                    t["target"],
+                    f"float {s['precision']} ({s['bound']}-bound)",
+                    _mj(s["energy_j"]),
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    fmt(s["latency_s"] * 1e3),
+                    fmt(s["tokens_per_s"]),
+                    "-",
+                    "1",
+                    "-",
+                    fmt(s["macs"]),
+                    "-",
+                )
+            )
         else:
-            rows.append((t["target"], "SNN + host", _mj(s["energy_j"]),
-                         _mj(s["chip_dynamic_energy_j"]), _mj(s["chip_static_energy_j"]),
-                         _mj(s["host_energy_j"]), _mj(s["link_energy_j"]),
-                         fmt(s["latency_s"] * 1e3), fmt(s["tokens_per_s"]),
-                         fmt(s["pipeline_items_per_s"]), str(s["chips"]), str(s["cores"]),
-                         fmt(s["synops"]), f"{s['spike_rate']:.3f}"))
+            rows.append(
+                (
+                    t["target"],
+                    "SNN + host",
+                    _mj(s["energy_j"]),
+                    _mj(s["chip_dynamic_energy_j"]),
+                    _mj(s["chip_static_energy_j"]),
+                    _mj(s["host_energy_j"]),
+                    _mj(s["link_energy_j"]),
+                    fmt(s["latency_s"] * 1e3),
+                    fmt(s["tokens_per_s"]),
+                    fmt(s["pipeline_items_per_s"]),
+                    str(s["chips"]),
+                    str(s["cores"]),
+                    fmt(s["synops"]),
+                    f"{s['spike_rate']:.3f}",
+                )
+            )
     return rows
 
 
 def layer_rows(target: dict[str, Any]) -> list[tuple[str, ...]]:
     rows = []
     for name, d in target["layers"].items():
-        rows.append((name, fmt(d["spikes"]), fmt(d["synops"]), fmt(d["messages"]),
-                     fmt(d["chip_energy_j"] * 1e6), fmt(d["chip_static_energy_j"] * 1e6),
-                     fmt(d["host_energy_j"] * 1e6), fmt(d["latency_s"] * 1e6),
-                     str(d["cores"]), f"{d['spike_rate']:.3f}",
-                     f"{d['memory_utilisation']:.0%}", f"{d['busy_fraction']:.0%}"))
+        rows.append(
+            (
+                name,
+                fmt(d["spikes"]),
+                fmt(d["synops"]),
+                fmt(d["messages"]),
+                fmt(d["chip_energy_j"] * 1e6),
+                fmt(d["chip_static_energy_j"] * 1e6),
+                fmt(d["host_energy_j"] * 1e6),
+                fmt(d["latency_s"] * 1e6),
+                str(d["cores"]),
+                f"{d['spike_rate']:.3f}",
+                f"{d['memory_utilisation']:.0%}",
+                f"{d['busy_fraction']:.0%}",
+            )
+        )
     return rows
 
 
@@ -71,19 +134,23 @@ def pricing_lines(total: dict[str, Any]) -> list[str]:
 
 
 def _settings(report: dict[str, Any]) -> str:
-    return (f"{report['model']}, T = {report['timesteps']}, mode {report['mode']}; "
-            f"{report['prompt_tokens']} prompt tokens (figures per token, averaged over them; "
-            f"attention at a context of {report['prompt_tokens']})")
+    return (
+        f"{report['model']}, T = {report['timesteps']}, mode {report['mode']}; "
+        f"{report['prompt_tokens']} prompt tokens (figures per token, averaged over them; "
+        f"attention at a context of {report['prompt_tokens']})"
+    )
 
 
 def format_summary(report: dict[str, Any]) -> str:
-    return "\n".join([
-        f"stac report: {_settings(report)}",
-        text_table(_HEAD, summary_rows(report)),
-        f"estimates: {report['estimate']['chip']['model']} (neuromorphic targets), "
-        f"{report['estimate']['dense']['model']} (float model on {report['baseline']} and "
-        "other dense targets); see report.md for the assumptions",
-    ])
+    return "\n".join(
+        [
+            f"stac report: {_settings(report)}",
+            text_table(_HEAD, summary_rows(report)),
+            f"estimates: {report['estimate']['chip']['model']} (neuromorphic targets), "
+            f"{report['estimate']['dense']['model']} (float model on {report['baseline']} and "
+            "other dense targets); see report.md for the assumptions",
+        ]
+    )
 
 
 def to_markdown(report: dict[str, Any]) -> str:
@@ -117,5 +184,4 @@ def to_markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-__all__ = ["PLOTS", "format_summary", "layer_rows", "pricing_lines", "summary_rows",
-           "to_markdown"]
+__all__ = ["PLOTS", "format_summary", "layer_rows", "pricing_lines", "summary_rows", "to_markdown"]

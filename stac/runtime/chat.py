@@ -39,17 +39,23 @@ class TurnResult:
     def summary(self) -> str:
         rate = len(self.reply_ids) / self.seconds if self.seconds else 0.0
         evicted = f", {self.evicted} evicted" if self.evicted else ""
-        return (f"[{self.prompt_tokens} prompt + {len(self.reply_ids)} reply tokens "
-                f"({self.finished}), context {self.context}{evicted}; {self.energy.line()}; "
-                f"{rate:.2f} tokens/s simulated]")
+        return (
+            f"[{self.prompt_tokens} prompt + {len(self.reply_ids)} reply tokens "
+            f"({self.finished}), context {self.context}{evicted}; {self.energy.line()}; "
+            f"{rate:.2f} tokens/s simulated]"
+        )
 
 
 class ChatSession:
     """One conversation on a processor, spoken through the tokenizer's chat template."""
 
     def __init__(
-        self, processor: TemporalSpikeProcessor, tokenizer: Any, system: str | None = None,
-        sampler: Sampler = Sampler(), max_new_tokens: int = 128,
+        self,
+        processor: TemporalSpikeProcessor,
+        tokenizer: Any,
+        system: str | None = None,
+        sampler: Sampler | None = None,
+        max_new_tokens: int = 128,
         conversation_id: Any = None,
     ) -> None:
         if not getattr(tokenizer, "chat_template", None):
@@ -57,7 +63,8 @@ class ChatSession:
         if max_new_tokens < 1:
             raise StacError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.processor, self.tokenizer = processor, tokenizer
-        self.system, self.sampler, self.max_new_tokens = system, sampler, max_new_tokens
+        self.system, self.max_new_tokens = system, max_new_tokens
+        self.sampler = sampler if sampler is not None else Sampler()
         self.conversation = processor.open(conversation_id)
         self._closing = self._closing_text()
         self._closing_ids = self._ids(self._closing)
@@ -71,7 +78,8 @@ class ChatSession:
     def _render(self, messages: list[dict[str, str]], generation_prompt: bool) -> str:
         try:
             return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=generation_prompt)
+                messages, tokenize=False, add_generation_prompt=generation_prompt
+            )
         except Exception as exc:  # jinja errors from the template itself
             raise StacError(f"the chat template failed to render: {exc}") from None
 
@@ -83,19 +91,24 @@ class ChatSession:
 
     def _closing_text(self) -> str:
         """What the template writes after an assistant message's content."""
-        text = self._render(self._base() + [{"role": "user", "content": _PROBE},
-                                            {"role": "assistant", "content": _PROBE2}], False)
-        return text[text.rindex(_PROBE2) + len(_PROBE2):]
+        text = self._render(
+            self._base()
+            + [{"role": "user", "content": _PROBE}, {"role": "assistant", "content": _PROBE2}],
+            False,
+        )
+        return text[text.rindex(_PROBE2) + len(_PROBE2) :]
 
     def _system_prefix(self) -> str:
         """The text the template renders before the first user message (the system part)."""
-        one = self._base() + [{"role": "user", "content": _PROBE},
-                              {"role": "assistant", "content": _PROBE}]
+        one = self._base() + [
+            {"role": "user", "content": _PROBE},
+            {"role": "assistant", "content": _PROBE},
+        ]
         before = self._render(one, False)
         after = self._render(one + [{"role": "user", "content": _PROBE2}], False)
         if not after.startswith(before):
             return ""
-        turn = after[len(before):]
+        turn = after[len(before) :]
         header = turn[: turn.index(_PROBE2)]
         first = self._render(self._base() + [{"role": "user", "content": _PROBE}], True)
         at = first.find(header + _PROBE)
@@ -121,9 +134,11 @@ class ChatSession:
         messages = self.messages + [{"role": "user", "content": text}]
         full = self._render(messages, True)
         if not full.startswith(self.rendered):
-            raise StacError("the chat template re-renders earlier turns differently; stac chat "
-                            "needs an append-only template")
-        prompt = self.carry + self._ids(full[len(self.rendered):])
+            raise StacError(
+                "the chat template re-renders earlier turns differently; stac chat "
+                "needs an append-only template"
+            )
+        prompt = self.carry + self._ids(full[len(self.rendered) :])
         if not self.rendered:
             self.processor.set_pinned(self.conversation, min(self.pinned, len(prompt)))
         conv = self.processor.get(self.conversation)
@@ -132,24 +147,32 @@ class ChatSession:
         with self.processor.metering() as meter:
             try:
                 shown = text_now = ""
-                for tok in stream(self.processor, {self.conversation: prompt},
-                                  self.max_new_tokens, self.sampler, self.stop_ids):
+                for tok in stream(
+                    self.processor,
+                    {self.conversation: prompt},
+                    self.max_new_tokens,
+                    self.sampler,
+                    self.stop_ids,
+                ):
                     reply.append(tok.token_id)
                     finished = tok.finished or finished
                     text_now = self.tokenizer.decode(reply, skip_special_tokens=True)
                     if not text_now.endswith("\ufffd") and len(text_now) > len(shown):
-                        yield text_now[len(shown):]
+                        yield text_now[len(shown) :]
                         shown = text_now
                 if len(text_now) > len(shown):  # an incomplete character at the very end
-                    yield text_now[len(shown):]
+                    yield text_now[len(shown) :]
             finally:
                 if reply:  # commit what was generated, even when interrupted
                     self._commit(messages, full, reply)
         shown_ids = reply[:-1] if reply and reply[-1] in self.stop_ids else reply
         self.last = TurnResult(
-            prompt_tokens=len(prompt), reply_ids=reply,
-            reply=self.tokenizer.decode(shown_ids, skip_special_tokens=True), finished=finished,
-            evicted=conv.evicted - evicted_before, context=len(conv.tokens),
+            prompt_tokens=len(prompt),
+            reply_ids=reply,
+            reply=self.tokenizer.decode(shown_ids, skip_special_tokens=True),
+            finished=finished,
+            evicted=conv.evicted - evicted_before,
+            context=len(conv.tokens),
             seconds=time.perf_counter() - started,
             energy=estimate(self.processor.graph, meter, self.processor.T),
         )

@@ -57,7 +57,8 @@ def estimate(graph: nir.NIRGraph, meter: Meter, steps: int) -> EnergyEstimate:
     rows = node_costs(graph, meter.stats, chip, host, steps, work)
     total = summarise(rows, chip, part.chips, part.cores)["total"]
     return EnergyEstimate(
-        tokens=meter.tokens, padded=meter.padded,
+        tokens=meter.tokens,
+        padded=meter.padded,
         spikes=sum(s.spikes for s in meter.stats.values()),
         synops=sum(s.synops for s in meter.stats.values()),
         chip_dynamic_j=total["chip_dynamic_energy_j"] * work,

@@ -87,7 +87,7 @@ def stream(
         picked = sampler.pick(last, gen).tolist()
         count += 1
         still, feed = [], []
-        for cid, tok in zip(active, picked):
+        for cid, tok in zip(active, picked, strict=False):
             done = "stop" if tok in stops else "length" if count >= max_new_tokens else None
             yield StreamedToken(cid, int(tok), count - 1, done)
             if done is None:

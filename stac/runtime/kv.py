@@ -41,8 +41,10 @@ def as_batch(input_ids: Any, attention_mask: Any) -> tuple[torch.Tensor, torch.T
     ``input_ids``: ``[B, N]`` or ``[N]`` ids (with an optional ``attention_mask``, False =
     padding), or a list of id lists of different lengths, right-padded here with ``PAD_ID``.
     """
-    if isinstance(input_ids, (list, tuple)) and input_ids and all(
-        isinstance(r, (list, tuple, torch.Tensor)) for r in input_ids
+    if (
+        isinstance(input_ids, (list, tuple))
+        and input_ids
+        and all(isinstance(r, (list, tuple, torch.Tensor)) for r in input_ids)
     ):
         rows = [torch.as_tensor(r, dtype=torch.long).reshape(-1) for r in input_ids]
         width = max(r.numel() for r in rows)
@@ -80,11 +82,11 @@ def pack(rows: Sequence[Row], steps: int, use_cache: bool, spiking: bool) -> Run
     positions = torch.zeros(bsz, width, dtype=torch.long)
     mask = torch.zeros(bsz, past + width, dtype=torch.bool)
     for b, r in enumerate(rows):
-        todo = list(r.tokens[r.past:])
-        ids[b, width - len(todo):] = torch.tensor(todo)
-        positions[b, width - len(todo):] = torch.arange(r.past, r.past + len(todo))
-        mask[b, past - r.past: past] = True
-        mask[b, past + width - len(todo):] = True
+        todo = list(r.tokens[r.past :])
+        ids[b, width - len(todo) :] = torch.tensor(todo)
+        positions[b, width - len(todo) :] = torch.arange(r.past, r.past + len(todo))
+        mask[b, past - r.past : past] = True
+        mask[b, past + width - len(todo) :] = True
     kv: KV = {}
     if past:
         donors = [r.cache for r in rows if r.past]
@@ -98,11 +100,18 @@ def pack(rows: Sequence[Row], steps: int, use_cache: bool, spiking: bool) -> Run
             for b, r in enumerate(rows):
                 if r.past:
                     pk, pv = r.cache[name]
-                    k[b, :, past - r.past:] = pk[0, :, : r.past]
-                    v[b, :, past - r.past:] = pv[0, :, : r.past]
+                    k[b, :, past - r.past :] = pk[0, :, : r.past]
+                    v[b, :, past - r.past :] = pv[0, :, : r.past]
             kv[name] = (k, v)
-    return RunContext(ids, steps=steps, positions=positions, attention_mask=mask, kv_cache=kv,
-                      use_cache=use_cache, spiking=spiking)
+    return RunContext(
+        ids,
+        steps=steps,
+        positions=positions,
+        attention_mask=mask,
+        kv_cache=kv,
+        use_cache=use_cache,
+        spiking=spiking,
+    )
 
 
 def unpack(ctx: RunContext, b: int, row: Row) -> KV:
@@ -114,7 +123,10 @@ def unpack(ctx: RunContext, b: int, row: Row) -> KV:
     todo = len(row.tokens) - row.past
     if bsz == 1 and row.past == past and todo == width:
         return dict(ctx.kv_cache)
-    index = torch.cat([torch.arange(past - row.past, past),
-                       torch.arange(past + width - todo, past + width)])
-    return {name: (k[b: b + 1, :, index], v[b: b + 1, :, index])
-            for name, (k, v) in ctx.kv_cache.items()}
+    index = torch.cat(
+        [torch.arange(past - row.past, past), torch.arange(past + width - todo, past + width)]
+    )
+    return {
+        name: (k[b : b + 1, :, index], v[b : b + 1, :, index])
+        for name, (k, v) in ctx.kv_cache.items()
+    }

@@ -69,8 +69,10 @@ class Conversation:
 
     @property
     def cache_bytes(self) -> int:
-        return sum(k.numel() * k.element_size() + v.numel() * v.element_size()
-                   for k, v in self.cache.values())
+        return sum(
+            k.numel() * k.element_size() + v.numel() * v.element_size()
+            for k, v in self.cache.values()
+        )
 
 
 @dataclass
@@ -124,8 +126,12 @@ class TemporalSpikeProcessor:
     """
 
     def __init__(
-        self, snn_model: Any, T: int | None = None, max_context_length: int = 512,
-        evict_fraction: float = 0.25, spiking: bool = True,
+        self,
+        snn_model: Any,
+        T: int | None = None,
+        max_context_length: int = 512,
+        evict_fraction: float = 0.25,
+        spiking: bool = True,
     ) -> None:
         self.graph = _graph_of(snn_model)
         meta = self.graph.metadata
@@ -209,8 +215,9 @@ class TemporalSpikeProcessor:
         conv.pinned = pinned
 
     def cache_bytes(self, conversation_id: ConversationId | None = None) -> int:
-        convs = (self._conversations.values() if conversation_id is None
-                 else [self.get(conversation_id)])
+        convs = (
+            self._conversations.values() if conversation_id is None else [self.get(conversation_id)]
+        )
         return sum(c.cache_bytes for c in convs)
 
     @contextlib.contextmanager
@@ -226,7 +233,9 @@ class TemporalSpikeProcessor:
     # ----- running -------------------------------------------------------------------------
 
     def __call__(
-        self, input_ids: Any, use_cache: bool = True,
+        self,
+        input_ids: Any,
+        use_cache: bool = True,
         conversation_ids: Sequence[ConversationId] | None = None,
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -253,11 +262,12 @@ class TemporalSpikeProcessor:
             raise
         out = logits.new_zeros(*ids.shape, logits.shape[-1])
         for b, plan in enumerate(plans):
-            out[b, mask[b]] = logits[b, logits.shape[1] - len(plan.new):]
+            out[b, mask[b]] = logits[b, logits.shape[1] - len(plan.new) :]
         return out
 
-    def _plan(self, ids: torch.Tensor, mask: torch.Tensor, cids: list[ConversationId],
-              use_cache: bool) -> list[_Plan]:
+    def _plan(
+        self, ids: torch.Tensor, mask: torch.Tensor, cids: list[ConversationId], use_cache: bool
+    ) -> list[_Plan]:
         if len(cids) != ids.shape[0]:
             raise StacError(f"{len(cids)} conversation ids for {ids.shape[0]} input rows")
         if len(set(cids)) != len(cids):
@@ -293,9 +303,14 @@ class TemporalSpikeProcessor:
         slidable = len(conv.tokens) - conv.pinned
         window = self.max_context_length - conv.pinned
         drop = min(slidable, max(overflow, math.ceil(self.evict_fraction * window)))
-        log.info("conversation %r: evicting %d tokens after the %d pinned; re-encoding %d",
-                 conv.id, drop, conv.pinned, len(conv.tokens) - drop)
-        return conv.tokens[: conv.pinned] + conv.tokens[conv.pinned + drop:], drop
+        log.info(
+            "conversation %r: evicting %d tokens after the %d pinned; re-encoding %d",
+            conv.id,
+            drop,
+            conv.pinned,
+            len(conv.tokens) - drop,
+        )
+        return conv.tokens[: conv.pinned] + conv.tokens[conv.pinned + drop :], drop
 
     def _run(self, plans: list[_Plan], use_cache: bool) -> torch.Tensor:
         rows = [Row(p.tokens, p.past, p.conv.cache) for p in plans]
@@ -306,8 +321,14 @@ class TemporalSpikeProcessor:
         for meter in self._meters:
             meter.add(stats, sum(computed), padded)
         self.last_run = RunRecord(
-            tuple(p.conv.id for p in plans), ctx.token_ids, ctx.positions, ctx.attention_mask,
-            tuple(p.past for p in plans), computed, tuple(p.evicted for p in plans), stats,
+            tuple(p.conv.id for p in plans),
+            ctx.token_ids,
+            ctx.positions,
+            ctx.attention_mask,
+            tuple(p.past for p in plans),
+            computed,
+            tuple(p.evicted for p in plans),
+            stats,
         )
         for b, plan in enumerate(plans):  # commit only after the run succeeded
             conv = plan.conv

@@ -56,15 +56,20 @@ class Agreement:
     @staticmethod
     def of(a: torch.Tensor, b: torch.Tensor) -> "Agreement":
         diff = (a - b).abs().amax(-1)
-        return Agreement(float(diff.max()), float((diff <= ATOL).float().mean()),
-                         float((a.argmax(-1) == b.argmax(-1)).float().mean()))
+        return Agreement(
+            float(diff.max()),
+            float((diff <= ATOL).float().mean()),
+            float((a.argmax(-1) == b.argmax(-1)).float().mean()),
+        )
 
     def ok(self, spiking: bool) -> bool:
         return self.within >= SPIKING_SHARE if spiking else self.within == 1.0
 
     def __str__(self) -> str:
-        return (f"max |d logit| {self.max_diff:.2g}, {self.within:.0%} of positions within "
-                f"{ATOL:g}, top-1 {self.top1:.0%}")
+        return (
+            f"max |d logit| {self.max_diff:.2g}, {self.within:.0%} of positions within "
+            f"{ATOL:g}, top-1 {self.top1:.0%}"
+        )
 
 
 def _fresh(proc: TemporalSpikeProcessor, tokens: list[int]) -> torch.Tensor:
@@ -88,31 +93,48 @@ def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]
     seen: list[int] = []
     for a, b in ((0, limit // 2), (limit // 2, limit - 1), (limit - 1, limit)):
         proc([ids[a:b]], conversation_ids=[cid])
-        seen += proc.last_run.positions[0, -(b - a):].tolist()
+        seen += proc.last_run.positions[0, -(b - a) :].tolist()
     run = proc.last_run
-    at = (seen == list(range(limit)) and sum(run.evicted) == 0 and _cache_len(proc, cid) == limit
-          and bool(run.attention_mask.all()) and run.attention_mask.shape[1] == limit)
-    checks = [Check("positions at the limit", at,
-                    f"positions 0..{seen[-1]} over 3 calls, cache {_cache_len(proc, cid)} of "
-                    f"{limit} tokens, mask all true, {sum(run.evicted)} evicted")]
+    at = (
+        seen == list(range(limit))
+        and sum(run.evicted) == 0
+        and _cache_len(proc, cid) == limit
+        and bool(run.attention_mask.all())
+        and run.attention_mask.shape[1] == limit
+    )
+    checks = [
+        Check(
+            "positions at the limit",
+            at,
+            f"positions 0..{seen[-1]} over 3 calls, cache {_cache_len(proc, cid)} of "
+            f"{limit} tokens, mask all true, {sum(run.evicted)} evicted",
+        )
+    ]
     drop = max(1, math.ceil(proc.evict_fraction * (limit - pinned)))
-    kept = ids[:pinned] + ids[pinned + drop: limit] + [ids[limit]]
+    kept = ids[:pinned] + ids[pinned + drop : limit] + [ids[limit]]
     over = proc([[ids[limit]]], conversation_ids=[cid])[0, -1]
     run = proc.last_run
     positions = run.positions[0].tolist()
-    ok = (run.evicted == (drop,) and proc.history(cid) == kept
-          and positions == list(range(len(kept))) and _cache_len(proc, cid) == len(kept))
+    ok = (
+        run.evicted == (drop,)
+        and proc.history(cid) == kept
+        and positions == list(range(len(kept)))
+        and _cache_len(proc, cid) == len(kept)
+    )
     agree = Agreement.of(over[None], _fresh(proc, kept)[-1:])
     nxt = proc([[ids[limit + 1]]], conversation_ids=[cid])[0, -1]
     step = proc.last_run.positions[0].tolist() == [len(kept)]
     agree_next = Agreement.of(nxt[None], _fresh(proc, kept + [ids[limit + 1]])[-1:])
     passed = ok and step and agree.ok(proc.spiking) and agree_next.ok(proc.spiking)
-    checks.append(Check(
-        "positions past the limit", passed,
-        f"token {limit + 1}: {run.evicted[0]} evicted after {pinned} pinned, {len(kept)} kept "
-        f"re-encoded at 0..{max(positions)} (< {limit}); vs a fresh run: {agree.max_diff:.2g}; "
-        f"next token at {len(kept)}: {agree_next.max_diff:.2g}",
-    ))
+    checks.append(
+        Check(
+            "positions past the limit",
+            passed,
+            f"token {limit + 1}: {run.evicted[0]} evicted after {pinned} pinned, {len(kept)} kept "
+            f"re-encoded at 0..{max(positions)} (< {limit}); vs a fresh run: {agree.max_diff:.2g}; "
+            f"next token at {len(kept)}: {agree_next.max_diff:.2g}",
+        )
+    )
     proc.remove(cid)
     return checks
 
@@ -122,9 +144,9 @@ def turn_inputs(ids: list[int], bos: int | None) -> dict[str, list[list[int]]]:
     out = {}
     for n, (name, sizes) in enumerate(TURNS.items()):
         start = 40 * n
-        tokens = ([bos] if bos is not None else []) + ids[start: start + sum(sizes)]
+        tokens = ([bos] if bos is not None else []) + ids[start : start + sum(sizes)]
         cuts = [0, *torch.tensor(sizes).cumsum(0).tolist()]
-        out[name] = [tokens[a:b] for a, b in zip(cuts, cuts[1:])]
+        out[name] = [tokens[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
     return out
 
 
@@ -147,32 +169,49 @@ def check_turns(proc: TemporalSpikeProcessor, turns: dict[str, list[list[int]]])
         for b, n in enumerate(names):
             m = len(rows[b])
             batched[n].append(logits[b, :m])
-            want = [False] * (past - lengths[n]) + [True] * lengths[n] \
-                + [False] * (width - m) + [True] * m
-            good = (run.attention_mask[b].tolist() == want and run.past[b] == lengths[n]
-                    and run.positions[b, width - m:].tolist()
-                    == list(range(lengths[n], lengths[n] + m)))
+            want = (
+                [False] * (past - lengths[n])
+                + [True] * lengths[n]
+                + [False] * (width - m)
+                + [True] * m
+            )
+            good = (
+                run.attention_mask[b].tolist() == want
+                and run.past[b] == lengths[n]
+                and run.positions[b, width - m :].tolist()
+                == list(range(lengths[n], lengths[n] + m))
+            )
             mask_ok &= good
             if not good:
                 mask_notes.append(f"{n} turn {t + 1}")
             lengths[n] += m
-        for n, row in zip(names, rows):
+        for n, row in zip(names, rows, strict=False):
             alone[n].append(proc([row], conversation_ids=[alone_ids[n]])[0])
-    checks = [Check(
-        f"mask continuity across turns ({mode})", mask_ok,
-        f"{len(turns[names[0]])} turns of {len(names)} conversations in one padded batch; "
-        + ("each row's mask = its past then its new tokens, positions continued"
-           if mask_ok else "wrong in " + ", ".join(mask_notes)),
-    )]
+    checks = [
+        Check(
+            f"mask continuity across turns ({mode})",
+            mask_ok,
+            f"{len(turns[names[0]])} turns of {len(names)} conversations in one padded batch; "
+            + (
+                "each row's mask = its past then its new tokens, positions continued"
+                if mask_ok
+                else "wrong in " + ", ".join(mask_notes)
+            ),
+        )
+    ]
     spiking = proc.spiking
     full = [Agreement.of(torch.cat(alone[n]), _fresh(proc, sum(turns[n], []))) for n in names]
     worst = min(full, key=lambda a: (a.within, -a.max_diff))
-    checks.append(Check(f"incremental = full recompute ({mode})",
-                        all(a.ok(spiking) for a in full), str(worst)))
+    checks.append(
+        Check(
+            f"incremental = full recompute ({mode})", all(a.ok(spiking) for a in full), str(worst)
+        )
+    )
     pair = [Agreement.of(torch.cat(batched[n]), torch.cat(alone[n])) for n in names]
     worst = min(pair, key=lambda a: (a.within, -a.max_diff))
-    checks.append(Check(f"batch = conversations alone ({mode})",
-                        all(a.ok(spiking) for a in pair), str(worst)))
+    checks.append(
+        Check(f"batch = conversations alone ({mode})", all(a.ok(spiking) for a in pair), str(worst))
+    )
     for cid in [*batch_ids.values(), *alone_ids.values()]:
         proc.remove(cid)
     return checks
@@ -190,7 +229,8 @@ def check_spike_rates(proc: TemporalSpikeProcessor, meter: Meter) -> Check:
     hot = [n for n, r in rates.items() if r > SATURATED_RATE]
     lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
     return Check(
-        "no dead or saturated layers", not dead and not hot,
+        "no dead or saturated layers",
+        not dead and not hot,
         f"{len(rates)} spiking nodes, rates {rates[lo]:.3f} ({lo}) .. {rates[hi]:.3f} ({hi}); "
         f"dead (< {DEAD_RATE:g}): {', '.join(dead) or 'none'}; saturated (> {SATURATED_RATE:g}):"
         f" {', '.join(hot) or 'none'}",
@@ -201,18 +241,26 @@ def check_bad_input(proc: TemporalSpikeProcessor, ids: list[int]) -> Check:
     """Each bad call is a StacError and leaves another conversation exactly as it was."""
     keep = proc.open()
     proc([ids[:6]], conversation_ids=[keep])
-    before = (proc.history(keep), {k: (a.clone(), b.clone())
-                                   for k, (a, b) in proc.get(keep).cache.items()})
+    before = (
+        proc.history(keep),
+        {k: (a.clone(), b.clone()) for k, (a, b) in proc.get(keep).cache.items()},
+    )
     victim = proc.open()
     cases: dict[str, Callable[[], object]] = {
-        "prompt longer than the context":
-            lambda: proc([[ids[0]] * (proc.max_context_length + 1)], conversation_ids=[victim]),
-        "unknown conversation id": lambda: proc([ids[:2], ids[:2]],
-                                                conversation_ids=[keep, "no-such-id"]),
-        "empty turn": lambda: proc(torch.tensor([ids[:2], ids[:2]]), conversation_ids=[keep, victim],
-                                   attention_mask=torch.tensor([[1, 1], [0, 0]])),
-        "id outside the vocabulary": lambda: proc([ids[:2], [proc.vocab_size]],
-                                                  conversation_ids=[keep, victim]),
+        "prompt longer than the context": lambda: proc(
+            [[ids[0]] * (proc.max_context_length + 1)], conversation_ids=[victim]
+        ),
+        "unknown conversation id": lambda: proc(
+            [ids[:2], ids[:2]], conversation_ids=[keep, "no-such-id"]
+        ),
+        "empty turn": lambda: proc(
+            torch.tensor([ids[:2], ids[:2]]),
+            conversation_ids=[keep, victim],
+            attention_mask=torch.tensor([[1, 1], [0, 0]]),
+        ),
+        "id outside the vocabulary": lambda: proc(
+            [ids[:2], [proc.vocab_size]], conversation_ids=[keep, victim]
+        ),
     }
     missed = []
     for label, call in cases.items():
@@ -222,13 +270,21 @@ def check_bad_input(proc: TemporalSpikeProcessor, ids: list[int]) -> Check:
         except StacError:
             pass
     after = proc.get(keep)
-    intact = after.tokens == before[0] and after.cache.keys() == before[1].keys() and all(
-        torch.equal(after.cache[k][0], a) and torch.equal(after.cache[k][1], b)
-        for k, (a, b) in before[1].items()
-    ) and proc.history(victim) == []
+    intact = (
+        after.tokens == before[0]
+        and after.cache.keys() == before[1].keys()
+        and all(
+            torch.equal(after.cache[k][0], a) and torch.equal(after.cache[k][1], b)
+            for k, (a, b) in before[1].items()
+        )
+        and proc.history(victim) == []
+    )
     if not intact:
         missed.append("another conversation changed")
     proc.remove(keep)
     proc.remove(victim)
-    return Check("bad input rejected, others intact", not missed,
-                 "; ".join(missed) or f"{len(cases)} kinds of bad call each raised StacError")
+    return Check(
+        "bad input rejected, others intact",
+        not missed,
+        "; ".join(missed) or f"{len(cases)} kinds of bad call each raised StacError",
+    )

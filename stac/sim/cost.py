@@ -85,8 +85,10 @@ def need(profile: Profile, section: str, name: str) -> float:
     """A profile number the cost model needs; a StacError names the field and the profile."""
     value = profile.values.get(section, {}).get(name)
     if value is None or isinstance(value, bool):
-        raise StacError(f"hardware profile {profile.name} ({profile.path}) has no field "
-                        f"'{section}.{name}', which the cost model {MODEL} needs")
+        raise StacError(
+            f"hardware profile {profile.name} ({profile.path}) has no field "
+            f"'{section}.{name}', which the cost model {MODEL} needs"
+        )
     return float(value)
 
 
@@ -116,15 +118,23 @@ class ChipRates:
     def of(cls, p: Profile) -> "ChipRates":
         pj, ns = 1e-12, 1e-9
         return cls(
-            need(p, "energy_pj", "synop") * pj, need(p, "energy_pj", "neuron_update") * pj,
-            need(p, "energy_pj", "spike_out") * pj, need(p, "mesh", "hop_energy_pj") * pj,
-            need(p, "latency_ns", "synop") * ns, need(p, "latency_ns", "neuron_update") * ns,
-            need(p, "latency_ns", "spike_out") * ns, need(p, "mesh", "hop_latency_ns") * ns,
-            need(p, "latency_ns", "barrier") * ns, need(p, "chip", "static_power_w"),
+            need(p, "energy_pj", "synop") * pj,
+            need(p, "energy_pj", "neuron_update") * pj,
+            need(p, "energy_pj", "spike_out") * pj,
+            need(p, "mesh", "hop_energy_pj") * pj,
+            need(p, "latency_ns", "synop") * ns,
+            need(p, "latency_ns", "neuron_update") * ns,
+            need(p, "latency_ns", "spike_out") * ns,
+            need(p, "mesh", "hop_latency_ns") * ns,
+            need(p, "latency_ns", "barrier") * ns,
+            need(p, "chip", "static_power_w"),
             (int(need(p, "mesh", "tiles_x")), int(need(p, "mesh", "tiles_y"))),
-            need(p, "energy_pj", "spike") * pj, need(p, "energy_pj", "message_in") * pj,
-            need(p, "latency_ns", "spike") * ns, need(p, "latency_ns", "message_in") * ns,
-            pricing.barrier_table(p), int(need(p, "mesh", "cores_per_tile")),
+            need(p, "energy_pj", "spike") * pj,
+            need(p, "energy_pj", "message_in") * pj,
+            need(p, "latency_ns", "spike") * ns,
+            need(p, "latency_ns", "message_in") * ns,
+            pricing.barrier_table(p),
+            int(need(p, "mesh", "cores_per_tile")),
         )
 
 
@@ -139,10 +149,12 @@ class HostRates:
 
     @classmethod
     def of(cls, p: Profile) -> "HostRates":
-        return cls(need(p, "host", "mac_energy_pj") * 1e-12,
-                   need(p, "host", "flop_energy_pj") * 1e-12,
-                   need(p, "host", "throughput_gflops") * 1e9,
-                   int(need(p, "host", "flops_per_neuron_update")))
+        return cls(
+            need(p, "host", "mac_energy_pj") * 1e-12,
+            need(p, "host", "flop_energy_pj") * 1e-12,
+            need(p, "host", "throughput_gflops") * 1e9,
+            int(need(p, "host", "flops_per_neuron_update")),
+        )
 
     def energy(self, macs: float, flops: float) -> float:
         return macs * self.e_mac + flops * self.e_flop
@@ -219,8 +231,12 @@ def _synaptic_depth(graph: nir.NIRGraph, members: set[str]) -> int:
 
 
 def node_costs(
-    graph: nir.NIRGraph, stats: dict[str, NodeStats], chip: Profile, host: Profile,
-    steps: int, tokens: int,
+    graph: nir.NIRGraph,
+    stats: dict[str, NodeStats],
+    chip: Profile,
+    host: Profile,
+    steps: int,
+    tokens: int,
 ) -> list[NodeCost]:
     """Price every node's counts (``stats`` summed over ``tokens`` tokens) per token."""
     rates, hrates = ChipRates.of(chip), HostRates.of(host)
@@ -238,24 +254,40 @@ def node_costs(
         cores = place.cores
         units = chip.units(node)
         row = NodeCost(
-            name, type(node).__name__, "chip" if name in on_chip else "host", cores,
-            stage_of.get(name, -1), s.spikes * per, s.synops * per, s.neuron_updates * per,
-            s.neuron_updates * units * per, 0.0, 0.0, (s.host_macs + s.dense_macs) * per,
-            s.host_flops * per, spike_bits=(s.spike_bits or s.spikes) * per)  # unrecorded: binary
+            name,
+            type(node).__name__,
+            "chip" if name in on_chip else "host",
+            cores,
+            stage_of.get(name, -1),
+            s.spikes * per,
+            s.synops * per,
+            s.neuron_updates * per,
+            s.neuron_updates * units * per,
+            0.0,
+            0.0,
+            (s.host_macs + s.dense_macs) * per,
+            s.host_flops * per,
+            spike_bits=(s.spike_bits or s.spikes) * per,
+        )  # unrecorded: binary
         if name in on_chip:
-            _traffic(row, node, place, post[name], placement, on_chip, steps,
-                     mean_hops(rates.tiles))
+            _traffic(
+                row, node, place, post[name], placement, on_chip, steps, mean_hops(rates.tiles)
+            )
             row.synop_energy_j = row.synops * rates.e_synop
             row.update_energy_j = row.chip_neuron_updates * rates.e_update
             row.message_energy_j = row.messages * rates.e_message
             row.mesh_energy_j = row.hops * rates.e_hop
             row.spike_energy_j = row.spikes * rates.e_spike
-            row.core_step_s = (row.synops * rates.t_synop + row.chip_neuron_updates
-                               * rates.t_update + row.messages * rates.t_message
-                               + row.spikes * rates.t_spike) / (max(cores, 1) * steps)
+            row.core_step_s = (
+                row.synops * rates.t_synop
+                + row.chip_neuron_updates * rates.t_update
+                + row.messages * rates.t_message
+                + row.spikes * rates.t_spike
+            ) / (max(cores, 1) * steps)
             neurons, syn = place.neurons, place.synapse_bytes
-            row.memory_utilisation = max(neurons / (cores * npc), syn / (cores * mem)) \
-                if cores else 0.0
+            row.memory_utilisation = (
+                max(neurons / (cores * npc), syn / (cores * mem)) if cores else 0.0
+            )
         else:
             spiking_updates = row.neuron_updates if isinstance(node, SPIKING_TYPES) else 0.0
             if (row.synops or spiking_updates) and not row.host_flops:
@@ -265,8 +297,12 @@ def node_costs(
                 row.notes.append(
                     f"{name} ({row.type}) runs on the host on {chip.name}: its "
                     f"{row.synops:.4g} synaptic ops per token are priced as one host flop each"
-                    + (f" and its neuron updates as {hrates.flops_per_update} flops each"
-                       if spiking_updates else ""))
+                    + (
+                        f" and its neuron updates as {hrates.flops_per_update} flops each"
+                        if spiking_updates
+                        else ""
+                    )
+                )
         row.host_energy_j = hrates.energy(row.host_macs, row.host_flops)
         row.latency_s = hrates.time(row.host_macs, row.host_flops)
         rows.append(row)
@@ -274,23 +310,38 @@ def node_costs(
     pricing.add_receive(by_name, graph, on_chip, placement, rates, steps)
     for row in rows:
         pricing.add_graded_bounds(row, rates, steps)
-        row.chip_energy_j = (row.synop_energy_j + row.update_energy_j + row.spike_energy_j
-                             + row.message_energy_j + row.mesh_energy_j)
+        row.chip_energy_j = (
+            row.synop_energy_j
+            + row.update_energy_j
+            + row.spike_energy_j
+            + row.message_energy_j
+            + row.mesh_energy_j
+        )
     tiles = pricing.mapped_tiles(placement, on_chip, rates.cores_per_tile)
     _schedule(graph, rows, rates, steps, pricing.barrier_s(rates, tiles))
     pricing.add_host_link(by_name, graph, on_chip, link)
     return rows
 
 
-def _traffic(row: NodeCost, node: Any, place: NodePlacement, consumers: list[str],
-             placement: dict[str, NodePlacement], on_chip: set[str], steps: int,
-             fallback_hops: float) -> None:
+def _traffic(
+    row: NodeCost,
+    node: Any,
+    place: NodePlacement,
+    consumers: list[str],
+    placement: dict[str, NodePlacement],
+    on_chip: set[str],
+    steps: int,
+    fallback_hops: float,
+) -> None:
     """Messages, hops and chip crossings a chip node sends per token (``row.spikes`` is
     already per token; partial sums go every step)."""
     to_host = any(d not in on_chip for d in consumers)
     if place.dest_cores_per_spike is not None:
-        per_spike = (place.dest_cores_per_spike, place.hops_per_spike or 0.0,
-                     place.chip_crossings_per_spike or 0.0)
+        per_spike = (
+            place.dest_cores_per_spike,
+            place.hops_per_spike or 0.0,
+            place.chip_crossings_per_spike or 0.0,
+        )
         if (place.col_blocks or 1) > 1:  # partial sums to accumulators, every step
             channels = int(np.asarray(node.weight).shape[0]) * steps
             row.messages, row.hops, row.crossings = (x * channels for x in per_spike)
@@ -298,16 +349,19 @@ def _traffic(row: NodeCost, node: Any, place: NodePlacement, consumers: list[str
     else:
         dest = sum(placement[d].cores for d in consumers if d in on_chip)
         per_spike = (dest, dest * fallback_hops, 0.0)
-        row.notes.append("no routes in the placement: each spike goes to every core of its "
-                         "consumers, each message the mean Manhattan distance between two "
-                         "tiles of one chip")
+        row.notes.append(
+            "no routes in the placement: each spike goes to every core of its "
+            "consumers, each message the mean Manhattan distance between two "
+            "tiles of one chip"
+        )
     row.messages = row.spikes * (per_spike[0] + int(to_host))
     row.hops = row.spikes * per_spike[1]
     row.crossings = row.spikes * per_spike[2]
 
 
-def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates, steps: int,
-              barrier: float) -> None:
+def _schedule(
+    graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates, steps: int, barrier: float
+) -> None:
     """Add each stage's time (split evenly over its nodes), its cores' busy fraction, and
     the stage time's increase when graded spikes are priced at their upper bound."""
     by_stage: dict[int, list[NodeCost]] = defaultdict(list)
@@ -320,8 +374,11 @@ def _schedule(graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates, steps
         route = sum(r.hops for r in members) / messages if messages else 0.0
         step_s = max(r.core_step_s for r in members) + route * rates.t_hop + barrier
         stage_s = (steps + depth) * step_s
-        upper_s = (steps + depth) * (max(r.core_step_s + r.graded_extra_core_step_s
-                                         for r in members) + route * rates.t_hop + barrier)
+        upper_s = (steps + depth) * (
+            max(r.core_step_s + r.graded_extra_core_step_s for r in members)
+            + route * rates.t_hop
+            + barrier
+        )
         for r in members:
             r.latency_s += stage_s / len(members)
             r.graded_extra_latency_s = (upper_s - stage_s) / len(members)
@@ -336,12 +393,32 @@ def layer_of(node: str) -> str:
     return "embed" if node.startswith(("embed", "input")) else "head"
 
 
-_SUMMED = ("spikes", "synops", "neuron_updates", "chip_neuron_updates", "messages", "hops",
-           "crossings", "spike_bits", "messages_in", "link_bytes",
-           "host_macs", "host_flops", "synop_energy_j", "update_energy_j", "spike_energy_j",
-           "message_energy_j", "mesh_energy_j", "chip_energy_j", "host_energy_j",
-           "link_energy_j", "link_latency_s", "graded_extra_energy_j", "graded_extra_latency_s",
-           "latency_s")
+_SUMMED = (
+    "spikes",
+    "synops",
+    "neuron_updates",
+    "chip_neuron_updates",
+    "messages",
+    "hops",
+    "crossings",
+    "spike_bits",
+    "messages_in",
+    "link_bytes",
+    "host_macs",
+    "host_flops",
+    "synop_energy_j",
+    "update_energy_j",
+    "spike_energy_j",
+    "message_energy_j",
+    "mesh_energy_j",
+    "chip_energy_j",
+    "host_energy_j",
+    "link_energy_j",
+    "link_latency_s",
+    "graded_extra_energy_j",
+    "graded_extra_latency_s",
+    "latency_s",
+)
 
 
 def _spike_rate(rows: list[NodeCost]) -> float:
@@ -351,9 +428,7 @@ def _spike_rate(rows: list[NodeCost]) -> float:
     return spikes / updates if updates else 0.0
 
 
-def summarise(
-    rows: list[NodeCost], chip: Profile, chips: int, cores: int
-) -> dict[str, Any]:
+def summarise(rows: list[NodeCost], chip: Profile, chips: int, cores: int) -> dict[str, Any]:
     """Totals per token, the same figures per layer, and every node's row."""
     groups: dict[str, list[NodeCost]] = defaultdict(list)
     for r in rows:
@@ -366,10 +441,16 @@ def summarise(
         agg["spike_rate"] = _spike_rate(members)
         agg["chip_static_energy_j"] = static_w * agg["latency_s"]
         chip_rows = [r for r in members if r.unit == "chip"]
-        agg["memory_utilisation"] = (sum(r.memory_utilisation * r.cores for r in chip_rows)
-                                     / agg["cores"]) if agg["cores"] else 0.0
-        agg["busy_fraction"] = (sum(r.busy_fraction * r.cores for r in chip_rows)
-                                / agg["cores"]) if agg["cores"] else 0.0
+        agg["memory_utilisation"] = (
+            (sum(r.memory_utilisation * r.cores for r in chip_rows) / agg["cores"])
+            if agg["cores"]
+            else 0.0
+        )
+        agg["busy_fraction"] = (
+            (sum(r.busy_fraction * r.cores for r in chip_rows) / agg["cores"])
+            if agg["cores"]
+            else 0.0
+        )
         layers[name] = agg
     total: dict[str, Any] = {k: sum(getattr(r, k) for r in rows) for k in _SUMMED}
     latency = total["latency_s"]
@@ -383,21 +464,29 @@ def summarise(
         cores=cores,
         spike_rate=_spike_rate(rows),
     )
-    total["energy_j"] = (total["chip_dynamic_energy_j"] + total["chip_static_energy_j"]
-                         + total["host_energy_j"] + total["link_energy_j"])
+    total["energy_j"] = (
+        total["chip_dynamic_energy_j"]
+        + total["chip_static_energy_j"]
+        + total["host_energy_j"]
+        + total["link_energy_j"]
+    )
     upper_latency = latency + total.pop("graded_extra_latency_s")
     total["graded_upper_latency_s"] = upper_latency
-    total["graded_upper_energy_j"] = (total["energy_j"] + total.pop("graded_extra_energy_j")
-                                      + static_w * (upper_latency - latency))
+    total["graded_upper_energy_j"] = (
+        total["energy_j"]
+        + total.pop("graded_extra_energy_j")
+        + static_w * (upper_latency - latency)
+    )
     total.update(pricing.pipeline(rows))
     notes = list(dict.fromkeys(n for r in rows for n in r.notes))  # each note once, in order
     graded = [r for r in rows if r.unit == "chip" and r.spike_bits > r.spikes]
     if graded:
         bits = sum(r.spike_bits for r in graded) / sum(r.spikes for r in graded)
-        notes.append(f"graded spikes: {len(graded)} chip node(s) send {bits:.2f} bits per spike "
-                     f"on average, priced as one message each ({chip.name} gives no per-bit "
-                     f"figure); as {bits:.2f} binary messages each (the upper bound) the token "
-                     f"would cost {total['graded_upper_energy_j'] * 1e3:.4g} mJ and "
-                     f"{total['graded_upper_latency_s'] * 1e3:.4g} ms")
-    return {"total": total, "layers": layers, "nodes": [asdict(r) for r in rows],
-            "notes": notes}
+        notes.append(
+            f"graded spikes: {len(graded)} chip node(s) send {bits:.2f} bits per spike "
+            f"on average, priced as one message each ({chip.name} gives no per-bit "
+            f"figure); as {bits:.2f} binary messages each (the upper bound) the token "
+            f"would cost {total['graded_upper_energy_j'] * 1e3:.4g} mJ and "
+            f"{total['graded_upper_latency_s'] * 1e3:.4g} ms"
+        )
+    return {"total": total, "layers": layers, "nodes": [asdict(r) for r in rows], "notes": notes}

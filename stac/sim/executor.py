@@ -28,16 +28,19 @@ from stac.errors import StacError
 V = TypeVar("V")
 
 
-def check_supported(nodes: Mapping[str, Any], table: Iterable[type], what: str,
-                    supported: str | None = None) -> None:
+def check_supported(
+    nodes: Mapping[str, Any], table: Iterable[type], what: str, supported: str | None = None
+) -> None:
     """Refuse, naming every one, the nodes whose type is not in ``table``."""
     known = set(table)
-    unknown = [f"{name} ({type(node).__name__})" for name, node in nodes.items()
-               if type(node) not in known]
+    unknown = [
+        f"{name} ({type(node).__name__})" for name, node in nodes.items() if type(node) not in known
+    ]
     if unknown:
         names = supported or ", ".join(sorted(t.__name__ for t in known))
-        raise StacError(f"{what} has no semantics for node(s) {', '.join(unknown)}; "
-                        f"supported types: {names}")
+        raise StacError(
+            f"{what} has no semantics for node(s) {', '.join(unknown)}; supported types: {names}"
+        )
 
 
 def lookup(table: Mapping[type, V], name: str, node: Any, what: str) -> V:
@@ -45,9 +48,10 @@ def lookup(table: Mapping[type, V], name: str, node: Any, what: str) -> V:
     try:
         return table[type(node)]
     except KeyError:
-        raise StacError(f"{what} has no semantics for node {name!r} ({type(node).__name__}); "
-                        f"supported types: {', '.join(sorted(t.__name__ for t in table))}"
-                        ) from None
+        raise StacError(
+            f"{what} has no semantics for node {name!r} ({type(node).__name__}); "
+            f"supported types: {', '.join(sorted(t.__name__ for t in table))}"
+        ) from None
 
 
 def total(inputs: list[Any], empty: Any = None) -> Any:
@@ -70,15 +74,24 @@ class Executor:
     back: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
     @classmethod
-    def from_edges(cls, nodes: Mapping[str, Any], edges: Iterable[tuple[str, str]],
-                   order: list[str], back: Iterable[tuple[str, str]] = ()) -> "Executor":
+    def from_edges(
+        cls,
+        nodes: Mapping[str, Any],
+        edges: Iterable[tuple[str, str]],
+        order: list[str],
+        back: Iterable[tuple[str, str]] = (),
+    ) -> "Executor":
         pre: dict[str, list[str]] = {n: [] for n in nodes}
         for src, dst in edges:
             pre[dst].append(src)
         return cls(nodes, order, pre, frozenset(back))
 
-    def sweep(self, run: Callable[[str, Any, list[V]], V],
-              prev: Mapping[str, V] | None = None, free: bool = False) -> dict[str, V]:
+    def sweep(
+        self,
+        run: Callable[[str, Any, list[V]], V],
+        prev: Mapping[str, V] | None = None,
+        free: bool = False,
+    ) -> dict[str, V]:
         """One pass: ``run(name, node, inputs)`` for every node in order, ``inputs`` being the
         predecessors' values (from ``prev`` over a back edge). Returns every value still held
         (with ``free``, those nobody read: the graph's sinks)."""
@@ -90,8 +103,10 @@ class Executor:
                         left[p] = left.get(p, 0) + 1
         values: dict[str, V] = {}
         for name in self.order:
-            inputs = [prev[p] if (p, name) in self.back else values[p]  # type: ignore[index]
-                      for p in self.pre[name]]
+            inputs = [
+                prev[p] if (p, name) in self.back else values[p]  # type: ignore[index]
+                for p in self.pre[name]
+            ]
             values[name] = run(name, self.nodes[name], inputs)
             if free:
                 for p in self.pre[name]:

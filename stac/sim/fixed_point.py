@@ -51,8 +51,10 @@ class LoihiFormat:
             section = "chip" if f.name == "weight_bits" else "fixed_point"
             value = profile.values.get(section, {}).get(f.name)
             if value is None:
-                raise StacError(f"hardware profile {profile.name} ({profile.path}) has no field "
-                                f"'{section}.{f.name}', needed for fixed-point simulation")
+                raise StacError(
+                    f"hardware profile {profile.name} ({profile.path}) has no field "
+                    f"'{section}.{f.name}', needed for fixed-point simulation"
+                )
             values[f.name] = int(value)
         return cls(**values)
 
@@ -87,8 +89,9 @@ def check_range(name: str, x: Tensor | int, lo: int, hi: int) -> None:
     """Raise a StacError naming ``name`` when a value of ``x`` lies outside ``[lo, hi]``."""
     t = torch.as_tensor(x)
     if t.numel() and (int(t.min()) < lo or int(t.max()) > hi):
-        raise StacError(f"{name} must lie in [{lo}, {hi}], got values in "
-                        f"[{int(t.min())}, {int(t.max())}]")
+        raise StacError(
+            f"{name} must lie in [{lo}, {hi}], got values in [{int(t.min())}, {int(t.max())}]"
+        )
 
 
 def as_int(x: Tensor | int | Sequence[int]) -> Tensor:
@@ -99,8 +102,9 @@ def as_int(x: Tensor | int | Sequence[int]) -> Tensor:
     return t.to(torch.int64)
 
 
-def scan(step: Callable[[Tensor, tuple], tuple[Tensor, tuple]], inputs: Tensor,
-         state: tuple) -> tuple[Tensor, tuple]:
+def scan(
+    step: Callable[[Tensor, tuple], tuple[Tensor, tuple]], inputs: Tensor, state: tuple
+) -> tuple[Tensor, tuple]:
     """Run ``step`` over the leading (time) axis of ``inputs``; stack the outputs."""
     outputs = []
     for x in inputs:
@@ -109,5 +113,12 @@ def scan(step: Callable[[Tensor, tuple], tuple[Tensor, tuple]], inputs: Tensor,
     return torch.stack(outputs), state
 
 
-__all__ = ["LoihiFormat", "as_int", "check_range", "decay_toward_zero", "scan", "shift",
-           "wrap_signed"]
+__all__ = [
+    "LoihiFormat",
+    "as_int",
+    "check_range",
+    "decay_toward_zero",
+    "scan",
+    "shift",
+    "wrap_signed",
+]

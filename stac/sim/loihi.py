@@ -43,8 +43,14 @@ from typing import NamedTuple, Sequence
 import torch
 
 from stac.errors import StacError
-from stac.sim.fixed_point import LoihiFormat, as_int, check_range, decay_toward_zero, shift, \
-    wrap_signed
+from stac.sim.fixed_point import (
+    LoihiFormat,
+    as_int,
+    check_range,
+    decay_toward_zero,
+    shift,
+    wrap_signed,
+)
 
 Tensor = torch.Tensor
 
@@ -67,16 +73,30 @@ class LIFFixedState(NamedTuple):
     v: Tensor  # membrane voltage, uv_bits, saturating
 
 
-def lif_params(du: int, dv: int, vth: int | Tensor, bias_mant: int | Tensor = 0,
-               bias_exp: int | Tensor = 0, ds_offset: int = 1, dm_offset: int = 0,
-               fmt: LoihiFormat | None = None) -> LIFFixedParams:
+def lif_params(
+    du: int,
+    dv: int,
+    vth: int | Tensor,
+    bias_mant: int | Tensor = 0,
+    bias_exp: int | Tensor = 0,
+    ds_offset: int = 1,
+    dm_offset: int = 0,
+    fmt: LoihiFormat | None = None,
+) -> LIFFixedParams:
     """Parameters, checked against ``fmt``'s ranges when given (each error names its field).
 
     The offsets default to what Lava's bit-accurate LIF uses (ds_offset 1, dm_offset 0).
     Without ``fmt`` any integers are taken, as Lava's Python model takes them.
     """
-    p = LIFFixedParams(int(du), int(dv), as_int(vth), as_int(bias_mant), as_int(bias_exp),
-                       int(ds_offset), int(dm_offset))
+    p = LIFFixedParams(
+        int(du),
+        int(dv),
+        as_int(vth),
+        as_int(bias_mant),
+        as_int(bias_exp),
+        int(ds_offset),
+        int(dm_offset),
+    )
     if fmt is not None:
         check_range("LIF du", p.du, 0, (1 << fmt.decay_bits) - 1)
         check_range("LIF dv", p.dv, 0, (1 << fmt.decay_bits) - 1)
@@ -95,14 +115,18 @@ def lif_initial_state(shape: Sequence[int]) -> LIFFixedState:
     return LIFFixedState(zeros, zeros.clone())
 
 
-def lif_fixed_step(a_in: Tensor, state: LIFFixedState, params: LIFFixedParams,
-                   fmt: LoihiFormat) -> tuple[Tensor, LIFFixedState]:
+def lif_fixed_step(
+    a_in: Tensor, state: LIFFixedState, params: LIFFixedParams, fmt: LoihiFormat
+) -> tuple[Tensor, LIFFixedState]:
     """One timestep of Lava's ``PyLifModelBitAcc``; returns (spikes as bool, new state)."""
     unity = 1 << fmt.decay_bits
     top = fmt.uv_max
     activation = wrap_signed(as_int(a_in) << fmt.threshold_shift, 32)
-    u = wrap_signed(decay_toward_zero(state.u, unity - (params.du + params.ds_offset),
-                                      fmt.decay_bits) + activation, 32)
+    u = wrap_signed(
+        decay_toward_zero(state.u, unity - (params.du + params.ds_offset), fmt.decay_bits)
+        + activation,
+        32,
+    )
     # One wrap, as Lava's: values just past either end come back in range.
     u = torch.where(u > top, u - 2 * top, torch.where(u <= -top, u + 2 * top, u))
     bias = shift(params.bias_mant, params.bias_exp)
@@ -132,8 +156,12 @@ def sign_mode_of(weights: Tensor) -> SignMode:
     return SignMode.MIXED
 
 
-def prepare_dense_weights(weights: Tensor, fmt: LoihiFormat, sign_mode: SignMode | None = None,
-                          num_weight_bits: int | None = None) -> Tensor:
+def prepare_dense_weights(
+    weights: Tensor,
+    fmt: LoihiFormat,
+    sign_mode: SignMode | None = None,
+    num_weight_bits: int | None = None,
+) -> Tensor:
     """Integer weights as Lava's fixed-point Dense uses them on its first step.
 
     Clip to ``weight_bits`` (mixed: [-2**b, 2**b - 1]; excitatory [0, 2**b - 1]; inhibitory
@@ -160,9 +188,14 @@ class DenseFixedParams(NamedTuple):
     graded: bool  # False: binary spikes select columns; True: integer payloads multiply
 
 
-def dense_params(weights: Tensor, weight_exp: int, graded: bool, fmt: LoihiFormat,
-                 sign_mode: SignMode | None = None,
-                 num_weight_bits: int | None = None) -> DenseFixedParams:
+def dense_params(
+    weights: Tensor,
+    weight_exp: int,
+    graded: bool,
+    fmt: LoihiFormat,
+    sign_mode: SignMode | None = None,
+    num_weight_bits: int | None = None,
+) -> DenseFixedParams:
     """Prepared weights (:func:`prepare_dense_weights`) and an exponent checked against the
     format's range."""
     check_range("Dense weight_exp", int(weight_exp), fmt.weight_exp_min, fmt.weight_exp_max)
@@ -197,8 +230,7 @@ def dense_accumulate(s_in: Tensor, weights: Tensor, weight_exp: int, graded: boo
     """
     s = as_int(s_in) if graded else (torch.as_tensor(s_in) != 0).to(torch.int64)
     w = as_int(weights)
-    bound = float(s.abs().max()) * float(w.abs().sum(1).max()) if s.numel() and w.numel() \
-        else 0.0
+    bound = float(s.abs().max()) * float(w.abs().sum(1).max()) if s.numel() and w.numel() else 0.0
     if bound < 2.0**53:
         acc = (s.to(torch.float64) @ w.T.to(torch.float64)).to(torch.int64)
     else:
@@ -221,8 +253,13 @@ def refuse_wide_dense(acc: Tensor, fmt: LoihiFormat) -> None:
         )
 
 
-def dense_fixed_step(s_in: Tensor, state: DenseFixedState, params: DenseFixedParams,
-                     fmt: LoihiFormat, strict: bool = True) -> tuple[Tensor, DenseFixedState]:
+def dense_fixed_step(
+    s_in: Tensor,
+    state: DenseFixedState,
+    params: DenseFixedParams,
+    fmt: LoihiFormat,
+    strict: bool = True,
+) -> tuple[Tensor, DenseFixedState]:
     """One timestep of Lava's ``PyDenseModelBitAcc``: (output sent now, new state).
 
     ``s_in`` is ``[..., in]``; binary spikes are read as ``s_in != 0``. With ``strict`` an
@@ -249,9 +286,22 @@ def sigma_accumulate(a_in: Tensor) -> Tensor:
 
 
 __all__ = [
-    "DenseFixedParams", "DenseFixedState", "LIFFixedParams", "LIFFixedState", "SignMode",
-    "delayed", "dense_accumulate", "dense_fixed_step", "dense_initial_state", "dense_params",
-    "lif_fixed_step", "lif_initial_state", "lif_params", "out_of_width", "prepare_dense_weights",
+    "DenseFixedParams",
+    "DenseFixedState",
+    "LIFFixedParams",
+    "LIFFixedState",
+    "SignMode",
+    "delayed",
+    "dense_accumulate",
+    "dense_fixed_step",
+    "dense_initial_state",
+    "dense_params",
+    "lif_fixed_step",
+    "lif_initial_state",
+    "lif_params",
+    "out_of_width",
+    "prepare_dense_weights",
     "refuse_wide_dense",
-    "sigma_accumulate", "sign_mode_of",
+    "sigma_accumulate",
+    "sign_mode_of",
 ]

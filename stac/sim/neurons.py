@@ -115,8 +115,9 @@ class SignedIFFixedState(NamedTuple):
     v: Tensor  # membrane potential, state_bits, saturating
 
 
-def signed_if_int_update(v: Any, x: Any, theta: Any, v_max: int, max_payload: int
-                         ) -> tuple[Any, Any]:
+def signed_if_int_update(
+    v: Any, x: Any, theta: Any, v_max: int, max_payload: int
+) -> tuple[Any, Any]:
     """The integer rule on numpy arrays or torch tensors of integers: (payloads, new v).
 
     ``s = clamp(floor((2v + theta) / (2 theta)), -K, K)``: the potential in thresholds,
@@ -127,18 +128,24 @@ def signed_if_int_update(v: Any, x: Any, theta: Any, v_max: int, max_payload: in
     return s, v - s * theta
 
 
-def signed_if_fixed_step(x: Tensor, state: SignedIFFixedState, theta: Tensor,
-                         fmt: LoihiFormat, max_payload: int = 1
-                         ) -> tuple[Tensor, SignedIFFixedState]:
+def signed_if_fixed_step(
+    x: Tensor, state: SignedIFFixedState, theta: Tensor, fmt: LoihiFormat, max_payload: int = 1
+) -> tuple[Tensor, SignedIFFixedState]:
     """One timestep of the integer SignedIF in ``fmt``'s ``state_bits`` potential; returns
     (payloads in [-K, K], new state). K = 1 gives binary signed spikes."""
     s, v = signed_if_int_update(state.v, as_int(x), theta, fmt.uv_max - 1, max_payload)
     return s, SignedIFFixedState(v)
 
 
-def signed_if_fixed_scan(drive: Tensor, theta: Tensor, steps: int, fmt: LoihiFormat,
-                         per_step: bool = False, max_payload: int = 1,
-                         onset: bool = False) -> Tensor:
+def signed_if_fixed_scan(
+    drive: Tensor,
+    theta: Tensor,
+    steps: int,
+    fmt: LoihiFormat,
+    per_step: bool = False,
+    max_payload: int = 1,
+    onset: bool = False,
+) -> Tensor:
     """``steps`` timesteps from v = 0, as :func:`signed_if_scan` takes its drive (held, per
     step, or with ``onset`` ``steps * drive`` at the first step only); returns the payloads
     ``[steps, ...]``."""
@@ -149,17 +156,22 @@ def signed_if_fixed_scan(drive: Tensor, theta: Tensor, steps: int, fmt: LoihiFor
     if per_step:
         inputs = drive[:steps]
     elif onset:
-        inputs = torch.cat([(first * steps)[None], torch.zeros_like(first).expand(
-            steps - 1, *first.shape)])
+        inputs = torch.cat(
+            [(first * steps)[None], torch.zeros_like(first).expand(steps - 1, *first.shape)]
+        )
     else:
         inputs = first.expand(steps, *first.shape)
-    out, _ = scan(lambda x, st: signed_if_fixed_step(x, st, theta, fmt, max_payload), inputs,
-                  SignedIFFixedState(torch.zeros_like(first)))
+    out, _ = scan(
+        lambda x, st: signed_if_fixed_step(x, st, theta, fmt, max_payload),
+        inputs,
+        SignedIFFixedState(torch.zeros_like(first)),
+    )
     return out
 
 
-def quantise_drive(x: Tensor, threshold: Tensor, fmt: LoihiFormat,
-                   headroom: int = 4) -> tuple[Tensor, Tensor]:
+def quantise_drive(
+    x: Tensor, threshold: Tensor, fmt: LoihiFormat, headroom: int = 4
+) -> tuple[Tensor, Tensor]:
     """Map a float drive and per-neuron thresholds onto integers: ``(x_q, theta_q)``.
 
     Every threshold becomes ``theta_q = 2**(state_bits - 1 - ceil(log2(headroom)))`` (2**21
@@ -182,7 +194,15 @@ def quantise_drive(x: Tensor, threshold: Tensor, fmt: LoihiFormat,
 
 
 __all__ = [
-    "SignedIFFixedState", "SignedIFState", "onset_level", "onset_quantiser", "quantise_drive",
-    "rounded_level", "signed_if_fixed_scan", "signed_if_fixed_step", "signed_if_int_update",
-    "signed_if_scan", "signed_if_step",
+    "SignedIFFixedState",
+    "SignedIFState",
+    "onset_level",
+    "onset_quantiser",
+    "quantise_drive",
+    "rounded_level",
+    "signed_if_fixed_scan",
+    "signed_if_fixed_step",
+    "signed_if_int_update",
+    "signed_if_scan",
+    "signed_if_step",
 ]

@@ -85,8 +85,9 @@ def _cuba(node: Any, x: torch.Tensor, state: CubaLIFState, dt: float):
     return i, v
 
 
-def cuba_lif_step(node: nir.CubaLIF, x: torch.Tensor, state: CubaLIFState, dt: float,
-                  reset: str = "zero"):
+def cuba_lif_step(
+    node: nir.CubaLIF, x: torch.Tensor, state: CubaLIFState, dt: float, reset: str = "zero"
+):
     i, v = _cuba(node, x, state, dt)
     z, v = _fire(v, _t(node.v_threshold, x), _t(node.v_reset, x), reset)
     return z, CubaLIFState(i, v)
@@ -97,13 +98,24 @@ def cuba_li_step(node: nir.CubaLI, x: torch.Tensor, state: CubaLIFState, dt: flo
     return v, CubaLIFState(i, v)
 
 
-def if_step(node: nir.IF, x: torch.Tensor, state: IFState, dt: float, reset: str = "zero"):
+def if_step(
+    node: nir.IF,
+    x: torch.Tensor,
+    state: IFState,
+    dt: float,  # noqa: ARG001 - the step table's signature; IF integrates per step
+    reset: str = "zero",
+):
     v = state.v + _t(node.r, x) * x
     z, v = _fire(v, _t(node.v_threshold, x), _t(node.v_reset, x), reset)
     return z, IFState(v)
 
 
-def integrator_step(node: nir.I, x: torch.Tensor, state: IFState, dt: float):
+def integrator_step(
+    node: nir.I,
+    x: torch.Tensor,
+    state: IFState,
+    dt: float,  # noqa: ARG001 - the step table's signature; I integrates per step
+):
     v = state.v + _t(node.r, x) * x
     return v, IFState(v)
 
@@ -117,8 +129,11 @@ def _pair(value: Any) -> tuple[int, int]:
     return int(arr[0]), int(arr[1])
 
 
-def affine_map(node: nir.Affine | nir.Linear, x: torch.Tensor,
-               param: Callable[[Any], torch.Tensor] | None = None) -> torch.Tensor:
+def affine_map(
+    node: nir.Affine | nir.Linear,
+    x: torch.Tensor,
+    param: Callable[[Any], torch.Tensor] | None = None,
+) -> torch.Tensor:
     """``x W^T + b`` (Linear: no b), the one affine semantics of stac's executors; ``param``
     turns a stored array into a tensor (default: in ``x``'s dtype, uncached)."""
     get = param or (lambda value: _t(value, x))
@@ -128,8 +143,12 @@ def affine_map(node: nir.Affine | nir.Linear, x: torch.Tensor,
 def conv2d_geometry(node: nir.Conv2d) -> dict[str, Any]:
     """``stride``, ``padding``, ``dilation`` and ``groups`` of a Conv2d as F.conv2d takes them."""
     pad = node.padding
-    return {"stride": _pair(node.stride), "padding": pad if isinstance(pad, str) else _pair(pad),
-            "dilation": _pair(node.dilation), "groups": int(node.groups)}
+    return {
+        "stride": _pair(node.stride),
+        "padding": pad if isinstance(pad, str) else _pair(pad),
+        "dilation": _pair(node.dilation),
+        "groups": int(node.groups),
+    }
 
 
 def conv2d_map(node: nir.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -201,14 +220,31 @@ def step(node: Any, x: torch.Tensor, state: Any, dt: float) -> tuple[torch.Tenso
     """One step of any supported NIR node (:data:`STEPS`): ``x`` is ``[B, *input_shape]``."""
     fn = STEPS.get(type(node))
     if fn is None:
-        raise StacError(f"no NIR step semantics for {type(node).__name__}; supported types: "
-                        f"{', '.join(sorted(t.__name__ for t in STEPS))}")
+        raise StacError(
+            f"no NIR step semantics for {type(node).__name__}; supported types: "
+            f"{', '.join(sorted(t.__name__ for t in STEPS))}"
+        )
     return fn(node, x, state, dt)
 
 
 __all__ = [
-    "CubaLIFState", "IFState", "INITIAL_STATES", "LIFState", "STEPS", "affine_map",
-    "conv2d_geometry", "conv2d_map", "flatten_map",
-    "cuba_li_step", "cuba_lif_step", "if_step", "initial_state", "integrator_step", "li_step",
-    "lif_step", "pool_map", "step", "threshold_map",
+    "CubaLIFState",
+    "IFState",
+    "INITIAL_STATES",
+    "LIFState",
+    "STEPS",
+    "affine_map",
+    "conv2d_geometry",
+    "conv2d_map",
+    "flatten_map",
+    "cuba_li_step",
+    "cuba_lif_step",
+    "if_step",
+    "initial_state",
+    "integrator_step",
+    "li_step",
+    "lif_step",
+    "pool_map",
+    "step",
+    "threshold_map",
 ]

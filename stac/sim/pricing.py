@@ -40,18 +40,22 @@ class LinkRates:
 
     @classmethod
     def of(cls, p: Profile, need: Any) -> "LinkRates":
-        return cls(need(p, "host_link", "bandwidth_gb_s") * 1e9,
-                   need(p, "host_link", "latency_us") * 1e-6,
-                   need(p, "host_link", "energy_pj_per_byte") * 1e-12,
-                   int(need(p, "host_link", "bytes_per_value")))
+        return cls(
+            need(p, "host_link", "bandwidth_gb_s") * 1e9,
+            need(p, "host_link", "latency_us") * 1e-6,
+            need(p, "host_link", "energy_pj_per_byte") * 1e-12,
+            int(need(p, "host_link", "bytes_per_value")),
+        )
 
 
 def barrier_table(p: Profile) -> tuple[tuple[int, float], ...]:
     """``latency_ns.barrier_by_tiles`` as ((tiles, seconds), ...), ascending."""
     table = p.values.get("latency_ns", {}).get("barrier_by_tiles")
     if not isinstance(table, dict):
-        raise StacError(f"hardware profile {p.name} ({p.path}) has no field "
-                        "'latency_ns.barrier_by_tiles', which the cost model needs")
+        raise StacError(
+            f"hardware profile {p.name} ({p.path}) has no field "
+            "'latency_ns.barrier_by_tiles', which the cost model needs"
+        )
     return tuple((int(k), float(v) * 1e-9) for k, v in sorted(table.items()))
 
 
@@ -65,15 +69,22 @@ def barrier_s(rates: "ChipRates", tiles: int) -> float:
     return value
 
 
-def mapped_tiles(placement: dict[str, NodePlacement], on_chip: set[str],
-                 cores_per_tile: int) -> int:
+def mapped_tiles(
+    placement: dict[str, NodePlacement], on_chip: set[str], cores_per_tile: int
+) -> int:
     """Tiles the chip nodes occupy: core slots up to the highest one used, whole tiles."""
     used = max((placement[n].first_core + placement[n].cores for n in on_chip), default=0)
     return math.ceil(used / cores_per_tile)
 
 
-def add_receive(rows: dict[str, "NodeCost"], graph: nir.NIRGraph, on_chip: set[str],
-                placement: dict[str, NodePlacement], rates: "ChipRates", steps: int) -> None:
+def add_receive(
+    rows: dict[str, "NodeCost"],
+    graph: nir.NIRGraph,
+    on_chip: set[str],
+    placement: dict[str, NodePlacement],
+    rates: "ChipRates",
+    steps: int,
+) -> None:
     """Each chip node's messages to chip consumers are received by those consumers' cores,
     shared among the consumers in proportion to their cores."""
     post: dict[str, list[str]] = defaultdict(list)
@@ -103,8 +114,9 @@ def add_graded_bounds(r: "NodeCost", rates: "ChipRates", steps: int) -> None:
     r.graded_extra_core_step_s = extra * r.messages * rates.t_message / (max(r.cores, 1) * steps)
 
 
-def add_host_link(rows: dict[str, "NodeCost"], graph: nir.NIRGraph, on_chip: set[str],
-                  link: LinkRates) -> None:
+def add_host_link(
+    rows: dict[str, "NodeCost"], graph: nir.NIRGraph, on_chip: set[str], link: LinkRates
+) -> None:
     """Each edge between a chip node and a host op carries its source's output once per
     token: ``bytes_per_value`` bytes per value, one transfer, charged to the receiver."""
     for s, d in graph.edges:
@@ -113,8 +125,10 @@ def add_host_link(rows: dict[str, "NodeCost"], graph: nir.NIRGraph, on_chip: set
         try:
             values = math.prod(int(x) for x in output_shape(graph.nodes[s]))
         except (StacError, AttributeError, TypeError, ValueError) as exc:
-            raise StacError(f"cost model: cannot size the chip-host transfer {s} -> {d} "
-                            f"(output shape of {s}: {exc})") from None
+            raise StacError(
+                f"cost model: cannot size the chip-host transfer {s} -> {d} "
+                f"(output shape of {s}: {exc})"
+            ) from None
         size = values * link.bytes_per_value
         r = rows[d]
         r.link_bytes += size
@@ -135,12 +149,22 @@ def pipeline(rows: list["NodeCost"]) -> dict[str, Any]:
         if r.link_latency_s:
             busy["host link"] += r.link_latency_s
     if not busy or max(busy.values()) <= 0:
-        return {"pipeline_items_per_s": 0.0, "pipeline_stage_s": 0.0,
-                "pipeline_bottleneck": "-"}
+        return {"pipeline_items_per_s": 0.0, "pipeline_stage_s": 0.0, "pipeline_bottleneck": "-"}
     name = max(busy, key=lambda k: busy[k])
-    return {"pipeline_items_per_s": 1.0 / busy[name], "pipeline_stage_s": busy[name],
-            "pipeline_bottleneck": name}
+    return {
+        "pipeline_items_per_s": 1.0 / busy[name],
+        "pipeline_stage_s": busy[name],
+        "pipeline_bottleneck": name,
+    }
 
 
-__all__ = ["LinkRates", "add_graded_bounds", "add_host_link", "add_receive", "barrier_s",
-           "barrier_table", "mapped_tiles", "pipeline"]
+__all__ = [
+    "LinkRates",
+    "add_graded_bounds",
+    "add_host_link",
+    "add_receive",
+    "barrier_s",
+    "barrier_table",
+    "mapped_tiles",
+    "pipeline",
+]

@@ -100,8 +100,9 @@ def _signed_if(node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bo
         gain = (inp.mean().abs() / threshold).amax(-1, keepdim=True).clamp_min(1.0)
         threshold = threshold * gain
         stats.host_flops = 3 * ctx.tokens * node.threshold.size  # ratio, max, rescale
-    spikes = signed_if_scan(inp.value, threshold, ctx.steps, inp.per_step,
-                            int(node.max_payload), node.onset_drive)
+    spikes = signed_if_scan(
+        inp.value, threshold, ctx.steps, inp.per_step, int(node.max_payload), node.onset_drive
+    )
     stats.spikes = int(torch.count_nonzero(spikes))
     stats.spike_bits = stats.spikes * node.bits_per_spike()
     return Signal(spikes * threshold, True, events=True), stats

@@ -27,5 +27,8 @@ class Signal:
     def __add__(self, other: "Signal") -> "Signal":
         if self.per_step == other.per_step:
             return Signal(self.value + other.value, self.per_step)
-        return Signal((self.value if self.per_step else other.value)
-                      + (other.value if self.per_step else self.value), True)
+        return Signal(
+            (self.value if self.per_step else other.value)
+            + (other.value if self.per_step else self.value),
+            True,
+        )

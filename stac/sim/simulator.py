@@ -10,8 +10,14 @@ import torch
 
 from stac.ir.graph import predecessors, successors, topo_order
 from stac.sim.executor import Executor, check_supported, total
-from stac.sim.semantics import LINEAR_TYPES, SEMANTICS, STEPPED_INPUT, NodeStats, RunContext, \
-    Semantics
+from stac.sim.semantics import (
+    LINEAR_TYPES,
+    SEMANTICS,
+    STEPPED_INPUT,
+    NodeStats,
+    RunContext,
+    Semantics,
+)
 from stac.sim.signal import Signal
 
 
@@ -26,8 +32,7 @@ class Simulator:
     here).
     """
 
-    def __init__(self, graph: nir.NIRGraph,
-                 overrides: dict[str, Semantics] | None = None) -> None:
+    def __init__(self, graph: nir.NIRGraph, overrides: dict[str, Semantics] | None = None) -> None:
         check_supported(graph.nodes, SEMANTICS, "the simulator")
         self.graph = graph
         self.overrides = dict(overrides or {})
@@ -70,8 +75,11 @@ class Simulator:
             return out
 
         values = self.core.sweep(run_node, free=True)
-        outputs = {name: values[name].value for name in self.order
-                   if isinstance(self.graph.nodes[name], nir.Output)}
+        outputs = {
+            name: values[name].value
+            for name in self.order
+            if isinstance(self.graph.nodes[name], nir.Output)
+        }
         return outputs, stats
 
 

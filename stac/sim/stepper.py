@@ -54,13 +54,13 @@ class Stepper:
     """Runs a NIR graph (stac IR) one timestep at a time. ``dt`` defaults to the graph's
     ``metadata["dt"]``."""
 
-    def __init__(self, graph: nir.NIRGraph, dt: float | None = None,
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, graph: nir.NIRGraph, dt: float | None = None, dtype: torch.dtype = torch.float32
+    ) -> None:
         check_supported(graph.nodes, SUPPORTED, "the step executor", type_list())
         dt = graph.metadata.get("dt") if dt is None else dt
         if dt is None or not dt > 0:
-            raise StacError("the graph has no time step: give dt (seconds) or set "
-                            "metadata['dt']")
+            raise StacError("the graph has no time step: give dt (seconds) or set metadata['dt']")
         self.graph, self.dt, self.dtype = graph, float(dt), dtype
         self.order, self.back = execution_order(graph)
         self.pre = predecessors(graph)
@@ -78,25 +78,32 @@ class Stepper:
                 x = torch.zeros((1, *shape), dtype=self.dtype)
                 out, _ = step(node, x, initial_state(node, (1, *want), self.dtype), self.dt)
             except Exception as exc:  # noqa: BLE001 - one clear line, naming the node
-                raise StacError(f"node {name!r} ({type(node).__name__}) cannot run on its input "
-                                f"shape {shape}: {str(exc).splitlines()[0]}") from None
+                raise StacError(
+                    f"node {name!r} ({type(node).__name__}) cannot run on its input "
+                    f"shape {shape}: {str(exc).splitlines()[0]}"
+                ) from None
             if out[0].numel() != int(np.prod(want)):
-                raise StacError(f"node {name!r} ({type(node).__name__}) gives "
-                                f"{tuple(out.shape[1:])} on input {shape}, but declares output "
-                                f"{want}")
+                raise StacError(
+                    f"node {name!r} ({type(node).__name__}) gives "
+                    f"{tuple(out.shape[1:])} on input {shape}, but declares output "
+                    f"{want}"
+                )
 
     def _as_inputs(self, x: Any) -> dict[str, torch.Tensor]:
         if not isinstance(x, dict):
             if len(self.inputs) != 1:
-                raise StacError(f"the graph has {len(self.inputs)} Input nodes; pass a dict "
-                                f"by name ({', '.join(self.inputs)})")
+                raise StacError(
+                    f"the graph has {len(self.inputs)} Input nodes; pass a dict "
+                    f"by name ({', '.join(self.inputs)})"
+                )
             x = {self.inputs[0]: x}
         out = {}
         for name in self.inputs:
             if name not in x:
                 raise StacError(f"no input given for Input node {name!r}")
-            value = torch.as_tensor(np.asarray(x[name]) if not torch.is_tensor(x[name])
-                                    else x[name]).to(self.dtype)
+            value = torch.as_tensor(
+                np.asarray(x[name]) if not torch.is_tensor(x[name]) else x[name]
+            ).to(self.dtype)
             shape = input_shape(self.graph.nodes[name])
             per = int(np.prod(shape))
             if value.ndim >= 1 and value[0].numel() == per:  # [T, *shape] -> one sample
@@ -104,9 +111,11 @@ class Stepper:
             elif value.ndim >= 2 and value[0, 0].numel() == per:
                 value = value.reshape(value.shape[0], value.shape[1], *shape)
             else:
-                raise StacError(f"input for {name!r} has shape {tuple(value.shape)}; expected "
-                                f"[T, {', '.join(map(str, shape))}] or [T, B, "
-                                f"{', '.join(map(str, shape))}]")
+                raise StacError(
+                    f"input for {name!r} has shape {tuple(value.shape)}; expected "
+                    f"[T, {', '.join(map(str, shape))}] or [T, B, "
+                    f"{', '.join(map(str, shape))}]"
+                )
             out[name] = value
         steps = {v.shape[:2] for v in out.values()}
         if len(steps) != 1:
@@ -137,7 +146,8 @@ class Stepper:
         stats = {n: NodeStats() for n in g.nodes}
         traces: dict[str, list[torch.Tensor]] = {n: [] for n in keep}
         outputs: dict[str, list[torch.Tensor]] = {
-            n: [] for n, v in g.nodes.items() if isinstance(v, nir.Output)}
+            n: [] for n, v in g.nodes.items() if isinstance(v, nir.Output)
+        }
 
         def run_node(t: int, name: str, node: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
             if isinstance(node, nir.Input):
@@ -156,11 +166,15 @@ class Stepper:
         for t in range(steps):
             prev = self.core.sweep(partial(run_node, t), prev)
         stack = lambda seq, n: torch.stack(seq) if seq else torch.zeros((0, batch, *shapes[n]))  # noqa: E731
-        return StepResult({n: stack(v, n) for n, v in outputs.items()},
-                          {n: stack(v, n) for n, v in traces.items()}, stats)
+        return StepResult(
+            {n: stack(v, n) for n, v in outputs.items()},
+            {n: stack(v, n) for n, v in traces.items()},
+            stats,
+        )
 
-    def _count(self, name: str, node: Any, inp: torch.Tensor, out: torch.Tensor,
-               s: NodeStats) -> None:
+    def _count(
+        self, name: str, node: Any, inp: torch.Tensor, out: torch.Tensor, s: NodeStats
+    ) -> None:
         placed = node_placement(node)
         on_chip = placed is not None and placed.on_chip
         host = 0  # arithmetic a host does for this node (charged only when not on chip)

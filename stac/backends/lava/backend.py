@@ -33,8 +33,15 @@ import nir
 import numpy as np
 import scipy.sparse
 
-from stac.backends.lava.blocks import BlockTrace, ChannelGroup, DenseBlock, EncoderBlock, \
-    PART_PORTS, block_plan, readout_key
+from stac.backends.lava.blocks import (
+    BlockTrace,
+    ChannelGroup,
+    DenseBlock,
+    EncoderBlock,
+    PART_PORTS,
+    block_plan,
+    readout_key,
+)
 from stac.backends.lava.config import WIDTH_FIELDS, LavaLimits
 from stac.backends.lava.plan import LoihiPlan, check_emittable, plan_from_graph, spike_inputs
 from stac.errors import StacError
@@ -45,9 +52,12 @@ from stac.sim.semantics import NodeStats, RunContext
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = ("install it with `bash scripts/setup_lava.sh` (lava-nc 0.10.0 with "
-                "--no-deps --ignore-requires-python, its needs, and a Python 3.11 patch), or "
-                "`make test`, which runs it")
+INSTALL_HINT = (
+    "install it with `bash scripts/setup_lava.sh` (lava-nc 0.10.0 with "
+    "--no-deps --ignore-requires-python, its needs, and a Python 3.11 patch), or "
+    "`make test`, which runs it"
+)
+
 
 def lava_available() -> bool:
     """True when lava-nc imports (installed and patched)."""
@@ -61,22 +71,28 @@ def lava_available() -> bool:
 def _lava() -> dict[str, Any]:
     """Lava's classes by short name; a StacError saying how to install Lava if it is missing."""
     names = {
-        "RingBuffer": "lava.proc.io.source", "Dense": "lava.proc.dense.process",
-        "LIF": "lava.proc.lif.process", "Monitor": "lava.proc.monitor.process",
-        "RunSteps": "lava.magma.core.run_conditions", "Sigma": "lava.proc.sdn.process",
+        "RingBuffer": "lava.proc.io.source",
+        "Dense": "lava.proc.dense.process",
+        "LIF": "lava.proc.lif.process",
+        "Monitor": "lava.proc.monitor.process",
+        "RunSteps": "lava.magma.core.run_conditions",
+        "Sigma": "lava.proc.sdn.process",
         "Sparse": "lava.proc.sparse.process",
-        "GradedSignedIF": "stac.backends.lava.procs", "Recorder": "stac.backends.lava.procs",
+        "GradedSignedIF": "stac.backends.lava.procs",
+        "Recorder": "stac.backends.lava.procs",
         "Loihi2SimCfg": "lava.magma.core.run_configs",
     }
     try:
         return {k: getattr(importlib.import_module(m), k) for k, m in names.items()}
     except ImportError:
-        raise StacError(f"the lava backend needs Lava (lava-nc), which is not installed: "
-                        f"{INSTALL_HINT}") from None
+        raise StacError(
+            f"the lava backend needs Lava (lava-nc), which is not installed: {INSTALL_HINT}"
+        ) from None
     except ValueError as exc:  # the unpatched lava-nc 0.10.0 on Python 3.11
-        raise StacError(f"lava-nc is installed but fails to import ({str(exc).splitlines()[0]}); "
-                        f"run `.venv/bin/python scripts/patch_lava.py`, or {INSTALL_HINT}"
-                        ) from None
+        raise StacError(
+            f"lava-nc is installed but fails to import ({str(exc).splitlines()[0]}); "
+            f"run `.venv/bin/python scripts/patch_lava.py`, or {INSTALL_HINT}"
+        ) from None
 
 
 def lava_format(profile: Profile) -> fx.LoihiFormat:
@@ -84,11 +100,15 @@ def lava_format(profile: Profile) -> fx.LoihiFormat:
     bit-accurate models use (the profile's ``[lava]`` section, :class:`LavaLimits`)."""
     fmt = fx.LoihiFormat.from_profile(profile)
     limits = LavaLimits.from_profile(profile)
-    wrong = [f"{name} = {getattr(fmt, name)} (Lava: {getattr(limits, name)})"
-             for name in WIDTH_FIELDS if getattr(fmt, name) != getattr(limits, name)]
+    wrong = [
+        f"{name} = {getattr(fmt, name)} (Lava: {getattr(limits, name)})"
+        for name in WIDTH_FIELDS
+        if getattr(fmt, name) != getattr(limits, name)
+    ]
     if wrong:
-        raise StacError(f"profile {profile.name} does not match Lava's bit-accurate models: "
-                        f"{', '.join(wrong)}")
+        raise StacError(
+            f"profile {profile.name} does not match Lava's bit-accurate models: {', '.join(wrong)}"
+        )
     return fmt
 
 
@@ -101,22 +121,32 @@ class LavaRun:
     stats: dict[str, NodeStats]  # per layer: spikes, neuron updates, synaptic ops
 
 
-def _emit(plan: LoihiPlan, xs: dict[str, np.ndarray], steps: int, lava: dict[str, Any]
-          ) -> tuple[dict[str, Any], dict[str, tuple[Any, Any, Any]]]:
+def _emit(
+    plan: LoihiPlan, xs: dict[str, np.ndarray], steps: int, lava: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, tuple[Any, Any, Any]]]:
     """Lava processes for ``plan``, connected; and (v, u, spike) monitors per LIF layer."""
     procs: dict[str, Any] = {}
     for name, x in xs.items():  # a RingBuffer repeats its data: pad it to the run's length
         data = np.zeros((x.shape[1], steps), dtype=np.int64)
-        data[:, :min(steps, x.shape[0])] = x[:steps].T
+        data[:, : min(steps, x.shape[0])] = x[:steps].T
         procs[name] = lava["RingBuffer"](data=data)
     for name, layer in plan.neurons.items():
-        procs[name] = lava["LIF"](shape=(layer.size,), du=layer.du, dv=layer.dv, vth=layer.vth,
-                                  bias_mant=layer.bias_mant, bias_exp=layer.bias_exp,
-                                  name=f"stac-lif:{name}")
+        procs[name] = lava["LIF"](
+            shape=(layer.size,),
+            du=layer.du,
+            dv=layer.dv,
+            vth=layer.vth,
+            bias_mant=layer.bias_mant,
+            bias_exp=layer.bias_exp,
+            name=f"stac-lif:{name}",
+        )
     for name, layer in plan.dense.items():
-        procs[name] = lava["Dense"](weights=layer.weights, weight_exp=layer.weight_exp,
-                                    num_weight_bits=plan.fmt.weight_bits,
-                                    name=f"stac-dense:{name}")
+        procs[name] = lava["Dense"](
+            weights=layer.weights,
+            weight_exp=layer.weight_exp,
+            num_weight_bits=plan.fmt.weight_bits,
+            name=f"stac-dense:{name}",
+        )
     for name, layer in plan.dense.items():
         procs[layer.source].s_out.connect(procs[name].s_in)
     for name, layer in plan.neurons.items():
@@ -143,8 +173,10 @@ def run_plan_lava(plan: LoihiPlan, spikes: Any, steps: int | None = None) -> Lav
     anchor = next(iter(procs.values()))
     log.info("lava: running %d processes for %d steps", len(procs) + 3 * len(monitors), steps)
     try:
-        anchor.run(condition=lava["RunSteps"](num_steps=steps),
-                   run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
+        anchor.run(
+            condition=lava["RunSteps"](num_steps=steps),
+            run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"),
+        )
         traces = {}
         for name, (mv, mu, ms) in monitors.items():
             key = procs[name].name
@@ -155,12 +187,16 @@ def run_plan_lava(plan: LoihiPlan, spikes: Any, steps: int | None = None) -> Lav
             }
     finally:
         anchor.stop()
-    return LavaRun(traces, {o: traces[src]["spikes"] for o, src in plan.outputs.items()},
-                   plan_stats(plan, xs, traces))
+    return LavaRun(
+        traces,
+        {o: traces[src]["spikes"] for o, src in plan.outputs.items()},
+        plan_stats(plan, xs, traces),
+    )
 
 
-def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
-                   fmt: fx.LoihiFormat) -> BlockTrace:
+def run_block_lava(
+    block: EncoderBlock, drive: np.ndarray, steps: int, fmt: fx.LoihiFormat
+) -> BlockTrace:
     """Run one converted block in Lava: a ``RingBuffer`` with the host's drive, stac's
     :class:`~stac.backends.lava.procs.GradedSignedIF` encoder, one graded ``Dense`` and one
     ``Sigma`` readout per map; ``Loihi2SimCfg(select_tag="fixed_pt")`` for ``len(drive)`` steps
@@ -170,20 +206,27 @@ def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
     total = int(drive.shape[0])
     recorded: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="stac-lava-") as tmp:
+
         def record(port: Any, shape: tuple[int, ...], key: str) -> None:
             recorded[key] = Path(tmp) / f"{len(recorded)}.npy"
             rec = lava["Recorder"](shape=shape, steps=total, path=str(recorded[key]))
             port.connect(rec.a_in)
 
         source = lava["RingBuffer"](data=np.ascontiguousarray(drive.T))
-        enc = lava["GradedSignedIF"](shape=(block.size,), theta=block.chip_theta,
-                                     mult=block.mult(), max_payload=block.max_payload,
-                                     reset_interval=steps, v_max=fmt.uv_max - 1,
-                                     split_bits=block.split_bits, parts=block.parts,
-                                     name=f"stac-enc:{block.name}")
+        enc = lava["GradedSignedIF"](
+            shape=(block.size,),
+            theta=block.chip_theta,
+            mult=block.mult(),
+            max_payload=block.max_payload,
+            reset_interval=steps,
+            v_max=fmt.uv_max - 1,
+            split_bits=block.split_bits,
+            parts=block.parts,
+            name=f"stac-enc:{block.name}",
+        )
         source.s_out.connect(enc.a_in)
         record(enc.v_out, (block.size,), "v")
-        ports = [getattr(enc, port) for port in PART_PORTS[:block.parts]]
+        ports = [getattr(enc, port) for port in PART_PORTS[: block.parts]]
         for j, port in enumerate(ports):
             record(port, (block.size,), f"part{j}")
         for dense in block.dense:
@@ -194,11 +237,14 @@ def run_block_lava(block: EncoderBlock, drive: np.ndarray, steps: int,
                     port.connect(proc.s_in)
                     proc.a_out.connect(sigma.a_in)
                     record(sigma.s_out, (dense.out_features,), readout_key(dense.name, i, j))
-        log.debug("lava: block %s as %d processes for %d steps", block.name,
-                  block_processes(block), total)
+        log.debug(
+            "lava: block %s as %d processes for %d steps", block.name, block_processes(block), total
+        )
         try:
-            enc.run(condition=lava["RunSteps"](num_steps=total),
-                    run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
+            enc.run(
+                condition=lava["RunSteps"](num_steps=total),
+                run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"),
+            )
         finally:
             enc.stop()
         data = {k: np.load(p) for k, p in recorded.items()}
@@ -213,23 +259,33 @@ def block_processes(block: EncoderBlock) -> int:
     return 3 + block.parts + 3 * len(block.dense) * len(block.groups) * block.parts
 
 
-def _synapses(lava: dict[str, Any], dense: DenseBlock, group: ChannelGroup, block: EncoderBlock,
-              fmt: fx.LoihiFormat) -> Any:
+def _synapses(
+    lava: dict[str, Any],
+    dense: DenseBlock,
+    group: ChannelGroup,
+    block: EncoderBlock,
+    fmt: fx.LoihiFormat,
+) -> Any:
     """A graded ``Dense`` for a one-group block; otherwise a ``Sparse`` holding only the
     group's columns (the encoder is one process; each group has its own readout)."""
-    common = {"weight_exp": dense.weight_exp, "num_weight_bits": fmt.weight_bits,
-              "num_message_bits": min(block.payload_bits, 31)}
+    common = {
+        "weight_exp": dense.weight_exp,
+        "num_weight_bits": fmt.weight_bits,
+        "num_message_bits": min(block.payload_bits, 31),
+    }
     if len(block.groups) == 1:
         return lava["Dense"](weights=dense.weights, name=f"stac-dense:{dense.name}", **common)
     sub = dense.weights[:, group.index]  # only the group's columns are copied
     rows, cols = np.nonzero(sub)
-    weights = scipy.sparse.csr_matrix((sub[rows, cols], (rows, group.index[cols])),
-                                      shape=dense.weights.shape)
+    weights = scipy.sparse.csr_matrix(
+        (sub[rows, cols], (rows, group.index[cols])), shape=dense.weights.shape
+    )
     return lava["Sparse"](weights=weights, **common)
 
 
-def plan_stats(plan: LoihiPlan, xs: dict[str, np.ndarray], traces: dict[str, dict[str, Any]]
-               ) -> dict[str, NodeStats]:
+def plan_stats(
+    plan: LoihiPlan, xs: dict[str, np.ndarray], traces: dict[str, dict[str, Any]]
+) -> dict[str, NodeStats]:
     """Operation counts of a run for stac's report: spikes and neuron updates per LIF layer,
     synaptic ops (input spikes x fan-out) per Dense."""
     stats = {}
@@ -258,10 +314,12 @@ class LavaBackend:
 
             fmt = lava_format(profile)
             steps = int(graph.metadata.get("conversion", {}).get("timesteps", 16))
-            payload = int(profile.get("spikes", "payload_bits")) \
-                if profile.get("spikes", "graded") else 1
-            plan = block_plan(graph, fmt, steps, LavaLimits.from_profile(profile),
-                              payload_bits=payload)
+            payload = (
+                int(profile.get("spikes", "payload_bits")) if profile.get("spikes", "graded") else 1
+            )
+            plan = block_plan(
+                graph, fmt, steps, LavaLimits.from_profile(profile), payload_bits=payload
+            )
             _lava()
             return ConvertedLowering(graph, plan, run_block_lava, block_processes)
         check_emittable(graph, target=f"{profile.name}-lava")
@@ -282,16 +340,24 @@ class LavaBackend:
         Input name)."""
         return run_plan_lava(lowered, spikes, steps)
 
-    def run(self, lowered: Any, ctx: RunContext
-            ) -> tuple[dict[str, Any], dict[str, NodeStats]]:
+    def run(self, lowered: Any, ctx: RunContext) -> tuple[dict[str, Any], dict[str, NodeStats]]:
         """Tokens through a converted graph: its blocks in Lava, its host ops in stac
         (:class:`stac.backends.lava.host.ConvertedLowering`). A spike-driven graph runs on
         spikes instead (:meth:`run_spikes`)."""
         if isinstance(lowered, LoihiPlan):
-            raise StacError("a spike-driven graph runs on input spikes "
-                            "(LavaBackend.run_spikes), not on tokens")
+            raise StacError(
+                "a spike-driven graph runs on input spikes (LavaBackend.run_spikes), not on tokens"
+            )
         return lowered.run(ctx)
 
 
-__all__ = ["INSTALL_HINT", "LavaBackend", "LavaRun", "lava_available",
-           "lava_format", "plan_stats", "run_block_lava", "run_plan_lava"]
+__all__ = [
+    "INSTALL_HINT",
+    "LavaBackend",
+    "LavaRun",
+    "lava_available",
+    "lava_format",
+    "plan_stats",
+    "run_block_lava",
+    "run_plan_lava",
+]

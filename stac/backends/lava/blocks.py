@@ -177,10 +177,12 @@ def _payload_units(name: str, node: SignedIF) -> tuple[np.ndarray, float]:
         m = theta / unit
         if _integral(m) and np.rint(m).min() >= 1:
             return np.rint(m).astype(np.int64), unit
-    raise StacError(f"{name}: its thresholds are not integer multiples of one unit "
-                    f"(max/min {theta.max() / lo:.4g}), so its spikes cannot carry their values "
-                    "as integer payloads; quantise the graph for a graded-spike profile "
-                    "(stac.ir.passes.run_passes)")
+    raise StacError(
+        f"{name}: its thresholds are not integer multiples of one unit "
+        f"(max/min {theta.max() / lo:.4g}), so its spikes cannot carry their values "
+        "as integer payloads; quantise the graph for a graded-spike profile "
+        "(stac.ir.passes.run_passes)"
+    )
 
 
 def channel_groups(m: np.ndarray, max_groups: int) -> list[ChannelGroup]:
@@ -191,8 +193,10 @@ def channel_groups(m: np.ndarray, max_groups: int) -> list[ChannelGroup]:
     values = np.unique(m)
     pow2 = bool(np.all((values & (values - 1)) == 0))
     if pow2 and len(values) <= max_groups:
-        return [ChannelGroup(np.flatnonzero(m == v), np.ones(int((m == v).sum()), np.int64),
-                             int(v)) for v in values]
+        return [
+            ChannelGroup(np.flatnonzero(m == v), np.ones(int((m == v).sum()), np.int64), int(v))
+            for v in values
+        ]
     return [ChannelGroup(np.arange(m.size), m.astype(np.int64), 1)]
 
 
@@ -203,16 +207,20 @@ def _integral(m: np.ndarray) -> bool:
 def _dense(name: str, node: Any, fmt: fx.LoihiFormat, unit: float) -> DenseBlock:
     quant = (node.metadata or {}).get("quant") or {}
     if quant.get("folded") or "scale" not in quant:
-        raise StacError(f"{name}: no per-row weight scale in its metadata; run the quantise pass "
-                        "for a graded-spike profile before the lava backend")
+        raise StacError(
+            f"{name}: no per-row weight scale in its metadata; run the quantise pass "
+            "for a graded-spike profile before the lava backend"
+        )
     scale = np.asarray(quant["scale"], dtype=np.float64).reshape(-1)
     w = np.asarray(node.weight, dtype=np.float64).reshape(node.weight.shape[0], -1)
     q = w / scale[:, None]
     qi = np.rint(q)
     top = (1 << (fmt.weight_bits - 1)) - 1
     if not np.allclose(q, qi, rtol=0, atol=1e-3) or np.abs(qi).max() > top:
-        raise StacError(f"{name}: its weights are not {fmt.weight_bits}-bit integers times the "
-                        "row scale in its metadata")
+        raise StacError(
+            f"{name}: its weights are not {fmt.weight_bits}-bit integers times the "
+            "row scale in its metadata"
+        )
     bias = np.asarray(node.bias, dtype=np.float64) if isinstance(node, nir.Affine) else None
     return DenseBlock(name, (2 * qi).astype(np.int64), -1, scale * unit, bias)
 
@@ -264,8 +272,9 @@ def held_theta(fmt: fx.LoihiFormat, steps: int, headroom: int) -> int:
     return 1 << b
 
 
-def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int, limits: LavaLimits,
-               payload_bits: int = 32) -> BlockPlan:
+def block_plan(
+    graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int, limits: LavaLimits, payload_bits: int = 32
+) -> BlockPlan:
     """Integer blocks for every SignedIF of a quantised converted graph, within ``limits`` (the
     profile's ``[lava]`` section).
 
@@ -281,15 +290,19 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int, limits: Lav
         if isinstance(node, DENSE_TYPES):
             feeds = pre[name]
             if len(feeds) != 1 or not isinstance(graph.nodes[feeds[0]], SignedIF):
-                errors.append(f"{name} ({type(node).__name__}): fed by {feeds or 'nothing'}, "
-                              "not by one SignedIF encoder")
+                errors.append(
+                    f"{name} ({type(node).__name__}): fed by {feeds or 'nothing'}, "
+                    "not by one SignedIF encoder"
+                )
             continue
         if not isinstance(node, SignedIF):
             continue
         bad = [s for s in post[name] if not isinstance(graph.nodes[s], DENSE_TYPES)]
         if bad or not post[name]:
-            errors.append(f"{name} (SignedIF): feeds {bad or 'nothing'}; an encoder feeds only "
-                          "Linear / Affine maps")
+            errors.append(
+                f"{name} (SignedIF): feeds {bad or 'nothing'}; an encoder feeds only "
+                "Linear / Affine maps"
+            )
             continue
         try:
             mult, unit = _payload_units(name, node)
@@ -297,38 +310,62 @@ def block_plan(graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int, limits: Lav
         except StacError as exc:
             errors.append(str(exc))
             continue
-        block = EncoderBlock(name, np.asarray(node.threshold, np.float32),
-                             1 if node.onset_drive else held_theta(fmt, steps,
-                                                                   limits.held_headroom),
-                             channel_groups(mult, limits.channel_groups),
-                             int(node.max_payload), bool(node.onset_drive),
-                             bool(node.token_gain), dense)
+        block = EncoderBlock(
+            name,
+            np.asarray(node.threshold, np.float32),
+            1 if node.onset_drive else held_theta(fmt, steps, limits.held_headroom),
+            channel_groups(mult, limits.channel_groups),
+            int(node.max_payload),
+            bool(node.onset_drive),
+            bool(node.token_gain),
+            dense,
+        )
         block.split_bits, block.parts = payload_split(block, steps, limits)
         if block.parts > limits.payload_parts:
-            errors.append(f"{name}: a token's readout can reach {_bound(block, steps):.3g}, "
-                          f"beyond Lava's 32-bit Dense and Sigma even with its payload split "
-                          f"into {limits.payload_parts} parts")
+            errors.append(
+                f"{name}: a token's readout can reach {_bound(block, steps):.3g}, "
+                f"beyond Lava's 32-bit Dense and Sigma even with its payload split "
+                f"into {limits.payload_parts} parts"
+            )
             continue
         if block.max_payload > fmt.uv_max - 1:
-            errors.append(f"{name}: its payload K = {block.max_payload} exceeds what the "
-                          f"{fmt.state_bits}-bit potential holds")
+            errors.append(
+                f"{name}: its payload K = {block.max_payload} exceeds what the "
+                f"{fmt.state_bits}-bit potential holds"
+            )
             continue
         if block.payload_bits > payload_bits:
-            errors.append(f"{name}: its payloads need {block.payload_bits} bits, more than the "
-                          f"{payload_bits} a spike carries")
+            errors.append(
+                f"{name}: its payloads need {block.payload_bits} bits, more than the "
+                f"{payload_bits} a spike carries"
+            )
             continue
         blocks[name] = block
         owner.update({d.name: name for d in dense})
     if limits.payload_parts > len(PART_PORTS):
-        errors.append(f"lava.payload_parts = {limits.payload_parts}: the GradedSignedIF process "
-                      f"has {len(PART_PORTS)} payload ports")
+        errors.append(
+            f"lava.payload_parts = {limits.payload_parts}: the GradedSignedIF process "
+            f"has {len(PART_PORTS)} payload ports"
+        )
     if errors:
         shown = "; ".join(errors[:6]) + (f"; and {len(errors) - 6} more" if len(errors) > 6 else "")
-        raise StacError(f"the lava backend cannot emit {len(errors)} chip node(s) as blocks: "
-                        f"{shown}")
+        raise StacError(
+            f"the lava backend cannot emit {len(errors)} chip node(s) as blocks: {shown}"
+        )
     return BlockPlan(blocks, owner, fmt)
 
 
-__all__ = ["BlockPlan", "BlockTrace", "ChannelGroup", "DenseBlock", "EncoderBlock", "PART_PORTS",
-           "block_plan", "channel_groups", "held_theta", "payload_split", "readout_key",
-           "split_payload"]
+__all__ = [
+    "BlockPlan",
+    "BlockTrace",
+    "ChannelGroup",
+    "DenseBlock",
+    "EncoderBlock",
+    "PART_PORTS",
+    "block_plan",
+    "channel_groups",
+    "held_theta",
+    "payload_split",
+    "readout_key",
+    "split_payload",
+]

@@ -15,8 +15,15 @@ from stac.errors import StacError
 from stac.profiles import Profile
 
 #: [lava] fields that must equal the profile's [fixed_point] (or [chip]) field of the same name.
-WIDTH_FIELDS = ("state_bits", "decay_bits", "threshold_bits", "threshold_shift",
-                "bias_mantissa_bits", "bias_exp_bits", "weight_bits")
+WIDTH_FIELDS = (
+    "state_bits",
+    "decay_bits",
+    "threshold_bits",
+    "threshold_shift",
+    "bias_mantissa_bits",
+    "bias_exp_bits",
+    "weight_bits",
+)
 
 
 @dataclass(frozen=True)
@@ -43,9 +50,11 @@ class LavaLimits:
         values = {}
         for f in fields(cls):
             if f.name not in table:
-                raise StacError(f"hardware profile {profile.name} ({profile.path}) has no field "
-                                f"'lava.{f.name}', which the lava backend needs (add a [lava] "
-                                "section as in hw_profiles/loihi2.toml)")
+                raise StacError(
+                    f"hardware profile {profile.name} ({profile.path}) has no field "
+                    f"'lava.{f.name}', which the lava backend needs (add a [lava] "
+                    "section as in hw_profiles/loihi2.toml)"
+                )
             values[f.name] = int(table[f.name])
         return cls(**values)
 

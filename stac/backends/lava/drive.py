@@ -52,19 +52,20 @@ def encode_drive(block: EncoderBlock, x: Any, steps: int, fmt: fx.LoihiFormat) -
     out = np.zeros((tokens * steps + 1, n), np.int64)
     if block.onset:  # the reference's first step: floor(T x / theta + 1/2), T x in float32
         d = onset_level(torch.from_numpy(x), torch.from_numpy(scaled), steps).double().numpy()
-        rest = np.clip(d, -2.0**62, 2.0**62).astype(np.int64)
+        rest = np.clip(d, -(2.0**62), 2.0**62).astype(np.int64)
         # More than the potential holds arrives over the next steps at K per step, as fast as
         # the neuron drains it: every step's payload is the reference's (see the docstring).
         for t in range(steps):
-            sent = np.clip(rest, -(top if t == 0 else block.max_payload),
-                           top if t == 0 else block.max_payload)
-            out[t:tokens * steps:steps] = sent
+            sent = np.clip(
+                rest, -(top if t == 0 else block.max_payload), top if t == 0 else block.max_payload
+            )
+            out[t : tokens * steps : steps] = sent
             rest = rest - sent
         sat = 0
     else:
         d = np.rint(x.astype(np.float64) * block.chip_theta / scaled.astype(np.float64))
         sat = int(np.count_nonzero(np.abs(d) > top))
-        out[:tokens * steps] = np.repeat(np.clip(d, -top, top).astype(np.int64), steps, axis=0)
+        out[: tokens * steps] = np.repeat(np.clip(d, -top, top).astype(np.int64), steps, axis=0)
     return Drive(out, gain, sat)
 
 
@@ -73,16 +74,25 @@ def token_sums(sigma: np.ndarray, tokens: int, steps: int) -> np.ndarray:
     difference of the reads at its first and last steps (plus the one-step Dense delay),
     modulo 2**32 as Lava's int32 readout wraps."""
     reads = np.concatenate([np.zeros((1, sigma.shape[1]), np.int64), sigma[steps::steps]])
-    return fx.wrap_signed(torch.as_tensor(reads[1:tokens + 1] - reads[:tokens]), 32).numpy()
+    return fx.wrap_signed(torch.as_tensor(reads[1 : tokens + 1] - reads[:tokens]), 32).numpy()
 
 
-def decode(block: EncoderBlock, dense: DenseBlock, trace: BlockTrace, tokens: int,
-           gain: np.ndarray, steps: int) -> np.ndarray:
+def decode(
+    block: EncoderBlock,
+    dense: DenseBlock,
+    trace: BlockTrace,
+    tokens: int,
+    gain: np.ndarray,
+    steps: int,
+) -> np.ndarray:
     """The map's float output per token ``[tokens, out]`` from its readouts in ``trace``."""
     # The Dense halves its doubled weights with weight_exp = -1, so sums are in units of q.
-    sums = sum(token_sums(trace.sigma[readout_key(dense.name, i, j)], tokens, steps)
-               .astype(np.float64) * (g.factor * 2.0 ** (j * block.split_bits))
-               for i, g in enumerate(block.groups) for j in range(block.parts))
+    sums = sum(
+        token_sums(trace.sigma[readout_key(dense.name, i, j)], tokens, steps).astype(np.float64)
+        * (g.factor * 2.0 ** (j * block.split_bits))
+        for i, g in enumerate(block.groups)
+        for j in range(block.parts)
+    )
     y = sums * dense.scale[None, :] * (gain[:, None] / steps)
     if dense.bias is not None:
         y = y + dense.bias[None, :]

@@ -22,8 +22,13 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from stac.backends.lava.blocks import BlockTrace, DenseBlock, EncoderBlock, readout_key, \
-    split_payload
+from stac.backends.lava.blocks import (
+    BlockTrace,
+    DenseBlock,
+    EncoderBlock,
+    readout_key,
+    split_payload,
+)
 from stac.backends.lava.plan import DenseLayer, LIFLayer, LoihiPlan, spike_inputs
 from stac.sim import fixed_point as fx
 from stac.sim import loihi
@@ -47,8 +52,9 @@ class Readout:
     part: int
 
 
-def encoder_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
-                  fmt: fx.LoihiFormat) -> tuple[np.ndarray, np.ndarray]:
+def encoder_fixed(
+    block: EncoderBlock, drive: np.ndarray, steps: int, fmt: fx.LoihiFormat
+) -> tuple[np.ndarray, np.ndarray]:
     """The encoder over ``drive`` ``[S, n]``, reset at every token's first step: (v, payload
     ``s * mult``, whole; a split block sends it in parts)."""
     theta = torch.full((block.size,), block.chip_theta, dtype=torch.int64)
@@ -84,14 +90,21 @@ def width_counts(trace: BlockTrace, fmt: fx.LoihiFormat) -> tuple[int, int]:
     return over_in, over_state
 
 
-def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
-                    fmt: fx.LoihiFormat) -> BlockTrace:
+def run_block_fixed(
+    block: EncoderBlock, drive: np.ndarray, steps: int, fmt: fx.LoihiFormat
+) -> BlockTrace:
     """One block with stac's bit-accurate steps, the timing of the Lava processes."""
-    readouts = {readout_key(d.name, i, j): Readout(d, i, j) for d in block.dense
-                for i in range(len(block.groups)) for j in range(block.parts)}
-    core = Executor.from_edges({block.name: block, **readouts},
-                               [(block.name, key) for key in readouts],
-                               [block.name, *readouts])
+    readouts = {
+        readout_key(d.name, i, j): Readout(d, i, j)
+        for d in block.dense
+        for i in range(len(block.groups))
+        for j in range(block.parts)
+    }
+    core = Executor.from_edges(
+        {block.name: block, **readouts},
+        [(block.name, key) for key in readouts],
+        [block.name, *readouts],
+    )
 
     def encoder(node: EncoderBlock, _inputs: list[Any]) -> tuple[np.ndarray, np.ndarray, list]:
         v, payload = encoder_fixed(node, drive, steps, fmt)
@@ -100,12 +113,16 @@ def run_block_fixed(block: EncoderBlock, drive: np.ndarray, steps: int,
     def readout(node: Readout, inputs: list[Any]) -> np.ndarray:
         index = block.groups[node.group].index
         part = inputs[0][2][node.part]
-        return dense_sigma_fixed(node.dense.weights[:, index], node.dense.weight_exp,
-                                 part[:, index])
+        return dense_sigma_fixed(
+            node.dense.weights[:, index], node.dense.weight_exp, part[:, index]
+        )
 
     table: dict[type, Callable[..., Any]] = {EncoderBlock: encoder, Readout: readout}
-    values = core.sweep(lambda name, node, inputs: lookup(
-        table, name, node, "the fixed-point block run")(node, inputs))
+    values = core.sweep(
+        lambda name, node, inputs: lookup(table, name, node, "the fixed-point block run")(
+            node, inputs
+        )
+    )
     v, payload, _ = values.pop(block.name)
     return BlockTrace(v, payload, values)
 
@@ -120,28 +137,40 @@ class PlanInput:
     size: int
 
 
-def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
-                   ) -> dict[str, dict[str, np.ndarray]]:
+def run_plan_fixed(
+    plan: LoihiPlan, spikes: Any, steps: int | None = None
+) -> dict[str, dict[str, np.ndarray]]:
     """Run ``plan`` with stac's fixed-point steps; per LIF layer ``{"spikes", "v", "u"}``,
     each ``[steps, size]`` int64, with Lava's timing (see the module docstring)."""
     xs = spike_inputs(plan, spikes)
     steps = next(iter(xs.values())).shape[0] if steps is None else int(steps)
     fmt = plan.fmt
-    dparams = {n: loihi.dense_params(torch.as_tensor(d.weights), d.weight_exp, graded=False,
-                                     fmt=fmt) for n, d in plan.dense.items()}
-    lparams = {n: loihi.lif_params(layer.du, layer.dv, layer.vth,
-                                   torch.as_tensor(layer.bias_mant),
-                                   torch.as_tensor(layer.bias_exp), fmt=fmt)
-               for n, layer in plan.neurons.items()}
+    dparams = {
+        n: loihi.dense_params(torch.as_tensor(d.weights), d.weight_exp, graded=False, fmt=fmt)
+        for n, d in plan.dense.items()
+    }
+    lparams = {
+        n: loihi.lif_params(
+            layer.du,
+            layer.dv,
+            layer.vth,
+            torch.as_tensor(layer.bias_mant),
+            torch.as_tensor(layer.bias_exp),
+            fmt=fmt,
+        )
+        for n, layer in plan.neurons.items()
+    }
     lstate = {n: loihi.lif_initial_state((layer.size,)) for n, layer in plan.neurons.items()}
     trace: dict[str, dict[str, list[torch.Tensor]]] = {
-        n: {"spikes": [], "v": [], "u": []} for n in plan.neurons}
+        n: {"spikes": [], "v": [], "u": []} for n in plan.neurons
+    }
     delays = [(d, n) for n, layer in plan.neurons.items() for d in layer.inputs]
     core = Executor.from_edges(
-        {**{n: PlanInput(size) for n, size in plan.inputs.items()}, **plan.neurons,
-         **plan.dense},
+        {**{n: PlanInput(size) for n, size in plan.inputs.items()}, **plan.neurons, **plan.dense},
         [(d.source, n) for n, d in plan.dense.items()] + delays,
-        [*plan.inputs, *plan.neurons, *plan.dense], back=delays)
+        [*plan.inputs, *plan.neurons, *plan.dense],
+        back=delays,
+    )
 
     def source(t: int, name: str, node: PlanInput, _inputs: list[torch.Tensor]) -> torch.Tensor:
         x = xs[name]
@@ -156,15 +185,17 @@ def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
         rec["u"].append(lstate[name].u)
         return rec["spikes"][-1]
 
-    def dense(_t: int, name: str, _node: DenseLayer, inputs: list[torch.Tensor]
-              ) -> torch.Tensor:
+    def dense(_t: int, name: str, _node: DenseLayer, inputs: list[torch.Tensor]) -> torch.Tensor:
         p = dparams[name]
         acc = loihi.dense_accumulate(inputs[0], p.weights, p.weight_exp, p.graded)
         loihi.refuse_wide_dense(acc, fmt)
         return fx.wrap_signed(acc, 32)  # Lava sends it through an int32 channel
 
-    table: dict[type, Callable[..., torch.Tensor]] = {PlanInput: source, LIFLayer: lif,
-                                                      DenseLayer: dense}
+    table: dict[type, Callable[..., torch.Tensor]] = {
+        PlanInput: source,
+        LIFLayer: lif,
+        DenseLayer: dense,
+    }
 
     def run_node(t: int, name: str, node: Any, inputs: list[torch.Tensor]) -> torch.Tensor:
         return lookup(table, name, node, "the fixed-point plan run")(t, name, node, inputs)
@@ -172,9 +203,21 @@ def run_plan_fixed(plan: LoihiPlan, spikes: Any, steps: int | None = None
     prev = {n: torch.zeros(d.weights.shape[0], dtype=torch.int64) for n, d in plan.dense.items()}
     for t in range(steps):
         prev = core.sweep(partial(run_node, t), prev)
-    return {n: {k: torch.stack(v).numpy() if v else np.zeros((0, plan.neurons[n].size), np.int64)
-                for k, v in tr.items()} for n, tr in trace.items()}
+    return {
+        n: {
+            k: torch.stack(v).numpy() if v else np.zeros((0, plan.neurons[n].size), np.int64)
+            for k, v in tr.items()
+        }
+        for n, tr in trace.items()
+    }
 
 
-__all__ = ["PlanInput", "Readout", "dense_sigma_fixed", "encoder_fixed", "run_block_fixed",
-           "run_plan_fixed", "width_counts"]
+__all__ = [
+    "PlanInput",
+    "Readout",
+    "dense_sigma_fixed",
+    "encoder_fixed",
+    "run_block_fixed",
+    "run_plan_fixed",
+    "width_counts",
+]

@@ -77,8 +77,9 @@ def first_difference(lava: BlockTrace, fixed: BlockTrace) -> str | None:
 class ConvertedLowering:
     """A converted graph lowered for the lava backend (see the module docstring)."""
 
-    def __init__(self, graph: nir.NIRGraph, plan: BlockPlan, run_block: Any,
-                 block_processes: Any) -> None:
+    def __init__(
+        self, graph: nir.NIRGraph, plan: BlockPlan, run_block: Any, block_processes: Any
+    ) -> None:
         self.graph, self.plan, self._run_block = graph, plan, run_block
         self._processes = block_processes
         overrides = {name: self._encoder for name in plan.blocks}
@@ -95,8 +96,9 @@ class ConvertedLowering:
     def run(self, ctx: RunContext) -> tuple[dict[str, Any], dict[str, NodeStats]]:
         if ctx.spiking:
             self.records = []
-            self._bar = tqdm(total=len(self.plan.blocks), desc="lava blocks", unit="block",
-                             leave=False)
+            self._bar = tqdm(
+                total=len(self.plan.blocks), desc="lava blocks", unit="block", leave=False
+            )
         try:
             return self.sim.run(ctx)
         finally:
@@ -104,8 +106,9 @@ class ConvertedLowering:
                 self._bar.close()
                 self._bar = None
 
-    def _encoder(self, node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bool
-                 ) -> tuple[Signal, NodeStats]:
+    def _encoder(
+        self, node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bool
+    ) -> tuple[Signal, NodeStats]:
         reference, ref_stats = SEMANTICS[SignedIF](node, inp, ctx, name, need)
         if not ctx.spiking:  # the float ANN: nothing spikes, nothing runs on the chip
             return reference, ref_stats
@@ -130,33 +133,58 @@ class ConvertedLowering:
             y = torch.from_numpy(decode(block, dense, lava, tokens, drive.gain, steps))
             y = y.reshape(*lead, dense.out_features)
             y_float, _ = SEMANTICS[type(self.graph.nodes[dense.name])](
-                self.graph.nodes[dense.name], reference, ctx, dense.name, False)
+                self.graph.nodes[dense.name], reference, ctx, dense.name, False
+            )
             ref = y_float.mean()
-            errs.append(float(torch.linalg.norm(y - ref) / max(float(torch.linalg.norm(ref)),
-                                                               1e-30)))
-            self._outputs[dense.name] = (y, NodeStats(
-                synops=spikes * dense.out_features,
-                neuron_updates=steps * tokens * dense.out_features))
+            errs.append(
+                float(torch.linalg.norm(y - ref) / max(float(torch.linalg.norm(ref)), 1e-30))
+            )
+            self._outputs[dense.name] = (
+                y,
+                NodeStats(
+                    synops=spikes * dense.out_features,
+                    neuron_updates=steps * tokens * dense.out_features,
+                ),
+            )
         record = BlockRecord(
-            name, [d.name for d in block.dense], tokens, int(drive.steps.shape[0]),
-            len(block.groups), block.parts, self._processes(block),
-            block.payload_bits, spikes, spikes * sum(d.out_features for d in block.dense),
-            True, t1 - t0, t2 - t1, max(errs), drive.saturated, *width_counts(lava, self.fmt))
+            name,
+            [d.name for d in block.dense],
+            tokens,
+            int(drive.steps.shape[0]),
+            len(block.groups),
+            block.parts,
+            self._processes(block),
+            block.payload_bits,
+            spikes,
+            spikes * sum(d.out_features for d in block.dense),
+            True,
+            t1 - t0,
+            t2 - t1,
+            max(errs),
+            drive.saturated,
+            *width_counts(lava, self.fmt),
+        )
         self.records.append(record)
         log.debug("lava block %s: %s", name, record)
         if self._bar is not None:
             self._bar.update(1)
-        stats = NodeStats(spikes=spikes, spike_bits=spikes * block.payload_bits * block.parts,
-                          neuron_updates=steps * tokens * block.size)
+        stats = NodeStats(
+            spikes=spikes,
+            spike_bits=spikes * block.payload_bits * block.parts,
+            neuron_updates=steps * tokens * block.size,
+        )
         return reference, stats
 
-    def _map(self, node: Any, inp: Signal, ctx: RunContext, name: str, need: bool
-             ) -> tuple[Signal, NodeStats]:
+    def _map(
+        self, node: Any, inp: Signal, ctx: RunContext, name: str, need: bool
+    ) -> tuple[Signal, NodeStats]:
         if not ctx.spiking:
             return SEMANTICS[type(node)](node, inp, ctx, name, need)
         if need:
-            raise StacError(f"{name}: a consumer needs its per-step output, which the lava "
-                            "backend does not read back")
+            raise StacError(
+                f"{name}: a consumer needs its per-step output, which the lava "
+                "backend does not read back"
+            )
         y, stats = self._outputs.pop(name)
         return Signal(y, False), stats
 

@@ -28,6 +28,7 @@ from stac.backends.lava.backend import INSTALL_HINT, _lava
 from stac.backends.lava.plan import LoihiPlan, spike_inputs
 from stac.errors import StacError
 
+
 def chain_order(plan: LoihiPlan, bias_exp: int) -> list[str]:
     """The LIF layers of a chain plan, first to last; a StacError names what breaks the chain.
     ``bias_exp`` is the exponent netx reads every bias at (the profile's
@@ -44,21 +45,26 @@ def chain_order(plan: LoihiPlan, bias_exp: int) -> list[str]:
             continue
         dense = plan.dense[layer.inputs[0]]
         if dense.weight_exp != 0:
-            problems.append(f"{layer.inputs[0]}: weight_exp {dense.weight_exp} (netx stores "
-                            "none; lower with weight_exp=0)")
+            problems.append(
+                f"{layer.inputs[0]}: weight_exp {dense.weight_exp} (netx stores "
+                "none; lower with weight_exp=0)"
+            )
         if dense.source in feeds:
-            problems.append(f"{dense.source}: feeds {feeds[dense.source]} and {name} (netx is a "
-                            "chain)")
+            problems.append(
+                f"{dense.source}: feeds {feeds[dense.source]} and {name} (netx is a chain)"
+            )
         feeds[dense.source] = name
         if np.any(layer.bias_exp != bias_exp) and np.any(layer.bias_mant):
-            problems.append(f"{name}: bias exponents other than {bias_exp} (lower with "
-                            f"bias_exp={bias_exp})")
+            problems.append(
+                f"{name}: bias exponents other than {bias_exp} (lower with bias_exp={bias_exp})"
+            )
     order, cur = [], next(iter(plan.inputs), None)
     while cur in feeds and len(order) <= len(plan.neurons):
         cur = feeds[cur]
         order.append(cur)
-    if not problems and (len(order) != len(plan.neurons)
-                         or next(iter(plan.outputs.values())) != order[-1]):
+    if not problems and (
+        len(order) != len(plan.neurons) or next(iter(plan.outputs.values())) != order[-1]
+    ):
         problems.append("the layers do not form one chain from the input to the output")
     if problems:
         raise StacError(f"cannot export to netx: {'; '.join(problems)}")
@@ -103,8 +109,9 @@ def _netx() -> Any:
     try:
         return importlib.import_module("lava.lib.dl.netx.hdf5")
     except ImportError as exc:
-        raise StacError(f"netx needs lava-dl, which does not import here ({exc}); "
-                        f"{INSTALL_HINT}") from None
+        raise StacError(
+            f"netx needs lava-dl, which does not import here ({exc}); {INSTALL_HINT}"
+        ) from None
 
 
 def netx_available() -> bool:
@@ -116,8 +123,9 @@ def netx_available() -> bool:
     return True
 
 
-def run_netx(path: str | Path, spikes: np.ndarray, steps: int | None = None
-             ) -> list[dict[str, np.ndarray]]:
+def run_netx(
+    path: str | Path, spikes: np.ndarray, steps: int | None = None
+) -> list[dict[str, np.ndarray]]:
     """Load a netx file with ``hdf5.Network`` and run it in Lava (fixed_pt) on binary spikes
     ``[T, n]``; per dense layer ``{"spikes", "v", "u"}`` as ``[steps, size]`` int64."""
     lava, hdf5 = _lava(), _netx()
@@ -127,7 +135,7 @@ def run_netx(path: str | Path, spikes: np.ndarray, steps: int | None = None
     x = spike_inputs(plan_like, spikes)["in"]
     steps = x.shape[0] if steps is None else int(steps)
     data = np.zeros((n_in, steps), dtype=np.int64)
-    data[:, :min(steps, x.shape[0])] = x[:steps].T
+    data[:, : min(steps, x.shape[0])] = x[:steps].T
     source = lava["RingBuffer"](data=data)
     source.s_out.connect(net.inp)
     monitors = []
@@ -137,12 +145,16 @@ def run_netx(path: str | Path, spikes: np.ndarray, steps: int | None = None
             mon.probe(getattr(layer.neuron, key), steps)
         monitors.append((layer.neuron, mons))
     try:
-        net.run(condition=lava["RunSteps"](num_steps=steps),
-                run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"))
+        net.run(
+            condition=lava["RunSteps"](num_steps=steps),
+            run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"),
+        )
         out = []
         for neuron, mons in monitors:
-            got = {k: np.asarray(m.get_data()[neuron.name][k]).astype(np.int64)
-                   for k, m in mons.items()}
+            got = {
+                k: np.asarray(m.get_data()[neuron.name][k]).astype(np.int64)
+                for k, m in mons.items()
+            }
             out.append({"spikes": got["s_out"], "v": got["v"], "u": got["u"]})
     finally:
         net.stop()

@@ -102,32 +102,43 @@ def _structure_errors(graph: nir.NIRGraph) -> list[str]:
     errors = []
     for name, node in graph.nodes.items():
         if isinstance(node, DENSE_TYPES):
-            if len(pre[name]) != 1 or not isinstance(graph.nodes[pre[name][0]],
-                                                     NEURON_TYPES + (nir.Input,)):
-                errors.append(f"{name}: a Dense reads exactly one Input or neuron layer, got "
-                              f"{pre[name] or 'none'}")
+            if len(pre[name]) != 1 or not isinstance(
+                graph.nodes[pre[name][0]], NEURON_TYPES + (nir.Input,)
+            ):
+                errors.append(
+                    f"{name}: a Dense reads exactly one Input or neuron layer, got "
+                    f"{pre[name] or 'none'}"
+                )
             if len(post[name]) != 1 or not isinstance(graph.nodes[post[name][0]], NEURON_TYPES):
-                errors.append(f"{name}: a Dense feeds exactly one LIF/CubaLIF layer, got "
-                              f"{post[name] or 'none'}")
-            if isinstance(node, nir.Affine) and np.any(node.bias) and post[name] and \
-                    isinstance(graph.nodes[post[name][0]], nir.CubaLIF):
+                errors.append(
+                    f"{name}: a Dense feeds exactly one LIF/CubaLIF layer, got "
+                    f"{post[name] or 'none'}"
+                )
+            if (
+                isinstance(node, nir.Affine)
+                and np.any(node.bias)
+                and post[name]
+                and isinstance(graph.nodes[post[name][0]], nir.CubaLIF)
+            ):
                 errors.append(f"{name}: an Affine bias into a CubaLIF has no Lava equivalent")
         elif isinstance(node, NEURON_TYPES):
             bad = [p for p in pre[name] if not isinstance(graph.nodes[p], DENSE_TYPES)]
             if bad or not pre[name]:
-                errors.append(f"{name}: a neuron layer is driven only through Linear/Affine "
-                              f"nodes, got {pre[name] or 'none'}")
+                errors.append(
+                    f"{name}: a neuron layer is driven only through Linear/Affine "
+                    f"nodes, got {pre[name] or 'none'}"
+                )
             if np.any(node.v_reset):
                 errors.append(f"{name}: Lava's LIF resets to 0, v_reset is not 0")
             if (node.metadata or {}).get("reset", "zero") != "zero":
-                errors.append(f"{name}: Lava's LIF resets to zero, not by "
-                              f"{node.metadata['reset']}")
+                errors.append(f"{name}: Lava's LIF resets to zero, not by {node.metadata['reset']}")
             if np.any(np.asarray(node.v_threshold) <= 0):
                 errors.append(f"{name}: thresholds must be positive")
         elif isinstance(node, nir.Output):
             if len(pre[name]) != 1 or not isinstance(graph.nodes[pre[name][0]], NEURON_TYPES):
-                errors.append(f"{name}: an Output reads one neuron layer's spikes, got "
-                              f"{pre[name] or 'none'}")
+                errors.append(
+                    f"{name}: an Output reads one neuron layer's spikes, got {pre[name] or 'none'}"
+                )
     return errors
 
 
@@ -148,8 +159,9 @@ def check_emittable(graph: nir.NIRGraph, target: str = "lava") -> None:
 # --- NIR -> integer layers ---------------------------------------------------------------------
 
 
-def _neuron_factors(node: Any, dt: float, fmt: fx.LoihiFormat) -> tuple[np.ndarray, int, int,
-                                                                           np.ndarray]:
+def _neuron_factors(
+    node: Any, dt: float, fmt: fx.LoihiFormat
+) -> tuple[np.ndarray, int, int, np.ndarray]:
     """(input factor per neuron, du, dv, bias in voltage units per neuron)."""
     unity = 1 << fmt.decay_bits
     size = int(np.asarray(node.v_threshold).size)
@@ -164,35 +176,42 @@ def _neuron_factors(node: Any, dt: float, fmt: fx.LoihiFormat) -> tuple[np.ndarr
         du_all = np.full(size, unity - 1.0)
     dv_all = decay_levels(dt, tau_mem, fmt.decay_bits)
     if np.ptp(du_all) or np.ptp(dv_all):
-        raise StacError("a Lava LIF process has one du and one dv; this layer's time constants "
-                        "differ between neurons")
+        raise StacError(
+            "a Lava LIF process has one du and one dv; this layer's time constants "
+            "differ between neurons"
+        )
     du, dv = int(du_all[0]), int(dv_all[0])
     if not (0 <= du < unity and 0 <= dv < unity):
-        raise StacError(f"decays du = {du}, dv = {dv} do not fit {fmt.decay_bits} bits: "
-                        f"dt / tau_mem must be below 1 and dt / tau_syn at least 1/{unity}")
+        raise StacError(
+            f"decays du = {du}, dv = {dv} do not fit {fmt.decay_bits} bits: "
+            f"dt / tau_mem must be below 1 and dt / tau_syn at least 1/{unity}"
+        )
     bias = np.asarray(node.v_leak) * dt / tau_mem * ones
     return factor * ones, du, dv, bias
 
 
-def _choose_exponent(name: str, k: float, rows: list[np.ndarray], fmt: fx.LoihiFormat,
-                     fixed: int | None = None) -> int:
+def _choose_exponent(
+    name: str, k: float, rows: list[np.ndarray], fmt: fx.LoihiFormat, fixed: int | None = None
+) -> int:
     """Largest weight_exp (or ``fixed``) for which vth = round(k 2**e) and every row's worst
     sum fit."""
     worst = max((int(np.abs(w).sum(axis=1).max()) for w in rows if w.size), default=0)
-    choices = range(fmt.weight_exp_max, fmt.weight_exp_min - 1, -1) if fixed is None \
-        else [fixed]
+    choices = range(fmt.weight_exp_max, fmt.weight_exp_min - 1, -1) if fixed is None else [fixed]
     for e in choices:
         vth = round(k * 2.0**e)
         acc = worst * 2.0**e
         if 1 <= vth < (1 << fmt.threshold_bits) and acc < (1 << (fmt.input_bits - 1)):
             return e
-    raise StacError(f"{name}: no weight_exp in {list(choices)} fits "
-                    f"its threshold in {fmt.threshold_bits} bits and its input in "
-                    f"{fmt.input_bits} bits")
+    raise StacError(
+        f"{name}: no weight_exp in {list(choices)} fits "
+        f"its threshold in {fmt.threshold_bits} bits and its input in "
+        f"{fmt.input_bits} bits"
+    )
 
 
-def _bias(name: str, bias: np.ndarray, fmt: fx.LoihiFormat, fixed_exp: int | None
-          ) -> tuple[np.ndarray, np.ndarray]:
+def _bias(
+    name: str, bias: np.ndarray, fmt: fx.LoihiFormat, fixed_exp: int | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Bias in voltage units as Loihi's (mantissa, exponent); ``fixed_exp`` pins the exponent
     (lava-dl's netx always uses 6)."""
     top = 1 << (fmt.bias_mantissa_bits - 1)
@@ -202,13 +221,20 @@ def _bias(name: str, bias: np.ndarray, fmt: fx.LoihiFormat, fixed_exp: int | Non
         mant = np.rint(bias / 2.0**fixed_exp)
         sat, exp = np.abs(mant) > top - 1, np.full(bias.shape, fixed_exp)
     if np.any(sat):
-        raise StacError(f"{name}: {int(np.sum(sat))} bias value(s) exceed Loihi's "
-                        f"{fmt.bias_mantissa_bits}-bit mantissa")
+        raise StacError(
+            f"{name}: {int(np.sum(sat))} bias value(s) exceed Loihi's "
+            f"{fmt.bias_mantissa_bits}-bit mantissa"
+        )
     return np.asarray(mant, np.int64), np.asarray(exp, np.int64)
 
 
-def plan_from_graph(graph: nir.NIRGraph, fmt: fx.LoihiFormat, dt: float | None = None,
-                    weight_exp: int | None = None, bias_exp: int | None = None) -> LoihiPlan:
+def plan_from_graph(
+    graph: nir.NIRGraph,
+    fmt: fx.LoihiFormat,
+    dt: float | None = None,
+    weight_exp: int | None = None,
+    bias_exp: int | None = None,
+) -> LoihiPlan:
     """Integer layers for a NIR-style chip graph (see the module docstring for the maths).
 
     ``weight_exp`` and ``bias_exp`` pin the exponents instead of choosing them (lava-dl's netx
@@ -247,8 +273,10 @@ def plan_from_graph(graph: nir.NIRGraph, fmt: fx.LoihiFormat, dt: float | None =
         top = min((wmax - 1 if mixed[d] else wmax) for d in xs)
         m = max((float(np.abs(x).max()) for x in xs.values()), default=0.0)
         k = top / m if m > 0 else 1.0
-        ints = {d: (2 * np.rint(x * k / 2) if mixed[d] else np.rint(x * k)).astype(np.int64)
-                for d, x in xs.items()}
+        ints = {
+            d: (2 * np.rint(x * k / 2) if mixed[d] else np.rint(x * k)).astype(np.int64)
+            for d, x in xs.items()
+        }
         e = _choose_exponent(name, k, list(ints.values()), fmt, weight_exp)
         vth = int(round(k * 2.0**e))
         # A weight of 1 adds 2**(e + shift) to v, and v = theta maps to vth << shift.
@@ -267,8 +295,10 @@ def spike_inputs(plan: LoihiPlan, spikes: Any) -> dict[str, np.ndarray]:
     """``[T, n]`` binary arrays by Input name (one Input may be given as a bare array)."""
     if not isinstance(spikes, dict):
         if len(plan.inputs) != 1:
-            raise StacError(f"the plan has {len(plan.inputs)} inputs; pass spikes by name "
-                            f"({', '.join(plan.inputs)})")
+            raise StacError(
+                f"the plan has {len(plan.inputs)} inputs; pass spikes by name "
+                f"({', '.join(plan.inputs)})"
+            )
         spikes = {next(iter(plan.inputs)): spikes}
     out = {}
     for name, size in plan.inputs.items():
@@ -285,5 +315,12 @@ def spike_inputs(plan: LoihiPlan, spikes: Any) -> dict[str, np.ndarray]:
     return out
 
 
-__all__ = ["DenseLayer", "LIFLayer", "LoihiPlan", "check_emittable", "plan_from_graph",
-           "spike_inputs", "unsupported_nodes"]
+__all__ = [
+    "DenseLayer",
+    "LIFLayer",
+    "LoihiPlan",
+    "check_emittable",
+    "plan_from_graph",
+    "spike_inputs",
+    "unsupported_nodes",
+]

@@ -17,7 +17,16 @@ from stac.ir.nir_io.supported import RESETS, RESETTABLE, SPIKING, STATEFUL, SUPP
 from stac.ir.nir_io.write import stac_only_nodes, to_nir_graph, write_nir
 
 __all__ = [
-    "RESETS", "RESETTABLE", "SPIKING", "STATEFUL", "SUPPORTED", "check_graph",
-    "execution_order", "export_split", "read_nir", "stac_only_nodes", "to_nir_graph",
+    "RESETS",
+    "RESETTABLE",
+    "SPIKING",
+    "STATEFUL",
+    "SUPPORTED",
+    "check_graph",
+    "execution_order",
+    "export_split",
+    "read_nir",
+    "stac_only_nodes",
+    "to_nir_graph",
     "write_nir",
 ]

@@ -31,8 +31,10 @@ def _dense_shapes(node: nir.Affine | nir.Linear) -> str | None:
     if w.ndim != 2:
         return f"weight must be 2-D (outputs, inputs), got shape {w.shape}"
     if isinstance(node, nir.Affine) and np.asarray(node.bias).shape != (w.shape[0],):
-        return (f"bias has shape {np.asarray(node.bias).shape}, but weight {w.shape} has "
-                f"{w.shape[0]} outputs")
+        return (
+            f"bias has shape {np.asarray(node.bias).shape}, but weight {w.shape} has "
+            f"{w.shape[0]} outputs"
+        )
     return None
 
 
@@ -62,7 +64,9 @@ def _pool_shapes(node: nir.SumPool2d | nir.AvgPool2d) -> str | None:
 
 #: Per node type, its time constants (seconds): each must be > 0, and dt must not exceed it.
 TIME_CONSTANTS: dict[type, tuple[str, ...]] = {
-    nir.LIF: ("tau",), nir.LI: ("tau",), nir.CubaLIF: ("tau_mem", "tau_syn"),
+    nir.LIF: ("tau",),
+    nir.LI: ("tau",),
+    nir.CubaLIF: ("tau_mem", "tau_syn"),
     nir.CubaLI: ("tau_mem", "tau_syn"),
 }
 
@@ -100,9 +104,12 @@ def check_time_step(path: Any, name: str, node: Any, dt: float) -> None:
     for key in TIME_CONSTANTS.get(type(node), ()):
         tau = float(np.min(getattr(node, key)))
         if dt > tau * (1 + 1e-6):
-            raise fail(path, f"node {name!r} ({type(node).__name__}): dt = {dt:g} s is larger "
-                             f"than its {key} = {tau:g} s; forward Euler needs dt <= {key}: "
-                             "give a smaller --dt")
+            raise fail(
+                path,
+                f"node {name!r} ({type(node).__name__}): dt = {dt:g} s is larger "
+                f"than its {key} = {tau:g} s; forward Euler needs dt <= {key}: "
+                "give a smaller --dt",
+            )
 
 
 def check_edge_ends(path: Any, names: set[str], edges: list[tuple[str, str]]) -> None:
@@ -137,13 +144,22 @@ def check_graph(graph: nir.NIRGraph, path: Any = "<graph>") -> nir.NIRGraph:
         for src in pre[name]:
             got = int(np.prod(output_shape(graph.nodes[src])))
             if got != want:
-                raise fail(path, f"shape mismatch on edge {src!r} -> {name!r}: {src} gives "
-                                 f"{output_shape(graph.nodes[src])}, {name} "
-                                 f"({type(node).__name__}) takes {input_shape(node)}")
+                raise fail(
+                    path,
+                    f"shape mismatch on edge {src!r} -> {name!r}: {src} gives "
+                    f"{output_shape(graph.nodes[src])}, {name} "
+                    f"({type(node).__name__}) takes {input_shape(node)}",
+                )
         if not isinstance(node, StacNode):
             check_params(path, name, node)
     return graph
 
 
-__all__ = ["TIME_CONSTANTS", "check_edge_ends", "check_graph", "check_params",
-           "check_time_step", "fail"]
+__all__ = [
+    "TIME_CONSTANTS",
+    "check_edge_ends",
+    "check_graph",
+    "check_params",
+    "check_time_step",
+    "fail",
+]

@@ -67,8 +67,11 @@ def execution_order(graph: nir.NIRGraph) -> tuple[list[str], set[tuple[str, str]
     depth-first search from the inputs closes them.
     """
     post = successors(graph)
-    cut = {(s, d) for s, d in graph.edges
-           if isinstance(graph.nodes[s], STATEFUL) and _reaches(post, d, s)}
+    cut = {
+        (s, d)
+        for s, d in graph.edges
+        if isinstance(graph.nodes[s], STATEFUL) and _reaches(post, d, s)
+    }
     try:
         order = topo_order(make_graph(graph.nodes, [e for e in graph.edges if e not in cut]))
     except ValueError:  # a cycle without a neuron on it

@@ -24,7 +24,11 @@ import numpy as np
 from stac.errors import StacError
 from stac.ir.graph import make_graph
 from stac.ir.nir_io.check import (
-    check_edge_ends, check_graph, check_params, check_time_step, fail,
+    check_edge_ends,
+    check_graph,
+    check_params,
+    check_time_step,
+    fail,
 )
 from stac.ir.nir_io.order import order_allowing_cycles
 from stac.ir.nir_io.supported import RESETS, RESETTABLE, SUPPORTED, type_list
@@ -76,7 +80,8 @@ def _pool_out(shape: tuple[int, ...], node: Any) -> tuple[int, ...]:
     s = np.broadcast_to(np.asarray(node.stride).reshape(-1), (2,))
     p = np.broadcast_to(np.asarray(node.padding).reshape(-1), (2,))
     c, h, w = shape
-    return (c, *(int((x + 2 * pp - kk) // ss + 1) for x, kk, ss, pp in zip((h, w), k, s, p)))
+    sizes = zip((h, w), k, s, p, strict=False)
+    return (c, *(int((x + 2 * pp - kk) // ss + 1) for x, kk, ss, pp in sizes))
 
 
 def _infer_shapes(path: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]) -> None:
@@ -93,22 +98,28 @@ def _infer_shapes(path: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]
             got = [_typed(nodes[p].output_type, "output") for p in pre[name]]
             got = [g for g in got if g is not None]
             if not got:
-                raise fail(path, f"node {name!r} ({type(node).__name__}) has no input shape "
-                                  "and none can be inferred from its inputs")
+                raise fail(
+                    path,
+                    f"node {name!r} ({type(node).__name__}) has no input shape "
+                    "and none can be inferred from its inputs",
+                )
             in_shape = got[0]
             node.input_type = {"input": np.array(in_shape)}
         out_shape = _typed(node.output_type, "output")
         if out_shape is None:
             if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
                 if len(in_shape) != 3:
-                    raise fail(path, f"node {name!r} ({type(node).__name__}) needs a "
-                                      f"(channels, height, width) input, got {in_shape}")
+                    raise fail(
+                        path,
+                        f"node {name!r} ({type(node).__name__}) needs a "
+                        f"(channels, height, width) input, got {in_shape}",
+                    )
                 out_shape = _pool_out(in_shape, node)
             elif isinstance(node, nir.Flatten):
                 start, end = int(node.start_dim), int(node.end_dim)
                 end = end if end >= 0 else len(in_shape) + end
-                mid = int(np.prod(in_shape[start:end + 1]))
-                out_shape = (*in_shape[:start], mid, *in_shape[end + 1:])
+                mid = int(np.prod(in_shape[start : end + 1]))
+                out_shape = (*in_shape[:start], mid, *in_shape[end + 1 :])
             elif isinstance(node, nir.Output):
                 out_shape = in_shape
             else:
@@ -118,9 +129,12 @@ def _infer_shapes(path: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]
         got = _typed(nodes[s].output_type, "output")
         want = _typed(nodes[d].input_type, "input")
         if got is not None and want is not None and int(np.prod(got)) != int(np.prod(want)):
-            raise fail(path, f"shape mismatch on edge {s!r} -> {d!r}: {s} "
-                              f"({type(nodes[s]).__name__}) gives {got}, {d} "
-                              f"({type(nodes[d]).__name__}) takes {want}")
+            raise fail(
+                path,
+                f"shape mismatch on edge {s!r} -> {d!r}: {s} "
+                f"({type(nodes[s]).__name__}) gives {got}, {d} "
+                f"({type(nodes[d]).__name__}) takes {want}",
+            )
 
 
 def _nir_type_names() -> set[str]:
@@ -159,15 +173,19 @@ def _check_hdf5(path: Path) -> None:
                 raise fail(path, "is HDF5 but not NIR (no 'node' group)")
             for name, ntype, group in _stored_nodes(f["node"]):
                 if ntype not in _nir_type_names():
-                    raise fail(path, f"node {name!r} has node type {ntype!r}, which is not a "
-                                     f"NIR type stac knows (known: {type_list()})")
+                    raise fail(
+                        path,
+                        f"node {name!r} has node type {ntype!r}, which is not a "
+                        f"NIR type stac knows (known: {type_list()})",
+                    )
                 if ntype == "NIRGraph":
                     continue
                 try:
                     read_node(group)
                 except Exception as exc:  # noqa: BLE001
-                    raise fail(path, f"node {name!r} ({ntype}) cannot be built: "
-                                     f"{_first_line(exc)}") from None
+                    raise fail(
+                        path, f"node {name!r} ({ntype}) cannot be built: {_first_line(exc)}"
+                    ) from None
     except StacError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear line
@@ -187,8 +205,10 @@ def _read_raw(path: Path) -> nir.NIRGraph:
         text = _first_line(exc)
         m = re.search(r"Unknown unit type: b?'?([A-Za-z0-9_]+)", text)
         if m:
-            raise fail(path, f"node type {m.group(1)!r} is not a NIR type stac knows "
-                              f"(known: {type_list()})") from None
+            raise fail(
+                path,
+                f"node type {m.group(1)!r} is not a NIR type stac knows (known: {type_list()})",
+            ) from None
         raise fail(path, f"is not a valid NIR graph: {text}") from None
     if not isinstance(raw, nir.NIRGraph):
         raise fail(path, f"top-level node is a {type(raw).__name__}, not a NIRGraph")
@@ -218,8 +238,9 @@ def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGr
     nodes, edges = _flatten(raw)
     unknown = [f"{n} ({type(v).__name__})" for n, v in nodes.items() if type(v) not in SUPPORTED]
     if unknown:
-        raise fail(path, f"stac cannot import node(s) {', '.join(unknown)}; supported types: "
-                          f"{type_list()}")
+        raise fail(
+            path, f"stac cannot import node(s) {', '.join(unknown)}; supported types: {type_list()}"
+        )
     check_edge_ends(path, set(nodes), edges)
     for name, node in nodes.items():
         check_params(path, name, node)
@@ -231,8 +252,9 @@ def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGr
             if "reset" not in meta:
                 meta["reset"] = reset or "zero"
             elif meta["reset"] not in RESETS:
-                raise fail(path, f"node {name!r}: metadata reset {meta['reset']!r} is not one "
-                                  f"of {RESETS}")
+                raise fail(
+                    path, f"node {name!r}: metadata reset {meta['reset']!r} is not one of {RESETS}"
+                )
             node.metadata = meta
     metadata = {k: v for k, v in (raw.metadata or {}).items() if isinstance(v, (int, float, str))}
     metadata.update(dt=float(dt), source=f"nir:{path.name}")

@@ -62,10 +62,14 @@ class _Part:
 
     def entry(self, graph: nir.NIRGraph) -> dict[str, Any]:
         nodes = [graph.nodes[n] for n in self.members]
-        return {"file": self.file, "nodes": {n: self.names[n] for n in self.members},
-                "types": sorted({type(v).__name__ for v in nodes}),
-                "neurons": [n for n in self.members if isinstance(graph.nodes[n], STATEFUL)],
-                "inputs": self.inputs, "outputs": self.outputs}
+        return {
+            "file": self.file,
+            "nodes": {n: self.names[n] for n in self.members},
+            "types": sorted({type(v).__name__ for v in nodes}),
+            "neurons": [n for n in self.members if isinstance(graph.nodes[n], STATEFUL)],
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+        }
 
 
 def _components(graph: nir.NIRGraph) -> list[list[str]]:
@@ -73,36 +77,52 @@ def _components(graph: nir.NIRGraph) -> list[list[str]]:
     return connected_groups(graph, {n for n, v in graph.nodes.items() if nir_expressible(v)})
 
 
-def _build_part(graph: nir.NIRGraph, k: int, comp: list[str], pre: dict[str, list[str]],
-                post: dict[str, list[str]]) -> _Part:
+def _build_part(
+    graph: nir.NIRGraph,
+    k: int,
+    comp: list[str],
+    pre: dict[str, list[str]],
+    post: dict[str, list[str]],
+) -> _Part:
     """The NIR graph of one component: its nodes, one Input ``in_<X>`` per outside producer X
     that feeds it, one Output ``out_<Y>`` per member Y that feeds something outside."""
     members = set(comp)
     in_srcs = sorted({p for n in comp for p in pre[n] if p not in members})
     out_srcs = sorted({n for n in comp for c in post[n] if c not in members})
-    part = _Part(f"part_{k}.nir", comp, valid_names(
-        list(comp) + [f"in_{p}" for p in in_srcs] + [f"out_{n}" for n in out_srcs]))
+    part = _Part(
+        f"part_{k}.nir",
+        comp,
+        valid_names(list(comp) + [f"in_{p}" for p in in_srcs] + [f"out_{n}" for n in out_srcs]),
+    )
     names = part.names
     nodes = {names[n]: clean_node(graph.nodes[n]) for n in comp}
     edges = [(names[s], names[d]) for s, d in graph.edges if s in members and d in members]
     for p in in_srcs:
         fed = [n for n in comp if p in pre[n]]
         nodes[part.port("in", p)] = nir.Input(
-            input_type={"input": np.array(output_shape(graph.nodes[p]))})
+            input_type={"input": np.array(output_shape(graph.nodes[p]))}
+        )
         edges.extend((part.port("in", p), names[n]) for n in fed)
         part.inputs[part.port("in", p)] = {"from": p, "to": fed}
     for n in out_srcs:
         nodes[part.port("out", n)] = nir.Output(
-            output_type={"output": np.array(output_shape(graph.nodes[n]))})
+            output_type={"output": np.array(output_shape(graph.nodes[n]))}
+        )
         edges.append((names[n], part.port("out", n)))
-        part.outputs[part.port("out", n)] = {"from": n, "to": [c for c in post[n]
-                                                                if c not in members]}
+        part.outputs[part.port("out", n)] = {
+            "from": n,
+            "to": [c for c in post[n] if c not in members],
+        }
     part.graph = nir_graph(nodes, edges, export_metadata(graph) | {"part": k})
     return part
 
 
-def _host_ops(graph: nir.NIRGraph, where: dict[str, _Part], pre: dict[str, list[str]],
-              post: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+def _host_ops(
+    graph: nir.NIRGraph,
+    where: dict[str, _Part],
+    pre: dict[str, list[str]],
+    post: dict[str, list[str]],
+) -> dict[str, dict[str, Any]]:
     """Each stac-only node: its type, shapes, and where its inputs come from and its output
     goes, as ``{"part", "port"}``, ``{"host_op"}``, ``{"graph_input"}`` or
     ``{"graph_output"}``."""
@@ -122,17 +142,23 @@ def _host_ops(graph: nir.NIRGraph, where: dict[str, _Part], pre: dict[str, list[
         return {"host_op": c}
 
     return {
-        n: {"type": type(v).__name__, "inputs": [source(p) for p in pre[n]],
+        n: {
+            "type": type(v).__name__,
+            "inputs": [source(p) for p in pre[n]],
             "consumers": [sink(n, c) for c in post[n]],
-            "input_shape": list(input_shape(v)), "output_shape": list(output_shape(v)),
+            "input_shape": list(input_shape(v)),
+            "output_shape": list(output_shape(v)),
             "runs": "per_step" if isinstance(v, SPIKING_TYPES) else "per_token",
-            "doc": (type(v).__doc__ or "").strip().splitlines()[0]}
-        for n, v in graph.nodes.items() if not nir_expressible(v)
+            "doc": (type(v).__doc__ or "").strip().splitlines()[0],
+        }
+        for n, v in graph.nodes.items()
+        if not nir_expressible(v)
     }
 
 
-def export_split(graph: nir.NIRGraph, out_dir: str | Path, force: bool = False,
-                 source: str | None = None) -> dict[str, Any]:
+def export_split(
+    graph: nir.NIRGraph, out_dir: str | Path, force: bool = False, source: str | None = None
+) -> dict[str, Any]:
     """Write each maximal NIR-expressible connected subgraph as ``part_<k>.nir`` in
     ``out_dir`` and a ``manifest.json`` describing how host (stac-only) ops join them.
 
@@ -149,26 +175,35 @@ def export_split(graph: nir.NIRGraph, out_dir: str | Path, force: bool = False,
     atomically; an existing one is replaced only with ``force``.
     """
     pre, post = predecessors(graph), successors(graph)
-    comps = [c for c in _components(graph)
-             if any(not isinstance(graph.nodes[n], (nir.Input, nir.Output)) for n in c)]
+    comps = [
+        c
+        for c in _components(graph)
+        if any(not isinstance(graph.nodes[n], (nir.Input, nir.Output)) for n in c)
+    ]
     parts = [_build_part(graph, k, comp, pre, post) for k, comp in enumerate(comps)]
     where = {n: part for part in parts for n in part.members}
     manifest = {
         "format": "stac-nir-split",
         "version": 1,
         "semantics": "NIR edges sum at the destination; each part's Input 'in_X' carries the "
-                     "value of host op or node X, each Output 'out_Y' the value of node Y",
+        "value of host op or node X, each Output 'out_Y' the value of node Y",
         "schedule": SCHEDULE,
         "timesteps": (graph.metadata.get("conversion") or {}).get("timesteps"),
         "dt": graph.metadata.get("dt"),
         "host_op_parameters": f"the stac IR {source or '(the graph exported)'}, under the node "
-                              "names used here",
+        "names used here",
         "parts": [part.entry(graph) for part in parts],
         "host_ops": _host_ops(graph, where, pre, post),
-        "graph_inputs": {n: list(post[n]) for n, v in graph.nodes.items()
-                         if isinstance(v, nir.Input) and n not in where},
-        "graph_outputs": {n: list(pre[n]) for n, v in graph.nodes.items()
-                          if isinstance(v, nir.Output) and n not in where},
+        "graph_inputs": {
+            n: list(post[n])
+            for n, v in graph.nodes.items()
+            if isinstance(v, nir.Input) and n not in where
+        },
+        "graph_outputs": {
+            n: list(pre[n])
+            for n, v in graph.nodes.items()
+            if isinstance(v, nir.Output) and n not in where
+        },
     }
     with writing(Path(out_dir), force) as tmp:
         for part in parts:

@@ -12,8 +12,21 @@ from stac.ir.nodes import StacNode
 
 #: NIR node types stac can import, simulate (stac.sim.stepper) and export.
 SUPPORTED: tuple[type, ...] = (
-    nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Scale, nir.Conv2d, nir.SumPool2d,
-    nir.AvgPool2d, nir.Flatten, nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, nir.I,
+    nir.Input,
+    nir.Output,
+    nir.Affine,
+    nir.Linear,
+    nir.Scale,
+    nir.Conv2d,
+    nir.SumPool2d,
+    nir.AvgPool2d,
+    nir.Flatten,
+    nir.LIF,
+    nir.CubaLIF,
+    nir.IF,
+    nir.LI,
+    nir.CubaLI,
+    nir.I,
     nir.Threshold,
 )
 #: Supported types whose output is spikes (events): stac's spiking types that NIR has.
@@ -35,5 +48,12 @@ def type_list(types: Iterable[type] = SUPPORTED) -> str:
     return ", ".join(t.__name__ for t in types)
 
 
-__all__ = ["RESETS", "RESETTABLE", "SPIKING", "STATEFUL", "SUPPORTED", "nir_expressible",
-           "type_list"]
+__all__ = [
+    "RESETS",
+    "RESETTABLE",
+    "SPIKING",
+    "STATEFUL",
+    "SUPPORTED",
+    "nir_expressible",
+    "type_list",
+]

@@ -46,8 +46,11 @@ def clean_node(node: Any) -> Any:
     """A copy of a NIR node without stac's metadata (placement dicts do not round-trip
     through NIR's HDF5 metadata) and with explicit types."""
     clone = copy.copy(node)
-    meta = {k: v for k, v in (node.metadata or {}).items()
-            if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    meta = {
+        k: v
+        for k, v in (node.metadata or {}).items()
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool)
+    }
     clone.metadata = meta
     if isinstance(node, nir.Input):
         clone = nir.Input(input_type={"input": np.array(input_shape(node))}, metadata=meta)
@@ -73,8 +76,10 @@ def write_checked(graph: nir.NIRGraph, path: Path) -> None:
         back.validate_structure()
         os.replace(tmp, path)
     except Exception as exc:  # noqa: BLE001
-        raise StacError(f"NIR export to {path} failed its read-back check: "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise StacError(
+            f"NIR export to {path} failed its read-back check: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

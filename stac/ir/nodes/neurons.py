@@ -17,7 +17,8 @@ class SignedIF(StacNode):
 
     .. math::
         v_t = v_{t-1} + x_t, \quad
-        s_t = \begin{cases} +1 & v_t \ge \theta/2 \\ -1 & v_t < -\theta/2 \\ 0 & \text{else}\end{cases},
+        s_t = \begin{cases} +1 & v_t \ge \theta/2 \\ -1 & v_t < -\theta/2 \\
+              0 & \text{else}\end{cases},
         \quad v_t \leftarrow v_t - \theta s_t
 
     and the spike carries the value :math:`\theta s_t`. Driven by a constant :math:`x` with
@@ -60,7 +61,9 @@ class SignedIF(StacNode):
         if not np.all(self.threshold > 0):
             raise ValueError("SignedIF.threshold must be > 0 for every neuron")
         if not isinstance(self.max_payload, (int, np.integer)) or not 1 <= self.max_payload < 2**31:
-            raise ValueError(f"SignedIF.max_payload must be an integer >= 1, got {self.max_payload!r}")
+            raise ValueError(
+                f"SignedIF.max_payload must be an integer >= 1, got {self.max_payload!r}"
+            )
 
     def bits_per_spike(self) -> int:
         r"""Bits a spike carries. A binary spike: 1 (the sign picks the axon; its value lives in

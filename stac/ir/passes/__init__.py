@@ -26,8 +26,11 @@ PIPELINE: list[tuple[str, Callable[[nir.NIRGraph, Profile], nir.NIRGraph]]] = [
 ]
 
 
-def run_passes(graph: nir.NIRGraph, profile: Profile,
-               check: Callable[[nir.NIRGraph, str], nir.NIRGraph] = verify) -> nir.NIRGraph:
+def run_passes(
+    graph: nir.NIRGraph,
+    profile: Profile,
+    check: Callable[[nir.NIRGraph, str], nir.NIRGraph] = verify,
+) -> nir.NIRGraph:
     """Every pass of :data:`PIPELINE` in order, ``check`` (the IR verifier) on the input and
     after each pass, naming the step."""
     check_capabilities(profile)
@@ -38,5 +41,12 @@ def run_passes(graph: nir.NIRGraph, profile: Profile,
     return graph
 
 
-__all__ = ["PIPELINE", "legality", "legality_report", "partition", "place", "quantise",
-           "run_passes"]
+__all__ = [
+    "PIPELINE",
+    "legality",
+    "legality_report",
+    "partition",
+    "place",
+    "quantise",
+    "run_passes",
+]

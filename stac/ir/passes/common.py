@@ -77,8 +77,9 @@ def issue(level: str, node: str, limit: str, message: str) -> Issue:
     return Issue(level, node, limit, message)
 
 
-def rebuild(graph: nir.NIRGraph, nodes: dict[str, Any], pass_name: str,
-            issues: list[Issue], **metadata: Any) -> nir.NIRGraph:
+def rebuild(
+    graph: nir.NIRGraph, nodes: dict[str, Any], pass_name: str, issues: list[Issue], **metadata: Any
+) -> nir.NIRGraph:
     """The pass's output graph: same edges, new nodes, the pass's metadata and issues."""
     recorded = {**issues_of(graph), pass_name: tuple(issues)}
     return make_graph(nodes, graph.edges, {**graph.metadata, **metadata, "issues": recorded})

@@ -18,8 +18,16 @@ from stac.errors import StacError
 from stac.ir.nodes.adex import AdEx, fixed_point_support
 from stac.ir.passes.common import issue, rebuild
 from stac.ir.passes.partition import BLOCK_COLUMNS, Limits
-from stac.ir.results import LEVELS, Issue, Legality, issues_of, legality_of, node_placement, \
-    partition_of, placement_of
+from stac.ir.results import (
+    LEVELS,
+    Issue,
+    Legality,
+    issues_of,
+    legality_of,
+    node_placement,
+    partition_of,
+    placement_of,
+)
 from stac.profiles import Profile
 
 _CHECKS = (  # block column, limit attribute, profile field
@@ -40,22 +48,38 @@ def _core_checks(graph: nir.NIRGraph, profile: Profile) -> list[Issue]:
         for column, attr, field in _CHECKS:
             worst = int(blocks[:, BLOCK_COLUMNS.index(column)].max())
             if worst > getattr(lim, attr):
-                found.append(issue("error", name, field, f"{name}: a core needs {worst} "
-                                   f"{column.replace('_', ' ')}, above {field} = "
-                                   f"{getattr(lim, attr)}"))
+                found.append(
+                    issue(
+                        "error",
+                        name,
+                        field,
+                        f"{name}: a core needs {worst} "
+                        f"{column.replace('_', ' ')}, above {field} = "
+                        f"{getattr(lim, attr)}",
+                    )
+                )
         worst_bytes = int(blocks[:, BLOCK_COLUMNS.index("synapse_bytes")].max())
         if 8 * worst_bytes > lim.memory_bits:
-            found.append(issue("error", name, "chip.synaptic_memory_bytes_per_core",
-                               f"{name}: a core needs {worst_bytes} bytes of synapses, above "
-                               f"{lim.memory_bits // 8}"))
+            found.append(
+                issue(
+                    "error",
+                    name,
+                    "chip.synaptic_memory_bytes_per_core",
+                    f"{name}: a core needs {worst_bytes} bytes of synapses, above "
+                    f"{lim.memory_bits // 8}",
+                )
+            )
     return found
 
 
 def _no_chip_form(graph: nir.NIRGraph) -> list[Issue]:
     """Neuron types with no fixed-point form on any profile: an error naming each node, never
     a silent move to the host."""
-    return [issue("error", name, "-", fixed_point_support(node, name))
-            for name, node in graph.nodes.items() if isinstance(node, AdEx)]
+    return [
+        issue("error", name, "-", fixed_point_support(node, name))
+        for name, node in graph.nodes.items()
+        if isinstance(node, AdEx)
+    ]
 
 
 def legality_report(graph: nir.NIRGraph, profile: Profile) -> Legality:
@@ -76,8 +100,9 @@ def legality(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     if report.errors:
         first = report.issues[0]
         more = f" (and {report.errors - 1} more error(s))" if report.errors > 1 else ""
-        raise StacError(f"the network does not fit {profile.name}: {first.message} "
-                        f"[{first.limit}]{more}")
+        raise StacError(
+            f"the network does not fit {profile.name}: {first.message} [{first.limit}]{more}"
+        )
     return rebuild(graph, dict(graph.nodes), "legality", [], legality=report)
 
 
@@ -86,10 +111,12 @@ def fit_report(graph: nir.NIRGraph) -> dict[str, Any]:
     utilisation, placement traffic, per-layer quantisation error, the legality report."""
     part, place, legal = partition_of(graph), placement_of(graph), legality_of(graph)
     quant = graph.metadata.get("quantise", {})
-    return {"partition": part.to_dict() if part else {},
-            "traffic": place.to_dict()["traffic"] if place else None,
-            "quantisation": quant.get("layers", {}),
-            "legality": legal.to_dict() if legal else None}
+    return {
+        "partition": part.to_dict() if part else {},
+        "traffic": place.to_dict()["traffic"] if place else None,
+        "quantisation": quant.get("layers", {}),
+        "legality": legal.to_dict() if legal else None,
+    }
 
 
 __all__ = ["Issue", "Legality", "fit_report", "legality", "legality_of", "legality_report"]

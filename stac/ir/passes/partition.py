@@ -50,16 +50,38 @@ import numpy as np
 
 from stac.ir.graph import output_shape, predecessors, successors
 from stac.ir.passes import spatial as sp
-from stac.ir.passes.common import WEIGHTED_TYPES, chip_assignment, is_neuron, issue, node_order, \
-    rebuild, with_metadata
-from stac.ir.results import Issue, NodePlacement, Partition, Utilisation, node_placement, \
-    partition_of
+from stac.ir.passes.common import (
+    WEIGHTED_TYPES,
+    chip_assignment,
+    is_neuron,
+    issue,
+    node_order,
+    rebuild,
+    with_metadata,
+)
+from stac.ir.results import (
+    Issue,
+    NodePlacement,
+    Partition,
+    Utilisation,
+    node_placement,
+    partition_of,
+)
 from stac.profiles import Profile
 
 #: Columns of a placement's ``blocks`` array, one row per core. Accumulator cores have
 #: ``col0 = col1 = -1``; neuron cores have ``col0 = col1 = 0``.
-BLOCK_COLUMNS = ("row0", "row1", "col0", "col1", "neurons", "synapses", "synapse_bytes",
-                 "axons_in", "axons_out")
+BLOCK_COLUMNS = (
+    "row0",
+    "row1",
+    "col0",
+    "col1",
+    "neurons",
+    "synapses",
+    "synapse_bytes",
+    "axons_in",
+    "axons_out",
+)
 
 
 @dataclass(frozen=True)
@@ -77,10 +99,15 @@ class Limits:
     @classmethod
     def of(cls, p: Profile) -> "Limits":
         c = p.values["chip"]
-        return cls(int(c["neurons_per_core"]), 8 * int(c["synaptic_memory_bytes_per_core"]),
-                   int(c["axons_in_per_core"]), int(c["axons_out_per_core"]),
-                   int(c["neuron_fanout_cores"]), int(c["weight_bits"]),
-                   bool(p.get("spikes", "graded")))
+        return cls(
+            int(c["neurons_per_core"]),
+            8 * int(c["synaptic_memory_bytes_per_core"]),
+            int(c["axons_in_per_core"]),
+            int(c["axons_out_per_core"]),
+            int(c["neuron_fanout_cores"]),
+            int(c["weight_bits"]),
+            bool(p.get("spikes", "graded")),
+        )
 
 
 def _ranges(total: int, parts: int) -> list[tuple[int, int]]:
@@ -115,9 +142,11 @@ class _Partitioner:
                 continue
             n = post[0]
             node = self.graph.nodes[n]
-            if (is_neuron(node) and self.pre[n] == [name]
-                    and int(np.prod(output_shape(node))) == sp.geometry(
-                        self.graph.nodes[name]).outputs):
+            if (
+                is_neuron(node)
+                and self.pre[n] == [name]
+                and int(np.prod(output_shape(node))) == sp.geometry(self.graph.nodes[name]).outputs
+            ):
                 out[n] = name
         return out
 
@@ -129,8 +158,9 @@ class _Partitioner:
         """Input axons per input channel of ``name``: the sum of its sources' units."""
         total = 0
         for p in self.pre[name]:
-            total += self.units_in(p) if self._is_relabel(p) else self.profile.units(
-                self.graph.nodes[p])
+            total += (
+                self.units_in(p) if self._is_relabel(p) else self.profile.units(self.graph.nodes[p])
+            )
         return max(total, 1)
 
     def dest_cores(self, name: str) -> int:
@@ -158,40 +188,69 @@ class _Partitioner:
         conv = not isinstance(node, (nir.Linear, nir.Affine))
         rows_out = int(np.prod(output_shape(node))) if conv else out_f
         kernel_bits = int(w.size) * lim.weight_bits
-        c_max = min(lim.axons_in // u, (lim.memory_bits - (kernel_bits if conv else 0))
-                    // (1 if conv else lim.weight_bits))
+        c_max = min(
+            lim.axons_in // u,
+            (lim.memory_bits - (kernel_bits if conv else 0)) // (1 if conv else lim.weight_bits),
+        )
         if conv and kernel_bits > lim.memory_bits:
-            self.issues.append(issue("error", name, "chip.synaptic_memory_bytes_per_core",
-                                     f"{name}: its {_bytes(int(w.size), lim.weight_bits)}-byte "
-                                     "kernel does not fit one core's synaptic memory"))
+            self.issues.append(
+                issue(
+                    "error",
+                    name,
+                    "chip.synaptic_memory_bytes_per_core",
+                    f"{name}: its {_bytes(int(w.size), lim.weight_bits)}-byte "
+                    "kernel does not fit one core's synaptic memory",
+                )
+            )
             c_max = lim.axons_in // u
         if c_max < 1:
-            self.issues.append(issue("error", name, "chip.axons_in_per_core",
-                                     f"{name}: one input channel needs {u} axons, more than a "
-                                     f"core's {lim.axons_in}"))
+            self.issues.append(
+                issue(
+                    "error",
+                    name,
+                    "chip.axons_in_per_core",
+                    f"{name}: one input channel needs {u} axons, more than a core's {lim.axons_in}",
+                )
+            )
             c_max = 1
         col_blocks = 1
         if fan_in > c_max:
             col_blocks = math.ceil(fan_in / c_max)
-            limit = ("chip.axons_in_per_core" if lim.axons_in // u <= c_max
-                     else "chip.synaptic_memory_bytes_per_core")
+            limit = (
+                "chip.axons_in_per_core"
+                if lim.axons_in // u <= c_max
+                else "chip.synaptic_memory_bytes_per_core"
+            )
             if lim.graded:
-                self.issues.append(issue(
-                    "note", name, limit,
-                    f"{name}: fan-in {fan_in} x {u} axon(s) exceeds one core ({limit} allows "
-                    f"{c_max} inputs); split over {col_blocks} cores whose partial sums go to "
-                    "accumulator neurons as graded spikes"))
+                self.issues.append(
+                    issue(
+                        "note",
+                        name,
+                        limit,
+                        f"{name}: fan-in {fan_in} x {u} axon(s) exceeds one core ({limit} allows "
+                        f"{c_max} inputs); split over {col_blocks} cores whose partial sums go to "
+                        "accumulator neurons as graded spikes",
+                    )
+                )
             else:
-                self.issues.append(issue(
-                    "error", name, limit,
-                    f"{name}: fan-in {fan_in} x {u} axon(s) exceeds one core ({limit} allows "
-                    f"{c_max} inputs) and {self.profile.name} spikes carry no payload "
-                    "(spikes.graded = false), so no split of its neurons can fit"))
+                self.issues.append(
+                    issue(
+                        "error",
+                        name,
+                        limit,
+                        f"{name}: fan-in {fan_in} x {u} axon(s) exceeds one core ({limit} allows "
+                        f"{c_max} inputs) and {self.profile.name} spikes carry no payload "
+                        "(spikes.graded = false), so no split of its neurons can fit",
+                    )
+                )
         cols = _ranges(fan_in, col_blocks)
         widest = max(b - a for a, b in cols)
         per_row_bits = 0 if conv else widest * lim.weight_bits
-        mem_rows = (lim.memory_bits - (kernel_bits if conv else 0)) // per_row_bits \
-            if per_row_bits else lim.neurons
+        mem_rows = (
+            (lim.memory_bits - (kernel_bits if conv else 0)) // per_row_bits
+            if per_row_bits
+            else lim.neurons
+        )
         axon_rows = lim.axons_in // (widest * u) if conv else lim.neurons
         r_max = max(1, min(lim.neurons, lim.axons_out, mem_rows, max(axon_rows, 1)))
         row_blocks = math.ceil(rows_out / r_max)
@@ -199,28 +258,49 @@ class _Partitioner:
         for r0, r1 in _ranges(rows_out, row_blocks):
             for c0, c1 in cols:
                 syn = (r1 - r0) * (c1 - c0)
-                axons = (c1 - c0) * u if not conv else min((c1 - c0) * u * (r1 - r0),
-                                                              fan_in * u)
-                blocks.append((r0, r1, c0, c1, r1 - r0, syn,
-                               _bytes(int(w.size), lim.weight_bits) if conv
-                               else _bytes(syn, lim.weight_bits), axons, r1 - r0))
+                axons = (c1 - c0) * u if not conv else min((c1 - c0) * u * (r1 - r0), fan_in * u)
+                blocks.append(
+                    (
+                        r0,
+                        r1,
+                        c0,
+                        c1,
+                        r1 - r0,
+                        syn,
+                        _bytes(int(w.size), lim.weight_bits)
+                        if conv
+                        else _bytes(syn, lim.weight_bits),
+                        axons,
+                        r1 - r0,
+                    )
+                )
         if col_blocks > 1:  # accumulators: fan-in col_blocks partial sums per neuron
-            caps = {"chip.neurons_per_core": lim.neurons, "chip.axons_out_per_core": lim.axons_out,
-                    "chip.axons_in_per_core": lim.axons_in // col_blocks,
-                    "chip.synaptic_memory_bytes_per_core":
-                        lim.memory_bits // (col_blocks * lim.weight_bits)}
+            caps = {
+                "chip.neurons_per_core": lim.neurons,
+                "chip.axons_out_per_core": lim.axons_out,
+                "chip.axons_in_per_core": lim.axons_in // col_blocks,
+                "chip.synaptic_memory_bytes_per_core": lim.memory_bits
+                // (col_blocks * lim.weight_bits),
+            }
             per_acc = min(caps.values())
             if per_acc < 1:
                 limit = min(caps, key=caps.get)
-                self.issues.append(issue(
-                    "error", name, limit,
-                    f"{name}: an accumulator neuron would gather {col_blocks} partial sums, more "
-                    f"than one core takes ({limit}); accumulation trees are not generated"))
+                self.issues.append(
+                    issue(
+                        "error",
+                        name,
+                        limit,
+                        f"{name}: an accumulator neuron would gather {col_blocks} partial "
+                        "sums, more "
+                        f"than one core takes ({limit}); accumulation trees are not generated",
+                    )
+                )
                 per_acc = 1
             for r0, r1 in _ranges(rows_out, math.ceil(rows_out / per_acc)):
                 syn = (r1 - r0) * col_blocks
-                blocks.append((r0, r1, -1, -1, r1 - r0, syn, _bytes(syn, lim.weight_bits), syn,
-                               r1 - r0))
+                blocks.append(
+                    (r0, r1, -1, -1, r1 - r0, syn, _bytes(syn, lim.weight_bits), syn, r1 - r0)
+                )
         return {"row_blocks": row_blocks, "col_blocks": col_blocks, "blocks": blocks}
 
     # -- spatial layers (convolution, pooling): tiles by space and channel ----------------
@@ -248,14 +328,20 @@ class _Partitioner:
         units = self.profile.units(self.graph.nodes[emitter]) if emitter else 1
         channel_cap = lim.memory_bits // (g.kernel_weights(1) * lim.weight_bits)
         if channel_cap < 1:
-            self.issues.append(issue(
-                "error", name, "chip.synaptic_memory_bytes_per_core",
-                f"{name}: the kernel of one output channel "
-                f"({_bytes(g.kernel_weights(1), lim.weight_bits)} bytes) does not fit one "
-                "core's synaptic memory"))
+            self.issues.append(
+                issue(
+                    "error",
+                    name,
+                    "chip.synaptic_memory_bytes_per_core",
+                    f"{name}: the kernel of one output channel "
+                    f"({_bytes(g.kernel_weights(1), lim.weight_bits)} bytes) does not fit one "
+                    "core's synaptic memory",
+                )
+            )
             channel_cap = 1
         per_row = (self._channel_dests(emitter or name, g.outputs) * units)[
-            sp.xyc_to_flat((g.c_out, g.h_out, g.w_out))]
+            sp.xyc_to_flat((g.c_out, g.h_out, g.w_out))
+        ]
         cum = np.concatenate([[0], np.cumsum(per_row)])
         cap = max(1, min(lim.neurons, lim.axons_out) // units)
         while True:  # shrink the tiles until each core's output axons fit
@@ -266,21 +352,41 @@ class _Partitioner:
                 break
             cap = min(cap - 1, max(1, cap * lim.axons_out // worst))
         if worst > lim.axons_out:
-            self.issues.append(issue(
-                "error", name, "chip.axons_out_per_core",
-                f"{name}: one output needs {worst} output axons (its destination cores), "
-                f"above a core's {lim.axons_out}"))
+            self.issues.append(
+                issue(
+                    "error",
+                    name,
+                    "chip.axons_out_per_core",
+                    f"{name}: one output needs {worst} output axons (its destination cores), "
+                    f"above a core's {lim.axons_out}",
+                )
+            )
         self.reach[name] = sp.reach(g, ranges)
         self.tiles[name] = ranges
-        blocks = [(r0, r1, 0, g.fan_in, 0 if emitter else r1 - r0, (r1 - r0) * g.fan_in,
-                   _bytes(g.kernel_weights(sp.tile_channels(g, r0, r1)), lim.weight_bits), 0,
-                   0 if emitter else int(a)) for (r0, r1), a in zip(ranges.tolist(), axons)]
+        blocks = [
+            (
+                r0,
+                r1,
+                0,
+                g.fan_in,
+                0 if emitter else r1 - r0,
+                (r1 - r0) * g.fan_in,
+                _bytes(g.kernel_weights(sp.tile_channels(g, r0, r1)), lim.weight_bits),
+                0,
+                0 if emitter else int(a),
+            )
+            for (r0, r1), a in zip(ranges.tolist(), axons, strict=False)
+        ]
         if emitter:
             self.splits[emitter] = {
-                "units": units, "fanout_cores": int(per_row.max()) // units,
+                "units": units,
+                "fanout_cores": int(per_row.max()) // units,
                 "shares_cores_of": name,
-                "blocks": [(r0, r1, 0, 0, (r1 - r0) * units, 0, 0, 0, int(a))
-                           for (r0, r1), a in zip(ranges.tolist(), axons)]}
+                "blocks": [
+                    (r0, r1, 0, 0, (r1 - r0) * units, 0, 0, 0, int(a))
+                    for (r0, r1), a in zip(ranges.tolist(), axons, strict=False)
+                ],
+            }
         return {"row_blocks": len(ranges), "col_blocks": 1, "blocks": blocks}
 
     def _source_cores(self, name: str) -> np.ndarray | None:
@@ -289,12 +395,14 @@ class _Partitioner:
             return None
         if self._is_relabel(name):
             return self._source_cores(self.pre[name][0])
-        ranges = np.asarray([b[:2] for b in self.splits[name]["blocks"]
-                             if b[2] >= 0], dtype=np.int64).reshape(-1, 2)
+        ranges = np.asarray(
+            [b[:2] for b in self.splits[name]["blocks"] if b[2] >= 0], dtype=np.int64
+        ).reshape(-1, 2)
         channels = int(np.prod(output_shape(self.graph.nodes[name])))
         tiled = name in self.spatial or name in self.fused
-        return sp.core_of_channel(ranges, channels, output_shape(self.graph.nodes[name])
-                                  if tiled else None)
+        return sp.core_of_channel(
+            ranges, channels, output_shape(self.graph.nodes[name]) if tiled else None
+        )
 
     def _fill_axons_in(self) -> None:
         """A tile's input axons: one per source core that reaches it (Loihi 2's convolutional
@@ -314,13 +422,18 @@ class _Partitioner:
                 np.add.at(hits, src, reach)
                 total += (hits > 0).sum(axis=0) * self.units_in(name)
             blocks = [list(b) for b in self.splits[name]["blocks"]]
-            for b, a in zip(blocks, total.tolist()):
+            for b, a in zip(blocks, total.tolist(), strict=False):
                 b[col] = a
                 if a > self.lim.axons_in:
-                    self.issues.append(issue(
-                        "error", name, "chip.axons_in_per_core",
-                        f"{name}: a tile is reached by {a} input axons (source cores x "
-                        f"units), above a core's {self.lim.axons_in}"))
+                    self.issues.append(
+                        issue(
+                            "error",
+                            name,
+                            "chip.axons_in_per_core",
+                            f"{name}: a tile is reached by {a} input axons (source cores x "
+                            f"units), above a core's {self.lim.axons_in}",
+                        )
+                    )
                     break
             self.splits[name]["blocks"] = [tuple(b) for b in blocks]
 
@@ -332,31 +445,49 @@ class _Partitioner:
         fanout = self.dest_cores(name)
         n_in = max(len(self.pre[name]), 1)
         if fanout > lim.fanout:
-            self.issues.append(issue(
-                "error", name, "chip.neuron_fanout_cores",
-                f"{name}: each neuron must reach {fanout} cores, above the "
-                f"{lim.fanout} a {self.profile.name} neuron can address (no relay neurons are "
-                "generated)"))
-        caps = {"chip.neurons_per_core": lim.neurons // units,
-                "chip.axons_out_per_core": lim.axons_out // (units * fanout),
-                "chip.axons_in_per_core": lim.axons_in // n_in}
+            self.issues.append(
+                issue(
+                    "error",
+                    name,
+                    "chip.neuron_fanout_cores",
+                    f"{name}: each neuron must reach {fanout} cores, above the "
+                    f"{lim.fanout} a {self.profile.name} neuron can address (no relay neurons are "
+                    "generated)",
+                )
+            )
+        caps = {
+            "chip.neurons_per_core": lim.neurons // units,
+            "chip.axons_out_per_core": lim.axons_out // (units * fanout),
+            "chip.axons_in_per_core": lim.axons_in // n_in,
+        }
         per_core = min(caps.values())
         if per_core < 1:
             limit = min(caps, key=caps.get)
-            self.issues.append(issue(
-                "error", name, limit,
-                f"{name}: one channel ({units} neuron(s), {units * fanout} output and {n_in} "
-                f"input axon(s)) does not fit one core ({limit})"))
+            self.issues.append(
+                issue(
+                    "error",
+                    name,
+                    limit,
+                    f"{name}: one channel ({units} neuron(s), {units * fanout} output and {n_in} "
+                    f"input axon(s)) does not fit one core ({limit})",
+                )
+            )
             per_core = 1
         elif lim.axons_out // (units * fanout) < lim.neurons // units:
-            self.issues.append(issue(
-                "note", name, "chip.axons_out_per_core",
-                f"{name}: fan-out to {fanout} cores limits a core to {per_core} of its "
-                f"{channels} channels (neurons_per_core alone would allow "
-                f"{lim.neurons // units})"))
-        blocks = [(r0, r1, 0, 0, (r1 - r0) * units, 0, 0, (r1 - r0) * n_in,
-                   (r1 - r0) * units * fanout)
-                  for r0, r1 in _ranges(channels, math.ceil(channels / per_core))]
+            self.issues.append(
+                issue(
+                    "note",
+                    name,
+                    "chip.axons_out_per_core",
+                    f"{name}: fan-out to {fanout} cores limits a core to {per_core} of its "
+                    f"{channels} channels (neurons_per_core alone would allow "
+                    f"{lim.neurons // units})",
+                )
+            )
+        blocks = [
+            (r0, r1, 0, 0, (r1 - r0) * units, 0, 0, (r1 - r0) * n_in, (r1 - r0) * units * fanout)
+            for r0, r1 in _ranges(channels, math.ceil(channels / per_core))
+        ]
         return {"fanout_cores": fanout, "units": units, "blocks": blocks}
 
     def run(self) -> nir.NIRGraph:
@@ -389,8 +520,12 @@ class _Partitioner:
             shared = split.get("shares_cores_of")
             first = firsts[shared] if shared else next_core
             firsts[name] = first
-            nodes[name] = with_metadata(node, placement=NodePlacement(
-                "chip", cores=cores, first_core=first, **sums, **split, blocks=blocks))
+            nodes[name] = with_metadata(
+                node,
+                placement=NodePlacement(
+                    "chip", cores=cores, first_core=first, **sums, **split, blocks=blocks
+                ),
+            )
             next_core += 0 if shared else cores
         nodes = {n: nodes[n] for n in self.graph.nodes}  # keep the graph's own order
         return self._finish(nodes, next_core, totals)
@@ -399,24 +534,43 @@ class _Partitioner:
         c = self.profile.values["chip"]
         chips = math.ceil(cores / c["cores_per_chip"])
         if chips > c["max_chips"]:
-            self.issues.append(issue(
-                "error", "-", "chip.max_chips",
-                f"the network needs {chips} {self.profile.name} chips ({cores} cores); the "
-                f"profile allows at most {c['max_chips']}"))
+            self.issues.append(
+                issue(
+                    "error",
+                    "-",
+                    "chip.max_chips",
+                    f"the network needs {chips} {self.profile.name} chips ({cores} cores); the "
+                    f"profile allows at most {c['max_chips']}",
+                )
+            )
         host = [n for n, on in self.on_chip.items() if not on]
         if host:
             kinds = sorted({type(self.graph.nodes[n]).__name__ for n in host} - {"Input", "Output"})
-            self.issues.append(issue("note", "-", "ops", f"{len(host)} node(s) run on the host "
-                                                        f"({', '.join(kinds) or 'Input/Output only'})"))
+            self.issues.append(
+                issue(
+                    "note",
+                    "-",
+                    "ops",
+                    f"{len(host)} node(s) run on the host "
+                    f"({', '.join(kinds) or 'Input/Output only'})",
+                )
+            )
         util = Utilisation(
             neurons=totals["neurons"] / (cores * self.lim.neurons) if cores else 0.0,
             synaptic_memory=8 * totals["synapse_bytes"] / (cores * self.lim.memory_bits)
-            if cores else 0.0,
+            if cores
+            else 0.0,
             cores=cores / (chips * c["cores_per_chip"]) if chips else 0.0,
         )
-        summary = Partition(profile=self.profile.name, cores=cores, chips=chips, **totals,
-                            utilisation=util, chip_nodes=len(self.on_chip) - len(host),
-                            host_nodes=len(host))
+        summary = Partition(
+            profile=self.profile.name,
+            cores=cores,
+            chips=chips,
+            **totals,
+            utilisation=util,
+            chip_nodes=len(self.on_chip) - len(host),
+            host_nodes=len(host),
+        )
         return rebuild(self.graph, nodes, "partition", self.issues, partition=summary)
 
 
@@ -425,5 +579,13 @@ def partition(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     return _Partitioner(graph, profile).run()
 
 
-__all__ = ["BLOCK_COLUMNS", "NodePlacement", "Partition", "Utilisation", "node_placement",
-           "partition", "partition_of", "with_metadata"]
+__all__ = [
+    "BLOCK_COLUMNS",
+    "NodePlacement",
+    "Partition",
+    "Utilisation",
+    "node_placement",
+    "partition",
+    "partition_of",
+    "with_metadata",
+]

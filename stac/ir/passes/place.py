@@ -40,8 +40,15 @@ from stac.ir.graph import output_shape, successors
 from stac.ir.passes.common import issue, rebuild, with_metadata
 from stac.ir.passes.partition import BLOCK_COLUMNS
 from stac.ir.passes.spatial import channel_reach, core_of_channel, geometry, is_spatial
-from stac.ir.results import Hops, NodePlacement, Placement, Traffic, node_placement, \
-    partition_of, placement_of
+from stac.ir.results import (
+    Hops,
+    NodePlacement,
+    Placement,
+    Traffic,
+    node_placement,
+    partition_of,
+    placement_of,
+)
 from stac.profiles import Profile
 
 log = logging.getLogger(__name__)
@@ -65,8 +72,16 @@ def slot_coordinates(profile: Profile, chips: int) -> np.ndarray:
     for c in range(chips):
         cy, cx = divmod(c, gx)
         cx = cx if cy % 2 == 0 else gx - 1 - cx  # chips also along a boustrophedon path
-        rows.append(np.column_stack([local[:, 0] + cx * tx, local[:, 1] + cy * ty,
-                                     np.full(len(local), cx), np.full(len(local), cy)]))
+        rows.append(
+            np.column_stack(
+                [
+                    local[:, 0] + cx * tx,
+                    local[:, 1] + cy * ty,
+                    np.full(len(local), cx),
+                    np.full(len(local), cy),
+                ]
+            )
+        )
     return np.concatenate(rows) if rows else np.zeros((0, 4), np.int64)
 
 
@@ -118,16 +133,20 @@ def _routes(graph: nir.NIRGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         hi = a_rng[:, None, 1] * b_n / a_n
         overlap = np.minimum(hi, b_rng[None, :, 1]) - np.maximum(lo, b_rng[None, :, 0])
         i, j = np.nonzero(overlap > 0)
-        src.append(a_ids[i]); dst.append(b_ids[j])
-        weight.append(overlap[i, j] * a_n / b_n * rate); owner.append(np.full(len(i), who))
+        src.append(a_ids[i])
+        dst.append(b_ids[j])
+        weight.append(overlap[i, j] * a_n / b_n * rate)
+        owner.append(np.full(len(i), who))
 
     def exact(a_ids, core, b_ids, counts_of, rate, who):
         """Routes from per-channel source cores ``core`` to destination blocks, with the
         channel counts ``counts_of`` gives ([source cores, destination blocks])."""
         counts = counts_of(core, len(a_ids))
         i, j = np.nonzero(counts)
-        src.append(a_ids[i]); dst.append(b_ids[j])
-        weight.append(counts[i, j] * rate); owner.append(np.full(len(i), who))
+        src.append(a_ids[i])
+        dst.append(b_ids[j])
+        weight.append(counts[i, j] * rate)
+        owner.append(np.full(len(i), who))
 
     for name in chip:
         node = graph.nodes[name]
@@ -139,8 +158,16 @@ def _routes(graph: nir.NIRGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
         ids = p.first_core + np.arange(b.shape[0])
         if (p.col_blocks or 1) > 1:  # partial sums to accumulators, every step
             part, acc = b[:, _C0] >= 0, b[:, _C0] == -1
-            add(ids[part], b[part][:, [_R0, _R1]], int(b[:, _R1].max()),
-                ids[acc], b[acc][:, [_R0, _R1]], int(b[:, _R1].max()), 1.0, who)
+            add(
+                ids[part],
+                b[part][:, [_R0, _R1]],
+                int(b[:, _R1].max()),
+                ids[acc],
+                b[acc][:, [_R0, _R1]],
+                int(b[:, _R1].max()),
+                1.0,
+                who,
+            )
         rate = float(node.metadata.get("spike_rate", 1.0)) if not p.synaptic else 1.0
         a_ids, a_rng, a_n = _channel_blocks(node)
         tiled = p.shares_cores_of is not None or is_spatial(node)
@@ -159,16 +186,29 @@ def _routes(graph: nir.NIRGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
             keep = sb[:, _C0] >= 0 if sp.synaptic else np.ones(len(sb), bool)
             cols = [_C0, _C1] if sp.synaptic else [_R0, _R1]
             if tiled:  # channels in (x, y, c) order: count them per destination block
-                exact(a_ids, core, s_ids[keep],
-                      lambda c, n, rng=sb[keep][:, cols]: _range_counts(c, n, rng), rate, who)
+                exact(
+                    a_ids,
+                    core,
+                    s_ids[keep],
+                    lambda c, n, rng=sb[keep][:, cols]: _range_counts(c, n, rng),
+                    rate,
+                    who,
+                )
             else:  # a channel feeds every core holding its column (or its rows)
-                add(a_ids, a_rng, a_n, s_ids[keep], sb[keep][:, cols],
-                    int(sb[keep][:, cols[1]].max()), rate, who)
+                add(
+                    a_ids,
+                    a_rng,
+                    a_n,
+                    s_ids[keep],
+                    sb[keep][:, cols],
+                    int(sb[keep][:, cols[1]].max()),
+                    rate,
+                    who,
+                )
     if not src:
         z = np.zeros(0, np.int64)
         return z, z, np.zeros(0), z
-    return (np.concatenate(src), np.concatenate(dst), np.concatenate(weight),
-            np.concatenate(owner))
+    return (np.concatenate(src), np.concatenate(dst), np.concatenate(weight), np.concatenate(owner))
 
 
 def _sum_rows(rows: np.ndarray, core: np.ndarray, cores: int) -> np.ndarray:
@@ -188,7 +228,7 @@ def _hops(xy: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.
     return d[:, 0] + d[:, 1], d[:, 2] + d[:, 3]
 
 
-def _interleave(graph: nir.NIRGraph, cores: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def _interleave(cores: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """A fill order in which each producer core sits in the middle of the cores it feeds."""
     key = np.arange(cores, dtype=np.float64)
     if len(src):
@@ -199,8 +239,15 @@ def _interleave(graph: nir.NIRGraph, cores: int, src: np.ndarray, dst: np.ndarra
     return np.argsort(key, kind="stable")  # order[k] = core in the k-th slot
 
 
-def _refine(slots: np.ndarray, xy: np.ndarray, src: np.ndarray, dst: np.ndarray,
-            w: np.ndarray, free: int, seed: int = 0) -> tuple[np.ndarray, int]:
+def _refine(
+    slots: np.ndarray,
+    xy: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    w: np.ndarray,
+    free: int,
+    seed: int = 0,
+) -> tuple[np.ndarray, int]:
     """Greedy pairwise swaps of cores (and into free slots) that lower the weighted hops."""
     cores = len(slots)
     if not len(src) or cores < 2:
@@ -229,15 +276,15 @@ def _refine(slots: np.ndarray, xy: np.ndarray, src: np.ndarray, dst: np.ndarray,
     slot_owner = np.full(n_slots, -1)
     slot_owner[slots] = np.arange(cores)
     accepted = 0
-    for _ in tqdm(range(trials), desc="placing", unit="swap", leave=False,
-                  disable=trials < 20_000):
+    for _ in tqdm(range(trials), desc="placing", unit="swap", leave=False, disable=trials < 20_000):
         i = int(rng.integers(cores))
         deg = start_out[i + 1] - start_out[i] + start_in[i + 1] - start_in[i]
         if deg == 0:
             continue
         # a target slot near where i's partners are
-        partners = np.concatenate([e_dst[start_out[i]:start_out[i + 1]],
-                                   i_src[start_in[i]:start_in[i + 1]]])
+        partners = np.concatenate(
+            [e_dst[start_out[i] : start_out[i + 1]], i_src[start_in[i] : start_in[i + 1]]]
+        )
         target = slots[int(partners[rng.integers(len(partners))])]
         t = int(np.clip(target + rng.integers(-8, 9), 0, n_slots - 1))
         j = int(slot_owner[t])
@@ -270,7 +317,7 @@ def place(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     xy = slot_coordinates(profile, chips)
     src, dst, w, owner = _routes(graph)
     seq_h, seq_c = _hops(xy, src, dst)
-    order = _interleave(graph, cores, src, dst)
+    order = _interleave(cores, src, dst)
     slots = np.empty(cores, np.int64)
     slots[order] = np.arange(cores)
     slots, accepted = _refine(slots, xy, src, dst, w, free=len(xy) - cores)
@@ -288,26 +335,46 @@ def place(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
         rate = float(node.metadata.get("spike_rate", 1.0)) if not p.synaptic else 1.0
         _, _, channels = _channel_blocks(node)
         per = 1.0 / (rate * channels) if channels and rate else 0.0
-        own = slots[p.first_core:p.first_core + p.cores]
-        nodes[name] = with_metadata(node, placement=dataclasses.replace(
-            p, hops_per_spike=float(per_node_h[k] * per),
-            chip_crossings_per_spike=float(per_node_c[k] * per),
-            dest_cores_per_spike=float(per_node_d[k] * per),
-            chips_spanned=int(len(np.unique(own // int(profile.get("chip", "cores_per_chip")))))))
+        own = slots[p.first_core : p.first_core + p.cores]
+        nodes[name] = with_metadata(
+            node,
+            placement=dataclasses.replace(
+                p,
+                hops_per_spike=float(per_node_h[k] * per),
+                chip_crossings_per_spike=float(per_node_c[k] * per),
+                dest_cores_per_spike=float(per_node_d[k] * per),
+                chips_spanned=int(
+                    len(np.unique(own // int(profile.get("chip", "cores_per_chip"))))
+                ),
+            ),
+        )
     traffic = Traffic(
         sequential=Hops(hops=float(w @ seq_h), chip_crossings=float(w @ seq_c)),
         placed=Hops(hops=float(w @ hops), chip_crossings=float(w @ crossings)),
-        routes=int(len(src)), swaps_accepted=accepted,
+        routes=int(len(src)),
+        swaps_accepted=accepted,
         rate="recorded spike_rate per node where present, else 1 spike per channel per step",
     )
     gain = 1 - traffic.placed.hops / traffic.sequential.hops if traffic.sequential.hops else 0.0
-    issues = [issue("note", "-", "mesh", (
-        f"placement: {traffic.placed.hops:.4g} hop-messages and "
-        f"{traffic.placed.chip_crossings:.4g} chip crossings per timestep at the stated "
-        f"rates over {len(src)} routes ({gain:.1%} fewer hops than sequential placement)"))]
-    summary = Placement(profile=profile.name, chips=chips,
-                        chip_grid=int(max(1, math.ceil(math.sqrt(chips)))), core_slots=slots,
-                        traffic=traffic)
+    issues = [
+        issue(
+            "note",
+            "-",
+            "mesh",
+            (
+                f"placement: {traffic.placed.hops:.4g} hop-messages and "
+                f"{traffic.placed.chip_crossings:.4g} chip crossings per timestep at the stated "
+                f"rates over {len(src)} routes ({gain:.1%} fewer hops than sequential placement)"
+            ),
+        )
+    ]
+    summary = Placement(
+        profile=profile.name,
+        chips=chips,
+        chip_grid=int(max(1, math.ceil(math.sqrt(chips)))),
+        core_slots=slots,
+        traffic=traffic,
+    )
     return rebuild(graph, nodes, "place", issues, placement=summary)
 
 

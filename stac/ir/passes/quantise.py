@@ -36,11 +36,24 @@ import numpy as np
 
 from stac.ir.graph import predecessors
 from stac.ir.nodes import SignedIF
-from stac.ir.passes.common import WEIGHTED_TYPES, chip_assignment, is_neuron, issue, rebuild, \
-    replace_fields
+from stac.ir.passes.common import (
+    WEIGHTED_TYPES,
+    chip_assignment,
+    is_neuron,
+    issue,
+    rebuild,
+    replace_fields,
+)
 from stac.profiles import Profile
-from stac.quant import dequantise, error_stats, mantissa_exponent, quantise_uniform, \
-    quantise_weight, shift_to_fit, stats_from_sums
+from stac.quant import (
+    dequantise,
+    error_stats,
+    mantissa_exponent,
+    quantise_uniform,
+    quantise_weight,
+    shift_to_fit,
+    stats_from_sums,
+)
 
 THRESHOLD_FIELDS = ("threshold", "v_threshold")
 TAU_FIELDS = ("tau", "tau_mem", "tau_syn")
@@ -55,8 +68,9 @@ def _spike_values(node: Any) -> np.ndarray | None:
     return np.asarray(node.threshold, dtype=np.float64) if isinstance(node, SignedIF) else None
 
 
-def _carried(node: Any, bits: int, values: list[np.ndarray | None] | None = None
-             ) -> dict[str, Any] | None:
+def _carried(
+    node: Any, bits: int, values: list[np.ndarray | None] | None = None
+) -> dict[str, Any] | None:
     """The node's existing quantisation, if its weights sit on a grid of at most ``bits``.
 
     A full-mode weight (``quant["folded"]``) sits on the grid once its single input's spike
@@ -87,11 +101,12 @@ CHUNK_ELEMENTS = 1 << 22
 def _row_chunks(w: np.ndarray):
     rows = max(1, CHUNK_ELEMENTS // max(w.shape[1], 1))
     for r0 in range(0, w.shape[0], rows):
-        yield r0, w[r0:r0 + rows]
+        yield r0, w[r0 : r0 + rows]
 
 
-def _quantise_rows(w: np.ndarray, fold: np.ndarray | None,
-                   bits: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any], int]:
+def _quantise_rows(
+    w: np.ndarray, fold: np.ndarray | None, bits: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], int]:
     """Per-row quantisation of ``w diag(fold)`` in row chunks (identical to one call, since
     every row has its own scale). Returns the stored weight (folded back), the scales, the error
     of the quantised matrix, and the largest row sum of integer magnitudes."""
@@ -110,14 +125,15 @@ def _quantise_rows(w: np.ndarray, fold: np.ndarray | None,
         max_abs = max(max_abs, float(np.abs(diff).max()))
         zeroed += int(np.count_nonzero((q == 0) & (eff != 0)))
         worst = max(worst, int(np.abs(q).sum(axis=1, dtype=np.int64).max()))
-        out[r0:r0 + len(blk)] = deq / f if f is not None else deq
-        scales[r0:r0 + len(blk)] = s
+        out[r0 : r0 + len(blk)] = deq / f if f is not None else deq
+        scales[r0 : r0 + len(blk)] = s
     stats = {**stats_from_sums(signal, noise, max_abs), "zeroed": zeroed / max(w.size, 1)}
     return out, scales, stats, worst
 
 
-def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
-             issues: list[dict[str, str]]) -> tuple[Any, dict[str, Any]]:
+def _weights(
+    name: str, node: Any, pre: list[Any], profile: Profile, issues: list[dict[str, str]]
+) -> tuple[Any, dict[str, Any]]:
     fx = profile.values["fixed_point"]
     bits = int(profile.get("chip", "weight_bits"))
     graded = bool(profile.get("spikes", "graded"))
@@ -125,23 +141,43 @@ def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
     w = np.asarray(node.weight, dtype=np.float32).reshape(shape[0], -1)
     values = [_spike_values(p) for p in pre]
     fold = None
-    if not graded and any(v is not None for v in values) and len(pre) == 1 and values[0] is not None \
-            and values[0].shape[0] == w.shape[1]:
+    if (
+        not graded
+        and any(v is not None for v in values)
+        and len(pre) == 1
+        and values[0] is not None
+        and values[0].shape[0] == w.shape[1]
+    ):
         fold = values[0]
     elif not graded and any(v is not None for v in values):
-        issues.append(issue("error", name, "spikes.graded",
-                            f"{name}: spike values of its inputs cannot be folded into a "
-                            f"{tuple(shape)} kernel on {profile.name}, whose spikes carry no "
-                            "payload"))
+        issues.append(
+            issue(
+                "error",
+                name,
+                "spikes.graded",
+                f"{name}: spike values of its inputs cannot be folded into a "
+                f"{tuple(shape)} kernel on {profile.name}, whose spikes carry no "
+                "payload",
+            )
+        )
     existing = _carried(node, bits, values) if fold is None else None
     record: dict[str, Any] = {"kind": "weights", "bits": bits, "scheme": "per-channel"}
     if existing is not None:
         scale = np.asarray(existing["scale"], np.float32).reshape(-1)
-        worst = max((int(np.abs(np.rint(blk / scale[r0:r0 + len(blk), None])).sum(axis=1).max())
-                     for r0, blk in _row_chunks(w)), default=0)
-        record.update(status="carried", bits=int(existing["bits"]),
-                      rel_rms=existing.get("rel_rms", existing.get("relative_error")),
-                      max_abs=existing.get("max_abs"), sqnr_db=existing.get("sqnr_db"))
+        worst = max(
+            (
+                int(np.abs(np.rint(blk / scale[r0 : r0 + len(blk), None])).sum(axis=1).max())
+                for r0, blk in _row_chunks(w)
+            ),
+            default=0,
+        )
+        record.update(
+            status="carried",
+            bits=int(existing["bits"]),
+            rel_rms=existing.get("rel_rms", existing.get("relative_error")),
+            max_abs=existing.get("max_abs"),
+            sqnr_db=existing.get("sqnr_db"),
+        )
         new_w = node.weight
     else:
         wq, scale, stats, worst = _quantise_rows(w, fold, bits)
@@ -151,62 +187,105 @@ def _weights(name: str, node: Any, pre: list[Any], profile: Profile,
         status = "requantised" if "quant" in (node.metadata or {}) else "quantised"
         record["status"] = status
         if status == "requantised":
-            issues.append(issue("note", name, "chip.weight_bits",
-                                f"{name}: its earlier quantisation does not fit {profile.name}"
-                                f" ({bits}-bit weights{', spike values folded' if fold is not None else ''}); re-quantised"))
+            issues.append(
+                issue(
+                    "note",
+                    name,
+                    "chip.weight_bits",
+                    f"{name}: its earlier quantisation does not fit {profile.name}"
+                    f" ({bits}-bit weights"
+                    f"{', spike values folded' if fold is not None else ''}); re-quantised",
+                )
+            )
         if fold is not None:
             record["folded_spike_values"] = True
             spread = float(fold.max() / fold.min())
-            issues.append(issue("note", name, "spikes.graded",
-                                f"{name}: binary spikes carry no value, so the encoder's "
-                                f"thresholds (max/min {spread:.3g}) are folded into its "
-                                f"{bits}-bit synapses"))
+            issues.append(
+                issue(
+                    "note",
+                    name,
+                    "spikes.graded",
+                    f"{name}: binary spikes carry no value, so the encoder's "
+                    f"thresholds (max/min {spread:.3g}) are folded into its "
+                    f"{bits}-bit synapses",
+                )
+            )
         if record["rel_rms"] > WARN_REL_RMS:
-            issues.append(issue("warning", name, "chip.weight_bits",
-                                f"{name}: {bits}-bit weights move it by {record['rel_rms']:.1%} "
-                                f"relative RMS (SQNR {record['sqnr_db']:.1f} dB)"))
+            issues.append(
+                issue(
+                    "warning",
+                    name,
+                    "chip.weight_bits",
+                    f"{name}: {bits}-bit weights move it by {record['rel_rms']:.1%} "
+                    f"relative RMS (SQNR {record['sqnr_db']:.1f} dB)",
+                )
+            )
     shift = shift_to_fit(worst, int(fx["input_bits"]))
     weight_exp = max(-shift, int(fx["weight_exp_min"]))
     if -shift < int(fx["weight_exp_min"]):
-        issues.append(issue("warning", name, "fixed_point.weight_exp_min",
-                            f"{name}: the worst-case one-step input needs a right shift of "
-                            f"{shift} bits, beyond weight_exp_min = {fx['weight_exp_min']}: "
-                            f"the {fx['input_bits']}-bit input register can overflow"))
+        issues.append(
+            issue(
+                "warning",
+                name,
+                "fixed_point.weight_exp_min",
+                f"{name}: the worst-case one-step input needs a right shift of "
+                f"{shift} bits, beyond weight_exp_min = {fx['weight_exp_min']}: "
+                f"the {fx['input_bits']}-bit input register can overflow",
+            )
+        )
     record.update(weight_exp=weight_exp, accumulator_shift=shift)
     fields: dict[str, Any] = {"weight": new_w}
     if isinstance(node, nir.Affine) and existing is None:
         fields["bias"], bias_rec = _bias(name, node.bias, scale, profile, issues)
         record.update(bias_rec)
-    quant_meta = {**(existing or {}), "bits": record["bits"], "scale": scale,
-                  "scheme": (existing or {}).get("scheme", "per-channel"),
-                  "weight_exp": weight_exp, "profile": profile.name,
-                  **{k: record[k] for k in ("rel_rms", "max_abs", "sqnr_db")}}
+    quant_meta = {
+        **(existing or {}),
+        "bits": record["bits"],
+        "scale": scale,
+        "scheme": (existing or {}).get("scheme", "per-channel"),
+        "weight_exp": weight_exp,
+        "profile": profile.name,
+        **{k: record[k] for k in ("rel_rms", "max_abs", "sqnr_db")},
+    }
     if existing is None:  # the same key full mode writes, for readers of either
         quant_meta["relative_error"] = record["rel_rms"]
-    return replace_fields(node, **fields, metadata={**(node.metadata or {}), "quant": quant_meta}), record
+    return replace_fields(
+        node, **fields, metadata={**(node.metadata or {}), "quant": quant_meta}
+    ), record
 
 
-def _bias(name: str, bias: np.ndarray, scale: np.ndarray, profile: Profile,
-          issues: list[dict[str, str]]) -> tuple[np.ndarray, dict[str, Any]]:
+def _bias(
+    name: str, bias: np.ndarray, scale: np.ndarray, profile: Profile, issues: list[dict[str, str]]
+) -> tuple[np.ndarray, dict[str, Any]]:
     """An Affine bias in Loihi's mantissa/exponent format, in units of each row's scale."""
     fx = profile.values["fixed_point"]
     b = np.asarray(bias, dtype=np.float64)
     unit = np.asarray(scale, np.float64).reshape(-1)
-    mant, exp, sat = mantissa_exponent(b / unit, int(fx["bias_mantissa_bits"]),
-                                       int(fx["bias_exp_bits"]))
+    mant, exp, sat = mantissa_exponent(
+        b / unit, int(fx["bias_mantissa_bits"]), int(fx["bias_exp_bits"])
+    )
     bq = mant * 2.0**exp * unit
     if sat.any():
-        issues.append(issue("warning", name, "fixed_point.bias_mantissa_bits",
-                            f"{name}: {int(sat.sum())} bias value(s) exceed the "
-                            f"{fx['bias_mantissa_bits']}-bit mantissa x 2^{2 ** int(fx['bias_exp_bits']) - 1}"
-                            " and saturate"))
+        issues.append(
+            issue(
+                "warning",
+                name,
+                "fixed_point.bias_mantissa_bits",
+                f"{name}: {int(sat.sum())} bias value(s) exceed the "
+                f"{fx['bias_mantissa_bits']}-bit mantissa x 2^{2 ** int(fx['bias_exp_bits']) - 1}"
+                " and saturate",
+            )
+        )
     stats = error_stats(b, bq)
-    return bq.astype(np.asarray(bias).dtype), {"bias_rel_rms": stats["rel_rms"],
-                                               "bias_saturated": int(sat.sum())}
+    return bq.astype(np.asarray(bias).dtype), {
+        "bias_rel_rms": stats["rel_rms"],
+        "bias_saturated": int(sat.sum()),
+    }
 
 
-def _check_payload(name: str, node: Any, profile: Profile, record: dict[str, Any],
-                   issues: list[dict[str, str]]) -> None:
+def _check_payload(
+    name: str, node: Any, profile: Profile, record: dict[str, Any], issues: list[dict[str, str]]
+) -> None:
     """A graded encoder (``max_payload`` K > 1) needs graded spikes wide enough for its values."""
     k = int(getattr(node, "max_payload", 1))
     if k == 1 or not hasattr(node, "bits_per_spike"):
@@ -215,13 +294,25 @@ def _check_payload(name: str, node: Any, profile: Profile, record: dict[str, Any
     record["payload_bits_needed"] = need
     spikes = profile.values["spikes"]
     if not spikes["graded"]:
-        issues.append(issue("error", name, "spikes.graded",
-                            f"{name}: a graded encoder (up to {k} per spike, {need} bits) on "
-                            f"{profile.name}, whose spikes carry no payload"))
+        issues.append(
+            issue(
+                "error",
+                name,
+                "spikes.graded",
+                f"{name}: a graded encoder (up to {k} per spike, {need} bits) on "
+                f"{profile.name}, whose spikes carry no payload",
+            )
+        )
     elif need > int(spikes["payload_bits"]):
-        issues.append(issue("error", name, "spikes.payload_bits",
-                            f"{name}: its spikes need {need} payload bits, more than "
-                            f"{profile.name}'s {spikes['payload_bits']}"))
+        issues.append(
+            issue(
+                "error",
+                name,
+                "spikes.payload_bits",
+                f"{name}: its spikes need {need} payload bits, more than "
+                f"{profile.name}'s {spikes['payload_bits']}",
+            )
+        )
 
 
 def _threshold_bits(node: Any, host_driven: bool, profile: Profile) -> int:
@@ -234,8 +325,14 @@ def _threshold_bits(node: Any, host_driven: bool, profile: Profile) -> int:
     return max(bits, 1)
 
 
-def _neuron(name: str, node: Any, host_driven: bool, dt: float | None, profile: Profile,
-            issues: list[dict[str, str]]) -> tuple[Any, dict[str, Any]]:
+def _neuron(
+    name: str,
+    node: Any,
+    host_driven: bool,
+    dt: float | None,
+    profile: Profile,
+    issues: list[dict[str, str]],
+) -> tuple[Any, dict[str, Any]]:
     fx = profile.values["fixed_point"]
     record: dict[str, Any] = {"kind": "neuron"}
     _check_payload(name, node, profile, record, issues)
@@ -261,14 +358,21 @@ def _neuron(name: str, node: Any, host_driven: bool, dt: float | None, profile: 
         fields[key] = (np.sign(theta) * q * unit).astype(np.asarray(getattr(node, key)).dtype)
         rel = np.abs(fields[key] - theta) / np.maximum(np.abs(theta), 1e-300)
         levels = int(q.min())
-        record.update(threshold_bits=bits, threshold_rel_max=float(rel.max()),
-                      threshold_levels_min=levels)
+        record.update(
+            threshold_bits=bits, threshold_rel_max=float(rel.max()), threshold_levels_min=levels
+        )
         if levels < COARSE_LEVELS:
-            issues.append(issue("warning", name, "fixed_point.threshold_bits",
-                                f"{name}: on a {bits}-bit threshold grid its smallest threshold "
-                                f"is {levels} level(s) (largest/smallest "
-                                f"{np.abs(theta).max() / max(np.abs(theta).min(), 1e-300):.3g}); "
-                                f"relative error up to {rel.max():.1%}"))
+            issues.append(
+                issue(
+                    "warning",
+                    name,
+                    "fixed_point.threshold_bits",
+                    f"{name}: on a {bits}-bit threshold grid its smallest threshold "
+                    f"is {levels} level(s) (largest/smallest "
+                    f"{np.abs(theta).max() / max(np.abs(theta).min(), 1e-300):.3g}); "
+                    f"relative error up to {rel.max():.1%}",
+                )
+            )
     if unit is not None:
         for key in ("v_leak", "v_reset"):
             if hasattr(node, key):
@@ -276,27 +380,42 @@ def _neuron(name: str, node: Any, host_driven: bool, dt: float | None, profile: 
                 record.update(rec)
     taus = [k for k in TAU_FIELDS if hasattr(node, k)]
     if taus and dt is None:
-        issues.append(issue("note", name, "fixed_point.decay_bits",
-                            f"{name}: the graph has no dt, so its decays are left float"))
+        issues.append(
+            issue(
+                "note",
+                name,
+                "fixed_point.decay_bits",
+                f"{name}: the graph has no dt, so its decays are left float",
+            )
+        )
     elif taus:
         for key in taus:
             value = _decay(name, key, getattr(node, key), dt, int(fx["decay_bits"]), issues)
             if value is not None:
                 fields[key], record[f"{key}_rel_max"] = value
     if not fields:
-        issues.append(issue("note", name, "-", f"{name} ({type(node).__name__}): no fixed-point "
-                                               "parameters known for this neuron type; left float"))
+        issues.append(
+            issue(
+                "note",
+                name,
+                "-",
+                f"{name} ({type(node).__name__}): no fixed-point "
+                "parameters known for this neuron type; left float",
+            )
+        )
     return (replace_fields(node, **fields) if fields else node), record
 
 
-def _level(name: str, key: str, value: Any, unit: float, profile: Profile,
-           issues: list[dict[str, str]]) -> tuple[np.ndarray, dict[str, Any]]:
+def _level(
+    name: str, key: str, value: Any, unit: float, profile: Profile, issues: list[dict[str, str]]
+) -> tuple[np.ndarray, dict[str, Any]]:
     """``v_leak`` in the bias format, ``v_reset`` on the state grid, both in ``unit``."""
     fx = profile.values["fixed_point"]
     v = np.asarray(value, dtype=np.float64)
     if key == "v_leak":
-        mant, exp, sat = mantissa_exponent(v / unit, int(fx["bias_mantissa_bits"]),
-                                           int(fx["bias_exp_bits"]))
+        mant, exp, sat = mantissa_exponent(
+            v / unit, int(fx["bias_mantissa_bits"]), int(fx["bias_exp_bits"])
+        )
         vq = mant * 2.0**exp * unit
         limit = "fixed_point.bias_mantissa_bits"
     else:
@@ -305,8 +424,14 @@ def _level(name: str, key: str, value: Any, unit: float, profile: Profile,
         vq = np.clip(np.rint(v / unit), -smax, smax) * unit
         limit = "fixed_point.state_bits"
     if sat.any():
-        issues.append(issue("warning", name, limit, f"{name}: {int(sat.sum())} {key} value(s) "
-                                                    "do not fit and saturate"))
+        issues.append(
+            issue(
+                "warning",
+                name,
+                limit,
+                f"{name}: {int(sat.sum())} {key} value(s) do not fit and saturate",
+            )
+        )
     return vq.astype(np.asarray(value).dtype), {f"{key}_rel_rms": error_stats(v, vq)["rel_rms"]}
 
 
@@ -317,23 +442,36 @@ def decay_levels(dt: float, tau: Any, decay_bits: int) -> np.ndarray:
     return np.rint(dt / np.asarray(tau, dtype=np.float64) * 2**decay_bits)
 
 
-def _decay(name: str, key: str, tau: Any, dt: float, decay_bits: int,
-           issues: list[dict[str, str]]) -> tuple[np.ndarray, float] | None:
+def _decay(
+    name: str, key: str, tau: Any, dt: float, decay_bits: int, issues: list[dict[str, str]]
+) -> tuple[np.ndarray, float] | None:
     """``tau`` whose decay ``dt / tau`` sits on a grid of ``2**-decay_bits``, or None if left."""
     t = np.asarray(tau, dtype=np.float64)
     d = dt / t
     if decay_bits == 0:
         if np.all(np.isin(d, (0.0, 1.0))):
             return None
-        issues.append(issue("error", name, "fixed_point.decay_bits",
-                            f"{name}: needs a multiplicative decay dt/{key} = {float(d.min()):.3g}"
-                            " but the chip has none (decay_bits = 0)"))
+        issues.append(
+            issue(
+                "error",
+                name,
+                "fixed_point.decay_bits",
+                f"{name}: needs a multiplicative decay dt/{key} = {float(d.min()):.3g}"
+                " but the chip has none (decay_bits = 0)",
+            )
+        )
         return None
     levels = decay_levels(dt, t, decay_bits)
     if np.any(levels == 0):
-        issues.append(issue("warning", name, "fixed_point.decay_bits",
-                            f"{name}: decay dt/{key} = {float(d.min()):.3g} is below one step of "
-                            f"the {decay_bits}-bit decay and would vanish; left float"))
+        issues.append(
+            issue(
+                "warning",
+                name,
+                "fixed_point.decay_bits",
+                f"{name}: decay dt/{key} = {float(d.min()):.3g} is below one step of "
+                f"the {decay_bits}-bit decay and would vanish; left float",
+            )
+        )
         return None
     tq = dt / (levels / 2**decay_bits)
     rel = float(np.max(np.abs(tq - t) / t))
@@ -357,8 +495,11 @@ def quantise(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
         if on_chip[name] and isinstance(node, WEIGHTED_TYPES):
             inputs = [nodes[p] for p in pre[name]]
             nodes[name], layers[name] = _weights(name, node, inputs, profile, issues)
-    summary = {"profile": profile.name, "weight_bits": int(profile.get("chip", "weight_bits")),
-               "layers": layers}
+    summary = {
+        "profile": profile.name,
+        "weight_bits": int(profile.get("chip", "weight_bits")),
+        "layers": layers,
+    }
     return rebuild(graph, nodes, "quantise", issues, quantise=summary)
 
 

@@ -79,11 +79,32 @@ def geometry(node: Any) -> Geometry:
     c_out, h_out, w_out = (int(v) for v in output_shape(node))
     if isinstance(node, nir.Conv2d):
         w = np.asarray(node.weight)
-        return Geometry(c_in, h_in, w_in, c_out, h_out, w_out, (w.shape[2], w.shape[3]),
-                        _pair(node.stride), _pair(node.padding), _pair(node.dilation),
-                        int(node.groups))
-    return Geometry(c_in, h_in, w_in, c_out, h_out, w_out, _pair(node.kernel_size),
-                    _pair(node.stride), _pair(node.padding), (1, 1), 0)  # groups 0: pooling
+        return Geometry(
+            c_in,
+            h_in,
+            w_in,
+            c_out,
+            h_out,
+            w_out,
+            (w.shape[2], w.shape[3]),
+            _pair(node.stride),
+            _pair(node.padding),
+            _pair(node.dilation),
+            int(node.groups),
+        )
+    return Geometry(
+        c_in,
+        h_in,
+        w_in,
+        c_out,
+        h_out,
+        w_out,
+        _pair(node.kernel_size),
+        _pair(node.stride),
+        _pair(node.padding),
+        (1, 1),
+        0,
+    )  # groups 0: pooling
 
 
 def is_spatial(node: Any) -> bool:
@@ -104,8 +125,11 @@ def tiles(g: Geometry, cap: int, channel_cap: int) -> list[tuple[int, int]]:
         per = max(1, min(cap, channel_cap))
         groups = -(-g.c_out // per)
         edges = [g.c_out * i // groups for i in range(groups + 1)]
-        return [(p * g.c_out + edges[i], p * g.c_out + edges[i + 1])
-                for p in range(g.w_out * g.h_out) for i in range(groups)]
+        return [
+            (p * g.c_out + edges[i], p * g.c_out + edges[i + 1])
+            for p in range(g.w_out * g.h_out)
+            for i in range(groups)
+        ]
     parts = -(-count // (cap // unit))
     edges = [count * i // parts for i in range(parts + 1)]
     return [(edges[i] * unit, edges[i + 1] * unit) for i in range(parts)]
@@ -123,8 +147,9 @@ def xyc_to_flat(shape: tuple[int, ...]) -> np.ndarray:
     return ((ch * h + y) * w + x).ravel()
 
 
-def core_of_channel(ranges: np.ndarray, channels: int, spatial_shape: tuple[int, ...] | None
-                    ) -> np.ndarray:
+def core_of_channel(
+    ranges: np.ndarray, channels: int, spatial_shape: tuple[int, ...] | None
+) -> np.ndarray:
     """Local core index of every channel (NIR flat order) of a node whose cores hold the row
     ``ranges`` (in (x, y, c) order when ``spatial_shape`` is given)."""
     out = np.repeat(np.arange(len(ranges)), ranges[:, 1] - ranges[:, 0])
@@ -168,5 +193,15 @@ def channel_reach(g: Geometry, ranges: np.ndarray) -> np.ndarray:
     return np.tile(r, (g.c_in, 1))
 
 
-__all__ = ["Geometry", "SPATIAL_TYPES", "channel_reach", "core_of_channel", "geometry",
-           "is_spatial", "reach", "tile_channels", "tiles", "xyc_to_flat"]
+__all__ = [
+    "Geometry",
+    "SPATIAL_TYPES",
+    "channel_reach",
+    "core_of_channel",
+    "geometry",
+    "is_spatial",
+    "reach",
+    "tile_channels",
+    "tiles",
+    "xyc_to_flat",
+]

@@ -24,14 +24,31 @@ class GradedSignedIF(AbstractProcess):
     tens of times slower).
     """
 
-    def __init__(self, *, shape: tuple[int, ...], theta: int, mult: np.ndarray,
-                 max_payload: int, reset_interval: int, v_max: int, split_bits: int = 0,
-                 parts: int = 1, name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        shape: tuple[int, ...],
+        theta: int,
+        mult: np.ndarray,
+        max_payload: int,
+        reset_interval: int,
+        v_max: int,
+        split_bits: int = 0,
+        parts: int = 1,
+        name: str | None = None,
+    ) -> None:
         if not 1 <= parts <= len(PART_PORTS):
             raise ValueError(f"parts must be in 1..{len(PART_PORTS)}, got {parts}")
-        super().__init__(shape=shape, theta=int(theta), max_payload=int(max_payload),
-                         reset_interval=int(reset_interval), v_max=int(v_max),
-                         split_bits=int(split_bits), parts=int(parts), name=name)
+        super().__init__(
+            shape=shape,
+            theta=int(theta),
+            max_payload=int(max_payload),
+            reset_interval=int(reset_interval),
+            v_max=int(v_max),
+            split_bits=int(split_bits),
+            parts=int(parts),
+            name=name,
+        )
         self.a_in = InPort(shape=shape)
         self.s_out = OutPort(shape=shape)
         self.s_out1 = OutPort(shape=shape)
