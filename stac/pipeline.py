@@ -27,7 +27,7 @@ from stac.errors import StacError
 from stac.ir.graph import topo_order
 from stac.ir.passes import run_passes
 from stac.ir.results import partition_of
-from stac.profiles import Profile, load_profile
+from stac.profiles import Profile, host_profile
 from stac.sim.cost import node_costs, summarise
 from stac.sim.semantics import NodeStats, RunContext
 from stac.sim.stepper import StepResult, Stepper
@@ -86,7 +86,7 @@ def price(
     part = partition_of(graph)
     if part is None:
         raise StacError("the graph was not partitioned for a profile; run the passes first")
-    rows = node_costs(graph, stats, profile, load_profile(profile.host), steps, samples)
+    rows = node_costs(graph, stats, profile, host_profile(profile), steps, samples)
     return summarise(rows, profile, part.chips, part.cores)
 
 

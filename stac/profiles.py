@@ -371,3 +371,10 @@ def load_profile(name_or_path: str) -> Profile:
             f"unknown hardware profile {name_or_path!r}; known: {', '.join(profile_names())}"
         )
     return load_profile_file(bundled)
+
+
+def host_profile(profile: Profile) -> Profile:
+    """The host profile that prices a neuromorphic ``profile``'s host ops."""
+    if profile.host is None:
+        raise StacError(f"profile {profile.name} is a {profile.kind} profile and names no host")
+    return load_profile(profile.host)

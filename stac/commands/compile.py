@@ -28,7 +28,7 @@ from stac.ir.analysis import op_census, spike_driven_share
 from stac.ir.nodes import SignedIF
 from stac.ir.passes.legality import fit_report
 from stac.pipeline import fit_run_price
-from stac.profiles import load_profile
+from stac.profiles import host_profile
 from stac.reporting.compile import conversion_log, encoder_lines, format_table, to_markdown
 from stac.reporting.schema import COMPILE_REPORT_VERSION
 from stac.sim.cost import ASSUMPTIONS, MODEL
@@ -125,7 +125,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     """Run the pipeline and write the artifact; return the report."""
     started = time.perf_counter()
     profile, backend = resolve_target(req.target)
-    host = load_profile(profile.host)
+    host = host_profile(profile)
     check_output_dir(req.output_dir, req.force)
     if not req.prompt.strip():
         raise StacError("the prompt is empty")
@@ -206,7 +206,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     return report
 
 
-def full_mode_options(args: argparse.Namespace) -> dict[str, object]:
+def full_mode_options(args: argparse.Namespace) -> dict[str, Any]:
     """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
     given = {
         k: v

@@ -29,7 +29,7 @@ from stac.ir.netx_io import read_netx
 from stac.ir.nir_io import RESETTABLE, read_nir
 from stac.ir.results import legality_of
 from stac.pipeline import fit, is_recurrent, price, run_steps
-from stac.profiles import load_profile
+from stac.profiles import host_profile
 from stac.reporting.nir import format_import, to_markdown
 from stac.reporting.schema import IMPORT_REPORT_VERSION
 from stac.sim.cost import ASSUMPTIONS, MODEL
@@ -73,7 +73,7 @@ def import_nir(
     started = time.perf_counter()
     output_dir = Path(output_dir)
     profile, _ = resolve_target(target)  # the run is the simulator's stepper on any backend
-    host = load_profile(profile.host)
+    host = host_profile(profile)
     check_output_dir(output_dir, force)
     netx = Path(path).suffix == ".net"
     if netx:
@@ -124,7 +124,9 @@ def import_nir(
             "docs/nir.md); IF and I integrate per step (no dt)"
         ),
         "resets": {
-            n: v.metadata.get("reset") for n, v in graph.nodes.items() if isinstance(v, RESETTABLE)
+            n: getattr(v, "metadata", {}).get("reset")
+            for n, v in graph.nodes.items()
+            if isinstance(v, RESETTABLE)
         },
         "units": "per sample (a sample = the whole run of T steps), not per token",
         "output_spikes": {n: int(np.count_nonzero(v.numpy())) for n, v in result.outputs.items()},

@@ -186,7 +186,7 @@ class FullPlan:
         else:
             q, scale = quantise_weight(weight, self.cfg.weight_bits)
         effective = dequantise(q, scale)
-        err = np.linalg.norm(effective - weight) / max(np.linalg.norm(weight), 1e-30)
+        err = float(np.linalg.norm(effective - weight)) / max(float(np.linalg.norm(weight)), 1e-30)
         return effective, {
             "bits": self.cfg.weight_bits,
             "scheme": "per-channel",

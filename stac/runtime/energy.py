@@ -12,7 +12,7 @@ import nir
 
 from stac.errors import StacError
 from stac.ir.results import partition_of
-from stac.profiles import load_profile
+from stac.profiles import host_profile, load_profile
 from stac.runtime.processor import Meter
 from stac.sim.cost import MODEL, node_costs, summarise
 
@@ -53,7 +53,7 @@ def estimate(graph: nir.NIRGraph, meter: Meter, steps: int) -> EnergyEstimate:
     if not work:
         raise StacError("nothing was run, so there is nothing to estimate")
     chip = load_profile(part.profile)
-    host = load_profile(chip.host)
+    host = host_profile(chip)
     rows = node_costs(graph, meter.stats, chip, host, steps, work)
     total = summarise(rows, chip, part.chips, part.cores)["total"]
     return EnergyEstimate(

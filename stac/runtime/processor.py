@@ -320,6 +320,8 @@ class TemporalSpikeProcessor:
         padded = ctx.token_ids.numel() - sum(computed)
         for meter in self._meters:
             meter.add(stats, sum(computed), padded)
+        # The packing gives the mask and the simulator the positions; neither is None here.
+        assert ctx.positions is not None and ctx.attention_mask is not None
         self.last_run = RunRecord(
             tuple(p.conv.id for p in plans),
             ctx.token_ids,

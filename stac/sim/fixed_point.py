@@ -14,7 +14,7 @@ array a model wraps it to 32 bits explicitly, so the result does not depend on t
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import torch
 
@@ -102,9 +102,12 @@ def as_int(x: Tensor | int | Sequence[int]) -> Tensor:
     return t.to(torch.int64)
 
 
+S = TypeVar("S")  # a step function's state
+
+
 def scan(
-    step: Callable[[Tensor, tuple], tuple[Tensor, tuple]], inputs: Tensor, state: tuple
-) -> tuple[Tensor, tuple]:
+    step: Callable[[Tensor, S], tuple[Tensor, S]], inputs: Tensor, state: S
+) -> tuple[Tensor, S]:
     """Run ``step`` over the leading (time) axis of ``inputs``; stack the outputs."""
     outputs = []
     for x in inputs:

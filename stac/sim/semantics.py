@@ -17,6 +17,7 @@ import nir
 import torch
 import torch.nn.functional as F
 
+from stac.errors import StacError
 from stac.ir.nodes import (
     Activation,
     CausalSelfAttention,
@@ -162,6 +163,8 @@ def _attention(node: CausalSelfAttention, inp: Signal, ctx: RunContext, name: st
     k = k.reshape(b, n, hkv, d).transpose(1, 2)
     v = v.reshape(b, n, hkv, d).transpose(1, 2)
     if node.rope_theta:
+        if ctx.positions is None:
+            raise StacError(f"{name}: RoPE needs the tokens' positions (Simulator.run sets them)")
         q = _rotate(q, ctx.positions, node.rope_theta)
         k = _rotate(k, ctx.positions, node.rope_theta)
     if name in ctx.kv_cache:

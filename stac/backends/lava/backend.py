@@ -140,15 +140,15 @@ def _emit(
             bias_exp=layer.bias_exp,
             name=f"stac-lif:{name}",
         )
-    for name, layer in plan.dense.items():
+    for name, dense in plan.dense.items():
         procs[name] = lava["Dense"](
-            weights=layer.weights,
-            weight_exp=layer.weight_exp,
+            weights=dense.weights,
+            weight_exp=dense.weight_exp,
             num_weight_bits=plan.fmt.weight_bits,
             name=f"stac-dense:{name}",
         )
-    for name, layer in plan.dense.items():
-        procs[layer.source].s_out.connect(procs[name].s_in)
+    for name, dense in plan.dense.items():
+        procs[dense.source].s_out.connect(procs[name].s_in)
     for name, layer in plan.neurons.items():
         for d in layer.inputs:
             procs[d].a_out.connect(procs[name].a_in)

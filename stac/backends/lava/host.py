@@ -30,7 +30,7 @@ from stac.backends.lava.fixed import run_block_fixed, width_counts
 from stac.errors import StacError
 from stac.ir.nodes import SignedIF
 from stac.sim import fixed_point as fx
-from stac.sim.semantics import SEMANTICS, NodeStats, RunContext
+from stac.sim.semantics import SEMANTICS, NodeStats, RunContext, Semantics
 from stac.sim.signal import Signal
 from stac.sim.simulator import Simulator
 
@@ -62,7 +62,10 @@ class BlockRecord:
 
 def first_difference(lava: BlockTrace, fixed: BlockTrace) -> str | None:
     """Where two runs of a block first differ, or None when they agree bit for bit."""
-    pairs = [("v", lava.v, fixed.v), ("payload", lava.payload, fixed.payload)]
+    pairs: list[tuple[str, np.ndarray | None, np.ndarray]] = [
+        ("v", lava.v, fixed.v),
+        ("payload", lava.payload, fixed.payload),
+    ]
     pairs += [(f"readout {k}", lava.sigma.get(k), fixed.sigma[k]) for k in fixed.sigma]
     for what, a, b in pairs:
         if a is None or a.shape != b.shape:
@@ -82,7 +85,7 @@ class ConvertedLowering:
     ) -> None:
         self.graph, self.plan, self._run_block = graph, plan, run_block
         self._processes = block_processes
-        overrides = {name: self._encoder for name in plan.blocks}
+        overrides: dict[str, Semantics] = {name: self._encoder for name in plan.blocks}
         overrides.update({name: self._map for name in plan.owner})
         self.sim = Simulator(graph, overrides)
         self.records: list[BlockRecord] = []

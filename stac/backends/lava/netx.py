@@ -58,7 +58,8 @@ def chain_order(plan: LoihiPlan, bias_exp: int) -> list[str]:
             problems.append(
                 f"{name}: bias exponents other than {bias_exp} (lower with bias_exp={bias_exp})"
             )
-    order, cur = [], next(iter(plan.inputs), None)
+    order: list[str] = []
+    cur = next(iter(plan.inputs), None)
     while cur in feeds and len(order) <= len(plan.neurons):
         cur = feeds[cur]
         order.append(cur)
