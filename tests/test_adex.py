@@ -346,24 +346,8 @@ def test_the_passes_refuse_an_adex_node_by_name():
     from stac.ir.passes import run_passes
     from stac.profiles import load_profile
 
-    n = 4
-    adex = AdEx(
-        **{
-            k: np.full(n, v)
-            for k, v in dict(
-                tau_m=10.0,
-                tau_w=50.0,
-                a=0.1,
-                b=0.2,
-                delta_t=0.2,
-                v_th=1.0,
-                v_reset=0.0,
-                v_rest=0.0,
-                r=1.0,
-                v_peak=2.0,
-            ).items()
-        }
-    )
+    adex, _ = naud_node(list(NAUD.values()))
+    n = adex.input_shape[0]
     graph = make_graph(
         {
             "input": nir.Input(np.array([3])),
@@ -373,5 +357,5 @@ def test_the_passes_refuse_an_adex_node_by_name():
         },
         [("input", "w"), ("w", "my_adex"), ("my_adex", "output")],
     )
-    with pytest.raises(StacError, match=r"my_adex: AdEx neurons \(4\) have no fixed-point form"):
+    with pytest.raises(StacError, match=rf"my_adex: AdEx neurons \({n}\) have no fixed-point"):
         run_passes(graph, load_profile("loihi2"))
