@@ -12,7 +12,9 @@ differ only in what one sweep covers and in their tables:
   table :data:`stac.sim.nir_neurons.STEPS`;
 * the Lava backend's bit-accurate runs (:mod:`stac.backends.lava.fixed`): a plan of Dense +
   LIF layers one sweep per timestep, each Dense -> LIF edge a back edge (Lava's one-step
-  synaptic delay), and a converted block in one sweep over all its steps.
+  synaptic delay), and a converted block in one sweep over all its steps;
+* :class:`stac.sim.netx_fixed.NetxRunner`: a lava-dl netx chain, one sweep per timestep,
+  table :data:`stac.sim.netx_fixed.NETX_STEPS`.
 
 A node whose type the table lacks is refused with a :class:`StacError` naming the node and its
 type (:func:`check_supported`, :func:`lookup`).

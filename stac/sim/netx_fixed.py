@@ -26,6 +26,7 @@ events that reach it times their fan-out.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 import nir
@@ -38,6 +39,7 @@ from stac.ir.graph import input_shape, output_shape, predecessors, topo_order
 from stac.ir.nodes.loihi_cuba import LoihiCubaLIF
 from stac.ir.nodes.sigma_delta import SigmaDelta
 from stac.profiles import Profile
+from stac.sim.executor import Executor, check_supported, lookup
 from stac.sim.fixed_point import LoihiFormat, wrap_signed
 from stac.sim.loihi import (
     dense_fixed_step,
@@ -119,22 +121,102 @@ def _int_kernel(name: str, node: Any) -> tuple[Tensor, dict[str, Any]]:
     }
 
 
+Built = tuple[Step, Callable[[int], Any]]  # (step, initial state for a batch) of one node
+
+
+def _sigma_delta(runner: "NetxRunner", _name: str, node: SigmaDelta) -> Built:
+    shape = output_shape(node)
+    sp = sigma_delta_params(node, runner.widths.message_bits)
+    return (
+        lambda x, s: sigma_delta_step(x, s, sp),
+        lambda b: sigma_delta_initial_state((b, *shape)),
+    )
+
+
+def _cuba(runner: "NetxRunner", _name: str, node: LoihiCubaLIF) -> Built:
+    shape = output_shape(node)
+    lp, fmt = cuba_params(node), runner.fmt
+
+    def lif(x: Tensor, s: Any) -> tuple[Tensor, Any]:
+        spikes, s = lif_fixed_step(x, s, lp, fmt)
+        return spikes.to(torch.int64), s
+
+    return lif, lambda b: lif_initial_state((b, *shape))
+
+
+def _dense(runner: "NetxRunner", name: str, node: nir.Linear) -> Built:
+    shape = output_shape(node)
+    bits = int(_netx(name, node, "scale_bits"))
+    w = torch.from_numpy(np.rint(np.asarray(node.weight, np.float64)).astype(np.int64))
+    dp = dense_params(
+        w << bits,
+        -bits,
+        int(_netx(name, node, "input_message_bits")) > 0,
+        runner.fmt,
+        num_weight_bits=int(_netx(name, node, "num_weight_bits")),
+    )
+    fmt = runner.fmt
+    return (
+        lambda x, s: dense_fixed_step(x, s, dp, fmt, strict=False),
+        lambda b: dense_initial_state((b, *shape)),
+    )
+
+
+def _conv(runner: "NetxRunner", name: str, node: nir.Conv2d | nir.SumPool2d) -> Built:
+    shape = output_shape(node)
+    kernel, geometry = runner.kernels[name]
+    graded = int(_netx(name, node, "input_message_bits")) > 0
+    bits = runner.widths.conv_bits
+
+    def conv(x: Tensor, a_buf: Tensor) -> tuple[Tensor, Tensor]:
+        s = x if graded else (x != 0).to(torch.int64)
+        acc = F.conv2d(s.to(torch.float64), kernel, None, **geometry)
+        return a_buf, wrap_signed(torch.round(acc).to(torch.int64), bits)
+
+    return conv, lambda b: torch.zeros((b, *shape), dtype=torch.int64)
+
+
+def _flatten(_runner: "NetxRunner", _name: str, _node: nir.Flatten) -> Built:
+    return (lambda x, s: (x.reshape(x.shape[0], -1), s)), lambda _b: None
+
+
+def _port(_runner: "NetxRunner", _name: str, _node: Any) -> Built:
+    return (lambda x, s: (x, s)), lambda _b: None
+
+
+#: Node type -> builder of its bit-accurate step (the netx runner's step table).
+NETX_STEPS: dict[type, Callable[..., Built]] = {
+    SigmaDelta: _sigma_delta,
+    LoihiCubaLIF: _cuba,
+    nir.Linear: _dense,
+    nir.Conv2d: _conv,
+    nir.SumPool2d: _conv,
+    nir.Flatten: _flatten,
+    nir.Input: _port,
+    nir.Output: _port,
+}
+WHAT = "the netx runner"
+
+
 class NetxRunner:
-    """Runs a graph read from a netx file bit-accurately; ``profile`` gives the widths."""
+    """Runs a graph read from a netx file bit-accurately; ``profile`` gives the widths.
+
+    One sweep of the executor core (:class:`stac.sim.executor.Executor`) per timestep, with
+    each node's step looked up in :data:`NETX_STEPS`."""
 
     def __init__(self, graph: nir.NIRGraph, profile: Profile) -> None:
+        check_supported(graph.nodes, NETX_STEPS, WHAT)
         self.graph, self.fmt = graph, LoihiFormat.from_profile(profile)
         self.widths = NetxWidths.from_profile(profile)
-        self.order = topo_order(graph)
-        pre = predecessors(graph)
-        self.pre: dict[str, str | None] = {}
-        for name in self.order:
-            if len(pre[name]) > 1:
+        order = topo_order(graph)
+        self.core = Executor(graph.nodes, order, predecessors(graph))
+        for name in order:
+            if len(self.core.pre[name]) > 1:
                 raise StacError(
-                    f"node {name!r} has {len(pre[name])} inputs; a netx network is a chain"
+                    f"node {name!r} has {len(self.core.pre[name])} inputs; a netx network is a "
+                    "chain"
                 )
-            self.pre[name] = pre[name][0] if pre[name] else None
-        self.inputs = [n for n in self.order if isinstance(graph.nodes[n], nir.Input)]
+        self.inputs = [n for n in order if isinstance(graph.nodes[n], nir.Input)]
         if len(self.inputs) != 1:
             raise StacError(f"a netx network has one input, this graph has {len(self.inputs)}")
         self.kernels = {
@@ -142,61 +224,9 @@ class NetxRunner:
             for n, v in graph.nodes.items()
             if isinstance(v, (nir.Conv2d, nir.SumPool2d))
         }
-        self.steps: dict[str, tuple[Step, Callable[[int], Any]]] = {
-            n: self._build(n, v) for n, v in graph.nodes.items()
+        self.steps: dict[str, Built] = {
+            n: lookup(NETX_STEPS, n, v, WHAT)(self, n, v) for n, v in graph.nodes.items()
         }
-
-    def _build(self, name: str, node: Any) -> tuple[Step, Callable[[int], Any]]:
-        """(step, initial state for a batch) of one node."""
-        shape = output_shape(node)
-        zeros = lambda b: torch.zeros((b, *shape), dtype=torch.int64)  # noqa: E731
-        if isinstance(node, SigmaDelta):
-            sp = sigma_delta_params(node, self.widths.message_bits)
-            return (
-                lambda x, s: sigma_delta_step(x, s, sp),
-                lambda b: sigma_delta_initial_state((b, *shape)),
-            )
-        if isinstance(node, LoihiCubaLIF):
-            lp, fmt = cuba_params(node), self.fmt
-
-            def lif(x: Tensor, s: Any) -> tuple[Tensor, Any]:
-                spikes, s = lif_fixed_step(x, s, lp, fmt)
-                return spikes.to(torch.int64), s
-
-            return lif, lambda b: lif_initial_state((b, *shape))
-        if isinstance(node, nir.Linear):
-            bits = int(_netx(name, node, "scale_bits"))
-            w = torch.from_numpy(np.rint(np.asarray(node.weight, np.float64)).astype(np.int64))
-            dp = dense_params(
-                w << bits,
-                -bits,
-                int(_netx(name, node, "input_message_bits")) > 0,
-                self.fmt,
-                num_weight_bits=int(_netx(name, node, "num_weight_bits")),
-            )
-            fmt = self.fmt
-            return (
-                lambda x, s: dense_fixed_step(x, s, dp, fmt, strict=False),
-                lambda b: dense_initial_state((b, *shape)),
-            )
-        if isinstance(node, (nir.Conv2d, nir.SumPool2d)):
-            kernel, geometry = self.kernels[name]
-            graded = int(_netx(name, node, "input_message_bits")) > 0
-            bits = self.widths.conv_bits
-
-            def conv(x: Tensor, a_buf: Tensor) -> tuple[Tensor, Tensor]:
-                s = x if graded else (x != 0).to(torch.int64)
-                acc = F.conv2d(s.to(torch.float64), kernel, None, **geometry)
-                return a_buf, wrap_signed(torch.round(acc).to(torch.int64), bits)
-
-            return conv, zeros
-        if isinstance(node, nir.Flatten):
-            return (lambda x, s: (x.reshape(x.shape[0], -1), s)), lambda _b: None
-        if isinstance(node, (nir.Input, nir.Output)):
-            return (lambda x, s: (x, s)), lambda _b: None
-        raise StacError(
-            f"node {name!r} ({type(node).__name__}) is not a netx layer the netx runner knows"
-        )
 
     def _as_input(self, x: Any) -> Tensor:
         shape = input_shape(self.graph.nodes[self.inputs[0]])
@@ -230,18 +260,22 @@ class NetxRunner:
         outputs: dict[str, list[Tensor]] = {
             n: [] for n in g.nodes if isinstance(g.nodes[n], nir.Output)
         }
+
+        def run_node(t: int, name: str, node: Any, inputs: list[Tensor]) -> Tensor:
+            if inputs:
+                inp = inputs[0]
+            else:  # the Input node: the step's drive, zeros past its end
+                inp = xs[t] if t < t_in else torch.zeros_like(xs[0])
+            out, state[name] = self.steps[name][0](inp, state[name])
+            self._count(name, node, inp, out, stats[name])
+            if name in keep:
+                traces[name].append(out)
+            if name in outputs:
+                outputs[name].append(out)
+            return out
+
         for t in range(steps):
-            cur: dict[str, Tensor] = {}
-            for name in self.order:
-                src = self.pre[name]
-                inp = (xs[t] if t < t_in else torch.zeros_like(xs[0])) if src is None else cur[src]
-                out, state[name] = self.steps[name][0](inp, state[name])
-                self._count(name, g.nodes[name], inp, out, stats[name])
-                cur[name] = out
-                if name in keep:
-                    traces[name].append(out)
-                if name in outputs:
-                    outputs[name].append(out)
+            self.core.sweep(partial(run_node, t), free=True)
         stack = {
             n: torch.stack(v) if v else torch.zeros((0, batch), dtype=torch.int64)
             for n, v in {**traces, **outputs}.items()
