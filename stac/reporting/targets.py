@@ -49,7 +49,7 @@ def _mj(x: float | None) -> str:
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
     """One row per target, per token; a target that could not be estimated says why."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for t in report["targets"]:
         if "error" in t:
             rows.append((t["target"], t["kind"], f"not estimated: {t['error']}"))
@@ -97,7 +97,7 @@ def summary_rows(report: dict[str, Any]) -> list[tuple[str, ...]]:
 
 
 def layer_rows(target: dict[str, Any]) -> list[tuple[str, ...]]:
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for name, d in target["layers"].items():
         rows.append(
             (

@@ -29,7 +29,7 @@ import torch
 
 from stac.errors import StacError
 from stac.ir.analysis import SPIKING_TYPES
-from stac.runtime.processor import Meter, TemporalSpikeProcessor
+from stac.runtime.processor import Meter, RunRecord, TemporalSpikeProcessor
 
 ATOL = 1e-3
 SPIKING_SHARE = 0.9
@@ -81,6 +81,13 @@ def _fresh(proc: TemporalSpikeProcessor, tokens: list[int]) -> torch.Tensor:
         proc.remove(cid)
 
 
+def _last_run(proc: TemporalSpikeProcessor) -> RunRecord:
+    """The record of the call just made (set by every call to the processor)."""
+    if proc.last_run is None:
+        raise RuntimeError("the processor has no record of a run; call it first")
+    return proc.last_run
+
+
 def _cache_len(proc: TemporalSpikeProcessor, cid: object) -> int:
     return next((int(k.shape[2]) for k, _ in proc.get(cid).cache.values()), 0)
 
@@ -93,8 +100,8 @@ def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]
     seen: list[int] = []
     for a, b in ((0, limit // 2), (limit // 2, limit - 1), (limit - 1, limit)):
         proc([ids[a:b]], conversation_ids=[cid])
-        seen += proc.last_run.positions[0, -(b - a) :].tolist()
-    run = proc.last_run
+        seen += _last_run(proc).positions[0, -(b - a) :].tolist()
+    run = _last_run(proc)
     at = (
         seen == list(range(limit))
         and sum(run.evicted) == 0
@@ -113,7 +120,7 @@ def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]
     drop = max(1, math.ceil(proc.evict_fraction * (limit - pinned)))
     kept = ids[:pinned] + ids[pinned + drop : limit] + [ids[limit]]
     over = proc([[ids[limit]]], conversation_ids=[cid])[0, -1]
-    run = proc.last_run
+    run = _last_run(proc)
     positions = run.positions[0].tolist()
     ok = (
         run.evicted == (drop,)
@@ -123,7 +130,7 @@ def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]
     )
     agree = Agreement.of(over[None], _fresh(proc, kept)[-1:])
     nxt = proc([[ids[limit + 1]]], conversation_ids=[cid])[0, -1]
-    step = proc.last_run.positions[0].tolist() == [len(kept)]
+    step = _last_run(proc).positions[0].tolist() == [len(kept)]
     agree_next = Agreement.of(nxt[None], _fresh(proc, kept + [ids[limit + 1]])[-1:])
     passed = ok and step and agree.ok(proc.spiking) and agree_next.ok(proc.spiking)
     checks.append(
@@ -163,7 +170,7 @@ def check_turns(proc: TemporalSpikeProcessor, turns: dict[str, list[list[int]]])
     for t in range(len(turns[names[0]])):
         rows = [turns[n][t] for n in names]
         logits = proc(rows, conversation_ids=[batch_ids[n] for n in names])
-        run = proc.last_run
+        run = _last_run(proc)
         width = run.token_ids.shape[1]
         past = run.attention_mask.shape[1] - width
         for b, n in enumerate(names):
@@ -219,7 +226,7 @@ def check_turns(proc: TemporalSpikeProcessor, turns: dict[str, list[list[int]]])
 
 def check_spike_rates(proc: TemporalSpikeProcessor, meter: Meter) -> Check:
     """Every spiking node fires, and none fires at every step."""
-    rates = {}
+    rates: dict[str, float] = {}
     for name, s in meter.stats.items():
         if s.neuron_updates and (isinstance(proc.graph.nodes[name], SPIKING_TYPES) or s.spikes):
             rates[name] = s.spikes / s.neuron_updates
@@ -227,7 +234,7 @@ def check_spike_rates(proc: TemporalSpikeProcessor, meter: Meter) -> Check:
         return Check("spike rates", False, "no spiking node ran")
     dead = [n for n, r in rates.items() if r < DEAD_RATE]
     hot = [n for n, r in rates.items() if r > SATURATED_RATE]
-    lo, hi = min(rates, key=rates.get), max(rates, key=rates.get)
+    lo, hi = min(rates, key=rates.__getitem__), max(rates, key=rates.__getitem__)
     return Check(
         "no dead or saturated layers",
         not dead and not hot,

@@ -95,15 +95,15 @@ def _infer_shapes(path: Any, nodes: dict[str, Any], edges: list[tuple[str, str]]
         node = nodes[name]
         in_shape = _typed(node.input_type, "input")
         if in_shape is None:
-            got = [_typed(nodes[p].output_type, "output") for p in pre[name]]
-            got = [g for g in got if g is not None]
-            if not got:
+            fed = [_typed(nodes[p].output_type, "output") for p in pre[name]]
+            known = [g for g in fed if g is not None]
+            if not known:
                 raise fail(
                     path,
                     f"node {name!r} ({type(node).__name__}) has no input shape "
                     "and none can be inferred from its inputs",
                 )
-            in_shape = got[0]
+            in_shape = known[0]
             node.input_type = {"input": np.array(in_shape)}
         out_shape = _typed(node.output_type, "output")
         if out_shape is None:
@@ -144,7 +144,7 @@ def _nir_type_names() -> set[str]:
 def _stored_nodes(group: Any, prefix: str = "") -> list[tuple[str, str, Any]]:
     """(node name, stored type name, HDF5 group) of every node in a NIR group, nested
     included."""
-    out = []
+    out: list[tuple[str, str, Any]] = []
     nodes = group.get("nodes")
     if nodes is None:
         return out
@@ -219,6 +219,18 @@ def _read_raw(path: Path) -> nir.NIRGraph:
     return raw
 
 
+def _set_reset(path: Path, name: str, node: Any, reset: str | None) -> None:
+    """Give a resettable neuron node a ``reset`` in its metadata (its own, checked, or
+    ``reset``, default "zero"). ``node`` is typed Any: nir ships no type information, and
+    narrowing by :data:`RESETTABLE` (a tuple of plain types) would leave only ``object``."""
+    meta = dict(node.metadata or {})
+    if "reset" not in meta:
+        meta["reset"] = reset or "zero"
+    elif meta["reset"] not in RESETS:
+        raise fail(path, f"node {name!r}: metadata reset {meta['reset']!r} is not one of {RESETS}")
+    node.metadata = meta
+
+
 def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGraph:
     """Read any NIR file into a checked stac IR graph with ``metadata["dt"] = dt``.
 
@@ -248,14 +260,7 @@ def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGr
     _infer_shapes(path, nodes, edges)
     for name, node in nodes.items():
         if isinstance(node, RESETTABLE):
-            meta = dict(node.metadata or {})
-            if "reset" not in meta:
-                meta["reset"] = reset or "zero"
-            elif meta["reset"] not in RESETS:
-                raise fail(
-                    path, f"node {name!r}: metadata reset {meta['reset']!r} is not one of {RESETS}"
-                )
-            node.metadata = meta
+            _set_reset(path, name, node, reset)
     metadata = {k: v for k, v in (raw.metadata or {}).items() if isinstance(v, (int, float, str))}
     metadata.update(dt=float(dt), source=f"nir:{path.name}")
     graph = make_graph(nodes, edges, metadata)

@@ -284,7 +284,7 @@ class _Partitioner:
             }
             per_acc = min(caps.values())
             if per_acc < 1:
-                limit = min(caps, key=caps.get)
+                limit = min(caps, key=caps.__getitem__)
                 self.issues.append(
                     issue(
                         "error",
@@ -462,7 +462,7 @@ class _Partitioner:
         }
         per_core = min(caps.values())
         if per_core < 1:
-            limit = min(caps, key=caps.get)
+            limit = min(caps, key=caps.__getitem__)
             self.issues.append(
                 issue(
                     "error",
@@ -504,7 +504,8 @@ class _Partitioner:
                 self.splits[name] = self.neurons(name, node)
         self._fill_axons_in()
         nodes: dict[str, Any] = {}
-        next_core, firsts = 0, {}
+        next_core = 0
+        firsts: dict[str, int] = {}  # node -> its first core
         totals = {"neurons": 0, "synapses": 0, "synapse_bytes": 0}
         for name in order:
             node = self.graph.nodes[name]
@@ -523,7 +524,14 @@ class _Partitioner:
             nodes[name] = with_metadata(
                 node,
                 placement=NodePlacement(
-                    "chip", cores=cores, first_core=first, **sums, **split, blocks=blocks
+                    "chip",
+                    cores=cores,
+                    first_core=first,
+                    neurons=sums["neurons"],
+                    synapses=sums["synapses"],
+                    synapse_bytes=sums["synapse_bytes"],
+                    **split,
+                    blocks=blocks,
                 ),
             )
             next_core += 0 if shared else cores

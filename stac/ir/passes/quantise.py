@@ -44,6 +44,7 @@ from stac.ir.passes.common import (
     rebuild,
     replace_fields,
 )
+from stac.ir.results import Issue
 from stac.profiles import Profile
 from stac.quant import (
     dequantise,
@@ -132,7 +133,7 @@ def _quantise_rows(
 
 
 def _weights(
-    name: str, node: Any, pre: list[Any], profile: Profile, issues: list[dict[str, str]]
+    name: str, node: Any, pre: list[Any], profile: Profile, issues: list[Issue]
 ) -> tuple[Any, dict[str, Any]]:
     fx = profile.values["fixed_point"]
     bits = int(profile.get("chip", "weight_bits"))
@@ -255,7 +256,7 @@ def _weights(
 
 
 def _bias(
-    name: str, bias: np.ndarray, scale: np.ndarray, profile: Profile, issues: list[dict[str, str]]
+    name: str, bias: np.ndarray, scale: np.ndarray, profile: Profile, issues: list[Issue]
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """An Affine bias in Loihi's mantissa/exponent format, in units of each row's scale."""
     fx = profile.values["fixed_point"]
@@ -284,7 +285,7 @@ def _bias(
 
 
 def _check_payload(
-    name: str, node: Any, profile: Profile, record: dict[str, Any], issues: list[dict[str, str]]
+    name: str, node: Any, profile: Profile, record: dict[str, Any], issues: list[Issue]
 ) -> None:
     """A graded encoder (``max_payload`` K > 1) needs graded spikes wide enough for its values."""
     k = int(getattr(node, "max_payload", 1))
@@ -331,7 +332,7 @@ def _neuron(
     host_driven: bool,
     dt: float | None,
     profile: Profile,
-    issues: list[dict[str, str]],
+    issues: list[Issue],
 ) -> tuple[Any, dict[str, Any]]:
     fx = profile.values["fixed_point"]
     record: dict[str, Any] = {"kind": "neuron"}
@@ -388,7 +389,7 @@ def _neuron(
                 f"{name}: the graph has no dt, so its decays are left float",
             )
         )
-    elif taus:
+    elif taus and dt is not None:
         for key in taus:
             value = _decay(name, key, getattr(node, key), dt, int(fx["decay_bits"]), issues)
             if value is not None:
@@ -407,7 +408,7 @@ def _neuron(
 
 
 def _level(
-    name: str, key: str, value: Any, unit: float, profile: Profile, issues: list[dict[str, str]]
+    name: str, key: str, value: Any, unit: float, profile: Profile, issues: list[Issue]
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """``v_leak`` in the bias format, ``v_reset`` on the state grid, both in ``unit``."""
     fx = profile.values["fixed_point"]
@@ -443,7 +444,7 @@ def decay_levels(dt: float, tau: Any, decay_bits: int) -> np.ndarray:
 
 
 def _decay(
-    name: str, key: str, tau: Any, dt: float, decay_bits: int, issues: list[dict[str, str]]
+    name: str, key: str, tau: Any, dt: float, decay_bits: int, issues: list[Issue]
 ) -> tuple[np.ndarray, float] | None:
     """``tau`` whose decay ``dt / tau`` sits on a grid of ``2**-decay_bits``, or None if left."""
     t = np.asarray(tau, dtype=np.float64)
@@ -484,7 +485,7 @@ def quantise(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     pre = predecessors(graph)
     dt = graph.metadata.get("dt")
     dt = float(dt) if dt is not None and math.isfinite(float(dt)) else None
-    issues: list[dict[str, str]] = []
+    issues: list[Issue] = []
     layers: dict[str, dict[str, Any]] = {}
     nodes = dict(graph.nodes)
     for name, node in graph.nodes.items():  # neurons first: weights may fold their spike values
