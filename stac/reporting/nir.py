@@ -20,7 +20,12 @@ def to_markdown(report: dict[str, Any]) -> str:
         f"static {t['chip_static_energy_j']:.4g}, host {t['host_energy_j']:.4g}); "
         f"latency {t['latency_s']:.4g} s; {t['chips']} chip(s), {t['cores']} cores",
     ]
-    if report.get("quantisation"):
+    if str(report.get("model", "")).startswith("netx:"):
+        lines.append(
+            "- weights and neuron parameters are the netx file's own integers, carried "
+            "unchanged by the quantise pass (the run is bit-accurate to lava-dl's netx)"
+        )
+    elif report.get("quantisation"):
         lines.append(
             f"- weights and neuron parameters of the chip nodes are quantised to "
             f"{report['quantisation']['profile']}'s widths before the run (per-layer "
