@@ -8,9 +8,9 @@
                                     latency, cores per token (or per sample)
 
 ``stac compile`` and ``stac report`` go through all four (:func:`fit_run_price`); ``stac
-import-nir`` fits, runs a drive step by step on the simulator's stepper (:func:`run_steps`: the
-Backend interface runs tokens) and prices; ``stac eval`` lowers and runs on the reference
-simulator only (:func:`simulate`), at each T.
+import-nir`` fits, runs a drive step by step (:func:`run_steps`: the simulator's stepper, or
+the netx runner for a lava-dl netx graph; the Backend interface runs tokens) and prices;
+``stac eval`` lowers and runs on the reference simulator only (:func:`simulate`), at each T.
 """
 
 from __future__ import annotations
@@ -107,9 +107,16 @@ def simulate(graph: nir.NIRGraph) -> Any:
     return Simulator(graph)
 
 
-def run_steps(graph: nir.NIRGraph, drive: np.ndarray, steps: int | None) -> StepResult:
-    """A spike-driven (NIR) graph run step by step on a drive ``[T, B, *input]``, on the
-    simulator's stepper (the reference for NIR semantics)."""
+def run_steps(
+    graph: nir.NIRGraph, drive: np.ndarray, steps: int | None, profile: Profile
+) -> StepResult:
+    """A spike-driven graph run step by step on a drive ``[T, B, *input]``: a graph read from
+    lava-dl netx (``metadata["netx"]``) on its bit-accurate runner with the profile's widths,
+    any other (NIR) graph on the simulator's stepper (the reference for NIR semantics)."""
+    if "netx" in graph.metadata:
+        from stac.sim.netx_fixed import NetxRunner
+
+        return NetxRunner(graph, profile).run(drive, steps=steps)
     return Stepper(graph).run(drive, steps=steps)
 
 

@@ -33,7 +33,6 @@ from stac.profiles import host_profile
 from stac.reporting.nir import format_import, to_markdown
 from stac.reporting.schema import IMPORT_REPORT_VERSION
 from stac.sim.cost import ASSUMPTIONS, MODEL
-from stac.sim.netx_fixed import NetxRunner
 
 
 def load_input(
@@ -93,7 +92,7 @@ def import_nir(
             f"{len(inputs)} ({', '.join(inputs)})"
         )
     x, input_note = load_input(input_path, input_shape(graph.nodes[inputs[0]]), steps)
-    result = NetxRunner(graph, profile).run(x, steps=steps) if netx else run_steps(graph, x, steps)
+    result = run_steps(graph, x, steps, profile)
     t = int(steps if steps is not None else x.shape[0])
     batch = int(next(iter(result.outputs.values())).shape[1]) if result.outputs else 1
     summary = price(graph, result.stats, profile, t, batch)
