@@ -275,7 +275,7 @@ def test_paper_integers_in_lava_and_stac_reproduce_the_papers_lava_csv():
 
 def test_the_backends_own_lowering_of_the_paper_graph_spikes_when_the_papers_lava_run_does():
     plan, spikes = case_nir_paper_lif()
-    rows = np.loadtxt(NIR_PAPER / "lif_lava_cpu_fixed.csv", delimiter=",")
+    rows = np.loadtxt(NIR_LIF / "lif_lava_cpu_fixed.csv", delimiter=",")
     assert (
         np.flatnonzero(run_plan_fixed(plan, spikes)["1"]["spikes"]).tolist()
         == np.flatnonzero(rows[:, 2]).tolist()
