@@ -303,6 +303,8 @@ def test_metered_energy_uses_the_artifact_profile(tiny, text_ids):
     assert e1.profile == "loihi2" and e1.spikes > 0 and e1.energy_j > 0
     assert e2.spikes == sum(s.spikes for s in two.stats.values()) > e1.spikes
     assert e2.energy_j > e1.energy_j
+    # Every token sends its host ops' values across the chip-host link, and it is priced.
+    assert e1.link_j > 0 and e2.link_j > e1.link_j
     with pytest.raises(StacError, match="nothing was run"):
         with proc.metering() as empty:
             pass

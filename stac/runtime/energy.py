@@ -28,19 +28,21 @@ class EnergyEstimate:
     chip_dynamic_j: float
     chip_static_j: float
     host_j: float
+    link_j: float  # values crossing the chip-host link
     latency_s: float  # the cost model's chip + host latency, not the simulator's wall time
     profile: str
     model: str = MODEL
 
     @property
     def energy_j(self) -> float:
-        return self.chip_dynamic_j + self.chip_static_j + self.host_j
+        return self.chip_dynamic_j + self.chip_static_j + self.host_j + self.link_j
 
     def line(self) -> str:
         return (
             f"{self.tokens} tokens, {self.spikes:,} spikes, est. {self.energy_j * 1e3:.4g} mJ "
             f"(chip {self.chip_dynamic_j * 1e3:.3g} dynamic + {self.chip_static_j * 1e3:.3g} "
-            f"static, host {self.host_j * 1e3:.3g}) on {self.profile}, {self.model} estimate"
+            f"static, host {self.host_j * 1e3:.3g}, link {self.link_j * 1e3:.3g}) on "
+            f"{self.profile}, {self.model} estimate"
         )
 
 
@@ -64,6 +66,7 @@ def estimate(graph: nir.NIRGraph, meter: Meter, steps: int) -> EnergyEstimate:
         chip_dynamic_j=total["chip_dynamic_energy_j"] * work,
         chip_static_j=total["chip_static_energy_j"] * work,
         host_j=total["host_energy_j"] * work,
+        link_j=total["link_energy_j"] * work,
         latency_s=total["latency_s"] * work,
         profile=chip.name,
     )
