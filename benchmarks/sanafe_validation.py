@@ -43,17 +43,7 @@ HERE = Path(__file__).resolve().parent
 VENV = HERE / ".sanafe-venv"
 RESULTS = HERE / "results" / "sanafe_validation.json"
 ROOT = HERE.parent
-CNN = next(
-    (
-        p
-        for p in (
-            ROOT / "tests" / "data" / "nir_paper" / "02_cnn" / "cnn_sinabs.nir",
-            ROOT.parent / "shared" / "reference" / "nir_paper" / "02_cnn" / "cnn_sinabs.nir",
-        )
-        if p.exists()
-    ),
-    None,
-)
+CNN = ROOT / "tests" / "data" / "nir_paper" / "02_cnn" / "cnn_sinabs.nir"  # vendored, BSD-3
 
 # The driver SANA-FE's interpreter runs: argv = spec.json arrays.npz result.json
 DRIVER = r"""
@@ -256,8 +246,7 @@ def compare(case: nets.Case, stac: dict[str, Any], sf: dict[str, Any]) -> dict[s
 def cases(quick: bool) -> list[tuple[nets.Case, str]]:
     steps = 30 if quick else 100
     out = [(nets.dense_chain([200, 300, 200, 10], r, steps), "ff") for r in (0.05, 0.25)]
-    if CNN is not None:
-        out.append((nets.paper_cnn(CNN, 0.1, 20 if quick else 40), "ff"))
+    out.append((nets.paper_cnn(CNN, 0.1, 20 if quick else 40), "ff"))
     configs = [
         (1, 1024, 1, 16, 10),
         (4, 256, 4, 8, 50),
@@ -301,8 +290,6 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--only", default="", help="run only networks whose name contains this")
     args = parser.parse_args()
-    if CNN is None:
-        print("NIR paper CNN not found (tests/data/nir_paper or ../shared/reference): skipped")
     rows = []
     for case, kind in cases(args.quick):
         if args.only not in case.name:
