@@ -1,4 +1,4 @@
-"""Hardware profiles: chips and hosts described as data in ``hw_profiles/*.toml``.
+"""Hardware profiles: chips and hosts described as data in ``stac/hw_profiles/*.toml``.
 
 Every number in a profile file is a table ``{value = ..., source = "..."}``. The loader checks
 each field against the schema below -- present, of the right kind (a count, a bit width, a
@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import math
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stac.errors import StacError
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "hw_profiles"
+# The bundled profiles are package data (declared in pyproject.toml), found through
+# importlib.resources so that a wheel install has them too.
+PROFILE_DIR = Path(str(resources.files("stac").joinpath("hw_profiles")))
 SCHEMA = 1
 KINDS = ("neuromorphic", "host")
 

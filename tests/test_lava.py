@@ -361,7 +361,7 @@ def test_bad_spikes_and_a_profile_unlike_lavas_are_refused(tmp_path):
         run_plan_fixed(plan, np.zeros((10, 3), np.int64))
     with pytest.raises(StacError, match="must be 0 or 1"):
         run_plan_fixed(plan, np.full((10, 16), 2))
-    text = (ROOT / "hw_profiles" / "loihi2.toml").read_text()
+    text = (ROOT / "stac" / "hw_profiles" / "loihi2.toml").read_text()
     path = tmp_path / "odd.toml"
     # the [fixed_point] width changes, the [lava] one (Lava's model) stays
     path.write_text(

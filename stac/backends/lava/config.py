@@ -53,7 +53,7 @@ class LavaLimits:
                 raise StacError(
                     f"hardware profile {profile.name} ({profile.path}) has no field "
                     f"'lava.{f.name}', which the lava backend needs (add a [lava] "
-                    "section as in hw_profiles/loihi2.toml)"
+                    "section as in stac/hw_profiles/loihi2.toml)"
                 )
             values[f.name] = int(table[f.name])
         return cls(**values)
