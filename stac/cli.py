@@ -125,7 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--reset",
         choices=("zero", "subtract"),
         default=None,
-        help="reset of spiking neurons whose file does not say (default zero)",
+        help="reset of spiking neurons whose file does not say (default zero); a neuron whose "
+        "file says keeps its own (the run prints which ran)",
+    )
+    i.add_argument(
+        "--recurrent-bias",
+        choices=("snntorch", "norse"),
+        default=None,
+        help="a recurrent weight's bias at step 0: snntorch adds it (default), norse starts "
+        "the recurrent input at step 1",
     )
     i.add_argument(
         "--output-dir",

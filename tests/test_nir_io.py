@@ -175,12 +175,12 @@ BAD_FILES = [
     (
         "edge-to-missing-node",
         lambda p: _write(p, _nir_graph(edges=[("lif", "ghost")])),
-        r"Edge \('lif', 'ghost'\) references destination node 'ghost' which does not exist",
+        r"edge \('lif' -> 'ghost'\) in the top-level graph names missing node 'ghost'",
     ),
     (
         "nested-edge-to-missing-node",
         lambda p: _write(p, _nested(_lif(3), extra_edges=[("lif", "ghost")])),
-        r"references destination node 'ghost' which does not exist",
+        r"edge \('lif' -> 'ghost'\) in subgraph 'blk' names missing node 'ghost'",
     ),
     (
         "mismatched-shapes-on-edge",

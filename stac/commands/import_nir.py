@@ -26,7 +26,7 @@ from stac.ir import save
 from stac.ir.graph import input_shape
 from stac.ir.nodes import LoihiCubaLIF, SigmaDelta
 from stac.ir.netx_io import read_netx
-from stac.ir.nir_io import RESETTABLE, read_nir
+from stac.ir.nir_io import RESET_ORIGIN, RESETTABLE, read_nir
 from stac.ir.results import legality_of
 from stac.pipeline import fit, is_recurrent, price, run_steps
 from stac.profiles import host_profile
@@ -58,6 +58,32 @@ def load_input(
     return x.astype(np.float32), f"input: {path.name}, shape {x.shape}"
 
 
+def conventions(graph: nir.NIRGraph, reset: str | None) -> list[str]:
+    """One line per run convention the file left open: which reset each neuron ran with and
+    where it came from, and the recurrent-bias convention (for a NIR file)."""
+    by: dict[tuple[str, str], list[str]] = {}
+    for name, node in graph.nodes.items():
+        meta = getattr(node, "metadata", None) or {}
+        if isinstance(node, RESETTABLE) and "reset" in meta:
+            by.setdefault((meta["reset"], meta.get(RESET_ORIGIN, "file")), []).append(name)
+    said = {"file": "the file's own", "option": "--reset", "default": "default, the file says none"}
+    lines = [
+        f"reset: {rule} ({said.get(origin, origin)}) on {', '.join(names)}"
+        for (rule, origin), names in sorted(by.items())
+    ]
+    if reset and any(o == "file" and r != reset for r, o in by):
+        lines.append(f"note: --reset {reset} applies only to neurons whose file does not say")
+    if "recurrent_bias" in graph.metadata:
+        conv = graph.metadata["recurrent_bias"]
+        weights = graph.metadata.get("recurrent_weights") or []
+        when = "at step 0, as snnTorch" if conv == "snntorch" else "from step 1, as Norse"
+        lines.append(
+            f"recurrent bias: {conv} (a recurrent weight's bias reaches its neuron {when})"
+            + (f" on {', '.join(weights)}" if weights else "; the graph has no recurrent Affine")
+        )
+    return lines
+
+
 def import_nir(
     path: str | Path,
     target: str,
@@ -67,6 +93,7 @@ def import_nir(
     input_path: str | Path | None = None,
     reset: str | None = None,
     force: bool = False,
+    recurrent_bias: str | None = None,
 ) -> dict[str, Any]:
     """Import, partition, run and report; return the report."""
     started = time.perf_counter()
@@ -76,13 +103,15 @@ def import_nir(
     check_output_dir(output_dir, force)
     netx = Path(path).suffix == ".net"
     if netx:
-        if reset is not None:
+        if reset is not None or recurrent_bias is not None:
             raise StacError(
-                "--reset applies to NIR files; a netx file carries its neurons' own reset"
+                "--reset and --recurrent-bias apply to NIR files; a netx file carries its "
+                "neurons' own reset and recurrence"
             )
         graph = read_netx(path, profile)
     else:
-        graph = read_nir(path, dt=dt, reset=reset)
+        graph = read_nir(path, dt=dt, reset=reset, recurrent_bias=recurrent_bias or "snntorch")
+    ran = [] if netx else conventions(graph, reset)
     recurrent = is_recurrent(graph)
     graph = fit(graph, profile, source=path)
     inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
@@ -122,6 +151,13 @@ def import_nir(
             else "forward Euler at dt: synaptic current, membrane, threshold (>), reset (see "
             "docs/nir.md); IF and I integrate per step (no dt)"
         ),
+        "conventions": ran,
+        "recurrent_bias": None if netx else graph.metadata.get("recurrent_bias"),
+        "reset_origins": {
+            n: getattr(v, "metadata", {}).get(RESET_ORIGIN)
+            for n, v in graph.nodes.items()
+            if isinstance(v, RESETTABLE)
+        },
         "resets": {
             n: getattr(v, "metadata", {}).get("reset")
             for n, v in graph.nodes.items()
@@ -156,7 +192,10 @@ def run(args: argparse.Namespace) -> int:
         input_path=args.input,
         reset=args.reset,
         force=args.force,
+        recurrent_bias=args.recurrent_bias,
     )
+    for line in report["conventions"]:
+        print(line)
     print(format_import(report))
     print(f"report: {out / 'report.json'}")
     return 0

@@ -23,6 +23,12 @@ Per node type, with :math:`x_t` the summed input at step t:
 - **Threshold**: :math:`z = [x_t > \theta]`, stateless.
 - **Affine / Linear / Scale / Conv2d / SumPool2d / AvgPool2d / Flatten**: stateless maps of
   the current step's input (SumPool2d = average pool times the kernel area).
+- **Recurrent bias**: a recurrent weight (an Affine fed only by last step's neuron output,
+  marked by :func:`stac.ir.nir_io.read_nir` with ``metadata["recurrent_bias"]``) sees zeros at
+  step 0. Under "snntorch" (the default, as snnTorch's RLeaky/RSynaptic) it still adds its
+  bias at step 0; under "norse" (as Norse's ``from_nir`` through nirtorch, which skips an
+  input not yet computed) its output at step 0 is zero, bias included, and it is the plain
+  affine map from step 1. The one bit of state is "has it run yet".
 
 The values are computed in the dtype of the input (float32 by default).
 """
@@ -140,6 +146,17 @@ def affine_map(
     return F.linear(x, get(node.weight), get(node.bias) if isinstance(node, nir.Affine) else None)
 
 
+def affine_step(
+    node: nir.Affine | nir.Linear, x: torch.Tensor, state: Any, _dt: float
+) -> tuple[torch.Tensor, Any]:
+    """One step of an Affine/Linear; ``state`` is None before its first step. A recurrent
+    weight under the "norse" convention outputs zeros at its first step (see the module
+    docstring)."""
+    if state is None and (node.metadata or {}).get("recurrent_bias") == "norse":
+        return torch.zeros_like(affine_map(node, x)), True
+    return affine_map(node, x), True
+
+
 def conv2d_geometry(node: nir.Conv2d) -> dict[str, Any]:
     """``stride``, ``padding``, ``dilation`` and ``groups`` of a Conv2d as F.conv2d takes them."""
     pad = node.padding
@@ -188,8 +205,8 @@ STEPS: dict[type, StepFn] = {
     nir.LI: li_step,
     nir.I: integrator_step,
     nir.Threshold: _stateless(threshold_map),
-    nir.Affine: _stateless(affine_map),
-    nir.Linear: _stateless(affine_map),
+    nir.Affine: affine_step,
+    nir.Linear: affine_step,
     nir.Scale: _stateless(lambda n, x: x * _t(n.scale, x)),
     nir.Conv2d: _stateless(conv2d_map),
     nir.SumPool2d: _stateless(pool_map),
@@ -234,6 +251,7 @@ __all__ = [
     "LIFState",
     "STEPS",
     "affine_map",
+    "affine_step",
     "conv2d_geometry",
     "conv2d_map",
     "flatten_map",

@@ -30,8 +30,18 @@ from stac.ir.nir_io.check import (
     check_time_step,
     fail,
 )
-from stac.ir.nir_io.order import order_allowing_cycles
-from stac.ir.nir_io.supported import RESETS, RESETTABLE, SUPPORTED, type_list
+from stac.ir.nir_io.order import execution_order, order_allowing_cycles
+from stac.ir.nir_io.size import check_declared_sizes, check_size
+from stac.ir.nir_io.supported import (
+    RECURRENT_BIAS,
+    RECURRENT_BIASES,
+    RESET_ORIGIN,
+    RESETS,
+    RESETTABLE,
+    STATEFUL,
+    SUPPORTED,
+    type_list,
+)
 
 
 def _flatten(graph: nir.NIRGraph, prefix: str = "") -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -158,6 +168,39 @@ def _stored_nodes(group: Any, prefix: str = "") -> list[tuple[str, str, Any]]:
     return out
 
 
+def _graph_groups(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(subgraph path, HDF5 group) of a NIR graph group and every graph nested in it; the
+    top level's path is ""."""
+    out = [(prefix, group)]
+    nodes = group.get("nodes")
+    for key in nodes if nodes is not None else ():
+        item = nodes[key]
+        raw = item["type"][()] if "type" in item else b""
+        if (raw.decode("utf8", "replace") if isinstance(raw, bytes) else str(raw)) == "NIRGraph":
+            out.extend(_graph_groups(item, f"{prefix}{key}."))
+    return out
+
+
+def _check_stored_edges(path: Path, sub: str, group: Any) -> None:
+    """Every edge of one (sub)graph joins two of its nodes; an error names the subgraph."""
+    edges = group.get("edges")
+    if edges is None:
+        return
+    check_size(path, f"{'subgraph ' + repr(sub[:-1]) if sub else 'the graph'}'s edges",
+               int(np.prod(edges.shape, dtype=object)), max(edges.dtype.itemsize, 1))
+    names = set(group["nodes"]) if "nodes" in group else set()
+    where = f"in subgraph {sub[:-1]!r}" if sub else "in the top-level graph"
+    for row in np.asarray(edges[()]).reshape(-1, 2) if edges.size else ():
+        src, dst = (v.decode("utf8", "replace") if isinstance(v, bytes) else str(v) for v in row)
+        for end in (src, dst):
+            if end not in names:
+                raise fail(
+                    path,
+                    f"edge ({src!r} -> {dst!r}) {where} names missing node {end!r} "
+                    f"(the {'sub' if sub else ''}graph has {sorted(names)})",
+                )
+
+
 def _check_hdf5(path: Path) -> None:
     """Refuse a file that is not HDF5, not NIR, that names a node type NIR does not have, or
     whose node NIR cannot build (a missing field, parameters of different shapes), naming
@@ -171,7 +214,10 @@ def _check_hdf5(path: Path) -> None:
         with h5py.File(path, "r") as f:
             if "node" not in f or not isinstance(f["node"], h5py.Group):
                 raise fail(path, "is HDF5 but not NIR (no 'node' group)")
+            for sub, graph_group in _graph_groups(f["node"]):
+                _check_stored_edges(path, sub, graph_group)
             for name, ntype, group in _stored_nodes(f["node"]):
+                check_declared_sizes(path, name, group)
                 if ntype not in _nir_type_names():
                     raise fail(
                         path,
@@ -220,29 +266,94 @@ def _read_raw(path: Path) -> nir.NIRGraph:
 
 
 def _set_reset(path: Path, name: str, node: Any, reset: str | None) -> None:
-    """Give a resettable neuron node a ``reset`` in its metadata (its own, checked, or
-    ``reset``, default "zero"). ``node`` is typed Any: nir ships no type information, and
-    narrowing by :data:`RESETTABLE` (a tuple of plain types) would leave only ``object``."""
+    """Give a resettable neuron node a ``reset`` in its metadata and say where it came from
+    (:data:`RESET_ORIGIN`): the file's own (checked) wins; else ``reset`` ("option"); else
+    "zero" ("default"). ``node`` is typed Any: nir ships no type information, and narrowing
+    by :data:`RESETTABLE` (a tuple of plain types) would leave only ``object``."""
     meta = dict(node.metadata or {})
     if "reset" not in meta:
-        meta["reset"] = reset or "zero"
+        meta["reset"], meta[RESET_ORIGIN] = (reset, "option") if reset else ("zero", "default")
     elif meta["reset"] not in RESETS:
         raise fail(path, f"node {name!r}: metadata reset {meta['reset']!r} is not one of {RESETS}")
+    else:
+        meta[RESET_ORIGIN] = "file"
     node.metadata = meta
 
 
-def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGraph:
+def _refuse_stateless_cycles(path: Path, nodes: dict[str, Any], edges: list[tuple[str, str]]):
+    """A cycle with no neuron on it has no delay in NIR (every edge is instantaneous): refuse
+    it, naming its nodes, rather than cut it somewhere with an implicit one-step delay."""
+    kept = [(s, d) for s, d in edges if not isinstance(nodes[s], STATEFUL)]
+    post: dict[str, list[str]] = defaultdict(list)
+    for s, d in kept:
+        post[s].append(d)
+    state: dict[str, int] = {}  # 1 on the DFS stack, 2 done
+    for root in nodes:
+        if root in state:
+            continue
+        stack, trail = [(root, iter(post[root]))], [root]
+        state[root] = 1
+        while stack:
+            name, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                trail.pop()
+                state[name] = 2
+            elif state.get(nxt) == 1:
+                cycle = trail[trail.index(nxt) :] + [nxt]
+                raise fail(
+                    path,
+                    f"cycle {' -> '.join(cycle)} has no neuron on it: NIR edges carry no "
+                    "delay, so it has no step-by-step meaning; stac runs recurrent graphs "
+                    "whose every cycle passes through a neuron (LIF, CubaLIF, IF, LI, "
+                    "CubaLI, I)",
+                )
+            elif nxt not in state:
+                state[nxt] = 1
+                stack.append((nxt, iter(post[nxt])))
+                trail.append(nxt)
+
+
+def _mark_recurrent_bias(graph: nir.NIRGraph, convention: str) -> list[str]:
+    """Record the recurrent-bias convention on each Affine fed only by last step's neuron
+    output (a recurrent weight); return their names. See :mod:`stac.sim.nir_neurons`."""
+    _, back = execution_order(graph)
+    fed: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for s, d in graph.edges:
+        fed[d].append((s, d))
+    marked = []
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.Affine) and fed[name] and all(e in back for e in fed[name]):
+            node.metadata = {**(node.metadata or {}), RECURRENT_BIAS: convention}
+            marked.append(name)
+    return marked
+
+
+def read_nir(
+    path: str | Path,
+    dt: float,
+    reset: str | None = None,
+    recurrent_bias: str = "snntorch",
+) -> nir.NIRGraph:
     """Read any NIR file into a checked stac IR graph with ``metadata["dt"] = dt``.
 
     ``reset`` ("zero" or "subtract") sets how spiking neurons reset when the file does not
     say (NIR 1.0 has no reset-mode field; "zero" means reset to ``v_reset``). A node whose
-    metadata has ``reset`` keeps its own. Every problem becomes one :class:`StacError`.
+    metadata has ``reset`` keeps its own; each neuron's metadata says which applied
+    (``reset_origin``: "file", "option" or "default"). ``recurrent_bias`` ("snntorch", the
+    default, or "norse") says whether a recurrent weight's bias reaches its neuron at step 0
+    (see :mod:`stac.sim.nir_neurons`); it is stored in ``metadata["recurrent_bias"]`` with
+    the recurrent weights in ``metadata["recurrent_weights"]``. A cycle without a neuron on
+    it is refused. Every problem becomes one :class:`StacError`.
     """
     path = Path(path)
     if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
         raise StacError(f"dt must be a positive number of seconds, got {dt!r}")
     if reset is not None and reset not in RESETS:
         raise StacError(f"reset must be one of {RESETS}, got {reset!r}")
+    if recurrent_bias not in RECURRENT_BIASES:
+        raise StacError(f"recurrent_bias must be one of {RECURRENT_BIASES}, got {recurrent_bias!r}")
     if not path.is_file():
         raise fail(path, "does not exist or is not a file")
     _check_hdf5(path)
@@ -254,6 +365,7 @@ def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGr
             path, f"stac cannot import node(s) {', '.join(unknown)}; supported types: {type_list()}"
         )
     check_edge_ends(path, set(nodes), edges)
+    _refuse_stateless_cycles(path, nodes, edges)
     for name, node in nodes.items():
         check_params(path, name, node)
         check_time_step(path, name, node, float(dt))
@@ -264,6 +376,8 @@ def read_nir(path: str | Path, dt: float, reset: str | None = None) -> nir.NIRGr
     metadata = {k: v for k, v in (raw.metadata or {}).items() if isinstance(v, (int, float, str))}
     metadata.update(dt=float(dt), source=f"nir:{path.name}")
     graph = make_graph(nodes, edges, metadata)
+    marked = _mark_recurrent_bias(graph, recurrent_bias)
+    graph.metadata.update(recurrent_bias=recurrent_bias, recurrent_weights=marked)
     return check_graph(graph, path)
 
 

@@ -23,7 +23,14 @@ from stac.files import writing
 from stac.ir.analysis import SPIKING_TYPES, connected_groups
 from stac.ir.graph import input_shape, output_shape, predecessors, successors
 from stac.ir.nir_io.supported import STATEFUL, nir_expressible
-from stac.ir.nir_io.write import clean_node, export_metadata, nir_graph, valid_names, write_checked
+from stac.ir.nir_io.write import (
+    align_shapes,
+    clean_node,
+    export_metadata,
+    nir_graph,
+    valid_names,
+    write_checked,
+)
 
 
 #: How a runtime joins the parts and host ops, written into every manifest.
@@ -113,6 +120,7 @@ def _build_part(
             "from": n,
             "to": [c for c in post[n] if c not in members],
         }
+    align_shapes(nodes, edges, names)
     part.graph = nir_graph(nodes, edges, export_metadata(graph) | {"part": k})
     return part
 

@@ -36,6 +36,15 @@ STATEFUL: tuple[type, ...] = (nir.LIF, nir.CubaLIF, nir.IF, nir.LI, nir.CubaLI, 
 #: Spiking neurons with a membrane, hence a reset rule (NIR 1.0 does not store one).
 RESETTABLE: tuple[type, ...] = tuple(t for t in SPIKING if t in STATEFUL)
 RESETS = ("zero", "subtract")
+#: Node metadata key saying where a neuron's ``reset`` came from: "file" (the NIR file said
+#: it), "option" (``--reset``) or "default" (neither said; "zero").
+RESET_ORIGIN = "reset_origin"
+#: Node metadata key of a recurrent weight (an Affine fed only by last step's neuron output):
+#: the convention for its bias at step 0, one of :data:`RECURRENT_BIASES` ("snntorch": the
+#: bias reaches the neuron at step 0, as snnTorch's RLeaky/RSynaptic; "norse": the recurrent
+#: input, bias included, starts at step 1, as Norse's from_nir through nirtorch).
+RECURRENT_BIAS = "recurrent_bias"
+RECURRENT_BIASES = ("snntorch", "norse")
 
 
 def nir_expressible(node: Any) -> bool:
@@ -49,8 +58,11 @@ def type_list(types: Iterable[type] = SUPPORTED) -> str:
 
 
 __all__ = [
+    "RECURRENT_BIAS",
+    "RECURRENT_BIASES",
     "RESETS",
     "RESETTABLE",
+    "RESET_ORIGIN",
     "SPIKING",
     "STATEFUL",
     "SUPPORTED",
