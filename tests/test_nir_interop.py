@@ -160,3 +160,64 @@ def test_snntorch_still_cannot_import_the_recurrent_braille_graph(tmp_path, whic
     with pytest.raises(AttributeError, match="'GraphModule' object has no attribute 'items'"):
         import_from_nir(nir.read(path))
     capsys.readouterr()
+
+
+# --- the recurrent-bias convention (issue 16) ------------------------------------------------
+
+BRAILLE = NIR_PAPER / "03_rnn" / "braille_noDelay_bias_zero.nir"
+
+
+def _braille(convention: str):
+    graph = read_nir(BRAILLE, dt=DT, recurrent_bias=convention)
+    x = np.load(NIR_PAPER / "03_rnn" / "braille_sample0_input.npy")
+    return graph, Stepper(graph).run(x), x
+
+
+def test_recurrent_bias_norse_equals_norse_live_and_its_paper_activity():
+    """Norse (from_nir through nirtorch) skips the recurrent input at step 0, bias
+    included: under --recurrent-bias norse stac gives Norse's own output spikes, live, and
+    the NIR paper's recorded Norse activity of the hidden layer, entry for entry."""
+    import norse.torch as norse
+
+    graph, ours, x = _braille("norse")
+    assert graph.metadata["recurrent_bias"] == "norse"
+    assert graph.metadata["recurrent_weights"] == ["lif1.w_rec"]
+    assert np.any(graph.nodes["lif1.w_rec"].bias != 0)  # the convention matters here
+    logging.disable(logging.WARNING)
+    try:
+        module = norse.from_nir(nir.read(BRAILLE), dt=DT)
+    finally:
+        logging.disable(logging.NOTSET)
+    theirs = _run_torch(module, x)
+    assert theirs.sum() > 100
+    np.testing.assert_array_equal(theirs, ours.outputs["output"][:, 0].numpy())
+    paper = np.load(NIR_PAPER / "03_rnn" / "norse_activity_noDelay_bias_zero.npy")
+    np.testing.assert_array_equal(paper, ours.traces["lif1.lif"][:, 0].numpy())
+
+
+def test_recurrent_bias_snntorch_is_the_default_and_equals_snntorch_activity():
+    """snnTorch's RSynaptic adds the recurrent bias at step 0: the default convention gives
+    the NIR paper's recorded snnTorch activity exactly, and differs from Norse's."""
+    graph, ours, _ = _braille("snntorch")
+    assert read_nir(BRAILLE, dt=DT).metadata["recurrent_bias"] == "snntorch"
+    paper = np.load(NIR_PAPER / "03_rnn" / "snntorch_activity_noDelay_bias_zero.npy")
+    np.testing.assert_array_equal(paper, ours.traces["lif1.lif"][:, 0].numpy())
+    _, norse_run, _ = _braille("norse")
+    assert not np.array_equal(ours.outputs["output"].numpy(), norse_run.outputs["output"].numpy())
+
+
+def test_recurrent_bias_is_printed_and_refused_when_unknown(tmp_path, capsys):
+    from stac.cli import main
+    from stac.errors import StacError
+
+    x = NIR_PAPER / "03_rnn" / "braille_sample0_input.npy"
+    argv = ["import-nir", str(BRAILLE), "--input", str(x), "--recurrent-bias", "norse"]
+    assert main([*argv, "--output-dir", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "recurrent bias: norse (a recurrent weight's bias reaches its neuron from step 1" in out
+    assert "on lif1.w_rec" in out
+    with pytest.raises(StacError, match="recurrent_bias must be one of"):
+        read_nir(BRAILLE, dt=DT, recurrent_bias="lava")
+    # the convention is how stac ran the file, not part of it: an export does not carry it
+    write_nir(read_nir(BRAILLE, dt=DT, recurrent_bias="norse"), tmp_path / "b.nir")
+    assert "recurrent_bias" not in (nir.read(tmp_path / "b.nir").nodes["lif1_w_rec"].metadata or {})

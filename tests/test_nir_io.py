@@ -419,3 +419,141 @@ def test_import_nir_cli_zero_input_note(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert "zeros" in report["input"] and report["timesteps"] == 10
     assert main(["import-nir", str(p), "--steps", "10", "--output-dir", str(out)]) == 2
+
+
+# --- issue 16: reset provenance, export shapes, nested edges, stateless cycles, sizes -------
+
+
+def test_round_trip_does_not_stamp_a_reset_the_file_never_said(tmp_path, capsys):
+    """A file that says no reset: stac fills one in to run it, but the export leaves it out,
+    so a re-import with --reset subtract runs subtract (it used to get 'zero' silently)."""
+    src = _write(tmp_path / "a.nir", _nir_graph())
+    graph = read_nir(src, dt=DT)
+    assert graph.nodes["lif"].metadata == {"reset": "zero", "reset_origin": "default"}
+    write_nir(graph, tmp_path / "b.nir")
+    assert "reset" not in (nir.read(tmp_path / "b.nir").nodes["lif"].metadata or {})
+    back = read_nir(tmp_path / "b.nir", dt=DT, reset="subtract")
+    assert back.nodes["lif"].metadata == {"reset": "subtract", "reset_origin": "option"}
+    out = tmp_path / "r"
+    argv = ["import-nir", str(tmp_path / "b.nir"), "--steps", "3", "--reset", "subtract"]
+    assert main([*argv, "--output-dir", str(out)]) == 0
+    assert "reset: subtract (--reset) on lif" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["reset_origins"] == {"lif": "option"}
+
+
+def test_a_reset_the_file_says_wins_and_the_run_says_so(tmp_path, capsys):
+    lif = _lif(3)
+    lif.metadata = {"reset": "zero"}
+    src = _write(tmp_path / "a.nir", _nir_graph(lif=lif))
+    graph = read_nir(src, dt=DT, reset="subtract")
+    assert graph.nodes["lif"].metadata == {"reset": "zero", "reset_origin": "file"}
+    write_nir(graph, tmp_path / "b.nir")  # the source said it: the export keeps it
+    assert nir.read(tmp_path / "b.nir").nodes["lif"].metadata == {"reset": "zero"}
+    argv = ["import-nir", str(src), "--steps", "3", "--reset", "subtract"]
+    assert main([*argv, "--output-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "reset: zero (the file's own) on lif" in out
+    assert "--reset subtract applies only to neurons whose file does not say" in out
+
+
+def test_reset_choice_changes_spikes(tmp_path):
+    """The two rules give different spikes on this graph (a strong drive overshoots the
+    threshold), so the provenance tests above test a choice that matters."""
+    src = _write(tmp_path / "c.nir", _nir_graph())
+    x = np.full((40, 4), 3.0, F)
+    zero, sub = (
+        Stepper(read_nir(src, dt=DT, reset=r)).run(x).outputs["output"].numpy()
+        for r in ("zero", "subtract")
+    )
+    assert zero.sum() > 0 and not np.array_equal(zero, sub)
+
+
+def test_lif_rockpool_exports_and_runs_the_same(tmp_path):
+    """The NIR paper's lif_rockpool.nir declares its Output (1, 1, 1) for a 1-neuron LIF:
+    stac accepts it (equal sizes) and the export now gives the Output its producer's shape,
+    so NIR's type check passes; the re-imported graph spikes the same."""
+    from paths import NIR_PAPER
+
+    src = NIR_PAPER / "01_lif" / "lif_rockpool.nir"
+    graph = read_nir(src, dt=DT)
+    write_nir(graph, tmp_path / "r.nir")
+    back = nir.read(tmp_path / "r.nir", type_check=True)
+    assert back.nodes["output"].output_type["output"].tolist() == [1]
+    x = np.loadtxt(NIR_PAPER / "01_lif" / "lif_exact.csv", delimiter=",")[:, :1] * 50
+    ours = Stepper(graph).run(x).traces["1_LIFNeuronTorch"].numpy()
+    again = Stepper(read_nir(tmp_path / "r.nir", dt=DT)).run(x).traces["1_LIFNeuronTorch"]
+    assert ours.sum() > 0
+    np.testing.assert_array_equal(ours, again.numpy())
+
+
+def test_export_refuses_a_reshaping_edge_with_stacs_own_message(tmp_path):
+    """An edge that joins equal sizes in different shapes inside the graph (not at an
+    Output) cannot be written as NIR: refused naming the edge, not with NIR's type text."""
+    g = _nir_graph()
+    g.nodes["lif"] = nir.LIF(
+        **{k: np.asarray(v).reshape(3, 1) for k, v in vars(_lif(3)).items() if k in (
+            "tau", "r", "v_leak", "v_threshold", "v_reset")}
+    )
+    g.nodes["output"] = nir.Output(output_type={"output": np.array([3, 1])})
+    graph = read_nir(_write(tmp_path / "a.nir", g), dt=DT)
+    with pytest.raises(StacError, match=r"cannot export to NIR: edge 'fc' -> 'lif' joins "
+                       r"Affine output \(3,\) to LIF input \(3, 1\), the same size"):
+        write_nir(graph, tmp_path / "b.nir")
+    assert not (tmp_path / "b.nir").exists()
+
+
+def test_cycle_without_a_neuron_is_refused_naming_it(tmp_path):
+    g = _nir_graph(edges=[("fc", "loop"), ("loop", "fc")])
+    g.nodes["loop"] = nir.Affine(weight=np.eye(4, 3, dtype=F), bias=np.zeros(4, F))
+    with pytest.raises(StacError, match=r"cycle fc -> loop -> fc has no neuron on it"):
+        read_nir(_write(tmp_path / "a.nir", g), dt=DT)
+
+
+def test_cycle_through_a_neuron_is_accepted(tmp_path):
+    g = _nir_graph(edges=[("lif", "rec"), ("rec", "lif")])
+    g.nodes["rec"] = nir.Affine(weight=np.eye(3, dtype=F), bias=np.ones(3, F))
+    graph = read_nir(_write(tmp_path / "a.nir", g), dt=DT)
+    assert graph.metadata["recurrent_weights"] == ["rec"]
+
+
+def _declared_input(p, shape):
+    _write(p, _nir_graph())
+    with h5py.File(p, "r+") as f:
+        del f["node/nodes/input/shape"]
+        f["node/nodes/input/shape"] = np.array(shape, np.int64)
+    return p
+
+
+def _huge_weight(p):
+    _write(p, _nir_graph())
+    with h5py.File(p, "r+") as f:
+        del f["node/nodes/fc/weight"]
+        f.create_dataset("node/nodes/fc/weight", shape=(60000, 60000), dtype=F)  # unwritten
+    return p
+
+
+@pytest.mark.parametrize(
+    "make,message",
+    [
+        (
+            lambda p: _declared_input(p, [100000, 100000]),
+            r"node 'input' shape \(100000, 100000\) declares 10,000,000,000 elements \(37\.3 GiB\)",
+        ),
+        (
+            _huge_weight,
+            r"node 'fc' field 'weight' \(60000, 60000\) declares 3,600,000,000 elements "
+            r"\(13\.4 GiB\)",
+        ),
+    ],
+    ids=["input-1e5x1e5", "weight-60000x60000"],
+)
+def test_declared_sizes_over_the_budget_are_refused_before_reading(
+    tmp_path, monkeypatch, make, message
+):
+    import stac.ir.nir_io.size as size
+
+    monkeypatch.setattr(size, "memory_budget", lambda: 8 << 30)  # a fixed 8 GiB machine
+    bad = make(tmp_path / "x.nir")
+    assert bad.stat().st_size < 1 << 20  # the file is small; reading it would not be
+    with pytest.raises(StacError, match=message + r", more than the memory budget of 8 GiB"):
+        read_nir(bad, dt=DT)
