@@ -173,24 +173,30 @@ def _braille(convention: str):
     return graph, Stepper(graph).run(x), x
 
 
-def test_recurrent_bias_norse_equals_norse_live_and_its_paper_activity():
+def _norse(path, x):
+    import norse.torch as norse
+
+    logging.disable(logging.WARNING)
+    try:
+        module = norse.from_nir(nir.read(path), dt=DT)
+    finally:
+        logging.disable(logging.NOTSET)
+    return _run_torch(module, x)
+
+
+def test_recurrent_bias_norse_equals_norse_live_and_its_paper_activity(tmp_path):
     """Norse (from_nir through nirtorch) skips the recurrent input at step 0, bias
     included: under --recurrent-bias norse stac gives Norse's own output spikes, live, and
     the NIR paper's recorded Norse activity of the hidden layer, entry for entry."""
-    import norse.torch as norse
-
     graph, ours, x = _braille("norse")
     assert graph.metadata["recurrent_bias"] == "norse"
     assert graph.metadata["recurrent_weights"] == ["lif1.w_rec"]
     assert np.any(graph.nodes["lif1.w_rec"].bias != 0)  # the convention matters here
-    logging.disable(logging.WARNING)
-    try:
-        module = norse.from_nir(nir.read(BRAILLE), dt=DT)
-    finally:
-        logging.disable(logging.NOTSET)
-    theirs = _run_torch(module, x)
+    theirs = _norse(BRAILLE, x)
     assert theirs.sum() > 100
     np.testing.assert_array_equal(theirs, ours.outputs["output"][:, 0].numpy())
+    write_nir(graph, tmp_path / "flat.nir")  # stac's re-export (no nested subgraph) too
+    np.testing.assert_array_equal(_norse(tmp_path / "flat.nir", x), theirs)
     paper = np.load(NIR_PAPER / "03_rnn" / "norse_activity_noDelay_bias_zero.npy")
     np.testing.assert_array_equal(paper, ours.traces["lif1.lif"][:, 0].numpy())
 
