@@ -491,13 +491,19 @@ def test_export_refuses_a_reshaping_edge_with_stacs_own_message(tmp_path):
     Output) cannot be written as NIR: refused naming the edge, not with NIR's type text."""
     g = _nir_graph()
     g.nodes["lif"] = nir.LIF(
-        **{k: np.asarray(v).reshape(3, 1) for k, v in vars(_lif(3)).items() if k in (
-            "tau", "r", "v_leak", "v_threshold", "v_reset")}
+        **{
+            k: np.asarray(v).reshape(3, 1)
+            for k, v in vars(_lif(3)).items()
+            if k in ("tau", "r", "v_leak", "v_threshold", "v_reset")
+        }
     )
     g.nodes["output"] = nir.Output(output_type={"output": np.array([3, 1])})
     graph = read_nir(_write(tmp_path / "a.nir", g), dt=DT)
-    with pytest.raises(StacError, match=r"cannot export to NIR: edge 'fc' -> 'lif' joins "
-                       r"Affine output \(3,\) to LIF input \(3, 1\), the same size"):
+    with pytest.raises(
+        StacError,
+        match=r"cannot export to NIR: edge 'fc' -> 'lif' joins "
+        r"Affine output \(3,\) to LIF input \(3, 1\), the same size",
+    ):
         write_nir(graph, tmp_path / "b.nir")
     assert not (tmp_path / "b.nir").exists()
 

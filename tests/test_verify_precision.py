@@ -63,7 +63,9 @@ def ids(smollm2) -> list[int]:
 def _incremental_and_fresh(proc: TemporalSpikeProcessor, ids: list[int]):
     cid, ref = proc.open(), proc.open()
     cuts = [0, 9, 13, 14, 21]
-    inc = torch.cat([proc([ids[a:b]], conversation_ids=[cid])[0] for a, b in zip(cuts, cuts[1:])])
+    inc = torch.cat(
+        [proc([ids[a:b]], conversation_ids=[cid])[0] for a, b in zip(cuts, cuts[1:], strict=False)]
+    )
     full = proc([ids[:21]], use_cache=False, conversation_ids=[ref])[0]
     return inc, full
 

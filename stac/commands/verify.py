@@ -23,6 +23,29 @@ from stac.runtime.verify import (
 )
 
 
+def _run(label: str, fn: Callable[[], list[Check] | Check], into: list[Check]) -> None:
+    """Run one check into ``into``; a check that errors counts as failed."""
+    try:
+        result = fn()
+        into.extend(result if isinstance(result, list) else [result])
+    except StacError as exc:
+        into.append(Check(label, False, f"error: {exc}"))
+
+
+def _deployment_checks(
+    proc: TemporalSpikeProcessor, ids: list[int], turns: dict[str, list[list[int]]]
+) -> tuple[list[Check], list[Check]]:
+    """The checks on the float32 processor as deployed: (the first ones, the last one)."""
+    first: list[Check] = []
+    last: list[Check] = []
+    proc.spiking = False
+    _run("positions", lambda: check_positions(proc, ids), first)
+    _run("turns (float)", lambda: check_turns(proc, turns), first)
+    proc.spiking = True
+    _run("bad input", lambda: check_bad_input(proc, ids), last)
+    return first, last
+
+
 def verify_artifact(path: str, steps: int | None = None, context: int = 48) -> list[Check]:
     """Run every check on the artifact at ``path``; a check that errors counts as failed."""
     if context < MIN_CONTEXT:
@@ -37,28 +60,14 @@ def verify_artifact(path: str, steps: int | None = None, context: int = 48) -> l
     if len(ids) < context + 2:
         raise StacError(f"--context {context} is longer than the verification text")
     turns = turn_inputs(ids[1:], tokenizer.bos_token_id)
-    checks: list[Check] = []
-    last: list[Check] = []
-
-    def run(label: str, fn: Callable[[], list[Check] | Check], into: list[Check]) -> None:
-        try:
-            result = fn()
-            into.extend(result if isinstance(result, list) else [result])
-        except StacError as exc:
-            into.append(Check(label, False, f"error: {exc}"))
-
-    proc.spiking = False
-    run("positions", lambda: check_positions(proc, ids), checks)
-    run("turns (float)", lambda: check_turns(proc, turns), checks)
-    proc.spiking = True
-    run("bad input", lambda: check_bad_input(proc, ids), last)  # the deployment processor's
+    checks, last = _deployment_checks(proc, ids, turns)
     del proc  # the spiking checks use their own processor, in float64 (see stac.runtime.verify)
     exact = TemporalSpikeProcessor(
         artifact, T=steps, max_context_length=context, dtype=SPIKING_DTYPE
     )
     with exact.metering() as meter:
-        run("turns (spiking)", lambda: check_turns(exact, turns), checks)
-    run("spike rates", lambda: check_spike_rates(exact, meter), checks)
+        _run("turns (spiking)", lambda: check_turns(exact, turns), checks)
+    _run("spike rates", lambda: check_spike_rates(exact, meter), checks)
     return checks + last
 
 

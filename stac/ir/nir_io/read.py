@@ -186,8 +186,12 @@ def _check_stored_edges(path: Path, sub: str, group: Any) -> None:
     edges = group.get("edges")
     if edges is None:
         return
-    check_size(path, f"{'subgraph ' + repr(sub[:-1]) if sub else 'the graph'}'s edges",
-               int(np.prod(edges.shape, dtype=object)), max(edges.dtype.itemsize, 1))
+    check_size(
+        path,
+        f"{'subgraph ' + repr(sub[:-1]) if sub else 'the graph'}'s edges",
+        int(np.prod(edges.shape, dtype=object)),
+        max(edges.dtype.itemsize, 1),
+    )
     names = set(group["nodes"]) if "nodes" in group else set()
     where = f"in subgraph {sub[:-1]!r}" if sub else "in the top-level graph"
     for row in np.asarray(edges[()]).reshape(-1, 2) if edges.size else ():

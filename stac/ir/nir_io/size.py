@@ -69,8 +69,12 @@ def check_declared_sizes(path: Path | str, name: str, group: Any) -> None:
             return
         field = sub.replace("/", ".")
         elements = int(np.prod(item.shape, dtype=object)) if item.shape else 1
-        check_size(path, f"node {name!r} field {field!r} {tuple(item.shape)}", elements,
-                   max(item.dtype.itemsize, 1))
+        check_size(
+            path,
+            f"node {name!r} field {field!r} {tuple(item.shape)}",
+            elements,
+            max(item.dtype.itemsize, 1),
+        )
         if sub.split("/")[0] in _SHAPE_FIELDS:
             declared = _declared(item)
             if declared is not None:
