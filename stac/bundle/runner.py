@@ -148,17 +148,10 @@ class Bundle:
         limit = int(self.manifest.get("max_positions") or 0)
         if limit and int(positions.max()) >= limit:
             raise StacError(f"position {int(positions.max())} is past the model's limit {limit}")
-        ctx = RunContext(ids, steps=self.steps, positions=positions, params=self.param)
+        ctx = self.context(ids, positions)
         values: dict[str, Signal] = {}
-        for i, step in enumerate(self.manifest["schedule"]):
-            if step["run"] == "host":
-                self._host(i, step, ids, positions, values, cache)
-            elif step["run"] == "encoder":
-                inp = total([values[p] for p in step["inputs"]])
-                node = self.encoders[i]
-                values[step["name"]], _ = SEMANTICS[SignedIF](node, inp, ctx, step["name"], False)
-            else:
-                self._chip(self.parts[i], ctx, values)
+        for i in range(len(self.manifest["schedule"])):
+            self.run_step(i, ctx, values, cache)
         logits = self.manifest["logits"]
         if logits["node"] in values:
             out = values[logits["node"]].mean()
@@ -166,20 +159,37 @@ class Bundle:
             out = total([values[p] for p in logits["inputs"]]).mean()
         return BundleRun(out, values), cache
 
+    def context(self, token_ids: torch.Tensor, positions: torch.Tensor) -> RunContext:
+        """The run context the chip steps read (tokens, positions, T, parameters)."""
+        return RunContext(token_ids, steps=self.steps, positions=positions, params=self.param)
+
+    @torch.no_grad()
+    def run_step(self, i: int, ctx: RunContext, values: dict[str, Signal], cache: Cache) -> None:
+        """Schedule step ``i``: read its inputs from ``values``, write its outputs there (and,
+        for a host stage with attention, its new cache into ``cache``)."""
+        step = self.manifest["schedule"][i]
+        if step["run"] == "host":
+            self._host(i, step, ctx, values, cache)
+        elif step["run"] == "encoder":
+            inp = total([values[p] for p in step["inputs"]])
+            node = self.encoders[i]
+            values[step["name"]], _ = SEMANTICS[SignedIF](node, inp, ctx, step["name"], False)
+        else:
+            self._chip(self.parts[i], ctx, values)
+
     def _host(
         self,
         i: int,
         step: dict[str, Any],
-        ids: torch.Tensor,
-        positions: torch.Tensor,
+        ctx: RunContext,
         values: dict[str, Signal],
         cache: Cache,
     ) -> None:
         feed: dict[str, np.ndarray] = {n: values[n].mean().numpy() for n in step["inputs"]}
         if "token_ids" in step["uses"]:
-            feed["token_ids"] = ids.numpy()
-        if "positions" in step["uses"]:
-            feed["positions"] = positions.numpy()
+            feed["token_ids"] = ctx.token_ids.numpy()
+        if "positions" in step["uses"] and ctx.positions is not None:
+            feed["positions"] = ctx.positions.numpy()
         for name, c in step["caches"].items():
             feed[c["past_key"]], feed[c["past_value"]] = cache[name]
         session = self.sessions[i]
