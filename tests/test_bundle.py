@@ -152,7 +152,10 @@ def test_each_step_equals_stac_simulator_on_its_recorded_inputs(shape, ids):
                 continue
             got, ref = values[name], seen[name]
             if step["run"] == "host":
-                assert rel_err(got.mean(), ref.mean()) <= REL, (name, rel_err(got.mean(), ref.mean()))
+                assert rel_err(got.mean(), ref.mean()) <= REL, (
+                    name,
+                    rel_err(got.mean(), ref.mean()),
+                )
             else:
                 assert got.per_step == ref.per_step and torch.equal(got.value, ref.value), name
             checked[step["run"]] += 1

@@ -48,6 +48,14 @@ LAVA_NOTE = (
     "builds them as processes at run time (stac.backends.lava.backend)"
 )
 
+CHIP_NOTE = (
+    "the encoders and maps compute what stac's reference simulator computes (stac.sim."
+    "semantics, float32); the simulator targets (<profile>-sim) run exactly this. A Lava "
+    "target runs the integer form of the same blocks (stac.backends.lava.blocks), which "
+    "differs from it by the drive's integer grid (stac compile reports it per block as "
+    "rel_rms_vs_float)"
+)
+
 
 def _kind(name: str, node: Any) -> str:
     """'input', 'output', 'host', 'encoder' or 'chip'; a StacError for anything else."""
@@ -134,7 +142,9 @@ def _host_stage(
                 if p in members:
                     terms.append(inside[p])
                 else:
-                    terms.append(b.float_input(p, ["batch", "tokens", *output_shape(graph.nodes[p])]))
+                    terms.append(
+                        b.float_input(p, ["batch", "tokens", *output_shape(graph.nodes[p])])
+                    )
             x = terms[0]
             for t in terms[1:]:  # NIR edges sum, in the order the simulator adds them
                 x = b.op("Add", [x, t], n)
@@ -175,11 +185,16 @@ def _encoder_entry(name: str, node: SignedIF, pre: list[str]) -> dict[str, Any]:
 
 
 def _chip_entry(part: dict[str, Any], graph: nir.NIRGraph) -> dict[str, Any]:
-    bad = [n for n in part["nodes"] if not isinstance(graph.nodes[n], (*CHIP_MAPS, nir.Input, nir.Output))]
+    bad = [
+        n
+        for n in part["nodes"]
+        if not isinstance(graph.nodes[n], (*CHIP_MAPS, nir.Input, nir.Output))
+    ]
     if bad:
         raise StacError(
-            f"chip part {part['file']} holds node {bad[0]!r} ({type(graph.nodes[bad[0]]).__name__}): "
-            "a bundle's chip parts are linear maps (Affine/Linear) fed by stac's encoders"
+            f"chip part {part['file']} holds node {bad[0]!r} "
+            f"({type(graph.nodes[bad[0]]).__name__}): a bundle's chip parts are linear maps "
+            "(Affine/Linear) fed by stac's encoders"
         )
     return {
         "run": "chip",
@@ -190,9 +205,7 @@ def _chip_entry(part: dict[str, Any], graph: nir.NIRGraph) -> dict[str, Any]:
     }
 
 
-def export_bundle(
-    artifact: str | Path, out_dir: str | Path, force: bool = False
-) -> dict[str, Any]:
+def export_bundle(artifact: str | Path, out_dir: str | Path, force: bool = False) -> dict[str, Any]:
     """Write the bundle of a compiled artifact to ``out_dir`` (atomically); return the
     manifest."""
     from stac.artifact import load_artifact
@@ -215,8 +228,7 @@ def export_bundle(
         parts_by_stage: dict[int, list[dict[str, Any]]] = {}
         for part in split["parts"]:
             entry = _chip_entry(part, graph)
-            s = {stage[n] for n in part["nodes"]}
-            parts_by_stage.setdefault(max(s), []).append(entry)
+            parts_by_stage.setdefault(max(stage[n] for n in part["nodes"]), []).append(entry)
         thresholds = {
             f"{n}.threshold": np.ascontiguousarray(graph.nodes[n].threshold, dtype=np.float32)
             for n in order
@@ -254,10 +266,18 @@ def export_bundle(
             "max_positions": int(graph.metadata.get("max_positions", 0)),
             "onnx_opset": OPSET,
             "spiking": True,
+            "chip_semantics": CHIP_NOTE,
             "lava": {"netx": None, "note": LAVA_NOTE},
             "rules": schedule_text(),
-            "graph_input": {"token_ids": "[batch, tokens] int64", "positions": "[batch, tokens] int64"},
-            "logits": {"node": logits, "inputs": list(pre[logits]), "shape": ["batch", "tokens", graph.metadata["vocab_size"]]},
+            "graph_input": {
+                "token_ids": "[batch, tokens] int64",
+                "positions": "[batch, tokens] int64",
+            },
+            "logits": {
+                "node": logits,
+                "inputs": list(pre[logits]),
+                "shape": ["batch", "tokens", graph.metadata["vocab_size"]],
+            },
             "schedule": schedule,
         }
         if (art.tokenizer_dir).is_dir():

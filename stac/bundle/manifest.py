@@ -66,9 +66,15 @@ def load_manifest(bundle: str | Path) -> dict[str, Any]:
         raise StacError(f"{where}: malformed {MANIFEST}: not JSON ({exc})") from None
     _need(isinstance(doc, dict), where, "the top level is not an object")
     _need(doc.get("format") == FORMAT, where, f"'format' is {doc.get('format')!r}, not {FORMAT!r}")
-    _need(doc.get("version") == VERSION, where, f"'version' is {doc.get('version')!r}, not {VERSION}")
+    _need(
+        doc.get("version") == VERSION, where, f"'version' is {doc.get('version')!r}, not {VERSION}"
+    )
     for key, kind in (("timesteps", int), ("vocab_size", int), ("onnx_opset", int)):
-        _need(isinstance(doc.get(key), kind) and doc[key] > 0, where, f"'{key}' must be a positive integer")
+        _need(
+            isinstance(doc.get(key), kind) and doc[key] > 0,
+            where,
+            f"'{key}' must be a positive integer",
+        )
     logits = doc.get("logits")
     _need(
         isinstance(logits, dict)
@@ -78,7 +84,11 @@ def load_manifest(bundle: str | Path) -> dict[str, Any]:
         "'logits' must be an object with 'node' and 'inputs'",
     )
     schedule = doc.get("schedule")
-    _need(isinstance(schedule, list) and schedule, where, "'schedule' must be a non-empty list")
+    _need(
+        isinstance(schedule, list) and len(schedule) > 0,
+        where,
+        "'schedule' must be a non-empty list",
+    )
     made: set[str] = set()
     for i, step in enumerate(schedule):
         at = f"schedule[{i}]"
@@ -87,25 +97,66 @@ def load_manifest(bundle: str | Path) -> dict[str, Any]:
         _need(run in RUNS, where, f"{at}.run is {run!r}, not one of {RUNS}")
         if run in ("host", "chip"):
             _need(isinstance(step.get("file"), str), where, f"{at}.file is missing")
-            _need((bundle / step["file"]).is_file(), where, f"{at}.file {step['file']} is not in the bundle")
+            _need(
+                (bundle / step["file"]).is_file(),
+                where,
+                f"{at}.file {step['file']} is not in the bundle",
+            )
         reads = step.get("inputs")
         if run == "chip":
-            _need(isinstance(reads, dict) and isinstance(step.get("outputs"), dict), where, f"{at}: a chip step needs 'inputs' and 'outputs' objects")
-            reads, writes = list(reads.values()), list(step["outputs"].values()) + list(step.get("nodes", {}))
+            _need(
+                isinstance(reads, dict) and isinstance(step.get("outputs"), dict),
+                where,
+                f"{at}: a chip step needs 'inputs' and 'outputs' objects",
+            )
+            reads, writes = (
+                list(reads.values()),
+                list(step["outputs"].values()) + list(step.get("nodes", {})),
+            )
         elif run == "host":
-            _need(isinstance(reads, list) and isinstance(step.get("outputs"), list) and isinstance(step.get("caches"), dict), where, f"{at}: a host step needs 'inputs', 'outputs' and 'caches'")
+            _need(
+                isinstance(reads, list)
+                and isinstance(step.get("outputs"), list)
+                and isinstance(step.get("caches"), dict),
+                where,
+                f"{at}: a host step needs 'inputs', 'outputs' and 'caches'",
+            )
             writes = step["outputs"]
         else:
-            _need(isinstance(reads, list) and isinstance(step.get("name"), str), where, f"{at}: an encoder step needs 'name' and 'inputs'")
-            for key, kind in (("threshold", str), ("max_payload", int), ("token_gain", bool), ("onset_drive", bool)):
-                _need(isinstance(step.get(key), kind), where, f"{at}.{key} is missing or not a {kind.__name__}")
+            _need(
+                isinstance(reads, list) and isinstance(step.get("name"), str),
+                where,
+                f"{at}: an encoder step needs 'name' and 'inputs'",
+            )
+            fields: tuple[tuple[str, type], ...] = (
+                ("threshold", str),
+                ("max_payload", int),
+                ("token_gain", bool),
+                ("onset_drive", bool),
+            )
+            for key, want in fields:
+                _need(
+                    isinstance(step.get(key), want),
+                    where,
+                    f"{at}.{key} is missing or not a {want.__name__}",
+                )
             writes = [step["name"]]
         missing = [r for r in reads if r not in made]
-        _need(not missing, where, f"{at} reads {missing[0]!r}, which no earlier step produces" if missing else "")
+        _need(
+            not missing,
+            where,
+            f"{at} reads {missing[0]!r}, which no earlier step produces" if missing else "",
+        )
         made.update(writes)
     missing = [r for r in logits["inputs"] if r not in made]
-    _need(not missing, where, f"logits read {missing[0]!r}, which no step produces" if missing else "")
-    _need((bundle / "chip" / "encoders.safetensors").is_file(), where, "chip/encoders.safetensors is not in the bundle")
+    _need(
+        not missing, where, f"logits read {missing[0]!r}, which no step produces" if missing else ""
+    )
+    _need(
+        (bundle / "chip" / "encoders.safetensors").is_file(),
+        where,
+        "chip/encoders.safetensors is not in the bundle",
+    )
     return doc
 
 

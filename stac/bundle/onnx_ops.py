@@ -122,7 +122,9 @@ def _layer_norm(b: GraphBuilder, name: str, node: LayerNorm, x: str) -> str:
 def _rms_norm(b: GraphBuilder, name: str, node: RMSNorm, x: str) -> str:
     sq = b.op("Mul", [x, x], name)
     ms = b.op("ReduceMean", [sq], name, axes=[-1], keepdims=1)
-    inv = b.op("Reciprocal", [b.op("Sqrt", [b.op("Add", [ms, b.const(node.eps, name)], name)], name)], name)
+    inv = b.op(
+        "Reciprocal", [b.op("Sqrt", [b.op("Add", [ms, b.const(node.eps, name)], name)], name)], name
+    )
     return b.op("Mul", [b.op("Mul", [x, inv], name), b.const(node.weight, name)], name)
 
 

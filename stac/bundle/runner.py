@@ -139,7 +139,9 @@ class Bundle:
             raise StacError(f"token ids must be [batch, tokens], got shape {tuple(ids.shape)}")
         bad = ids[(ids < 0) | (ids >= self.vocab_size)]
         if bad.numel():
-            raise StacError(f"token id {int(bad[0])} is outside the vocabulary 0..{self.vocab_size - 1}")
+            raise StacError(
+                f"token id {int(bad[0])} is outside the vocabulary 0..{self.vocab_size - 1}"
+            )
         cache = dict(cache) if cache is not None else self.empty_cache(ids.shape[0])
         past = next((int(k.shape[2]) for k, _ in cache.values()), 0)
         if positions is None:
@@ -216,7 +218,9 @@ class Bundle:
                 values[part.writes[n]] = inside[n]
 
 
-def generate(bundle: Bundle, prompt_ids: list[int], max_new_tokens: int) -> tuple[list[int], list[torch.Tensor]]:
+def generate(
+    bundle: Bundle, prompt_ids: list[int], max_new_tokens: int
+) -> tuple[list[int], list[torch.Tensor]]:
     """Greedy generation: the prompt in one call, then one token per call with the KV cache.
     Returns the new ids and the last-position logits of every call."""
     if max_new_tokens < 1:

@@ -12,7 +12,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from stac.bundle.export import export_bundle
     except ImportError as exc:
-        raise StacError(f"stac export --bundle needs onnx ({exc}): pip install 'stac[bundle]'") from None
+        raise StacError(
+            f"stac export --bundle needs onnx ({exc}): pip install 'stac[bundle]'"
+        ) from None
     manifest = export_bundle(args.artifact, args.bundle, force=args.force)
     schedule = manifest["schedule"]
     count = {kind: sum(s["run"] == kind for s in schedule) for kind in ("host", "encoder", "chip")}
