@@ -12,6 +12,7 @@ of greedy generation with the cache, must agree to the same 1e-5.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ from stac.bundle.runner import Bundle, generate
 from stac.cli import main
 from stac.errors import StacError
 from stac.ir import save
-from stac.ir.nodes import AdEx
+from stac.ir.nodes import AdEx, SignedIF
 from stac.runtime.generate import generate as stac_generate
 from stac.runtime.processor import TemporalSpikeProcessor
 from stac.sim.semantics import SEMANTICS, RunContext
@@ -275,3 +276,44 @@ def test_the_runner_imports_no_compiler_and_no_transformers():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_full_mode_bundle_with_graded_onset_encoders(tiny_gpt2_dir, tmp_path_factory, ids):
+    """Full mode (graded payloads, onset drive, quantised weights): the encoders' other
+    branch, against the simulator as above."""
+    from stac.commands.compile import CompileRequest, compile_model
+    from stac.frontend import ConversionConfig
+
+    root = tmp_path_factory.mktemp("full")
+    compile_model(
+        CompileRequest(
+            model=str(tiny_gpt2_dir),
+            target="loihi2-sim",
+            output_dir=root / "art",
+            conversion=ConversionConfig(timesteps=4, calibration_passages=1, mode="full"),
+        )
+    )
+    assert main(["export", str(root / "art"), "--bundle", str(root / "bundle")]) == 0
+    bundle = Bundle(root / "bundle")
+    encoders = [s for s in bundle.manifest["schedule"] if s["run"] == "encoder"]
+    assert all(s["onset_drive"] and s["max_payload"] > 1 for s in encoders)
+    ref, _ = recorded_run(load_artifact(root / "art").graph, ids, bundle.steps)
+    got, _ = bundle.run(ids)
+    assert rel_err(got.logits, ref["output"]) <= REL
+
+
+def test_encoders_with_the_per_token_threshold_gain(tiny_gpt2_artifact, tmp_path, ids):
+    """The simplified artifact with every encoder's host-side token gain switched on."""
+    art = tmp_path / "art"
+    shutil.copytree(tiny_gpt2_artifact, art)
+    graph = load_artifact(art).graph
+    for name, node in list(graph.nodes.items()):
+        if isinstance(node, SignedIF):
+            graph.nodes[name] = dataclasses.replace(node, token_gain=True)
+    save(graph, art / IR_FILE)
+    assert main(["export", str(art), "--bundle", str(tmp_path / "bundle")]) == 0
+    bundle = Bundle(tmp_path / "bundle")
+    assert all(s["token_gain"] for s in bundle.manifest["schedule"] if s["run"] == "encoder")
+    ref, _ = recorded_run(graph, ids, bundle.steps)
+    got, _ = bundle.run(ids)
+    assert rel_err(got.logits, ref["output"]) <= REL
