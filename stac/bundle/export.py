@@ -223,7 +223,12 @@ def export_bundle(artifact: str | Path, out_dir: str | Path, force: bool = False
         raise StacError(f"a bundle needs one graph Output, the graph has {outputs}")
     out_dir = Path(out_dir)
     with writing(out_dir, force) as tmp:
-        split = export_split(graph, tmp / "chip", force=True, source="(not shipped)")
+        split = export_split(
+            graph,
+            tmp / "chip",
+            force=True,
+            source="(not shipped; the host ops are host/stage_*.onnx)",
+        )
         (tmp / "chip" / "manifest.json").rename(tmp / "chip" / "split_manifest.json")
         parts_by_stage: dict[int, list[dict[str, Any]]] = {}
         for part in split["parts"]:
