@@ -169,6 +169,7 @@ def test_bundle_logits_equal_stac_simulator(shape, ids):
     bundle = Bundle(out)
     ref, _ = recorded_run(graph, ids, bundle.steps)
     got, cache = bundle.run(ids)
+    assert set(got.values) <= set(bundle.manifest["logits"]["inputs"]) | {"output"}
     assert got.logits.shape == ref["output"].shape == (1, TOKENS, bundle.vocab_size)
     assert rel_err(got.logits, ref["output"]) <= REL
     assert {k.shape[2] for k, _ in cache.values()} == {TOKENS}

@@ -90,6 +90,15 @@ class Bundle:
                 )
             else:
                 self.parts[i] = self._read_part(step, where)
+        last: dict[str, int] = {}
+        for i, step in enumerate(self.manifest["schedule"]):
+            reads = step["inputs"].values() if step["run"] == "chip" else step["inputs"]
+            last.update({name: i for name in reads})
+        kept = {self.manifest["logits"]["node"], *self.manifest["logits"]["inputs"]}
+        self._last_read: dict[int, list[str]] = {}
+        for name, i in last.items():
+            if name not in kept:
+                self._last_read.setdefault(i, []).append(name)
 
     def _read_part(self, step: dict[str, Any], where: str) -> _Part:
         try:
@@ -130,10 +139,16 @@ class Bundle:
 
     @torch.no_grad()
     def run(
-        self, token_ids: Any, cache: Cache | None = None, positions: Any = None
+        self,
+        token_ids: Any,
+        cache: Cache | None = None,
+        positions: Any = None,
+        keep_values: bool = False,
     ) -> tuple[BundleRun, Cache]:
         """Logits for new tokens ``[batch, tokens]`` after the ``cache`` (None: no past), and
-        the cache with them appended. Positions default to continuing after the cache."""
+        the cache with them appended. Positions default to continuing after the cache. With
+        ``keep_values`` the result holds every value computed (otherwise each is dropped
+        after its last reader)."""
         ids = torch.as_tensor(token_ids, dtype=torch.int64)
         if ids.ndim != 2:
             raise StacError(f"token ids must be [batch, tokens], got shape {tuple(ids.shape)}")
@@ -154,6 +169,9 @@ class Bundle:
         values: dict[str, Signal] = {}
         for i in range(len(self.manifest["schedule"])):
             self.run_step(i, ctx, values, cache)
+            if not keep_values:  # drop what no later step reads (the logits' inputs stay)
+                for name in self._last_read.get(i, ()):
+                    values.pop(name, None)
         logits = self.manifest["logits"]
         if logits["node"] in values:
             out = values[logits["node"]].mean()
