@@ -100,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--force", action="store_true", help="replace an existing output")
 
+    xb = sub.add_parser("export", help="write a compiled artifact as a deployable bundle")
+    xb.add_argument("artifact", help="artifact directory written by stac compile")
+    xb.add_argument(
+        "--bundle",
+        required=True,
+        type=Path,
+        help="bundle directory: chip parts as NIR, host parts as ONNX, manifest.json",
+    )
+    xb.add_argument("--force", action="store_true", help="replace an existing bundle directory")
+
+    rb = sub.add_parser("run-bundle", help="generate from a bundle (onnxruntime + stac steps)")
+    rb.add_argument("bundle", type=Path, help="bundle directory written by stac export --bundle")
+    rb.add_argument("--prompt", required=True, help="text to continue")
+    rb.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate (greedy)")
+
     i = sub.add_parser("import-nir", help="run any NIR graph through stac's passes and report")
     i.add_argument("file", type=Path, help="a NIR file (HDF5), or a lava-dl netx .net file")
     i.add_argument("--target", default="loihi2-sim", help="<profile>-<backend>, e.g. loihi2-sim")
@@ -231,6 +246,8 @@ COMMANDS = {
     "profiles": "profiles",
     "export-nir": "export_nir",
     "import-nir": "import_nir",
+    "export": "export",
+    "run-bundle": "run_bundle",
     "report": "report",
     "chat": "chat",
     "verify": "verify",
