@@ -16,7 +16,7 @@ from stac.ir.passes.common import with_metadata
 from stac.ir.results import NodePlacement, node_placement
 from stac.profiles import load_profile
 from stac.commands.report import report_artifact
-from stac.reporting.dense import dense_estimate
+from stac.sim.dense import dense_estimate
 from stac.reporting.schema import TARGETS_REPORT, TARGETS_REPORT_VERSION
 from stac.sim.cost import mean_hops, node_costs, summarise
 from stac.sim.semantics import NodeStats
