@@ -399,7 +399,9 @@ def test_batch_figures_by_hand():
     assert big["tokens_per_s"] == pytest.approx(1000.0) and big["bound"] == "pipeline"
     assert big["energy_j"] == pytest.approx(13e-3)
     assert big["latency_s"] == pytest.approx(16e-3)  # each conversation waits its turn
-    assert [b["batch"] for b in batch_sweep(total, 3.0)] == list(BATCHES) == [1, 2, 4, 8, 16, 32, 64]
+    assert (
+        [b["batch"] for b in batch_sweep(total, 3.0)] == list(BATCHES) == [1, 2, 4, 8, 16, 32, 64]
+    )
     with pytest.raises(StacError, match="batch must be a positive integer"):
         batch_figures(total, 3.0, 0)
 
@@ -502,7 +504,10 @@ def test_report_batch_and_calibrated_baseline(tiny_gpt2_artifact, tmp_path, caps
     rate = min(8 / t["latency_s"], 1 / t["pipeline_stage_s"])
     assert b8["tokens_per_s"] == pytest.approx(rate)
     assert b8["energy_j"] == pytest.approx(
-        t["chip_dynamic_energy_j"] + t["host_energy_j"] + t["link_energy_j"] + t["static_power_w"] / rate
+        t["chip_dynamic_energy_j"]
+        + t["host_energy_j"]
+        + t["link_energy_j"]
+        + t["static_power_w"] / rate
     )
     assert [b["batch"] for b in t["batches"]] == [1, 2, 4, 8, 16, 32, 64]
     assert t["batches"][0]["energy_j"] == pytest.approx(t["energy_j"])
