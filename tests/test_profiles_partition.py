@@ -137,6 +137,19 @@ def test_a_host_profile_needs_its_roofline_figures(tmp_path):
         load_profile_file(path)
 
 
+def test_a_calibrated_dense_figure_is_optional_but_sourced(tmp_path):
+    """``[calibrated]`` (a published measurement, stac.sim.dense) may be left out; when
+    present every number needs its source."""
+    jetson = (PROFILE_DIR / "jetson-orin-nano.toml").read_text()
+    without = jetson.split("[calibrated]")[0]
+    path = tmp_path / "jetson.toml"
+    path.write_text(without)
+    assert "calibrated" not in load_profile_file(path).values
+    path.write_text(jetson.replace("165.2, source =", "165.2, note ="))
+    with pytest.raises(StacError, match="calibrated.tokens_per_s"):
+        load_profile_file(path)
+
+
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(StacError, match="known: " + ", ".join(profile_names())):
         load_profile("loihi9")
