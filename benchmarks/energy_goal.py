@@ -30,6 +30,7 @@ import torch
 
 from stac.artifact import load_artifact
 from stac.frontend.text import with_bos
+from stac.ir.passes.partition import keep_on_host
 from stac.pipeline import REFERENCE, fit, lower, price, run
 from stac.profiles import load_profile
 from stac.reporting.targets import best_batch
@@ -37,10 +38,15 @@ from stac.sim.dense import dense_estimate
 from stac.sim.semantics import RunContext
 
 RESULTS = Path(__file__).parent / "results" / "energy_goal.json"
+#: The LM head and its encoder: off chip in the published Loihi 2 LLM (Abreu et al. 2025).
+HEAD = ("lm_head_in", "lm_head")
 
 
-def chip_points(art: Any, ids: torch.Tensor, steps: list[int]) -> dict[int, dict[str, Any]]:
-    """Loihi 2's per-token totals (with the batch sweep) at each T, fitted once."""
+def chip_points(
+    art: Any, ids: torch.Tensor, steps: list[int]
+) -> tuple[dict[int, dict[str, Any]], dict[str, Any]]:
+    """Loihi 2's per-token totals (with the batch sweep) at each T, fitted once; and at the
+    smallest T with the LM head kept on the host (the same counts, priced on the new fit)."""
     profile = load_profile("loihi2")
     fitted = fit(art.graph, profile)
     lowered = lower(fitted, profile, REFERENCE)
@@ -51,7 +57,9 @@ def chip_points(art: Any, ids: torch.Tensor, steps: list[int]) -> dict[int, dict
             _, stats = run(REFERENCE, lowered, RunContext(ids, steps=t))
         out[t] = price(fitted, stats, profile, t, int(ids.numel()))["total"]
         print(f"T = {t}: simulated and priced in {time.perf_counter() - started:.0f} s", flush=True)
-    return out
+    head_off = fit(keep_on_host(art.graph, list(HEAD)), profile)
+    packed = price(head_off, stats, profile, steps[-1], int(ids.numel()))["total"]
+    return out, packed
 
 
 def row(lever: str, t: int, total: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -84,7 +92,7 @@ def main() -> None:
     ids = with_bos(tok, tok(text, return_tensors="pt").input_ids[0])[None]
     own_t = int(art.config["conversion"]["timesteps"])
     steps = sorted({int(x) for x in args.timesteps.split(",")} | {own_t}, reverse=True)
-    points = chip_points(art, ids, steps)
+    points, packed = chip_points(art, ids, steps)
     jetson = dense_estimate(art.graph, load_profile("jetson-orin-nano"), int(ids.numel()))
 
     start = steps[0]
@@ -107,6 +115,8 @@ def main() -> None:
     rows.append(
         row(f"both (T = {best_t}, best batch)", best_t, points[best_t], best_batch(points[best_t]))
     )
+    rows.append(row(f"LM head off chip (T = {best_t})", best_t, packed, packed["batches"][0]))
+    rows.append(row("all three (best batch)", best_t, packed, best_batch(packed)))
 
     ratio = None
     if args.eval_json and args.eval_json.is_file():
@@ -114,7 +124,7 @@ def main() -> None:
         found = [r for r in doc.get("results", []) if int(r.get("timesteps", -1)) == best_t]
         ratio = found[0]["perplexity_ratio"] if found else None
     cal_mj, cal_tps = jetson["energy_j"] * 1e3, jetson["tokens_per_s"]
-    goal = rows[-1]
+    goal = min((rows[-3], rows[-1]), key=lambda r: r["energy_mj"])  # the best one measured
     verdict = {
         "perplexity_ratio": ratio,
         "ratio_ok": ratio is not None and ratio <= 1.02,
@@ -129,6 +139,7 @@ def main() -> None:
         "single_conversation_ms": goal["single_conversation_ms"],
         "vs_roofline_energy": goal["energy_mj"] / (jetson["roofline_energy_j"] * 1e3),
     }
+    verdict["configuration"] = goal["lever"]
     head = (
         f"{'lever':<38} {'T':>3} {'B':>3} {'chips':>5} {'mJ/token':>9} {'static':>8} "
         f"{'tokens/s':>9} {'ms/token':>9} {'alone ms':>9}  bottleneck"
@@ -171,6 +182,7 @@ def main() -> None:
                 "jetson": jetson,
                 "goal": verdict,
                 "chip_totals": {str(k): v for k, v in points.items()},
+                "lm_head_off_chip_total": packed,
             },
             indent=1,
             default=float,

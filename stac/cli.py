@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         "report also lists batches 1 to 64",
     )
     r.add_argument(
+        "--host-nodes",
+        default=None,
+        help="comma-separated nodes kept on the host by choice, e.g. lm_head_in,lm_head",
+    )
+    r.add_argument(
         "--output-dir",
         type=Path,
         default=None,

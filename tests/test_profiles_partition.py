@@ -211,6 +211,22 @@ def _before(out_f=1000, in_f=300, thresholds=None):
     return make_graph(nodes, edges)
 
 
+def test_nodes_kept_on_the_host_by_choice():
+    """``keep_on_host``: the named encoder and map run on the host (no cores), the rest as
+    before; an unknown name is an error naming it."""
+    from stac.ir.passes.partition import keep_on_host
+
+    profile = load_profile("loihi2")
+    before = _before()
+    assert partition_of(partition(before, profile)).cores == 3 + 1  # fc's 3 blocks, enc's core
+    after = partition(keep_on_host(before, ["enc", "fc"]), profile)
+    assert {n: node_placement(v).unit for n, v in after.nodes.items()}["fc"] == "host"
+    assert node_placement(after.nodes["enc"]).unit == "host"
+    assert partition_of(after).cores == 0 and partition_of(after).chips == 0
+    with pytest.raises(StacError, match="host_nodes names 'lm_head'"):
+        keep_on_host(before, ["lm_head"])
+
+
 def _blocks(*rows):
     return np.array(rows, dtype=np.int64).reshape(-1, len(BLOCK_COLUMNS))
 

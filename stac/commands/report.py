@@ -97,7 +97,7 @@ def _chip_row(graph: Any, profile: Profile, ids: Any, steps: int) -> dict[str, A
     }
 
 
-def _row(name: str, graph: Any, ids: Any, steps: int) -> dict[str, Any]:
+def _row(name: str, graph: Any, ids: Any, steps: int, host_nodes: list[str]) -> dict[str, Any]:
     """One target's figures, or the reason it has none (a network that does not fit)."""
     from stac.sim.dense import dense_estimate
 
@@ -110,6 +110,10 @@ def _row(name: str, graph: Any, ids: Any, steps: int) -> dict[str, Any]:
             "total": dense_estimate(graph, profile, context=int(ids.numel())),
         }
     try:
+        if host_nodes:
+            from stac.ir.passes.partition import keep_on_host
+
+            graph = keep_on_host(graph, host_nodes)
         return _chip_row(graph, profile, ids, steps)
     except StacError as exc:
         return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
@@ -123,6 +127,7 @@ def report_artifact(
     baseline: str = DEFAULT_BASELINE,
     force: bool = False,
     batch: int = 1,
+    host_nodes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Estimate the artifact on every target; write the report; return it."""
     from stac.frontend.text import with_bos
@@ -151,6 +156,10 @@ def report_artifact(
         check_capabilities(load_profile(name))
     check_output_dir(output_dir, force)
     art = load_artifact(artifact)
+    if host_nodes:  # every name a node of the graph, before any work
+        from stac.ir.passes.partition import keep_on_host
+
+        keep_on_host(art.graph, list(host_nodes))
     compiled = _artifact_report(art.path)
     text = compiled.get("prompt") if prompt is None else prompt
     if not isinstance(text, str) or not text.strip():
@@ -166,7 +175,7 @@ def report_artifact(
     tokens = int(ids.numel())
 
     rows = [
-        _row(n, art.graph, ids, steps)
+        _row(n, art.graph, ids, steps, list(host_nodes or []))
         for n in tqdm(names, desc="targets", unit="target", leave=False)
     ]
     for row in rows:  # the figures at --batch beside those of one token alone
@@ -186,6 +195,7 @@ def report_artifact(
         "prompt_tokens": tokens,
         "baseline": load_profile(baseline).name,
         "batch": batch,
+        "host_nodes": sorted(host_nodes or []),
         "estimate": {
             "chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
             "dense": {
@@ -217,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
         args.baseline,
         args.force,
         batch=getattr(args, "batch", 1),
+        host_nodes=[n for n in (getattr(args, "host_nodes", None) or "").split(",") if n],
     )
     print(format_summary(report))
     print(f"report: {out}/report.md, report.json, 3 plots")
