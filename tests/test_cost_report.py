@@ -518,6 +518,40 @@ def test_report_batch_and_calibrated_baseline(tiny_gpt2_artifact, tmp_path, caps
     assert main([*argv, "--batch", "0", "--output-dir", str(tmp_path / "bad")]) == 2
 
 
+def test_report_with_the_lm_head_on_the_host(tiny_gpt2_artifact, tmp_path, capsys):
+    """``--host-nodes lm_head_in,lm_head``: fewer cores, the head's work priced on the host;
+    a name that is not a node is one error line."""
+    on = report_artifact(tiny_gpt2_artifact, ["loihi2"], tmp_path / "a", prompt="Hello")
+    off = report_artifact(
+        tiny_gpt2_artifact,
+        ["loihi2"],
+        tmp_path / "b",
+        prompt="Hello",
+        host_nodes=["lm_head_in", "lm_head"],
+    )
+    head_on = next(n for n in on["targets"][0]["nodes"] if n["node"] == "lm_head")
+    head_off = next(n for n in off["targets"][0]["nodes"] if n["node"] == "lm_head")
+    assert head_on["unit"] == "chip" and head_off["unit"] == "host"
+    assert off["targets"][0]["total"]["cores"] == (
+        on["targets"][0]["total"]["cores"]
+        - head_on["cores"]
+        - next(n["cores"] for n in on["targets"][0]["nodes"] if n["node"] == "lm_head_in")
+    )
+    assert head_off["host_flops"] == pytest.approx(head_off["synops"])  # one flop per synop
+    assert off["host_nodes"] == ["lm_head", "lm_head_in"]
+    capsys.readouterr()  # the progress bars of the two reports above
+    err = _fails(
+        capsys,
+        "report",
+        str(tiny_gpt2_artifact),
+        "--host-nodes",
+        "lm_head,nope",
+        "--output-dir",
+        str(tmp_path / "c"),
+    )
+    assert "host_nodes names 'nope'" in err
+
+
 def _fails(capsys, *argv):
     assert main(list(argv)) == 2
     err = capsys.readouterr().err
