@@ -170,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--prompt", default=None, help="text to measure on (default: the compile's)")
     r.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="conversations with a token in flight at once on the chips (default 1); the "
+        "report also lists batches 1 to 64",
+    )
+    r.add_argument(
+        "--host-nodes",
+        default=None,
+        help="comma-separated nodes kept on the host by choice, e.g. lm_head_in,lm_head",
+    )
+    r.add_argument(
         "--output-dir",
         type=Path,
         default=None,

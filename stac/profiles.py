@@ -115,7 +115,7 @@ _CHIP_FIELDS: dict[str, dict[str, str]] = {
         "netx_bias_exp": "int",
     },
 }
-_OPTIONAL_SECTIONS = {"lava"}
+_OPTIONAL_SECTIONS = {"lava", "calibrated"}
 _HOST_FIELDS: dict[str, dict[str, str]] = {
     "host": {
         "mac_energy_pj": "pos",
@@ -128,6 +128,13 @@ _HOST_FIELDS: dict[str, dict[str, str]] = {
         "memory_bandwidth_gb_s": "pos",
         "memory_gb": "pos",
         "power_w": "pos",
+    },
+    # Optional: a published measurement of a similar-size LLM on the device (stac.sim.dense).
+    "calibrated": {
+        "energy_mj_per_token": "pos",
+        "tokens_per_s": "pos",
+        "model_params_m": "pos",
+        "batch": "count",
     },
 }
 _TOP_LEVEL = {"schema", "name", "kind", "description", "backends", "host", "precision", "ops"}

@@ -16,7 +16,7 @@ from stac.ir.passes.common import with_metadata
 from stac.ir.results import NodePlacement, node_placement
 from stac.profiles import load_profile
 from stac.commands.report import report_artifact
-from stac.reporting.dense import dense_estimate
+from stac.sim.dense import dense_estimate
 from stac.reporting.schema import TARGETS_REPORT, TARGETS_REPORT_VERSION
 from stac.sim.cost import mean_hops, node_costs, summarise
 from stac.sim.semantics import NodeStats
@@ -353,6 +353,59 @@ def test_dense_roofline_by_hand():
         dense_estimate(graph, dataclasses.replace(h100, precision="fp4"), context=1)
 
 
+def test_dense_calibrated_baseline_by_hand():
+    """The calibrated figure is the profile's measurement scaled by the weights read per token;
+    the roofline stays beside it."""
+    graph = _encoder_graph()  # 6 weights
+    jetson = load_profile("jetson-orin-nano")
+    cal = jetson.values["calibrated"]
+    assert (cal["energy_mj_per_token"], cal["tokens_per_s"]) == (44.2, 165.2)
+    same = _with(jetson, calibrated={"model_params_m": 6e-6})  # a model of the measured size
+    est = dense_estimate(graph, same, context=1)
+    assert est["basis"] == "calibrated"
+    assert est["energy_j"] == pytest.approx(44.2e-3)
+    assert est["tokens_per_s"] == pytest.approx(165.2)
+    assert est["latency_s"] == pytest.approx(1 / 165.2)
+    d = jetson.values["dense"]
+    roof = 6 * 2 / (d["memory_bandwidth_gb_s"] * 1e9)  # fp16, memory bound
+    assert est["roofline_latency_s"] == pytest.approx(roof)
+    assert est["roofline_energy_j"] == pytest.approx(d["power_w"] * roof)
+    half = dense_estimate(graph, _with(jetson, calibrated={"model_params_m": 12e-6}), context=1)
+    assert half["energy_j"] == pytest.approx(22.1e-3)  # half the weights: half the bytes read
+    assert half["tokens_per_s"] == pytest.approx(2 * 165.2)
+    h100 = dense_estimate(graph, load_profile("h100"), context=1)
+    assert h100["basis"] == "roofline" and h100["energy_j"] == h100["roofline_energy_j"]
+
+
+def test_batch_figures_by_hand():
+    """B conversations in flight: tokens/s = min(B / latency, 1 / slowest resource), the static
+    power shared by those tokens, the rest of a token's energy unchanged."""
+    from stac.sim.pricing import BATCHES, batch_figures, batch_sweep
+
+    total = {
+        "latency_s": 10e-3,
+        "pipeline_stage_s": 1e-3,
+        "energy_j": 40e-3,
+        "chip_static_energy_j": 30e-3,  # 3 W x 10 ms
+    }
+    one = batch_figures(total, 3.0, 1)
+    assert one["tokens_per_s"] == pytest.approx(100.0)
+    assert one["energy_j"] == pytest.approx(40e-3) and one["latency_s"] == pytest.approx(10e-3)
+    four = batch_figures(total, 3.0, 4)
+    assert four["tokens_per_s"] == pytest.approx(400.0)
+    assert four["chip_static_energy_j"] == pytest.approx(7.5e-3)
+    assert four["energy_j"] == pytest.approx(17.5e-3) and four["bound"] == "latency"
+    big = batch_figures(total, 3.0, 16)  # past the pipeline's depth: 1 token per ms
+    assert big["tokens_per_s"] == pytest.approx(1000.0) and big["bound"] == "pipeline"
+    assert big["energy_j"] == pytest.approx(13e-3)
+    assert big["latency_s"] == pytest.approx(16e-3)  # each conversation waits its turn
+    assert (
+        [b["batch"] for b in batch_sweep(total, 3.0)] == list(BATCHES) == [1, 2, 4, 8, 16, 32, 64]
+    )
+    with pytest.raises(StacError, match="batch must be a positive integer"):
+        batch_figures(total, 3.0, 0)
+
+
 # --- stac report, end to end --------------------------------------------------------------------
 
 
@@ -431,6 +484,72 @@ def test_the_gpu_comparison_row_is_added_when_not_asked_for(tiny_gpt2_artifact, 
     report = report_artifact(tiny_gpt2_artifact, ["loihi2"], tmp_path / "r", prompt="Hello")
     assert [t["target"] for t in report["targets"]] == ["loihi2", "h100"]
     assert report["prompt_tokens"] == 2  # BOS + "Hello"
+
+
+def test_report_batch_and_calibrated_baseline(tiny_gpt2_artifact, tmp_path, capsys):
+    """``stac report --batch 8``: the chip row at 8 conversations in flight, the batch sweep,
+    and the Jetson's calibrated figure with its roofline beside it."""
+    out = tmp_path / "r"
+    argv = ["report", str(tiny_gpt2_artifact), "--targets", "loihi2,jetson-orin-nano"]
+    assert main([*argv, "--batch", "8", "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "batch 8" in printed and "loihi2: best batch " in printed
+    assert "jetson-orin-nano: baseline = published measurement" in printed
+    data = json.loads((out / "report.json").read_text())
+    assert data["batch"] == 8
+    chip, jetson = data["targets"][0], data["targets"][1]
+    t = chip["total"]
+    assert t["static_power_w"] == pytest.approx(0.282 * t["chips"])  # loihi2.toml, per chip
+    b8 = t["at_batch"]
+    rate = min(8 / t["latency_s"], 1 / t["pipeline_stage_s"])
+    assert b8["tokens_per_s"] == pytest.approx(rate)
+    assert b8["energy_j"] == pytest.approx(
+        t["chip_dynamic_energy_j"]
+        + t["host_energy_j"]
+        + t["link_energy_j"]
+        + t["static_power_w"] / rate
+    )
+    assert [b["batch"] for b in t["batches"]] == [1, 2, 4, 8, 16, 32, 64]
+    assert t["batches"][0]["energy_j"] == pytest.approx(t["energy_j"])
+    assert jetson["total"]["basis"] == "calibrated"
+    assert jetson["total"]["roofline_energy_j"] > 0
+    md = (out / "report.md").read_text()
+    assert "### loihi2: batches" in md and "| at batch: mJ |" in md
+    assert main([*argv, "--batch", "0", "--output-dir", str(tmp_path / "bad")]) == 2
+
+
+def test_report_with_the_lm_head_on_the_host(tiny_gpt2_artifact, tmp_path, capsys):
+    """``--host-nodes lm_head_in,lm_head``: fewer cores, the head's work priced on the host;
+    a name that is not a node is one error line."""
+    on = report_artifact(tiny_gpt2_artifact, ["loihi2"], tmp_path / "a", prompt="Hello")
+    off = report_artifact(
+        tiny_gpt2_artifact,
+        ["loihi2"],
+        tmp_path / "b",
+        prompt="Hello",
+        host_nodes=["lm_head_in", "lm_head"],
+    )
+    head_on = next(n for n in on["targets"][0]["nodes"] if n["node"] == "lm_head")
+    head_off = next(n for n in off["targets"][0]["nodes"] if n["node"] == "lm_head")
+    assert head_on["unit"] == "chip" and head_off["unit"] == "host"
+    assert off["targets"][0]["total"]["cores"] == (
+        on["targets"][0]["total"]["cores"]
+        - head_on["cores"]
+        - next(n["cores"] for n in on["targets"][0]["nodes"] if n["node"] == "lm_head_in")
+    )
+    assert head_off["host_flops"] == pytest.approx(head_off["synops"])  # one flop per synop
+    assert off["host_nodes"] == ["lm_head", "lm_head_in"]
+    capsys.readouterr()  # the progress bars of the two reports above
+    err = _fails(
+        capsys,
+        "report",
+        str(tiny_gpt2_artifact),
+        "--host-nodes",
+        "lm_head,nope",
+        "--output-dir",
+        str(tmp_path / "c"),
+    )
+    assert "host_nodes names 'nope'" in err
 
 
 def _fails(capsys, *argv):

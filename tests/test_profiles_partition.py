@@ -137,6 +137,19 @@ def test_a_host_profile_needs_its_roofline_figures(tmp_path):
         load_profile_file(path)
 
 
+def test_a_calibrated_dense_figure_is_optional_but_sourced(tmp_path):
+    """``[calibrated]`` (a published measurement, stac.sim.dense) may be left out; when
+    present every number needs its source."""
+    jetson = (PROFILE_DIR / "jetson-orin-nano.toml").read_text()
+    without = jetson.split("[calibrated]")[0]
+    path = tmp_path / "jetson.toml"
+    path.write_text(without)
+    assert "calibrated" not in load_profile_file(path).values
+    path.write_text(jetson.replace("165.2, source =", "165.2, note ="))
+    with pytest.raises(StacError, match="calibrated.tokens_per_s"):
+        load_profile_file(path)
+
+
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(StacError, match="known: " + ", ".join(profile_names())):
         load_profile("loihi9")
@@ -196,6 +209,22 @@ def _before(out_f=1000, in_f=300, thresholds=None):
     }
     edges = [("in", "norm"), ("norm", "enc"), ("enc", "fc"), ("fc", "dense"), ("dense", "out")]
     return make_graph(nodes, edges)
+
+
+def test_nodes_kept_on_the_host_by_choice():
+    """``keep_on_host``: the named encoder and map run on the host (no cores), the rest as
+    before; an unknown name is an error naming it."""
+    from stac.ir.passes.partition import keep_on_host
+
+    profile = load_profile("loihi2")
+    before = _before()
+    assert partition_of(partition(before, profile)).cores == 3 + 1  # fc's 3 blocks, enc's core
+    after = partition(keep_on_host(before, ["enc", "fc"]), profile)
+    assert {n: node_placement(v).unit for n, v in after.nodes.items()}["fc"] == "host"
+    assert node_placement(after.nodes["enc"]).unit == "host"
+    assert partition_of(after).cores == 0 and partition_of(after).chips == 0
+    with pytest.raises(StacError, match="host_nodes names 'lm_head'"):
+        keep_on_host(before, ["lm_head"])
 
 
 def _blocks(*rows):

@@ -97,9 +97,9 @@ def _chip_row(graph: Any, profile: Profile, ids: Any, steps: int) -> dict[str, A
     }
 
 
-def _row(name: str, graph: Any, ids: Any, steps: int) -> dict[str, Any]:
+def _row(name: str, graph: Any, ids: Any, steps: int, host_nodes: list[str]) -> dict[str, Any]:
     """One target's figures, or the reason it has none (a network that does not fit)."""
-    from stac.reporting.dense import dense_estimate
+    from stac.sim.dense import dense_estimate
 
     profile = load_profile(name)
     if profile.kind == "host":
@@ -110,6 +110,10 @@ def _row(name: str, graph: Any, ids: Any, steps: int) -> dict[str, Any]:
             "total": dense_estimate(graph, profile, context=int(ids.numel())),
         }
     try:
+        if host_nodes:
+            from stac.ir.passes.partition import keep_on_host
+
+            graph = keep_on_host(graph, host_nodes)
         return _chip_row(graph, profile, ids, steps)
     except StacError as exc:
         return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
@@ -122,16 +126,25 @@ def report_artifact(
     prompt: str | None = None,
     baseline: str = DEFAULT_BASELINE,
     force: bool = False,
+    batch: int = 1,
+    host_nodes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Estimate the artifact on every target; write the report; return it."""
     from stac.frontend.text import with_bos
-    from stac.reporting.dense import ASSUMPTIONS as DENSE_ASSUMPTIONS, MODEL as DENSE_MODEL
     from stac.reporting.plots import write_plots
     from stac.reporting.targets import to_markdown
     from stac.sim.cost import ASSUMPTIONS, MODEL
+    from stac.sim.dense import (
+        ASSUMPTIONS as DENSE_ASSUMPTIONS,
+        CALIBRATED_MODEL,
+        MODEL as DENSE_MODEL,
+    )
+    from stac.sim.pricing import batch_figures
 
     started = time.perf_counter()
     output_dir = Path(output_dir)
+    if batch < 1:
+        raise StacError(f"--batch must be a positive integer, got {batch}")
     parse_targets(",".join(targets))
     if load_profile(baseline).kind != "host":
         raise StacError(
@@ -143,6 +156,10 @@ def report_artifact(
         check_capabilities(load_profile(name))
     check_output_dir(output_dir, force)
     art = load_artifact(artifact)
+    if host_nodes:  # every name a node of the graph, before any work
+        from stac.ir.passes.partition import keep_on_host
+
+        keep_on_host(art.graph, list(host_nodes))
     compiled = _artifact_report(art.path)
     text = compiled.get("prompt") if prompt is None else prompt
     if not isinstance(text, str) or not text.strip():
@@ -158,9 +175,13 @@ def report_artifact(
     tokens = int(ids.numel())
 
     rows = [
-        _row(n, art.graph, ids, steps)
+        _row(n, art.graph, ids, steps, list(host_nodes or []))
         for n in tqdm(names, desc="targets", unit="target", leave=False)
     ]
+    for row in rows:  # the figures at --batch beside those of one token alone
+        if row["kind"] == "neuromorphic" and "error" not in row:
+            t = row["total"]
+            row["total"]["at_batch"] = batch_figures(t, t["static_power_w"], batch)
     report = {
         "schema": TARGETS_REPORT,
         "schema_version": TARGETS_REPORT_VERSION,
@@ -173,9 +194,15 @@ def report_artifact(
         "prompt": text,
         "prompt_tokens": tokens,
         "baseline": load_profile(baseline).name,
+        "batch": batch,
+        "host_nodes": sorted(host_nodes or []),
         "estimate": {
             "chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
-            "dense": {"model": DENSE_MODEL, "assumptions": DENSE_ASSUMPTIONS},
+            "dense": {
+                "model": DENSE_MODEL,
+                "calibrated_model": CALIBRATED_MODEL,
+                "assumptions": DENSE_ASSUMPTIONS,
+            },
         },
         "targets": rows,
     }
@@ -193,7 +220,14 @@ def run(args: argparse.Namespace) -> int:
 
     out = args.output_dir or Path(f"{Path(args.artifact).resolve()}-report")
     report = report_artifact(
-        args.artifact, parse_targets(args.targets), out, args.prompt, args.baseline, args.force
+        args.artifact,
+        parse_targets(args.targets),
+        out,
+        args.prompt,
+        args.baseline,
+        args.force,
+        batch=getattr(args, "batch", 1),
+        host_nodes=[n for n in (getattr(args, "host_nodes", None) or "").split(",") if n],
     )
     print(format_summary(report))
     print(f"report: {out}/report.md, report.json, 3 plots")

@@ -76,7 +76,8 @@ ASSUMPTIONS = [
     "priced as one message each; each value crossing between a chip node and a host op is "
     "priced once per token on the chip profile's host link (assumed figures, see its sources)",
     "pipeline throughput assumes independent items (a batch of prompts): the tokens of one "
-    "sequence cannot overlap, since each needs the one before",
+    "sequence cannot overlap, since each needs the one before; a batch of B conversations "
+    "keeps B tokens in flight, the chips' static power shared by the tokens they finish",
     "host energy counts arithmetic only (per-MAC / per-flop figures), a lower bound",
 ]
 
@@ -478,6 +479,8 @@ def summarise(rows: list[NodeCost], chip: Profile, chips: int, cores: int) -> di
         + static_w * (upper_latency - latency)
     )
     total.update(pricing.pipeline(rows))
+    total["static_power_w"] = static_w
+    total["batches"] = pricing.batch_sweep(total, static_w)
     notes = list(dict.fromkeys(n for r in rows for n in r.notes))  # each note once, in order
     graded = [r for r in rows if r.unit == "chip" and r.spike_bits > r.spikes]
     if graded:

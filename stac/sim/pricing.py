@@ -8,7 +8,11 @@
 - *host link*: values crossing between chip nodes and host ops, per token, priced by the
   chip profile's ``[host_link]`` (bandwidth, latency per transfer, energy per byte);
 - *pipeline*: with chip stages, the host and the host link working on different items of a
-  stream at once, the stream's throughput is one item per slowest resource's time.
+  stream at once, the stream's throughput is one item per slowest resource's time;
+- *batch*: B conversations with one token each in flight across those resources at once
+  (``batch_figures``): tokens/s = min(B / token latency, 1 / slowest resource's time), the
+  chips' static power shared by the tokens it finishes, each token's dynamic, host and link
+  energy unchanged.
 """
 
 from __future__ import annotations
@@ -158,8 +162,49 @@ def pipeline(rows: list["NodeCost"]) -> dict[str, Any]:
     }
 
 
+#: Batches ``stac report`` prices (conversations with a token in flight at once).
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+
+
+def batch_figures(total: dict[str, Any], static_w: float, batch: int) -> dict[str, Any]:
+    """Per-token figures with ``batch`` conversations' tokens in flight at once.
+
+    Each conversation's next token needs its last, so a conversation has one token in flight;
+    ``batch`` conversations fill the pipeline (:func:`pipeline`) up to its slowest resource:
+    tokens/s = min(batch / latency, 1 / pipeline_stage_s). The chips draw their static power
+    whatever the batch, so static energy per token = static power / tokens/s; the dynamic,
+    host and link energy of a token do not depend on the batch. A conversation waits for its
+    turn at the slowest resource, so its time per token is batch / tokens/s (at least the
+    latency of a token alone)."""
+    if batch < 1:
+        raise StacError(f"batch must be a positive integer, got {batch}")
+    latency = total["latency_s"]
+    if latency <= 0:
+        return {"batch": batch, "tokens_per_s": 0.0, "energy_j": 0.0, "latency_s": 0.0}
+    stage = total.get("pipeline_stage_s") or latency
+    tokens_per_s = min(batch / latency, 1.0 / stage)
+    static = static_w / tokens_per_s
+    per_token = total["energy_j"] - total["chip_static_energy_j"] + static
+    return {
+        "batch": batch,
+        "tokens_per_s": tokens_per_s,
+        "energy_j": per_token,
+        "chip_static_energy_j": static,
+        "latency_s": max(latency, batch / tokens_per_s),
+        "bound": "pipeline" if batch / latency >= 1.0 / stage else "latency",
+    }
+
+
+def batch_sweep(total: dict[str, Any], static_w: float) -> list[dict[str, Any]]:
+    """:func:`batch_figures` at every batch of :data:`BATCHES`."""
+    return [batch_figures(total, static_w, b) for b in BATCHES]
+
+
 __all__ = [
+    "BATCHES",
     "LinkRates",
+    "batch_figures",
+    "batch_sweep",
     "add_graded_bounds",
     "add_host_link",
     "add_receive",

@@ -1,8 +1,10 @@
 """Partition pass: decide where each op runs, and split chip ops into cores within every limit.
 
 Where: a node runs on the chip when the profile's ``[ops]`` table says so and, for a synaptic
-or routing node, when all its inputs are spikes (``common.chip_assignment``). Everything else
-runs on the host profile.
+or routing node, when all its inputs are spikes (``common.chip_assignment``), unless the graph's
+``metadata["host_nodes"]`` keeps it on the host by choice (a deployment option, e.g. the LM
+head off chip as in Abreu et al. 2025; :func:`keep_on_host`). Everything else runs on the host
+profile.
 
 How many cores, for a synaptic node ``[out, in]`` (Linear, Affine) fed by sources whose
 channels take ``u`` input axons each (the ``units`` of the source's op, e.g. 2 for a signed
@@ -48,7 +50,8 @@ from typing import Any
 import nir
 import numpy as np
 
-from stac.ir.graph import output_shape, predecessors, successors
+from stac.errors import StacError
+from stac.ir.graph import make_graph, output_shape, predecessors, successors
 from stac.ir.passes import spatial as sp
 from stac.ir.passes.common import (
     WEIGHTED_TYPES,
@@ -123,7 +126,9 @@ def _bytes(synapses: int, bits: int) -> int:
 class _Partitioner:
     def __init__(self, graph: nir.NIRGraph, profile: Profile) -> None:
         self.graph, self.profile, self.lim = graph, profile, Limits.of(profile)
-        self.on_chip = chip_assignment(graph, profile)
+        keep = host_nodes(graph)
+        assigned = chip_assignment(graph, profile)
+        self.on_chip = {n: on and n not in keep for n, on in assigned.items()}
         self.pre, self.post = predecessors(graph), successors(graph)
         self.issues: list[Issue] = []
         self.splits: dict[str, dict[str, Any]] = {}
@@ -582,6 +587,25 @@ class _Partitioner:
         return rebuild(self.graph, nodes, "partition", self.issues, partition=summary)
 
 
+def host_nodes(graph: nir.NIRGraph) -> set[str]:
+    """Nodes the graph's ``metadata["host_nodes"]`` keeps on the host; an unknown name is an
+    error naming it."""
+    keep = set(graph.metadata.get("host_nodes", ()))
+    unknown = sorted(keep - set(graph.nodes))
+    if unknown:
+        raise StacError(f"host_nodes names {unknown[0]!r}, which is not a node of the graph")
+    return keep
+
+
+def keep_on_host(graph: nir.NIRGraph, names: list[str]) -> nir.NIRGraph:
+    """``graph`` with ``names`` kept on the host by the partition pass (each must be a node)."""
+    out = make_graph(
+        dict(graph.nodes), graph.edges, {**graph.metadata, "host_nodes": sorted(set(names))}
+    )
+    host_nodes(out)
+    return out
+
+
 def partition(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
     """Assign every node to chip or host and split chip nodes into cores (see module doc)."""
     return _Partitioner(graph, profile).run()
@@ -589,6 +613,8 @@ def partition(graph: nir.NIRGraph, profile: Profile) -> nir.NIRGraph:
 
 __all__ = [
     "BLOCK_COLUMNS",
+    "host_nodes",
+    "keep_on_host",
     "NodePlacement",
     "Partition",
     "Utilisation",

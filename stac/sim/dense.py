@@ -1,4 +1,5 @@
-"""The float model on a dense processor (a GPU, a CPU, a Jetson): a roofline estimate.
+"""The float model on a dense processor (a GPU, a CPU, a Jetson): a roofline estimate and,
+where the profile has one, a calibrated figure from a published measurement.
 
 Model ``dense-roofline-v1``, per token, batch 1 (token-by-token generation):
 
@@ -7,6 +8,14 @@ Model ``dense-roofline-v1``, per token, batch 1 (token-by-token generation):
 - bytes = every weight read once (tied weights once), plus the keys and values of the context,
   at the profile's precision;
 - time = max(FLOPs / peak, bytes / memory bandwidth); energy = board power x time.
+
+Calibrated (``dense-calibrated-v1``, a profile's optional ``[calibrated]`` section): a
+published measurement of a transformer LLM of similar size on that device with the best public
+runtime found (energy per token and tokens/s during generation, one conversation at a time),
+scaled to this model by the weights read per token (generation on these devices is memory
+bound, so time and energy grow with the bytes read). Where a profile has it, it is the
+baseline (``energy_j``, ``latency_s``, ``tokens_per_s``), and the roofline stands beside it
+(``roofline_*``); the roofline is a lower bound no runtime reaches.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from stac.profiles import Profile
 from stac.sim.cost import need
 
 MODEL = "dense-roofline-v1"
+CALIBRATED_MODEL = "dense-calibrated-v1"
 ASSUMPTIONS = [
     "roofline estimate at batch 1: time = max(FLOPs / peak, bytes / memory bandwidth), not a "
     "measurement",
@@ -30,6 +40,9 @@ ASSUMPTIONS = [
     "draws less power but for longer",
     "every weight is read from memory once per token; norms, softmax and activations "
     "(under 1 % of FLOPs) are not counted",
+    "calibrated figure (where the profile has [calibrated]): a published measurement of a "
+    "model of similar size on that device, scaled by the weights read per token; it is the "
+    "baseline, the roofline beside it is a lower bound",
 ]
 BYTES_PER_VALUE = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
 
@@ -77,7 +90,7 @@ def dense_estimate(graph: nir.NIRGraph, profile: Profile, context: int) -> dict[
     memory_s = moved / (need(profile, "dense", "memory_bandwidth_gb_s") * 1e9)
     latency = max(compute_s, memory_s)
     energy = need(profile, "dense", "power_w") * latency
-    return {
+    out: dict[str, Any] = {
         "macs": float(macs),
         "flops": flops,
         "bytes": moved,
@@ -86,4 +99,30 @@ def dense_estimate(graph: nir.NIRGraph, profile: Profile, context: int) -> dict[
         "latency_s": latency,
         "tokens_per_s": 1.0 / latency if latency else 0.0,
         "energy_j": energy,
+        "roofline_latency_s": latency,
+        "roofline_tokens_per_s": 1.0 / latency if latency else 0.0,
+        "roofline_energy_j": energy,
+        "basis": "roofline",
+    }
+    calibrated = calibrated_estimate(graph, profile)
+    if calibrated is not None:
+        out.update(calibrated)
+    return out
+
+
+def calibrated_estimate(graph: nir.NIRGraph, profile: Profile) -> dict[str, Any] | None:
+    """The profile's published measurement scaled to ``graph`` by the weights read per token,
+    or None when the profile has no ``[calibrated]`` section."""
+    if "calibrated" not in profile.values:
+        return None
+    measured_params = need(profile, "calibrated", "model_params_m") * 1e6
+    scale = weight_values(graph) / measured_params
+    tokens_per_s = need(profile, "calibrated", "tokens_per_s") / scale
+    return {
+        "basis": "calibrated",
+        "energy_j": need(profile, "calibrated", "energy_mj_per_token") * 1e-3 * scale,
+        "tokens_per_s": tokens_per_s,
+        "latency_s": 1.0 / tokens_per_s,
+        "calibration_scale": scale,
+        "calibration_source": profile.sources["calibrated"]["energy_mj_per_token"],
     }
