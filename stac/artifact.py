@@ -134,7 +134,8 @@ def check_manifest(root: Path) -> None:
         raise StacError(f"{file} is not readable JSON ({exc})") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if (
-        manifest.get("manifest_version") != MANIFEST_VERSION
+        not isinstance(manifest, dict)
+        or manifest.get("manifest_version") != MANIFEST_VERSION
         or not isinstance(files, dict)
         or not all(isinstance(v, str) for v in files.values())
     ):

@@ -380,13 +380,13 @@ def load_profile(name_or_path: str) -> Profile:
 _PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def load_bundled(name: str, what: str = "hardware profile") -> Profile:
+def load_bundled(name: str, what: str = "hardware profile", where: str = "") -> Profile:
     """A bundled profile by name only (never a path)."""
     if not _PROFILE_NAME.fullmatch(name) or name.endswith(".toml"):
-        raise StacError(f"{what} {name!r} is not a profile name")
+        raise StacError(f"{what} {name!r}{where} is not a profile name")
     bundled = PROFILE_DIR / f"{name}.toml"
     if not bundled.is_file():
-        raise StacError(f"unknown {what} {name!r}; known: {', '.join(profile_names())}")
+        raise StacError(f"unknown {what} {name!r}{where}; known: {', '.join(profile_names())}")
     return load_profile_file(bundled)
 
 
@@ -409,4 +409,4 @@ def host_profile(profile: Profile) -> Profile:
     beside = profile.path.parent / f"{name}.toml"
     if beside.is_file() and not beside.is_symlink():
         return load_profile_file(beside)
-    return load_bundled(name, f"host profile (field 'host' of {profile.path})")
+    return load_bundled(name, "host profile", f" (field 'host' of {profile.path})")
