@@ -155,7 +155,10 @@ def test_manifest_lists_every_file_with_its_sha256(tiny_gpt2_artifact):
     [
         (lambda a: (a / "report.md").write_text("changed\n"), "report.md was changed"),
         (lambda a: (a / "conversion_log.txt").unlink(), "conversion_log.txt listed"),
-        (lambda a: (a / "tokenizer" / "extra.json").write_text("{}"), "tokenizer/extra.json is not"),
+        (
+            lambda a: (a / "tokenizer" / "extra.json").write_text("{}"),
+            "tokenizer/extra.json is not",
+        ),
         (lambda a: (a / "profiles" / "loihi2.toml").write_text("x"), "profiles/loihi2.toml was"),
         (lambda a: (a / MANIFEST).write_text("[1]"), "not a stac manifest"),
         (lambda a: (a / MANIFEST).unlink(), "no manifest.json"),
@@ -230,7 +233,12 @@ def test_eval_refuses_a_source_model_that_is_not_the_recorded_one(
         model.transformer.h[0].mlp.c_fc.weight[0, 0] += 1e-3
     other = tmp_path / "other-model"
     model.save_pretrained(other)
-    shutil.copytree(tiny_gpt2_dir, other, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.safetensors", "config.json"))
+    shutil.copytree(
+        tiny_gpt2_dir,
+        other,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("*.safetensors", "config.json"),
+    )
     art = _copy(tiny_gpt2_artifact, tmp_path)
     _edit_json(art / "config.json", lambda d: d.update(source_model=str(other)))
     _reseal(art)
@@ -345,8 +353,15 @@ def test_import_nir_force_refuses_a_users_directory(tmp_path, capsys):
     candidates = sorted(nir_file.rglob("*.nir"))
     assert candidates
     rc = main(
-        ["import-nir", str(candidates[0]), "--target", "loihi2-sim", "--output-dir", str(docs),
-         "--force"]
+        [
+            "import-nir",
+            str(candidates[0]),
+            "--target",
+            "loihi2-sim",
+            "--output-dir",
+            str(docs),
+            "--force",
+        ]
     )
     assert rc == 2 and "not written by stac" in _one_error(capsys)
     assert (docs / "thesis.tex").read_text() == "years of work"
@@ -477,9 +492,7 @@ def test_unwritable_output_fails_before_any_work(tmp_path, capsys):
         ["compile", "--model", str(tmp_path / "missing"), "--output-dir", str(blocker / "out")]
     )
     assert rc == 2 and "is not a directory" in _one_error(capsys)
-    rc = main(
-        ["eval", str(tmp_path / "missing-art"), "--json", str(blocker / "e.json")]
-    )
+    rc = main(["eval", str(tmp_path / "missing-art"), "--json", str(blocker / "e.json")])
     assert rc == 2
     assert time.perf_counter() - started < 5
 
