@@ -462,10 +462,13 @@ def test_bad_input_is_one_line_and_writes_nothing(
 def test_an_artifact_from_another_report_schema_is_refused(tiny_gpt2_artifact, tmp_path, capsys):
     import shutil
 
+    from stac.artifact import write_manifest
+
     old = tmp_path / "old"
     shutil.copytree(tiny_gpt2_artifact, old)
     report = json.loads((old / "report.json").read_text())
     (old / "report.json").write_text(json.dumps({**report, "schema_version": 0}))
+    write_manifest(old)  # as a stac of another report schema would have written it
     err = _fails(capsys, "report", str(old), "--output-dir", str(tmp_path / "out"))
     assert "report schema version 0" in err and "recompile" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
