@@ -507,3 +507,19 @@ def test_read_only_parent_fails_before_any_work(tmp_path, capsys):
         assert rc == 2 and "not writable" in _one_error(capsys)
     finally:
         ro.chmod(0o755)
+
+
+def test_a_bare_ir_file_naming_tensors_elsewhere_is_one_error(tiny_gpt2_artifact, tmp_path, capsys):
+    ir = tmp_path / "g.stac.json"
+    shutil.copy(tiny_gpt2_artifact / "model.stac.json", ir)
+    _edit_json(ir, lambda d: d.update(tensors="/etc/passwd"))
+    assert main(["export-nir", str(ir), "--output", str(tmp_path / "x.nir")]) == 2
+    assert "field 'tensors'" in _one_error(capsys)
+
+
+def test_eval_output_inside_the_artifact_is_refused(tiny_gpt2_artifact, tmp_path, capsys):
+    art = _copy(tiny_gpt2_artifact, tmp_path)
+    before = (art / "config.json").read_bytes()
+    rc = main(["eval", str(art), "--json", str(art / "config.json"), "--force"])
+    assert rc == 2 and "which this command reads" in _one_error(capsys)
+    assert (art / "config.json").read_bytes() == before
