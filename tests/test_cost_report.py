@@ -371,6 +371,7 @@ def test_report_writes_json_markdown_and_plots(multi_report):
         "energy_breakdown.png",
         "spike_rate.png",
         "core_utilisation.png",
+        ".stac-output",  # the marker of every directory stac writes (stac.files.MARKER)
     }
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
