@@ -19,6 +19,7 @@ Two kinds of profile:
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from importlib import resources
 from dataclasses import dataclass, field
@@ -383,8 +384,36 @@ def load_profile(name_or_path: str) -> Profile:
     return load_profile_file(bundled)
 
 
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def load_bundled(name: str, what: str = "hardware profile", where: str = "") -> Profile:
+    """A bundled profile by name only (never a path)."""
+    if not _PROFILE_NAME.fullmatch(name) or name.endswith(".toml"):
+        raise StacError(f"{what} {name!r}{where} is not a profile name")
+    bundled = PROFILE_DIR / f"{name}.toml"
+    if not bundled.is_file():
+        raise StacError(f"unknown {what} {name!r}{where}; known: {', '.join(profile_names())}")
+    return load_profile_file(bundled)
+
+
 def host_profile(profile: Profile) -> Profile:
-    """The host profile that prices a neuromorphic ``profile``'s host ops."""
+    """The host profile that prices a neuromorphic ``profile``'s host ops.
+
+    Its field ``host`` is a name, never a path: the profile file of that name beside
+    ``profile`` (an artifact's own copy, or a user's host file next to the chip's), else the
+    bundled profile of that name.
+    """
     if profile.host is None:
         raise StacError(f"profile {profile.name} is a {profile.kind} profile and names no host")
-    return load_profile(profile.host)
+    name = profile.host
+    if not _PROFILE_NAME.fullmatch(name) or name.endswith(".toml"):
+        raise _fail(
+            profile.path,
+            f"field 'host' must be a profile name (a bundled profile or a file <name>.toml "
+            f"beside this one), not a path: {name!r}",
+        )
+    beside = profile.path.parent / f"{name}.toml"
+    if beside.is_file() and not beside.is_symlink():
+        return load_profile_file(beside)
+    return load_bundled(name, "host profile", f" (field 'host' of {profile.path})")

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from stac.artifact import IR_FILE, load_artifact
+from stac.artifact import IR_FILE, load_artifact, write_manifest
 from stac.cli import main
 from stac.ir import save
 from stac.ir.graph import make_graph
@@ -164,6 +164,7 @@ def test_verify_fails_on_a_dead_layer(tiny_gpt2_artifact, tmp_path, capsys):
     nodes = dict(graph.nodes)
     nodes[name] = dataclasses.replace(node, threshold=node.threshold * 1e6)  # never reaches it
     save(make_graph(nodes, graph.edges, graph.metadata), broken / IR_FILE)
+    write_manifest(broken)  # a deliberate edit: record it, or loading refuses the changed file
     assert main(["verify", str(broken), "--context", "32"]) == 1
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("no dead or saturated"))

@@ -19,6 +19,9 @@ ARTIFACT_FILES = {
     "conversion_log.txt",
     "report.json",
     "report.md",
+    "manifest.json",
+    "profiles",
+    ".stac-output",
 }
 
 

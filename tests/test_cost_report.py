@@ -424,6 +424,7 @@ def test_report_writes_json_markdown_and_plots(multi_report):
         "energy_breakdown.png",
         "spike_rate.png",
         "core_utilisation.png",
+        ".stac-output",  # the marker of every directory stac writes (stac.files.MARKER)
     }
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG and png.stat().st_size > 5000
@@ -581,10 +582,13 @@ def test_bad_input_is_one_line_and_writes_nothing(
 def test_an_artifact_from_another_report_schema_is_refused(tiny_gpt2_artifact, tmp_path, capsys):
     import shutil
 
+    from stac.artifact import write_manifest
+
     old = tmp_path / "old"
     shutil.copytree(tiny_gpt2_artifact, old)
     report = json.loads((old / "report.json").read_text())
     (old / "report.json").write_text(json.dumps({**report, "schema_version": 0}))
+    write_manifest(old)  # as a stac of another report schema would have written it
     err = _fails(capsys, "report", str(old), "--output-dir", str(tmp_path / "out"))
     assert "report schema version 0" in err and "recompile" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]

@@ -366,7 +366,7 @@ def test_split_export_writes_parts_and_manifest(tmp_path):
     out = tmp_path / "split"
     manifest = export_split(_mixed_graph(), out)
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["manifest.json", "part_0.nir", "part_1.nir"]
+    assert files == [".stac-output", "manifest.json", "part_0.nir", "part_1.nir"]  # + marker
     assert json.loads((out / "manifest.json").read_text()) == manifest
     for part in manifest["parts"]:
         g = nir.read(out / part["file"], type_check=True)

@@ -87,8 +87,8 @@ def test_every_part_reads_back_with_nir_type_check_and_holds_one_linear_map(grap
     maps = [n for n, v in graph.nodes.items() if isinstance(v, (nir.Affine, nir.Linear))]
     assert len(manifest["parts"]) == len(maps) == 9  # 4 per layer + the LM head
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.json"] + [p["file"] for p in manifest["parts"]]
-    )
+        [".stac-output", "manifest.json"] + [p["file"] for p in manifest["parts"]]
+    )  # .stac-output: the marker of every directory stac writes (stac.files.MARKER)
     for part in manifest["parts"]:
         back = nir.read(out / part["file"], type_check=True)
         back.validate_structure()

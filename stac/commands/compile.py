@@ -17,7 +17,7 @@ import nir
 import torch
 
 from stac import __version__
-from stac.artifact import ARTIFACT_FORMAT, IR_FILE
+from stac.artifact import ARTIFACT_FORMAT, IR_FILE, copy_profiles, source_digest, write_manifest
 from stac.backends import resolve_target, target_label
 from stac.errors import StacError
 from stac.files import check_output_dir, write_json, writing
@@ -126,7 +126,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     started = time.perf_counter()
     profile, backend = resolve_target(req.target)
     host = host_profile(profile)
-    check_output_dir(req.output_dir, req.force)
+    reads = [p for p in (Path(req.model), profile.path, host.path) if p.exists()]
+    check_output_dir(req.output_dir, req.force, reads)
     if not req.prompt.strip():
         raise StacError("the prompt is empty")
     loaded = load_model(req.model)
@@ -178,20 +179,24 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         "their T-step accumulated input (layer barrier) and send their value on as one change "
         "(differential / sigma-delta coding)",
     ]
-    with writing(req.output_dir, req.force) as tmp:
+    weights_sha256 = source_digest(loaded.model)
+    with writing(req.output_dir, req.force, reads) as tmp:
         save(graph, tmp / IR_FILE)
         loaded.tokenizer.save_pretrained(tmp / "tokenizer")
+        profiles = copy_profiles(tmp, profile, host)
         write_json(
             tmp / "config.json",
             {
                 "artifact_format": ARTIFACT_FORMAT,
                 "stac_version": __version__,
                 "source_model": req.model,
+                "source_weights_sha256": weights_sha256,
                 "family": loaded.family,
                 "target": req.target,
                 "profile": profile.name,
                 "conversion": asdict(req.conversion),
                 "ir_file": IR_FILE,
+                "profiles": profiles,
             },
         )
         (tmp / "conversion_log.txt").write_text(
@@ -199,9 +204,10 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
             + "\n".join(encoder_lines(report["encoders"]))
             + "\n"
         )
-        report["compile_seconds"] = time.perf_counter() - started
-        write_json(tmp / "report.json", report)
+        write_json(tmp / "report.json", report)  # no time in it: the files are reproducible
         (tmp / "report.md").write_text(to_markdown(report))
+        report["compile_seconds"] = time.perf_counter() - started
+        write_manifest(tmp, report["compile_seconds"])  # the time is outside the hashed files
     log.info("wrote %s in %.1f s", req.output_dir, report["compile_seconds"])
     return report
 

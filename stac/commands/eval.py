@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from stac import __version__
-from stac.artifact import load_artifact
+from stac.artifact import check_source, load_artifact
 from stac.errors import StacError
+from stac.files import check_not_read, check_writable
 from stac.eval import evaluate, float_logits, windows
 from stac.limits import MAX_T, MIN_T
 from stac.frontend.models import load_model
@@ -58,11 +59,17 @@ def _text(path: Path | None) -> tuple[str, str]:
         raise StacError(f"evaluation text {path} is not UTF-8 text") from None
 
 
-def _check_out(path: Path | None, force: bool) -> None:
-    if path is not None and path.exists() and not force:
+def _check_out(path: Path | None, force: bool, reads: list[Path]) -> None:
+    if path is None:
+        return
+    check_not_read(path, reads)
+    if path.exists() and not force:
         raise StacError(f"{path} exists; pass --force to replace it")
-    if path is not None and not path.parent.is_dir():
+    if path.exists() and not path.is_file():
+        raise StacError(f"{path} exists and is not a file")
+    if not path.parent.is_dir():
         raise StacError(f"directory {path.parent} does not exist")
+    check_writable(path)
 
 
 def run_eval(
@@ -76,8 +83,9 @@ def run_eval(
     force: bool = False,
 ) -> dict[str, Any]:
     """Measure the artifact at each T and return the JSON document (also written if asked)."""
+    reads = [Path(artifact_dir)] + ([Path(text_path)] if text_path is not None else [])
     for out in (json_out, plot_out):
-        _check_out(out, force)
+        _check_out(out, force, reads)
     if window < 2:
         raise StacError(f"--window must be at least 2 tokens, got {window}")
     artifact = load_artifact(artifact_dir)
@@ -100,7 +108,9 @@ def run_eval(
     source = artifact.config.get("source_model")
     if not source:
         raise StacError(f"{artifact_dir}/config.json names no source model to compare with")
-    reference = float_logits(load_model(source).model, chunks)
+    source_model = load_model(source).model
+    check_source(artifact.config, source_model, source)  # only the weights it was compiled from
+    reference = float_logits(source_model, chunks)
     results = evaluate(graph, chunks, timesteps, reference)
     conversion = artifact.config.get("conversion", {})
     doc = {
@@ -136,6 +146,9 @@ def run_eval(
 def _temp_beside(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(name, 0o666 & ~mask)  # the usual mode, not mkstemp's 0600
     return Path(name)
 
 

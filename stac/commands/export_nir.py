@@ -40,10 +40,19 @@ def export_nir(
     """Export; return a summary (file(s) written, nodes)."""
     from stac.ir.nir_io import export_split, write_nir
 
-    graph = load_source(source)
+    from stac.files import check_not_read, check_output_dir, check_writable
+
     output = Path(output)
-    if output.exists() and not force:
-        raise StacError(f"output {output} exists; pass --force to replace it")
+    if split:
+        check_output_dir(output, force, [source])
+    else:
+        check_not_read(output, [source])
+        if output.exists() and not force:
+            raise StacError(f"output {output} exists; pass --force to replace it")
+        if output.exists() and not output.is_file():
+            raise StacError(f"output {output} exists and is not a file")
+        check_writable(output)
+    graph = load_source(source)
     if split:
         manifest = export_split(graph, output, force=True, source=str(source))
         return {

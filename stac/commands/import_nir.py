@@ -100,7 +100,8 @@ def import_nir(
     output_dir = Path(output_dir)
     profile, _ = resolve_target(target)  # the run is the simulator's stepper on any backend
     host = host_profile(profile)
-    check_output_dir(output_dir, force)
+    reads = [Path(p) for p in (path, input_path, profile.path) if p is not None]
+    check_output_dir(output_dir, force, reads)
     netx = Path(path).suffix == ".net"
     if netx:
         if reset is not None or recurrent_bias is not None:
@@ -170,7 +171,7 @@ def import_nir(
         "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
         **summary,
     }
-    with writing(output_dir, force) as tmp:
+    with writing(output_dir, force, reads) as tmp:
         save(graph, tmp / "model.stac.json")
         np.savez(
             tmp / "spikes.npz", **{n.replace("/", "_"): v.numpy() for n, v in result.traces.items()}

@@ -15,12 +15,12 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from tqdm import tqdm
 
 from stac import __version__
-from stac.artifact import load_artifact
+from stac.artifact import artifact_profile_names, load_artifact
 from stac.errors import StacError
 from stac.files import check_output_dir, write_json, writing
 from stac.ir.capabilities import check_capabilities
@@ -33,14 +33,15 @@ DEFAULT_TARGETS = ("loihi2", "loihi1", "spinnaker2", "h100")
 DEFAULT_BASELINE = "h100"
 
 
-def parse_targets(text: str) -> list[str]:
-    """Comma-separated profile names (or profile file paths); every one must exist."""
+def parse_targets(text: str, extra: Iterable[str] = ()) -> list[str]:
+    """Comma-separated profile names (or profile file paths); every one must exist (a bundled
+    profile, a file, or one of ``extra``: the profiles the artifact carries)."""
     names = [t.strip() for t in text.split(",")]
     if not text.strip() or any(not n for n in names):
         raise StacError(f"--targets must be a comma-separated list of profile names, got {text!r}")
     if len(set(names)) != len(names):
         raise StacError(f"--targets names a profile twice: {text!r}")
-    known = profile_names()
+    known = profile_names() + [e for e in extra if e not in profile_names()]
     for n in names:
         if n not in known and not Path(n).suffix == ".toml":
             raise StacError(f"unknown target {n!r}; known profiles: {', '.join(known)}")
@@ -97,11 +98,23 @@ def _chip_row(graph: Any, profile: Profile, ids: Any, steps: int) -> dict[str, A
     }
 
 
-def _row(name: str, graph: Any, ids: Any, steps: int, host_nodes: list[str]) -> dict[str, Any]:
+def _profile(name: str, carried: dict[str, Profile]) -> Profile:
+    """The artifact's own copy of a profile it carries, else the bundled profile or file."""
+    return carried[name] if name in carried else load_profile(name)
+
+
+def _row(
+    name: str,
+    graph: Any,
+    ids: Any,
+    steps: int,
+    host_nodes: list[str],
+    carried: dict[str, Profile] | None = None,
+) -> dict[str, Any]:
     """One target's figures, or the reason it has none (a network that does not fit)."""
     from stac.sim.dense import dense_estimate
 
-    profile = load_profile(name)
+    profile = _profile(name, carried or {})
     if profile.kind == "host":
         return {
             "target": profile.name,
@@ -145,21 +158,22 @@ def report_artifact(
     output_dir = Path(output_dir)
     if batch < 1:
         raise StacError(f"--batch must be a positive integer, got {batch}")
-    parse_targets(",".join(targets))
+    parse_targets(",".join(targets), artifact_profile_names(artifact))
     if load_profile(baseline).kind != "host":
         raise StacError(
             f"--baseline {baseline!r} is a neuromorphic profile; the comparison row "
             "is the float model on a host profile (h100, host-cpu, ...)"
         )
     names = targets + [b for b in [baseline] if b not in targets]
-    for name in names:  # every profile readable (and its [ops] known) before any work
-        check_capabilities(load_profile(name))
-    check_output_dir(output_dir, force)
+    check_output_dir(output_dir, force, [artifact])
     art = load_artifact(artifact)
     if host_nodes:  # every name a node of the graph, before any work
         from stac.ir.passes.partition import keep_on_host
 
         keep_on_host(art.graph, list(host_nodes))
+    carried = {p.name: p for p in (art.profile, art.host) if p is not None}
+    for name in names:  # every profile readable (and its [ops] known) before any work
+        check_capabilities(_profile(name, carried))
     compiled = _artifact_report(art.path)
     text = compiled.get("prompt") if prompt is None else prompt
     if not isinstance(text, str) or not text.strip():
@@ -175,7 +189,7 @@ def report_artifact(
     tokens = int(ids.numel())
 
     rows = [
-        _row(n, art.graph, ids, steps, list(host_nodes or []))
+        _row(n, art.graph, ids, steps, list(host_nodes or []), carried)
         for n in tqdm(names, desc="targets", unit="target", leave=False)
     ]
     for row in rows:  # the figures at --batch beside those of one token alone
@@ -206,7 +220,7 @@ def report_artifact(
         },
         "targets": rows,
     }
-    with writing(output_dir, force) as tmp:
+    with writing(output_dir, force, [artifact]) as tmp:
         write_plots(report, tmp)
         report["seconds"] = time.perf_counter() - started
         write_json(tmp / "report.json", report)
@@ -221,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.output_dir or Path(f"{Path(args.artifact).resolve()}-report")
     report = report_artifact(
         args.artifact,
-        parse_targets(args.targets),
+        parse_targets(args.targets, artifact_profile_names(args.artifact)),
         out,
         args.prompt,
         args.baseline,

@@ -55,7 +55,10 @@ def _encode(value: Any, key: str, arrays: dict[str, np.ndarray], ids: dict[int, 
 
 def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, dict) and "__array__" in value:
-        return arrays[value["__array__"]]
+        key = value["__array__"]
+        if not isinstance(key, str) or key not in arrays:
+            raise IRFormatError(f"array {key!r} is referenced but not in the tensors file")
+        return arrays[key]
     if isinstance(value, dict) and "__dict__" in value:
         return {k: _decode(v, arrays) for k, v in value["__dict__"].items()}
     return value
@@ -99,19 +102,75 @@ def save(graph: nir.NIRGraph, path: str | Path) -> tuple[Path, Path]:
             "type": ntype,
             "fields": {k: _encode(v, f"{name}.{k}", arrays, ids) for k, v in fields.items()},
         }
+    metadata = _encode(_records_to_data(graph.metadata, GRAPH_RECORDS), "metadata", arrays, ids)
     doc = {
         "format": FORMAT,
         "version": VERSION,
         "tensors": tensors_path.name,
+        "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()},
         "nodes": nodes,
         "edges": [list(e) for e in graph.edges],
-        "metadata": _encode(
-            _records_to_data(graph.metadata, GRAPH_RECORDS), "metadata", arrays, ids
-        ),
+        "metadata": metadata,
     }
     path.write_text(json.dumps(doc, indent=1))
     save_file(arrays, str(tensors_path))
     return path, tensors_path
+
+
+def tensors_file(path: Path, name: Any) -> Path:
+    """The tensors file an IR file names: a plain file beside it, never a path elsewhere."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+    ):
+        raise IRFormatError(
+            f"{path}: field 'tensors' must name a file beside it (no directories), got {name!r}"
+        )
+    file = path.parent / name
+    if file.is_symlink() or not file.is_file():
+        raise IRFormatError(
+            f"{path}: field 'tensors' names {name!r}, which is not a file beside it"
+            + (" (a symbolic link)" if file.is_symlink() else "")
+        )
+    return file
+
+
+def _read_arrays(path: Path, doc: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The tensors file's arrays, each checked: a numeric dtype, finite, and the dtype and
+    shape the IR file declares for it (``arrays``, written since the artifact manifest)."""
+    file = tensors_file(path, doc["tensors"])
+    try:
+        arrays = load_file(str(file))
+    except Exception as exc:  # safetensors raises its own SafetensorError, OSError...
+        raise IRFormatError(f"{file}: not a readable safetensors file ({exc})") from None
+    declared = doc.get("arrays")
+    if declared is not None:
+        if not isinstance(declared, dict):
+            raise IRFormatError(f"{path}: field 'arrays' is not a table")
+        for key in sorted(set(declared) ^ set(arrays)):
+            where = "declared but missing from" if key in declared else "not declared, found in"
+            raise IRFormatError(f"{path}: array {key!r} is {where} {file.name}")
+    for key, value in arrays.items():
+        if value.dtype.kind not in "biuf":
+            raise IRFormatError(f"{file.name}: array {key!r} has dtype {value.dtype}")
+        if declared is not None:
+            spec = declared[key]
+            want = (spec.get("dtype"), spec.get("shape")) if isinstance(spec, dict) else spec
+            if want != (str(value.dtype), list(value.shape)):
+                raise IRFormatError(
+                    f"{file.name}: array {key!r} is {value.dtype} {list(value.shape)}, the IR "
+                    f"declares {want[0]} {want[1]}"
+                )
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            raise IRFormatError(
+                f"{file.name}: array {key!r} has {bad} non-finite value(s) (NaN or inf)"
+            )
+    return arrays
 
 
 def load(path: str | Path) -> nir.NIRGraph:
@@ -128,13 +187,21 @@ def load(path: str | Path) -> nir.NIRGraph:
             f"{path}: stac IR version {doc.get('version')} cannot be read by this stac "
             f"(reads version {VERSION})"
         )
-    arrays = load_file(str(path.parent / doc["tensors"]))
+    for key, kind in (("tensors", str), ("nodes", dict), ("edges", list)):
+        if not isinstance(doc.get(key), kind):
+            raise IRFormatError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
+    arrays = _read_arrays(path, doc)
     stac_types = stac_node_types()
     nir_types = _nir_types()
     nodes = {}
     for name, entry in doc["nodes"].items():
-        fields = {k: _decode(v, arrays) for k, v in entry["fields"].items()}
-        ntype = entry["type"]
+        if not isinstance(entry, dict) or not isinstance(entry.get("fields"), dict):
+            raise IRFormatError(f"{path}: node {name!r} has no 'fields' table")
+        try:
+            fields = {k: _decode(v, arrays) for k, v in entry["fields"].items()}
+        except IRFormatError as exc:
+            raise IRFormatError(f"{path}: node {name!r}: {exc}") from None
+        ntype = entry.get("type")
         if "metadata" in fields:
             fields["metadata"] = _records_from_data(
                 fields["metadata"], NODE_RECORDS, f"{path}: node {name!r}"

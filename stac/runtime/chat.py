@@ -174,7 +174,13 @@ class ChatSession:
             evicted=conv.evicted - evicted_before,
             context=len(conv.tokens),
             seconds=time.perf_counter() - started,
-            energy=estimate(self.processor.graph, meter, self.processor.T),
+            energy=estimate(
+                self.processor.graph,
+                meter,
+                self.processor.T,
+                self.processor.profile,
+                self.processor.host_profile,
+            ),
         )
 
     def _commit(self, messages: list[dict[str, str]], full: str, reply: list[int]) -> None:

@@ -12,7 +12,7 @@ import nir
 
 from stac.errors import StacError
 from stac.ir.results import partition_of
-from stac.profiles import host_profile, load_profile
+from stac.profiles import Profile, host_profile, load_bundled
 from stac.runtime.processor import Meter
 from stac.sim.cost import MODEL, node_costs, summarise
 
@@ -46,16 +46,30 @@ class EnergyEstimate:
         )
 
 
-def estimate(graph: nir.NIRGraph, meter: Meter, steps: int) -> EnergyEstimate:
-    """Energy and latency of everything ``meter`` saw, on the graph's partition profile."""
+def estimate(
+    graph: nir.NIRGraph,
+    meter: Meter,
+    steps: int,
+    profile: Profile | None = None,
+    host: Profile | None = None,
+) -> EnergyEstimate:
+    """Energy and latency of everything ``meter`` saw, on the graph's partition profile.
+
+    ``profile`` and ``host`` are the artifact's copies (:class:`stac.artifact.Artifact`); a
+    bare graph is priced on the bundled profile its partition names (never a path).
+    """
     part = partition_of(graph)
     if part is None:
         raise StacError("the graph was not partitioned for a profile; compile it with stac compile")
     work = meter.tokens + meter.padded
     if not work:
         raise StacError("nothing was run, so there is nothing to estimate")
-    chip = load_profile(part.profile)
-    host = host_profile(chip)
+    if profile is not None and profile.name != part.profile:
+        raise StacError(
+            f"the graph was partitioned for {part.profile!r}, not for profile {profile.name!r}"
+        )
+    chip = profile if profile is not None else load_bundled(part.profile)
+    host = host if host is not None else host_profile(chip)
     rows = node_costs(graph, meter.stats, chip, host, steps, work)
     total = summarise(rows, chip, part.chips, part.cores)["total"]
     return EnergyEstimate(

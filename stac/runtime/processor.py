@@ -136,7 +136,14 @@ class TemporalSpikeProcessor:
         spiking: bool = True,
         dtype: torch.dtype = torch.float32,
     ) -> None:
+        if isinstance(snn_model, (str, Path)):
+            from stac.artifact import load_artifact
+
+            snn_model = load_artifact(snn_model)
         self.graph = _graph_of(snn_model)
+        # The artifact's own copies of its profiles price the runs (None for a bare graph).
+        self.profile = getattr(snn_model, "profile", None)
+        self.host_profile = getattr(snn_model, "host", None)
         meta = self.graph.metadata
         self.T = int(T if T is not None else meta.get("conversion", {}).get("timesteps", 16))
         if not MIN_T <= self.T <= MAX_T:
