@@ -1,13 +1,22 @@
 """The ``stac`` command line: parses the arguments and hands them to the command's body in
-:mod:`stac.commands`."""
+:mod:`stac.commands`.
+
+Every failure is one ``stac: error:`` line on stderr, never a traceback. Exit status: 0 done;
+1 a check failed (``stac verify``); 2 an error (bad input, a limit exceeded, an unsupported
+model); 130 interrupted by SIGINT (Ctrl-C); 143 terminated by SIGTERM. The signal handlers are
+installed before any heavy import, and an interrupted command removes its partial output.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 from stac import __version__
 from stac.errors import StacError
@@ -20,8 +29,15 @@ def _timesteps(text: str) -> int:
         raise argparse.ArgumentTypeError(f"T must be an integer, got {text!r}") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one ``stac: error:`` line (exit 2), like every other."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"stac: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stac", description=__doc__)
+    parser = _Parser(prog="stac", description=__doc__)
     parser.add_argument("--version", action="version", version=f"stac {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,25 +252,67 @@ def dispatch(args: argparse.Namespace) -> int:
     return int(module.run(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        from transformers.utils import logging as hf_logging
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` (partial output) runs."""
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+
+#: Exit status per signal: 128 + the signal number, as a shell reports a process it killed.
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    for sig in SIGNAL_EXIT:  # a second signal must not interrupt the clean-up of the first
+        signal.signal(sig, signal.SIG_IGN)
+    raise (Terminated if signum == signal.SIGTERM else KeyboardInterrupt)()
+
+
+def install_signal_handlers() -> None:
+    """SIGINT and SIGTERM become exceptions that :func:`main` turns into one line."""
+    for sig in SIGNAL_EXIT:
+        signal.signal(sig, _on_signal)
+
+
+def _error(message: str) -> None:
+    first = str(message).strip().splitlines()
+    print(f"stac: error: {first[0] if first else 'unknown error'}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    install_signal_handlers()  # first: Ctrl-C during the imports below is handled too
+    verbose = False
     try:
+        args = build_parser().parse_args(argv)
+        verbose = bool(args.verbose)
+        logging.basicConfig(
+            level=logging.INFO if verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        if not verbose:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
         return dispatch(args)
     except StacError as exc:
-        print(f"stac: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 2
+    except Terminated:
+        print("stac: error: terminated (SIGTERM); nothing was written", file=sys.stderr)
+        return SIGNAL_EXIT[signal.SIGTERM]
     except KeyboardInterrupt:
-        print("stac: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        print("stac: error: interrupted; nothing was written", file=sys.stderr)
+        return SIGNAL_EXIT[signal.SIGINT]
+    except MemoryError:
+        _error(
+            "out of memory; lower the sizes (or raise STAC_MEMORY_FRACTION, see "
+            "stac.limits) and run again"
+        )
+        return 2
+    except Exception as exc:  # a bug: still one line (the traceback with --verbose)
+        if verbose:
+            logging.getLogger("stac").exception("internal error")
+        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with -v for the traceback")
+        return 2
 
 
 if __name__ == "__main__":
