@@ -32,9 +32,19 @@ class Artifact:
         return self.path / "tokenizer"
 
     def tokenizer(self) -> Any:
-        from transformers import AutoTokenizer
+        from stac.frontend.models import load_tokenizer
 
-        return AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        return load_tokenizer(self.tokenizer_dir)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        raise StacError(f"{path} is not readable JSON; recompile the artifact") from None
+    if not isinstance(config, dict):
+        raise StacError(f"{path} must hold a JSON object; recompile the artifact")
+    return config
 
 
 def load_artifact(path: str | Path) -> Artifact:
@@ -43,7 +53,7 @@ def load_artifact(path: str | Path) -> Artifact:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise StacError(f"{path} is not a stac artifact (no config.json)")
-    config = json.loads(config_path.read_text())
+    config = _read_config(config_path)
     if config.get("artifact_format") != ARTIFACT_FORMAT:
         raise StacError(
             f"{path} was written by stac {config.get('stac_version', '?')} in artifact format "

@@ -4,40 +4,56 @@
 Every failure is one ``stac: error:`` line on stderr, never a traceback. Exit status: 0 done;
 1 a check failed (``stac verify``); 2 an error (bad input, a limit exceeded, an unsupported
 model); 130 interrupted by SIGINT (Ctrl-C); 143 terminated by SIGTERM. The signal handlers are
-installed before any heavy import, and an interrupted command removes its partial output.
+installed before any other import (this module imports only ``signal`` and ``sys`` at its
+top), and an interrupted command removes its partial output. A signal that arrives while the
+interpreter itself is still starting (its ``site`` imports, before stac's code runs) ends
+Python as Python does.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
 import signal
 import sys
-from pathlib import Path
-from types import FrameType
-from typing import NoReturn
 
 from stac import __version__
 from stac.errors import StacError
 
+TYPE_CHECKING = False  # not typing's: even ``import typing`` runs before the handlers
+if TYPE_CHECKING:
+    import argparse
+    from types import FrameType
+    from typing import NoReturn
+
 
 def _timesteps(text: str) -> int:
+    import argparse
+
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"T must be an integer, got {text!r}") from None
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors as one ``stac: error:`` line (exit 2), like every other."""
+def _integer(text: str) -> int:
+    import argparse
 
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"stac: error: {self.prog}: {message} (see {self.prog} --help)\n")
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="stac", description=__doc__)
+    import argparse
+    from pathlib import Path
+
+    class Parser(argparse.ArgumentParser):
+        """argparse with its errors as one ``stac: error:`` line (exit 2), like every other."""
+
+        def error(self, message: str) -> NoReturn:
+            self.exit(2, f"stac: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    parser = Parser(prog="stac", description=__doc__)
     parser.add_argument("--version", action="version", version=f"stac {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -127,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument(
         "--steps",
-        type=_timesteps,
+        type=_integer,
         default=None,
         help="timesteps to run (default: the length of --input)",
     )
@@ -248,6 +264,8 @@ COMMANDS = {
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the command's body (imported only now: most pull in torch and transformers)."""
+    import importlib
+
     module = importlib.import_module(f"stac.commands.{COMMANDS[args.command]}")
     return int(module.run(args))
 
@@ -281,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     install_signal_handlers()  # first: Ctrl-C during the imports below is handled too
     verbose = False
     try:
+        import logging
+
         args = build_parser().parse_args(argv)
         verbose = bool(args.verbose)
         logging.basicConfig(
@@ -310,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # a bug: still one line (the traceback with --verbose)
         if verbose:
+            import logging
+
             logging.getLogger("stac").exception("internal error")
         _error(f"internal error ({type(exc).__name__}: {exc}); rerun with -v for the traceback")
         return 2

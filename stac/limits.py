@@ -16,13 +16,17 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 from stac.errors import StacError
 
 #: The supported range of timesteps per token (T): the conversion's ``timesteps``, a
 #: processor's ``T`` and ``stac eval --timesteps`` are all checked against it.
 MIN_T, MAX_T = 1, 256
+
+#: The most timesteps one ``import-nir`` run takes: the stepper runs ~10^4 steps a second on
+#: small graphs, so a million steps is minutes; more is a mistake, not a workload.
+MAX_STEPS = 10**6
 
 MEMORY_BUDGET_ENV = "STAC_MEMORY_BUDGET"
 #: Half the memory: the other half is left to the interpreter, torch's workspace and copies
@@ -98,6 +102,35 @@ def check_count(field: str, value: object, low: int, high: int, why: str = "") -
     return value
 
 
+#: The longest context stac accepts from a graph's metadata (SmolLM2: 8192, GPT-2: 1024).
+MAX_POSITIONS = 2**20
+
+
+def model_context(metadata: Mapping[str, Any]) -> int | None:
+    """A language model graph's ``max_positions`` (None when it states none), checked: an
+    artifact is data, and a negative or absurd context must not reach the runtime."""
+    value = metadata.get("max_positions")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_POSITIONS:
+        raise StacError(
+            f"the artifact's max_positions is {value!r}; it must be an integer in "
+            f"1..{MAX_POSITIONS} (recompile the artifact)"
+        )
+    return value
+
+
+def check_finite_graph(graph: Any, where: str) -> None:
+    """Refuse a graph whose float parameters hold NaN or inf (they would give blank replies
+    and NaN ratios), or whose structure is broken, naming the node."""
+    from stac.ir.graph import VerifyError, verify
+
+    try:
+        verify(graph)
+    except VerifyError as exc:
+        raise StacError(f"{where}: {exc}") from None
+
+
 def check_hdf5(path: str | Path, what: str) -> None:
     """Refuse an HDF5 file (NIR, netx) whose arrays, read whole, exceed the budget, before
     reading any of them: the shapes come from the file's headers. The error names the
@@ -119,22 +152,26 @@ def check_hdf5(path: str | Path, what: str) -> None:
     if arrays and total > memory_budget():
         name, shape, size = max(arrays, key=lambda a: array_bytes(a[1], a[2]))
         check_bytes(
-            f"{what} {path}: its arrays ({len(arrays)}, the largest '{name}' of shape "
-            f"{shape}, {format_bytes(array_bytes(shape, size))})",
+            f"{what} {path}: its {len(arrays)} arrays (the largest '{name}' of shape {shape}, "
+            f"{format_bytes(array_bytes(shape, size))})",
             total,
         )
 
 
 __all__ = [
     "DEFAULT_MEMORY_FRACTION",
+    "MAX_POSITIONS",
+    "MAX_STEPS",
     "MAX_T",
     "MEMORY_BUDGET_ENV",
     "MIN_T",
     "array_bytes",
     "check_bytes",
     "check_count",
+    "check_finite_graph",
     "check_hdf5",
     "format_bytes",
     "memory_budget",
+    "model_context",
     "physical_memory",
 ]
