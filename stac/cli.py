@@ -284,10 +284,21 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise (Terminated if signum == signal.SIGTERM else KeyboardInterrupt)()
 
 
-def install_signal_handlers() -> None:
-    """SIGINT and SIGTERM become exceptions that :func:`main` turns into one line."""
-    for sig in SIGNAL_EXIT:
-        signal.signal(sig, _on_signal)
+def install_signal_handlers() -> dict[int, object]:
+    """SIGINT and SIGTERM become exceptions that :func:`main` turns into one line; returns
+    the handlers they replace."""
+    return {sig: signal.signal(sig, _on_signal) for sig in SIGNAL_EXIT}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; the signal handlers are its own only while it runs (a caller that
+    imports stac, such as a test, keeps its own)."""
+    previous = install_signal_handlers()  # first: Ctrl-C during the imports is handled too
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal() returned
 
 
 def _error(message: str) -> None:
@@ -295,8 +306,7 @@ def _error(message: str) -> None:
     print(f"stac: error: {first[0] if first else 'unknown error'}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None) -> int:
-    install_signal_handlers()  # first: Ctrl-C during the imports below is handled too
+def _main(argv: list[str] | None) -> int:
     verbose = False
     try:
         import logging

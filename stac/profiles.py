@@ -256,13 +256,16 @@ def _check_value(path: Path, where: str, value: Any, rule: str) -> Any:
 def _check_upper(path: Path, where: str, value: float, rule: str) -> None:
     """The schema's upper limits (see ``MAX_*`` above)."""
     field = where if not where.startswith("ops.") else "ops.units"
+    high: float
     if rule in ("count", "bits", "int", "uint"):
-        low = {"count": 1, "bits": 1, "int": -MAX_INT, "uint": 0}[rule]
         high = _FIELD_MAX.get(field, 32 if rule == "bits" else MAX_INT)
+        if rule == "int" and value < -MAX_INT:
+            raise _fail(path, f"field '{where}' must be at least {-MAX_INT}, got {value!r}")
     else:
-        low, high = 0, MAX_NUMBER
-    if not low <= value <= high:  # only the upper end can fail after the rule's own check
-        raise _fail(path, f"field '{where}' must be at most {high:g}, got {value!r}")
+        high = MAX_NUMBER
+    if value > high:  # the lower ends are the rules' own (checked before)
+        shown = f"{high:g}" if isinstance(high, float) else str(high)
+        raise _fail(path, f"field '{where}' must be at most {shown}, got {value!r}")
 
 
 def _read_sections(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -234,6 +235,8 @@ def full_mode_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not math.isfinite(args.headroom):
+        raise StacError(f"--headroom must be a finite number, got {args.headroom}")
     if args.calibration_passages < 1:
         raise StacError(
             f"--calibration-passages must be at least 1, got {args.calibration_passages}"
