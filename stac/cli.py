@@ -12,6 +12,7 @@ Python as Python does.
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 
@@ -22,7 +23,9 @@ TYPE_CHECKING = False  # not typing's: even ``import typing`` runs before the ha
 if TYPE_CHECKING:
     import argparse
     from types import FrameType
-    from typing import NoReturn
+    from typing import Callable, NoReturn, TypeVar
+
+    T = TypeVar("T")
 
 
 def _timesteps(text: str) -> int:
@@ -264,9 +267,7 @@ COMMANDS = {
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the command's body (imported only now: most pull in torch and transformers)."""
-    import importlib
-
-    module = importlib.import_module(f"stac.commands.{COMMANDS[args.command]}")
+    module = _imported(lambda: importlib.import_module(f"stac.commands.{COMMANDS[args.command]}"))
     return int(module.run(args))
 
 
@@ -276,9 +277,11 @@ class Terminated(KeyboardInterrupt):
 
 #: Exit status per signal: 128 + the signal number, as a shell reports a process it killed.
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_received: list[int] = []  # the signal that interrupted this run, once one has
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
     for sig in SIGNAL_EXIT:  # a second signal must not interrupt the clean-up of the first
         signal.signal(sig, signal.SIG_IGN)
     raise (Terminated if signum == signal.SIGTERM else KeyboardInterrupt)()
@@ -287,7 +290,20 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
 def install_signal_handlers() -> dict[int, object]:
     """SIGINT and SIGTERM become exceptions that :func:`main` turns into one line; returns
     the handlers they replace."""
+    _received.clear()
     return {sig: signal.signal(sig, _on_signal) for sig in SIGNAL_EXIT}
+
+
+def _imported(load: Callable[[], T]) -> T:
+    """Run an import of the heavy libraries (torch, transformers) with SIGINT and SIGTERM held
+    back: a KeyboardInterrupt inside an import is turned into an ImportError by some of them
+    (numpy) and printed half-way by others. A signal sent meanwhile is delivered, and handled,
+    as soon as the import is done."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNAL_EXIT))
+    try:
+        return load()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(SIGNAL_EXIT))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,6 +322,30 @@ def _error(message: str) -> None:
     print(f"stac: error: {first[0] if first else 'unknown error'}", file=sys.stderr)
 
 
+def _failure(exc: BaseException, verbose: bool) -> int:
+    """One line for any failure, and the exit status. Once a signal has arrived, whatever
+    exception it turned into (a library may wrap it) is reported as the interruption."""
+    if _received or isinstance(exc, KeyboardInterrupt):
+        term = signal.SIGTERM in _received or isinstance(exc, Terminated)
+        what = "terminated (SIGTERM)" if term else "interrupted"
+        print(f"stac: error: {what}; nothing was written", file=sys.stderr)
+        return SIGNAL_EXIT[signal.SIGTERM if term else signal.SIGINT]
+    if isinstance(exc, StacError):
+        _error(str(exc))
+    elif isinstance(exc, MemoryError):
+        _error(
+            "out of memory; lower the sizes, or the memory budget ($STAC_MEMORY_BUDGET, see "
+            "stac.limits), and run again"
+        )
+    else:  # a bug: still one line (the traceback with --verbose)
+        if verbose:
+            import logging
+
+            logging.getLogger("stac").error("internal error", exc_info=exc)
+        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with -v for the traceback")
+    return 2
+
+
 def _main(argv: list[str] | None) -> int:
     verbose = False
     try:
@@ -318,33 +358,14 @@ def _main(argv: list[str] | None) -> int:
             format="%(levelname)s %(name)s: %(message)s",
         )
         if not verbose:
-            from transformers.utils import logging as hf_logging
-
+            hf_logging = _imported(lambda: importlib.import_module("transformers.utils.logging"))
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
         return dispatch(args)
-    except StacError as exc:
-        _error(str(exc))
-        return 2
-    except Terminated:
-        print("stac: error: terminated (SIGTERM); nothing was written", file=sys.stderr)
-        return SIGNAL_EXIT[signal.SIGTERM]
-    except KeyboardInterrupt:
-        print("stac: error: interrupted; nothing was written", file=sys.stderr)
-        return SIGNAL_EXIT[signal.SIGINT]
-    except MemoryError:
-        _error(
-            "out of memory; lower the sizes (or raise STAC_MEMORY_FRACTION, see "
-            "stac.limits) and run again"
-        )
-        return 2
-    except Exception as exc:  # a bug: still one line (the traceback with --verbose)
-        if verbose:
-            import logging
-
-            logging.getLogger("stac").exception("internal error")
-        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with -v for the traceback")
-        return 2
+    except SystemExit:
+        raise  # argparse: --help, --version, and its own one-line errors
+    except BaseException as exc:  # noqa: B036  (every failure becomes one line)
+        return _failure(exc, verbose)
 
 
 if __name__ == "__main__":

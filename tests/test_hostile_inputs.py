@@ -428,9 +428,13 @@ def _run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("delay", [0.0, 0.3, 1.5, 4.0])
 def test_a_signal_at_any_moment_is_one_line(tiny_gpt2_artifact, sig, code, delay):
     """From the first statement of ``main`` (the imports of torch and transformers come after
-    it) to the middle of a chat turn: one line, exit 130 (SIGINT) or 143 (SIGTERM)."""
+    it) to the middle of a chat turn: one line, exit 130 (SIGINT) or 143 (SIGTERM).
+
+    The child installs stac's handlers (what ``main`` does first) before it says "ready", so
+    that a signal sent at once cannot land in the microseconds before ``main`` runs: that
+    window belongs to the interpreter's start-up, which no program can cover."""
     script = (
-        "import sys, stac.cli; print('ready', flush=True); "
+        "import sys, stac.cli; stac.cli.install_signal_handlers(); print('ready', flush=True); "
         f"sys.exit(stac.cli.main(['chat', {str(tiny_gpt2_artifact)!r}, '--prompt', 'hello', "
         "'--max-new-tokens', '100000']))"
     )

@@ -192,7 +192,8 @@ def load_model(name: str) -> LoadedModel:
             else f"downloads are off (set {DOWNLOAD_ENV}=1 to fetch it from the hub)"
         )
         raise StacError(
-            f"could not load {name!r}: it is not in the local Hugging Face cache and {how}; "
+            f"could not load {name!r}: there is no such local directory, it is not in the "
+            f"local Hugging Face cache and {how}; "
             f"use --model {BUNDLED} (bundled), or a local model directory"
         ) from None
     model_type = model.config.model_type
