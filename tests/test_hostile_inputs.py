@@ -373,8 +373,8 @@ def test_report_without_a_conversion_key_is_one_line(tmp_path, capsys, artifact_
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("chat", "--temperature", "nan"), "--temperature must be a finite number >= 0, got nan"),
-        (("chat", "--temperature", "-1"), "--temperature must be a finite number >= 0, got -1.0"),
+        (("chat", "--temperature", "nan"), "--temperature must be >= 0 and finite, got nan"),
+        (("chat", "--temperature", "-1"), "--temperature must be >= 0 and finite, got -1.0"),
         (("chat", "--max-new-tokens", "0"), "--max-new-tokens must be at least 1, got 0"),
         (("chat", "--context", "-5"), "--context must be at least 1 token, got -5"),
         (("eval", "--max-tokens", "0"), "--max-tokens 0 is less than one window: --window 128"),
@@ -457,7 +457,7 @@ def test_a_signal_at_any_moment_is_one_line(tiny_gpt2_artifact, sig, code, delay
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("chat", "{art}", "--temperature", "nan"), "--temperature must be a finite number"),
+        (("chat", "{art}", "--temperature", "nan"), "--temperature must be >= 0 and finite"),
         (("chat", "{art}", "--prompt", "\udcff\udcfe"), "--prompt is not valid UTF-8 text"),
         (("eval", "{art}", "--max-tokens", "0"), "--max-tokens 0 is less than one window"),
         (("compile", "--model", "/no/such/model"), "the path does not exist"),

@@ -83,7 +83,7 @@ def run_chat(
 def check_args(args: argparse.Namespace) -> None:
     """Every option checked before the artifact is read."""
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise StacError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+        raise StacError(f"--temperature must be >= 0 and finite, got {args.temperature}")
     if args.top_k < 0:
         raise StacError(f"--top-k must be >= 0, got {args.top_k}")
     if args.max_new_tokens < 1:
