@@ -56,9 +56,19 @@ class Artifact:
         return inside(self.path, "tokenizer", "tokenizer")
 
     def tokenizer(self) -> Any:
-        from transformers import AutoTokenizer
+        from stac.frontend.models import load_tokenizer
 
-        return AutoTokenizer.from_pretrained(self.tokenizer_dir)
+        return load_tokenizer(self.tokenizer_dir)
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        raise StacError(f"{path} is not readable JSON; recompile the artifact") from None
+    if not isinstance(config, dict):
+        raise StacError(f"{path} must hold a JSON object; recompile the artifact")
+    return config
 
 
 def inside(root: Path, rel: Any, field: str) -> Path:
@@ -216,13 +226,7 @@ def _config(path: Path) -> dict[str, Any]:
     config_path = path / "config.json"
     if config_path.is_symlink() or not config_path.is_file():
         raise StacError(f"{path} is not a stac artifact (no config.json)")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise StacError(f"{config_path} is not readable JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise StacError(f"{config_path} is not a JSON object")
-    return config
+    return _read_config(config_path)
 
 
 def load_artifact(path: str | Path, verify: bool = True) -> Artifact:

@@ -1,27 +1,62 @@
 """The ``stac`` command line: parses the arguments and hands them to the command's body in
-:mod:`stac.commands`."""
+:mod:`stac.commands`.
+
+Every failure is one ``stac: error:`` line on stderr, never a traceback. Exit status: 0 done;
+1 a check failed (``stac verify``); 2 an error (bad input, a limit exceeded, an unsupported
+model); 130 interrupted by SIGINT (Ctrl-C); 143 terminated by SIGTERM. The signal handlers are
+installed before any other import (this module imports only ``signal`` and ``sys`` at its
+top), and an interrupted command removes its partial output. A signal that arrives while the
+interpreter itself is still starting (its ``site`` imports, before stac's code runs) ends
+Python as Python does.
+"""
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import logging
+import signal
 import sys
-from pathlib import Path
 
 from stac import __version__
 from stac.errors import StacError
 
+TYPE_CHECKING = False  # not typing's: even ``import typing`` runs before the handlers
+if TYPE_CHECKING:
+    import argparse
+    from types import FrameType
+    from typing import Callable, NoReturn, TypeVar
+
+    T = TypeVar("T")
+
 
 def _timesteps(text: str) -> int:
+    import argparse
+
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"T must be an integer, got {text!r}") from None
 
 
+def _integer(text: str) -> int:
+    import argparse
+
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stac", description=__doc__)
+    import argparse
+    from pathlib import Path
+
+    class Parser(argparse.ArgumentParser):
+        """argparse with its errors as one ``stac: error:`` line (exit 2), like every other."""
+
+        def error(self, message: str) -> NoReturn:
+            self.exit(2, f"stac: error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+    parser = Parser(prog="stac", description=__doc__)
     parser.add_argument("--version", action="version", version=f"stac {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.add_argument(
         "--steps",
-        type=_timesteps,
+        type=_integer,
         default=None,
         help="timesteps to run (default: the length of --input)",
     )
@@ -269,29 +304,105 @@ COMMANDS = {
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the command's body (imported only now: most pull in torch and transformers)."""
-    module = importlib.import_module(f"stac.commands.{COMMANDS[args.command]}")
+    module = _imported(lambda: importlib.import_module(f"stac.commands.{COMMANDS[args.command]}"))
     return int(module.run(args))
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        from transformers.utils import logging as hf_logging
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` (partial output) runs."""
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
+
+#: Exit status per signal: 128 + the signal number, as a shell reports a process it killed.
+SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+_received: list[int] = []  # the signal that interrupted this run, once one has
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    _received.append(signum)
+    for sig in SIGNAL_EXIT:  # a second signal must not interrupt the clean-up of the first
+        signal.signal(sig, signal.SIG_IGN)
+    raise (Terminated if signum == signal.SIGTERM else KeyboardInterrupt)()
+
+
+def install_signal_handlers() -> dict[int, object]:
+    """SIGINT and SIGTERM become exceptions that :func:`main` turns into one line; returns
+    the handlers they replace."""
+    _received.clear()
+    return {sig: signal.signal(sig, _on_signal) for sig in SIGNAL_EXIT}
+
+
+def _imported(load: Callable[[], T]) -> T:
+    """Run an import of the heavy libraries (torch, transformers) with SIGINT and SIGTERM held
+    back: a KeyboardInterrupt inside an import is turned into an ImportError by some of them
+    (numpy) and printed half-way by others. A signal sent meanwhile is delivered, and handled,
+    as soon as the import is done."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNAL_EXIT))
     try:
+        return load()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(SIGNAL_EXIT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; the signal handlers are its own only while it runs (a caller that
+    imports stac, such as a test, keeps its own)."""
+    previous = install_signal_handlers()  # first: Ctrl-C during the imports is handled too
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal() returned
+
+
+def _error(message: str) -> None:
+    first = str(message).strip().splitlines()
+    print(f"stac: error: {first[0] if first else 'unknown error'}", file=sys.stderr)
+
+
+def _failure(exc: BaseException, verbose: bool) -> int:
+    """One line for any failure, and the exit status. Once a signal has arrived, whatever
+    exception it turned into (a library may wrap it) is reported as the interruption."""
+    if _received or isinstance(exc, KeyboardInterrupt):
+        term = signal.SIGTERM in _received or isinstance(exc, Terminated)
+        what = "terminated (SIGTERM)" if term else "interrupted"
+        print(f"stac: error: {what}; nothing was written", file=sys.stderr)
+        return SIGNAL_EXIT[signal.SIGTERM if term else signal.SIGINT]
+    if isinstance(exc, StacError):
+        _error(str(exc))
+    elif isinstance(exc, MemoryError):
+        _error(
+            "out of memory; lower the sizes, or the memory budget ($STAC_MEMORY_BUDGET, see "
+            "stac.limits), and run again"
+        )
+    else:  # a bug: still one line (the traceback with --verbose)
+        if verbose:
+            import logging
+
+            logging.getLogger("stac").error("internal error", exc_info=exc)
+        _error(f"internal error ({type(exc).__name__}: {exc}); rerun with -v for the traceback")
+    return 2
+
+
+def _main(argv: list[str] | None) -> int:
+    verbose = False
+    try:
+        import logging
+
+        args = build_parser().parse_args(argv)
+        verbose = bool(args.verbose)
+        logging.basicConfig(
+            level=logging.INFO if verbose else logging.WARNING,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
+        if not verbose:
+            hf_logging = _imported(lambda: importlib.import_module("transformers.utils.logging"))
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
         return dispatch(args)
-    except StacError as exc:
-        print(f"stac: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("stac: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    except SystemExit:
+        raise  # argparse: --help, --version, and its own one-line errors
+    except BaseException as exc:  # noqa: B036  (every failure becomes one line)
+        return _failure(exc, verbose)
 
 
 if __name__ == "__main__":

@@ -141,6 +141,29 @@ _HOST_FIELDS: dict[str, dict[str, str]] = {
 _TOP_LEVEL = {"schema", "name", "kind", "description", "backends", "host", "precision", "ops"}
 _OP_RUNS = ("chip", "host")
 
+# Upper limits. A profile is data a user may write, so every size is bounded before a pass
+# builds anything from it. Each limit is far above every real chip (in brackets) and keeps
+# what the passes allocate per profile, and the products they price, small and finite.
+#: Any integer field: fits a signed 32-bit integer (the index type of the passes' arrays).
+MAX_INT = 2**31 - 1
+#: "pos"/"nonneg" numbers (pJ, ns, W, GB/s, ...): a report multiplies them by event counts of
+#: up to ~1e18, which stays finite in float64 (the largest real figure is an H100's ~1e3).
+MAX_NUMBER = 1e15
+#: Core slots on one chip, ``tiles_x x tiles_y x cores_per_tile``: the place pass builds one
+#: coordinate per slot (TrueNorth: 4096).
+MAX_MESH_SLOTS = 2**20
+#: Chips in one system: the place pass lays them on a square grid (SpiNNaker2's largest
+#: machine: 34,560 chips).
+MAX_CHIPS = 2**20
+#: Neurons one channel takes on a chip (``[ops]`` ``units``; 2 for a signed train).
+MAX_UNITS = 64
+#: A profile file is a few kB; a larger one (or a device such as /dev/zero) is refused unread.
+MAX_FILE_BYTES = 1 << 20
+#: Profile names (``name``, ``host``, ``backends``): letters, digits, ``.``, ``_`` and ``-``,
+#: starting with a letter or digit -- a name never reads as a path (``../../evil``).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_FIELD_MAX = {"chip.max_chips": MAX_CHIPS, "ops.units": MAX_UNITS}
+
 
 @dataclass(frozen=True)
 class OpCapability:
@@ -194,8 +217,10 @@ def _check_steps(path: Path, where: str, value: Any) -> dict[int, float]:
         raise _fail(path, f"field '{where}' must be {_RULES['steps']}, got {value!r}")
     out: dict[int, float] = {}
     for key, number in value.items():
-        if not str(key).isdigit() or int(key) < 1:
-            raise _fail(path, f"field '{where}' has key {key!r}: must be a positive integer")
+        if not re.fullmatch(r"[0-9]{1,7}", str(key)) or not 1 <= int(key) <= MAX_MESH_SLOTS:
+            raise _fail(
+                path, f"field '{where}' has key {key!r}: must be an integer in 1..{MAX_MESH_SLOTS}"
+            )
         out[int(key)] = _check_value(path, f"{where}.{key}", number, "nonneg")
     return dict(sorted(out.items()))
 
@@ -220,6 +245,8 @@ def _check_value(path: Path, where: str, value: Any, rule: str) -> Any:
         )
     else:
         ok = math.isfinite(value) and (value > 0 if rule == "pos" else value >= 0)
+    if ok and not isinstance(value, bool):
+        _check_upper(path, where, value, rule)
     if not ok:
         hint = (
             "must be positive"
@@ -233,6 +260,21 @@ def _check_value(path: Path, where: str, value: Any, rule: str) -> Any:
     return value if rule == "flag" or isinstance(value, int) else float(value)
 
 
+def _check_upper(path: Path, where: str, value: float, rule: str) -> None:
+    """The schema's upper limits (see ``MAX_*`` above)."""
+    field = where if not where.startswith("ops.") else "ops.units"
+    high: float
+    if rule in ("count", "bits", "int", "uint"):
+        high = _FIELD_MAX.get(field, 32 if rule == "bits" else MAX_INT)
+        if rule == "int" and value < -MAX_INT:
+            raise _fail(path, f"field '{where}' must be at least {-MAX_INT}, got {value!r}")
+    else:
+        high = MAX_NUMBER
+    if value > high:  # the lower ends are the rules' own (checked before)
+        shown = f"{high:g}" if isinstance(high, float) else str(high)
+        raise _fail(path, f"field '{where}' must be at most {shown}, got {value!r}")
+
+
 def _read_sections(
     path: Path, doc: dict[str, Any], spec: dict[str, dict[str, str]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
@@ -242,8 +284,10 @@ def _read_sections(
         table = doc.get(section)
         if table is None and section in _OPTIONAL_SECTIONS:
             continue
-        if not isinstance(table, dict):
+        if table is None:
             raise _fail(path, f"missing section [{section}]")
+        if not isinstance(table, dict):
+            raise _fail(path, f"section [{section}] must be a table, got {table!r}")
         values[section], sources[section] = {}, {}
         for name, rule in names.items():
             entry = table.get(name)
@@ -292,6 +336,12 @@ def _check_consistency(path: Path, v: dict[str, dict[str, Any]]) -> None:
     """Cross-field rules: values that are each fine but nonsensical together."""
     mesh, fx, spikes = v["mesh"], v["fixed_point"], v["spikes"]
     slots = mesh["tiles_x"] * mesh["tiles_y"] * mesh["cores_per_tile"]
+    if slots > MAX_MESH_SLOTS:
+        raise _fail(
+            path,
+            f"field 'mesh' holds {slots} cores (tiles_x x tiles_y x cores_per_tile), above the "
+            f"limit of {MAX_MESH_SLOTS} per chip",
+        )
     if slots < v["chip"]["cores_per_chip"]:
         raise _fail(
             path,
@@ -316,22 +366,69 @@ def _check_consistency(path: Path, v: dict[str, dict[str, Any]]) -> None:
         )
 
 
-def load_profile_file(path: str | Path) -> Profile:
-    path = Path(path)
+def _check_name(path: Path, where: str, value: Any) -> str:
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        raise _fail(
+            path,
+            f"field '{where}' must be a name of letters, digits, '.', '_' and '-' (at most 64, "
+            f"starting with a letter or digit), got {value!r}",
+        )
+    return value
+
+
+def _check_top_level(path: Path, doc: dict[str, Any]) -> None:
+    """The plain fields: types and names (sections are checked by :func:`_read_sections`)."""
+    for key in ("schema", "name", "kind", "description"):
+        if key not in doc:
+            raise _fail(path, f"missing field '{key}'")
+    schema = doc["schema"]
+    if isinstance(schema, bool) or schema != SCHEMA:
+        raise _fail(path, f"schema {schema!r} is not supported (expected {SCHEMA})")
+    _check_name(path, "name", doc["name"])
+    if not isinstance(doc["description"], str) or not doc["description"].strip():
+        raise _fail(path, f"field 'description' must be text, got {doc['description']!r}")
+    if doc["kind"] not in KINDS:
+        raise _fail(path, f"field 'kind' is {doc['kind']!r}, expected one of {KINDS}")
+    if "precision" in doc and not isinstance(doc["precision"], str):
+        raise _fail(path, f"field 'precision' must be text, got {doc['precision']!r}")
+    backends = doc.get("backends", [])
+    if not isinstance(backends, list):
+        raise _fail(path, "field 'backends' must be a list of backend names")
+    for b in backends:
+        _check_name(path, "backends", b)
+    host = doc.get("host")  # a host profile's [host] section is a table of figures
+    if doc["kind"] == "neuromorphic" and host is None:
+        raise _fail(path, "missing field 'host' (the profile that prices host ops)")
+    if doc["kind"] == "neuromorphic" and not (
+        isinstance(host, str) and (NAME_PATTERN.fullmatch(host) or host.endswith(".toml"))
+    ):
+        raise _fail(
+            path, f"field 'host' must be a profile name or a .toml profile file, got {host!r}"
+        )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        doc = tomllib.loads(path.read_text())
+        if not path.exists():
+            raise _fail(path, "cannot be read (no such file)")
+        if not path.is_file():
+            raise _fail(path, "cannot be read (not a regular file)")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise _fail(path, f"is larger than {MAX_FILE_BYTES} bytes; not a profile")
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise _fail(path, f"is not valid TOML ({exc})") from None
-    for key in ("schema", "name", "kind", "description"):
-        if key not in doc:
-            raise _fail(path, f"missing field '{key}'")
-    if doc["schema"] != SCHEMA:
-        raise _fail(path, f"schema {doc['schema']} is not supported (expected {SCHEMA})")
+    except RecursionError:
+        raise _fail(path, "is not valid TOML (nested too deeply)") from None
+
+
+def load_profile_file(path: str | Path) -> Profile:
+    path = Path(path)
+    doc = _read_toml(path)
+    _check_top_level(path, doc)
     kind = doc["kind"]
-    if kind not in KINDS:
-        raise _fail(path, f"field 'kind' is {kind!r}, expected one of {KINDS}")
     spec = _CHIP_FIELDS if kind == "neuromorphic" else _HOST_FIELDS
     extra = sorted(set(doc) - _TOP_LEVEL - set(spec))
     if extra:
@@ -339,15 +436,11 @@ def load_profile_file(path: str | Path) -> Profile:
     values, sources = _read_sections(path, doc, spec)
     ops: dict[str, OpCapability] = {}
     if kind == "neuromorphic":
-        if not isinstance(doc.get("host"), str) or not doc["host"]:
-            raise _fail(path, "missing field 'host' (the profile that prices host ops)")
         ops = _read_ops(path, doc)
         _check_consistency(path, values)
     elif "ops" in doc:
         raise _fail(path, "field 'ops' is only for neuromorphic profiles")
     backends = doc.get("backends", [])
-    if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
-        raise _fail(path, "field 'backends' must be a list of backend names")
     return Profile(
         name=doc["name"],
         kind=kind,

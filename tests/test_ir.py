@@ -242,9 +242,15 @@ def test_a_file_written_before_the_results_were_typed_loads_into_them():
 def test_pass_results_round_trip_in_the_layout_files_already_have(tmp_path):
     graph = _placed_graph()
     path, _ = save(graph, tmp_path / "g.stac.json")
-    assert (
-        json.loads(path.read_text())["metadata"] == json.loads(BEFORE_TYPED.read_text())["metadata"]
-    )
+    expected = json.loads(BEFORE_TYPED.read_text())["metadata"]
+    # That file also holds a fan-out note that did not bind ("limits a core to 4096 of its 3
+    # channels"); the partition writes the note only when the fan-out splits a layer now.
+    meta = expected["__dict__"]
+    issues, legal = meta["issues"]["__dict__"], meta["legality"]["__dict__"]
+    for where in (issues["partition"], legal["issues"]):
+        where[:] = [i for i in where if i["limit"] != "chip.axons_out_per_core"]
+    legal["notes"] -= 1
+    assert json.loads(path.read_text())["metadata"] == expected
     back = load(path)
     for get in (partition_of, placement_of, legality_of, issues_of):
         want, got = get(graph), get(back)

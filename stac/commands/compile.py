@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from stac.backends import resolve_target, target_label
 from stac.errors import StacError
 from stac.files import check_output_dir, write_json, writing
 from stac.frontend import ConversionConfig, convert, load_model
-from stac.frontend.text import CALIBRATION_PLAYS, with_bos
+from stac.frontend.convert import _max_positions
+from stac.frontend.text import CALIBRATION_PLAYS, check_utf8, with_bos
 from stac.ir import save
 from stac.ir.analysis import op_census, spike_driven_share
 from stac.ir.nodes import SignedIF
@@ -128,19 +130,19 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     host = host_profile(profile)
     reads = [p for p in (Path(req.model), profile.path, host.path) if p.exists()]
     check_output_dir(req.output_dir, req.force, reads)
-    if not req.prompt.strip():
+    if not check_utf8("--prompt", req.prompt).strip():
         raise StacError("the prompt is empty")
     loaded = load_model(req.model)
     ids = with_bos(
         loaded.tokenizer, loaded.tokenizer(req.prompt, return_tensors="pt").input_ids[0]
     )[None]
+    context = int(_max_positions(loaded.model.config))
+    if ids.shape[1] > context:  # before calibrating: a long prompt must not cost minutes first
+        raise StacError(
+            f"the prompt has {ids.shape[1]} tokens, past the model's context of {context}"
+        )
     graph = convert(loaded, req.conversion)
     check_payloads(graph, profile)
-    if ids.shape[1] > graph.metadata["max_positions"]:
-        raise StacError(
-            f"the prompt has {ids.shape[1]} tokens, past the model's context of "
-            f"{graph.metadata['max_positions']}"
-        )
     steps = req.conversion.timesteps
     done = fit_run_price(graph, profile, backend, RunContext(ids, steps=steps))
     graph, stats = done.graph, done.stats
@@ -239,6 +241,12 @@ def full_mode_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not math.isfinite(args.headroom):
+        raise StacError(f"--headroom must be a finite number, got {args.headroom}")
+    if args.calibration_passages < 1:
+        raise StacError(
+            f"--calibration-passages must be at least 1, got {args.calibration_passages}"
+        )
     out = args.output_dir or Path("out") / f"{Path(args.model).name}-{target_label(args.target)}"
     req = CompileRequest(
         model=args.model,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from stac.artifact import check_source, load_artifact
 from stac.errors import StacError
 from stac.files import check_not_read, check_writable
 from stac.eval import evaluate, float_logits, windows
-from stac.limits import MAX_T, MIN_T
+from stac.limits import MAX_T, MIN_T, check_finite_graph, model_context
 from stac.frontend.models import load_model
 from stac.frontend.text import EVALUATION_PLAYS, evaluation_text
 from stac.reporting.fidelity import format_results, plot
@@ -88,9 +89,15 @@ def run_eval(
         _check_out(out, force, reads)
     if window < 2:
         raise StacError(f"--window must be at least 2 tokens, got {window}")
+    if max_tokens < window - 1:
+        raise StacError(
+            f"--max-tokens {max_tokens} is less than one window: --window {window} scores "
+            f"{window - 1} text tokens"
+        )
     artifact = load_artifact(artifact_dir)
     graph = artifact.graph
-    max_pos = int(graph.metadata.get("max_positions", window))
+    check_finite_graph(graph, str(artifact_dir))
+    max_pos = model_context(graph.metadata) or window
     if window > max_pos:
         raise StacError(f"--window {window} is past the model's context of {max_pos} tokens")
     tokenizer = artifact.tokenizer()
@@ -112,6 +119,14 @@ def run_eval(
     check_source(artifact.config, source_model, source)  # only the weights it was compiled from
     reference = float_logits(source_model, chunks)
     results = evaluate(graph, chunks, timesteps, reference)
+    for r in results:
+        figures = (r.float_perplexity, r.snn_perplexity, r.perplexity_ratio, r.mean_kl)
+        if not all(math.isfinite(v) for v in figures):
+            raise StacError(
+                f"at T={r.timesteps} the perplexities are not finite (float "
+                f"{r.float_perplexity}, SNN {r.snn_perplexity}): a model's weights or "
+                "thresholds hold NaN or inf"
+            )
     conversion = artifact.config.get("conversion", {})
     doc = {
         "schema_version": EVAL_VERSION,

@@ -18,6 +18,7 @@ def load_source(source: str | Path, dt: float | None = None) -> nir.NIRGraph:
     from stac.artifact import load_artifact
     from stac.ir import IRFormatError, load
     from stac.ir.nir_io import read_nir
+    from stac.limits import check_hdf5
 
     path = Path(source)
     if path.is_dir():
@@ -27,6 +28,7 @@ def load_source(source: str | Path, dt: float | None = None) -> nir.NIRGraph:
             f"{path} does not exist (give an artifact directory, an IR file or a .nir file)"
         )
     if path.suffix == ".nir":
+        check_hdf5(path, "NIR file")
         return read_nir(path, dt=dt or 1e-4)
     try:
         return load(path)

@@ -23,12 +23,13 @@ from stac.backends import resolve_target, target_label
 from stac.errors import StacError
 from stac.files import check_output_dir, write_json, writing
 from stac.ir import save
-from stac.ir.graph import input_shape
+from stac.ir.graph import input_shape, output_shape
 from stac.ir.nodes import LoihiCubaLIF, SigmaDelta
 from stac.ir.netx_io import read_netx
 from stac.ir.nir_io import RESET_ORIGIN, RESETTABLE, read_nir
 from stac.ir.results import legality_of
 from stac.pipeline import fit, is_recurrent, price, run_steps
+from stac.limits import MAX_STEPS, array_bytes, check_bytes, check_count, check_hdf5
 from stac.profiles import host_profile
 from stac.reporting.nir import format_import, to_markdown
 from stac.reporting.schema import IMPORT_REPORT_VERSION
@@ -84,6 +85,20 @@ def conventions(graph: nir.NIRGraph, reset: str | None) -> list[str]:
     return lines
 
 
+def check_run_size(graph: nir.NIRGraph, steps: int, batch: int) -> None:
+    """Refuse a run whose drive and recorded traces would exceed the memory budget, before
+    allocating them: ``steps x batch x`` every node's output, 4 bytes each (an upper bound:
+    the stepper records the neurons' and the outputs' traces)."""
+    sizes = {n: array_bytes(output_shape(v)) for n, v in graph.nodes.items()}
+    largest = max(sizes, key=sizes.__getitem__)
+    shape = output_shape(graph.nodes[largest])
+    check_bytes(
+        f"the run of --steps {steps} (batch {batch}) over {len(sizes)} node(s), the largest "
+        f"{largest!r} of shape {shape}",
+        steps * batch * sum(sizes.values()),
+    )
+
+
 def import_nir(
     path: str | Path,
     target: str,
@@ -102,6 +117,9 @@ def import_nir(
     host = host_profile(profile)
     reads = [Path(p) for p in (path, input_path, profile.path) if p is not None]
     check_output_dir(output_dir, force, reads)
+    if steps is not None:
+        check_count("--steps", steps, 1, MAX_STEPS)
+    check_hdf5(path, "NIR file" if Path(path).suffix != ".net" else "netx file")
     netx = Path(path).suffix == ".net"
     if netx:
         if reset is not None or recurrent_bias is not None:
@@ -113,6 +131,7 @@ def import_nir(
     else:
         graph = read_nir(path, dt=dt, reset=reset, recurrent_bias=recurrent_bias or "snntorch")
     ran = [] if netx else conventions(graph, reset)
+    check_run_size(graph, steps or 1, 1)  # the declared shapes, before the passes see them
     recurrent = is_recurrent(graph)
     graph = fit(graph, profile, source=path)
     inputs = [n for n, v in graph.nodes.items() if isinstance(v, nir.Input)]
@@ -121,7 +140,11 @@ def import_nir(
             f"import-nir runs graphs with one Input node; {path} has "
             f"{len(inputs)} ({', '.join(inputs)})"
         )
-    x, input_note = load_input(input_path, input_shape(graph.nodes[inputs[0]]), steps)
+    shape = input_shape(graph.nodes[inputs[0]])
+    x, input_note = load_input(input_path, shape, steps)
+    if x.ndim >= 1 and x.shape[0]:  # the batch a drive [T, (B,) *shape] gives the run
+        batch = max(1, x.size // (x.shape[0] * max(1, int(np.prod(shape)))))
+        check_run_size(graph, int(steps or x.shape[0]), batch)
     result = run_steps(graph, x, steps, profile)
     t = int(steps if steps is not None else x.shape[0])
     batch = int(next(iter(result.outputs.values())).shape[1]) if result.outputs else 1

@@ -24,6 +24,7 @@ from stac.artifact import artifact_profile_names, load_artifact
 from stac.errors import StacError
 from stac.files import check_output_dir, write_json, writing
 from stac.ir.capabilities import check_capabilities
+from stac.limits import MAX_T, MIN_T, check_finite_graph, model_context
 from stac.profiles import Profile, load_profile, profile_names
 from stac.reporting.schema import COMPILE_REPORT_VERSION, TARGETS_REPORT, TARGETS_REPORT_VERSION
 
@@ -64,6 +65,18 @@ def _artifact_report(path: Path) -> dict[str, Any]:
             f"version {COMPILE_REPORT_VERSION}: recompile the artifact"
         )
     return data
+
+
+def _artifact_timesteps(config: dict[str, Any], path: Path) -> int:
+    """The compile's T from ``config.json``'s ``conversion``, checked."""
+    conversion = config.get("conversion")
+    steps = conversion.get("timesteps") if isinstance(conversion, dict) else None
+    if isinstance(steps, bool) or not isinstance(steps, int) or not MIN_T <= steps <= MAX_T:
+        raise StacError(
+            f"{path}/config.json has no valid conversion.timesteps (an integer in "
+            f"{MIN_T}..{MAX_T}); recompile the artifact"
+        )
+    return steps
 
 
 #: Legality warnings copied into a target's notes (the rest are counted).
@@ -143,7 +156,7 @@ def report_artifact(
     host_nodes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Estimate the artifact on every target; write the report; return it."""
-    from stac.frontend.text import with_bos
+    from stac.frontend.text import check_utf8, with_bos
     from stac.reporting.plots import write_plots
     from stac.reporting.targets import to_markdown
     from stac.sim.cost import ASSUMPTIONS, MODEL
@@ -174,18 +187,19 @@ def report_artifact(
     carried = {p.name: p for p in (art.profile, art.host) if p is not None}
     for name in names:  # every profile readable (and its [ops] known) before any work
         check_capabilities(_profile(name, carried))
+    check_finite_graph(art.graph, str(art.path))
+    steps = _artifact_timesteps(art.config, art.path)
     compiled = _artifact_report(art.path)
     text = compiled.get("prompt") if prompt is None else prompt
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not check_utf8("--prompt", text).strip():
         raise StacError("the prompt is empty")
     tokenizer = art.tokenizer()
     ids = with_bos(tokenizer, tokenizer(text, return_tensors="pt").input_ids[0])[None]
-    if ids.shape[1] > art.graph.metadata["max_positions"]:
+    context = model_context(art.graph.metadata)
+    if context is not None and ids.shape[1] > context:
         raise StacError(
-            f"the prompt has {ids.shape[1]} tokens, past the model's context of "
-            f"{art.graph.metadata['max_positions']}"
+            f"the prompt has {ids.shape[1]} tokens, past the model's context of {context}"
         )
-    steps = int(art.config["conversion"]["timesteps"])
     tokens = int(ids.numel())
 
     rows = [

@@ -9,6 +9,7 @@ from typing import Callable
 from stac.artifact import load_artifact
 from stac.errors import StacError
 from stac.frontend.text import play_text, with_bos
+from stac.limits import check_finite_graph, model_context
 from stac.reporting.checks import format_checks
 from stac.runtime.processor import TemporalSpikeProcessor
 from stac.runtime.verify import (
@@ -51,6 +52,8 @@ def verify_artifact(path: str, steps: int | None = None, context: int = 48) -> l
     if context < MIN_CONTEXT:
         raise StacError(f"--context must be at least {MIN_CONTEXT} for the turn checks")
     artifact = load_artifact(path)
+    check_finite_graph(artifact.graph, str(path))
+    model_context(artifact.graph.metadata)
     tokenizer = artifact.tokenizer()
     proc = TemporalSpikeProcessor(artifact, T=steps, max_context_length=context)
     text = tokenizer(

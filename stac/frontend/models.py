@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -77,41 +79,122 @@ def materialise_bundled() -> Path:
     return target
 
 
-def load_model(name: str) -> LoadedModel:
-    """Load ``name``: ``smollm2-135m``, a local HF directory, or a hub id in the HF cache."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+#: Set to 1 to let stac download a hub id that is not in the local Hugging Face cache. Off by
+#: default: without it an uncached id fails at once instead of waiting on the network.
+DOWNLOAD_ENV = "STAC_HUB_DOWNLOAD"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
-    if name == BUNDLED:
-        path: str | Path = materialise_bundled()
-    elif Path(name).exists():
-        path = Path(name)
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON file holding an object, else a StacError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise StacError(f"{path} cannot be read ({exc.strerror})") from None
+    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError
+        raise StacError(f"{path} is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise StacError(f"{path} must hold a JSON object, got a {type(data).__name__}")
+    return data
+
+
+def refuse_remote_code(directory: Path) -> None:
+    """A model or tokenizer directory whose configs ask for code from its repository
+    (``auto_map``) is refused: stac never runs code that comes with a model."""
+    for name in ("config.json", "tokenizer_config.json"):
+        file = directory / name
+        if file.is_file() and "auto_map" in read_json_object(file):
+            raise StacError(
+                f"{file} asks for the model repository's own code (auto_map); stac does not "
+                "run code that comes with a model"
+            )
+
+
+def load_tokenizer(directory: str | Path) -> Any:
+    """The tokenizer saved in ``directory`` (an artifact's ``tokenizer/``), never remote code."""
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise StacError(f"tokenizer directory {directory} does not exist; recompile the artifact")
+    refuse_remote_code(directory)
+    try:
+        return AutoTokenizer.from_pretrained(
+            directory, local_files_only=True, trust_remote_code=False
+        )
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError...
+        raise StacError(
+            f"could not load the tokenizer in {directory}: {_first_line(exc)}"
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _local_path(name: str) -> Path | None:
+    """``name`` as a local model directory; None for a hub id (``org/name``) not on disk."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise StacError(f"model path {name} is not a directory")
         if not (path / "config.json").is_file():
             raise StacError(f"model directory {name} has no config.json")
+        refuse_remote_code(path)
+        return path
+    if not _HUB_ID.fullmatch(name) or name.startswith((".", "~")):
+        raise StacError(f"could not load {name!r}: the path does not exist")
+    return None
+
+
+def _from_pretrained(path: str | Path, local_only: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kw: dict[str, Any] = {"local_files_only": local_only, "trust_remote_code": False}
+    tokenizer = AutoTokenizer.from_pretrained(path, **kw)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype="float32", **kw)
+    return tokenizer, model
+
+
+def _download_allowed() -> bool:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return os.environ.get(DOWNLOAD_ENV, "").strip() == "1" and not offline
+
+
+def load_model(name: str) -> LoadedModel:
+    """Load ``name``: ``smollm2-135m``, a local HF directory, or a hub id in the HF cache (or
+    from the hub when ``$STAC_HUB_DOWNLOAD=1``). No code from the model is ever run."""
+    path: str | Path
+    if name == BUNDLED:
+        path = materialise_bundled()
     else:
-        path = name
+        path = _local_path(name) or name
     try:
         try:  # the local cache first: no network round trips, no retry warnings
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(
-                path, dtype="float32", local_files_only=True
-            )
+            tokenizer, model = _from_pretrained(path, local_only=True)
         except OSError:
-            if isinstance(path, Path):
+            if isinstance(path, Path) or not _download_allowed():
                 raise
             hub_log = logging.getLogger("huggingface_hub")
             level = hub_log.level
             hub_log.setLevel(logging.ERROR)
             try:
-                tokenizer = AutoTokenizer.from_pretrained(path)
-                model = AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+                tokenizer, model = _from_pretrained(path, local_only=False)
             finally:
                 hub_log.setLevel(level)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors...
         if isinstance(path, Path):
-            raise StacError(f"could not load model from {path}: {exc}".splitlines()[0]) from None
+            raise StacError(f"could not load model from {path}: {_first_line(exc)}") from None
+        how = (
+            "the hub cannot be reached"
+            if _download_allowed()
+            else f"downloads are off (set {DOWNLOAD_ENV}=1 to fetch it from the hub)"
+        )
         raise StacError(
-            f"could not load {name!r}: it is not in the local Hugging Face cache and the hub "
-            f"cannot be reached; use --model {BUNDLED} (bundled), or a local model directory"
+            f"could not load {name!r}: there is no such local directory, it is not in the "
+            f"local Hugging Face cache and {how}; "
+            f"use --model {BUNDLED} (bundled), or a local model directory"
         ) from None
     model_type = model.config.model_type
     if model_type not in FAMILIES:

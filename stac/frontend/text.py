@@ -40,6 +40,18 @@ def play_text(play: str) -> str:
     return "\n".join(lines)
 
 
+def check_utf8(field: str, text: str) -> str:
+    """``text`` (from the command line or a terminal) as valid UTF-8, else an error naming
+    ``field``: bytes that are not UTF-8 arrive as lone surrogates (Python's surrogateescape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise StacError(
+            f"{field} is not valid UTF-8 text (character {exc.start} is an undecodable byte)"
+        ) from None
+    return text
+
+
 def calibration_text() -> str:
     return "\n".join(play_text(p) for p in CALIBRATION_PLAYS)
 

@@ -8,32 +8,47 @@ from typing import Any
 from stac.eval import Fidelity
 
 
-def plot(results: list[Fidelity], path: Path, title: str) -> None:
-    """Perplexity ratio (log scale) and top-1 agreement against T, side by side."""
+def figure(results: list[Fidelity], title: str) -> Any:
+    """The plot's matplotlib figure: perplexity ratio and top-1 agreement against T.
+
+    T is on a base-2 axis with one plain tick per measured T (no minor ticks); the ratio is on
+    a linear axis unless it spans more than a factor of 10, and then on a log axis whose ticks
+    are still plain numbers (1, 2, 5, 10), never powers of ten in exponent notation.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter, NullLocator
 
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
     ts = [r.timesteps for r in results]
+    ratios = [r.perplexity_ratio for r in results]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
-    a.plot(ts, [r.perplexity_ratio for r in results], "o-")
+    a.plot(ts, ratios, "o-")
     a.axhline(1.0, color="grey", lw=0.8)
-    a.set(
-        xscale="log",
-        yscale="log",
-        xlabel="T (timesteps per token)",
-        ylabel="perplexity ratio SNN / float",
-    )
+    a.set(xlabel="T (timesteps per token)", ylabel="perplexity ratio SNN / float")
+    if min(ratios) > 0 and max(ratios) / min(ratios) > 10:
+        a.set_yscale("log")
+        a.yaxis.set_minor_formatter(NullFormatter())
+    a.yaxis.set_major_formatter(plain)
     b.plot(ts, [100 * r.top1_agreement for r in results], "o-", color="C1")
-    b.set(
-        xscale="log", xlabel="T (timesteps per token)", ylabel="top-1 agreement (%)", ylim=(0, 100)
-    )
+    b.set(xlabel="T (timesteps per token)", ylabel="top-1 agreement (%)", ylim=(0, 100))
     for ax in (a, b):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xticks(ts, [str(t) for t in ts])
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def plot(results: list[Fidelity], path: Path, title: str) -> None:
+    """Write :func:`figure` as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(results, title)
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 

@@ -478,15 +478,20 @@ class _Partitioner:
                 )
             )
             per_core = 1
-        elif lim.axons_out // (units * fanout) < lim.neurons // units:
+        elif (
+            per_core < channels
+            and per_core == caps["chip.axons_out_per_core"]
+            and per_core < caps["chip.neurons_per_core"]
+        ):  # a note only when the fan-out is what splits the layer over more cores
             self.issues.append(
                 issue(
                     "note",
                     name,
                     "chip.axons_out_per_core",
-                    f"{name}: fan-out to {fanout} cores limits a core to {per_core} of its "
-                    f"{channels} channels (neurons_per_core alone would allow "
-                    f"{lim.neurons // units})",
+                    f"{name}: fan-out to {fanout} core(s) lets a core hold {per_core} channels, "
+                    f"so its {channels} channels take {math.ceil(channels / per_core)} cores "
+                    f"(neurons_per_core alone would allow {caps['chip.neurons_per_core']} "
+                    "per core)",
                 )
             )
         blocks = [
