@@ -238,8 +238,8 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
             "steps",
             None if key is None else {**key, "levels": levels, "with_bos": with_bos},
             lambda: optimise_steps(loaded.model, modules, chunks, stats, levels, with_bos),
-            dict,
-            dict,
+            _same,
+            _same,
         )
         gptq_key = None if key is None else {**key, "weight_bits": cfg.weight_bits}
         rounded = load_rounded(gptq_key) if cfg.weight_rounding == "gptq" else None
@@ -262,6 +262,10 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
         save_rounded(gptq_key, plan.rounded_now)
     log.info("lowered %s to %d nodes, %d edges", loaded.source, len(graph.nodes), len(graph.edges))
     return graph
+
+
+def _same(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return tensors
 
 
 def _max_positions(config: Any) -> int:
