@@ -45,29 +45,35 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--output-dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument(
+        "--summarise-only",
+        action="store_true",
+        help="only print and write the timings of the sweep already in --output-dir",
+    )
     args = ap.parse_args()
     name = Path(args.model).name
     out = args.output_dir or RESULTS / f"explore-{name}-{args.mode}"
-    if (out / "points.jsonl").exists():
+    if (out / "points.jsonl").exists() and not args.summarise_only:
         raise SystemExit(f"{out}/points.jsonl exists: a resumed sweep would time nothing")
     cache = Path(tempfile.mkdtemp(prefix="stac-compile-speed-cache-"))
     started = time.perf_counter()
     try:
-        stac_main(
-            [
-                "explore",
-                "--model", args.model,
-                "--timesteps", args.timesteps,
-                "--mode", args.mode,
-                "--targets", args.targets,
-                "--eval-windows", str(args.eval_windows),
-                "--calibration-passages", str(args.calibration_passages),
-                "--threads", str(args.threads),
-                "--output-dir", str(out),
-                "--cache-dir", str(cache),
-                "--no-ray",
-            ]
-        )  # fmt: skip
+        if not args.summarise_only:
+            stac_main(
+                [
+                    "explore",
+                    "--model", args.model,
+                    "--timesteps", args.timesteps,
+                    "--mode", args.mode,
+                    "--targets", args.targets,
+                    "--eval-windows", str(args.eval_windows),
+                    "--calibration-passages", str(args.calibration_passages),
+                    "--threads", str(args.threads),
+                    "--output-dir", str(out),
+                    "--cache-dir", str(cache),
+                    "--no-ray",
+                ]
+            )  # fmt: skip
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     records = list(load_records(out / "points.jsonl").values())
@@ -116,7 +122,7 @@ def main() -> None:
             "load_average_at_end": os.getloadavg(),
             "python": platform.python_version(),
         },
-        "total_wall_s": time.perf_counter() - started,
+        "total_wall_s": None if args.summarise_only else time.perf_counter() - started,
         "points": rows,
         "sweep_results": str(out),
     }
