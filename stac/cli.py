@@ -271,6 +271,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--force", action="store_true", help="replace existing --json/--plot files")
 
+    ex = sub.add_parser(
+        "explore", help="sweep T, mode, bits and batch; Pareto fronts of fidelity and cost"
+    )
+    ex.add_argument("--model", default="smollm2-135m", help="as for stac compile")
+    ex.add_argument("--timesteps", default="1,2,4,8", help="T values, e.g. 1,2,4,8")
+    ex.add_argument("--mode", default="full", help="modes, e.g. full,simplified")
+    ex.add_argument("--payload-bits", default=None, help="full mode: e.g. 4,8 (default 8)")
+    ex.add_argument(
+        "--weight-bits", default=None, help="full mode: e.g. 4,8 (default: the profile's)"
+    )
+    ex.add_argument("--batch", default="1", help="conversations in flight, e.g. 1,8,64")
+    ex.add_argument(
+        "--targets", default="loihi2,jetson-orin-nano", help="profiles every point is priced on"
+    )
+    ex.add_argument(
+        "--compile-target", default="loihi2-sim", help="<profile>-<backend> compiled for"
+    )
+    ex.add_argument("--calibration-passages", type=int, default=16)
+    ex.add_argument(
+        "--eval-windows", type=int, default=4, help="held-out windows scored per point"
+    )
+    ex.add_argument("--window", type=int, default=128, help="tokens per held-out window")
+    ex.add_argument("--output-dir", type=Path, default=Path("out/explore"))
+    ex.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="calibration cache (default $STAC_CACHE/calibration, ~/.cache/stac/calibration)",
+    )
+    ex.add_argument("--no-ray", action="store_true", help="run the points in this process")
+    ex.add_argument("--address", default=None, help="join this Ray cluster (ray.init address)")
+    ex.add_argument(
+        "--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)"
+    )
+    ex.add_argument("--threads", type=int, default=1, help="torch threads (and Ray CPUs) a point")
+    ex.add_argument(
+        "--memory-gb", type=float, default=None, help="Ray memory reserved per point (GiB)"
+    )
+    ex.add_argument("--retry-failed", action="store_true", help="rerun points that failed")
+    ex.add_argument("--keep-artifacts", action="store_true", help="keep each point's artifact")
+    ex.add_argument("--write-best", type=Path, default=None, help="write the chosen artifact")
+    ex.add_argument("--best-target", default=None, help="target of the choice (default: first)")
+    ex.add_argument(
+        "--max-ratio", type=float, default=1.02, help="largest perplexity ratio for --write-best"
+    )
+    ex.add_argument("--force", action="store_true", help="replace --write-best's directory")
+
     ve = sub.add_parser("verify", help="check the conversation runtime on an artifact")
     ve.add_argument("artifact", help="artifact directory written by stac compile")
     ve.add_argument(
@@ -299,6 +346,7 @@ COMMANDS = {
     "chat": "chat",
     "verify": "verify",
     "eval": "eval",
+    "explore": "explore",
 }
 
 

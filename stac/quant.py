@@ -29,8 +29,13 @@ def quantise_weight(
     return q, scale.astype(np.float32)
 
 
+#: GPTQ's damping (times the mean diagonal of ``X^T X``) and column block size.
+GPTQ_DAMP = 0.1
+GPTQ_BLOCK = 128
+
+
 def quantise_weight_gptq(
-    weight: np.ndarray, hessian: Any, bits: int, damp: float = 0.1, block: int = 128
+    weight: np.ndarray, hessian: Any, bits: int, damp: float = GPTQ_DAMP, block: int = GPTQ_BLOCK
 ) -> tuple[np.ndarray, np.ndarray]:
     """Round ``weight`` ``[out, in]`` as :func:`quantise_weight` does (same per-row scales and
     range), but column by column with error feedback (GPTQ, Frantar et al. 2023): each column's
@@ -78,6 +83,44 @@ def quantise_weight_gptq(
     out = torch.empty_like(q)
     out[:, order] = q
     return out.numpy().astype(np.int32), scale
+
+
+def _rounded_key(key: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if key is None else {**key, "gptq_damp": GPTQ_DAMP, "gptq_block": GPTQ_BLOCK}
+
+
+def load_rounded(key: dict[str, Any] | None) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
+    """GPTQ results ``{map: (q, scale)}`` stored by :func:`save_rounded` under ``key`` (the
+    model, the calibration text and the weight bits) in the active :mod:`stac.cache`, or None.
+
+    GPTQ depends on neither T nor the payload bits, so every point of a sweep over those on the
+    same model and text reuses one rounding (and skips the pass that collects ``X^T X``)."""
+    from stac.cache import active
+
+    cache, full = active(), _rounded_key(key)
+    found = None if cache is None or full is None else cache.load("gptq", full)
+    if found is None:
+        return None
+    names = {k.rsplit(".", 1)[0] for k in found}
+    return {n: (found[f"{n}.q"].numpy(), found[f"{n}.scale"].numpy()) for n in names}
+
+
+def save_rounded(
+    key: dict[str, Any] | None, rounded: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Store GPTQ results in the active :mod:`stac.cache` (nothing without one)."""
+    import torch
+
+    from stac.cache import active
+
+    cache, full = active(), _rounded_key(key)
+    if cache is None or full is None:
+        return
+    tensors = {}
+    for name, (q, scale) in rounded.items():
+        tensors[f"{name}.q"] = torch.from_numpy(np.ascontiguousarray(q))
+        tensors[f"{name}.scale"] = torch.from_numpy(np.ascontiguousarray(scale))
+    cache.save("gptq", full, tensors)
 
 
 def dequantise(q: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -100,6 +100,43 @@ def input_hessians(
     return out
 
 
+def cache_key(model: Any, chunks: list[torch.Tensor]) -> dict[str, Any] | None:
+    """What calibration results depend on, for :mod:`stac.cache`: the model's weights, the
+    calibration token ids and the clipping ratios searched; None when no cache is active."""
+    from stac.cache import active, fingerprint_model, fingerprint_tensors
+
+    if active() is None:
+        return None
+    return {
+        "model": fingerprint_model(model),
+        "text": fingerprint_tensors(chunks),
+        "clip_ratios": list(CLIP_RATIOS),
+    }
+
+
+def stats_to_tensors(stats: dict[str, ChannelStats]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, s in stats.items():
+        out[f"{name}.absmax"] = s.absmax
+        out[f"{name}.absmax_text"] = s.absmax_text
+        out[f"{name}.sumsq_text"] = s.sumsq_text
+        out[f"{name}.count_text"] = torch.tensor([s.count_text], dtype=torch.int64)
+    return out
+
+
+def stats_from_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, ChannelStats]:
+    names = sorted({k.rsplit(".", 1)[0] for k in tensors})
+    return {
+        n: ChannelStats(
+            tensors[f"{n}.absmax"],
+            tensors[f"{n}.absmax_text"],
+            tensors[f"{n}.sumsq_text"],
+            int(tensors[f"{n}.count_text"][0]),
+        )
+        for n in names
+    }
+
+
 def quantise_activation(x: torch.Tensor, step: torch.Tensor, levels: int) -> torch.Tensor:
     """The quantiser a SignedIF encoder realises over T steps: step * clip(floor(x/step + 1/2),
     -levels, levels). ``step`` is the spike value over T; ``levels`` is T times the payload K.

@@ -14,11 +14,20 @@ import torch
 from stac import __version__
 from stac.errors import StacError
 from stac.frontend import gpt2, llama
-from stac.frontend.calibrate import ChannelStats, channel_stats, input_hessians, optimise_steps
+from stac.cache import cached
+from stac.frontend.calibrate import (
+    ChannelStats,
+    cache_key,
+    channel_stats,
+    input_hessians,
+    optimise_steps,
+    stats_from_tensors,
+    stats_to_tensors,
+)
 from stac.frontend.models import LoadedModel
 from stac.ir.nodes import SignedIF
 from stac.limits import MAX_T, MIN_T  # re-exported: stac.frontend.convert.MAX_T still works
-from stac.quant import dequantise, quantise_weight, quantise_weight_gptq
+from stac.quant import dequantise, load_rounded, quantise_weight, quantise_weight_gptq, save_rounded
 from stac.frontend.text import calibration_windows
 
 log = logging.getLogger(__name__)
@@ -119,9 +128,13 @@ class FullPlan:
         steps: dict[str, torch.Tensor],
         cfg: ConversionConfig,
         hessians: dict[str, torch.Tensor] | None = None,
+        rounded: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.stats, self.steps, self.cfg = stats, steps, cfg
         self.hessians = hessians or {}
+        # GPTQ results by map name, from the cache (stac.cache), and those computed here.
+        self.rounded = rounded
+        self.rounded_now: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     def encoder(self, name: str) -> SignedIF:
         t = self.cfg.timesteps
@@ -181,8 +194,12 @@ class FullPlan:
     ) -> tuple[np.ndarray, dict[str, Any]]:
         hessian = self.hessians.pop(f"{name}_in", None)
         gptq = self.cfg.weight_rounding == "gptq" and hessian is not None
-        if gptq:
+        if self.rounded is not None and name in self.rounded:
+            q, scale = self.rounded[name]
+            gptq = True
+        elif gptq:
             q, scale = quantise_weight_gptq(weight, hessian, self.cfg.weight_bits)
+            self.rounded_now[name] = (q, scale)
         else:
             q, scale = quantise_weight(weight, self.cfg.weight_bits)
         effective = dequantise(q, scale)
@@ -203,19 +220,35 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
     chunks = calibration_windows(
         loaded.tokenizer, cfg.calibration_passages, cfg.calibration_max_tokens
     )
-    stats = channel_stats(loaded.model, modules, chunks)
+    key = cache_key(loaded.model, chunks)  # None unless inside stac.cache.caching()
+    stats = cached(
+        "stats",
+        key,
+        lambda: channel_stats(loaded.model, modules, chunks),
+        stats_to_tensors,
+        stats_from_tensors,
+    )
     plan: SimplifiedPlan | FullPlan
     if cfg.mode == "simplified":
         plan = SimplifiedPlan(stats, cfg)
     else:
         levels = cfg.timesteps * cfg.base_payload
-        steps = optimise_steps(
-            loaded.model, modules, chunks, stats, levels, with_bos=cfg.base_payload == 1
+        with_bos = cfg.base_payload == 1
+        steps = cached(
+            "steps",
+            None if key is None else {**key, "levels": levels, "with_bos": with_bos},
+            lambda: optimise_steps(loaded.model, modules, chunks, stats, levels, with_bos),
+            _same,
+            _same,
         )
+        gptq_key = None if key is None else {**key, "weight_bits": cfg.weight_bits}
+        rounded = load_rounded(gptq_key) if cfg.weight_rounding == "gptq" else None
         hessians = (
-            input_hessians(loaded.model, modules, chunks) if cfg.weight_rounding == "gptq" else None
+            input_hessians(loaded.model, modules, chunks)
+            if cfg.weight_rounding == "gptq" and rounded is None
+            else None
         )
-        plan = FullPlan(stats, steps, cfg, hessians)
+        plan = FullPlan(stats, steps, cfg, hessians, rounded)
     metadata = {
         "stac_version": __version__,
         "source_model": loaded.source,
@@ -225,8 +258,14 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
         "max_positions": int(_max_positions(loaded.model.config)),
     }
     graph = family.lower(loaded.model, plan, metadata)
+    if isinstance(plan, FullPlan) and plan.rounded_now:
+        save_rounded(gptq_key, plan.rounded_now)
     log.info("lowered %s to %d nodes, %d edges", loaded.source, len(graph.nodes), len(graph.edges))
     return graph
+
+
+def _same(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return tensors
 
 
 def _max_positions(config: Any) -> int:
