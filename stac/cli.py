@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ft.add_argument("--steps", type=int, default=100, help="optimiser steps (default 100)")
     ft.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (default 1e-5)")
+    ft.add_argument(
+        "--threshold-lr", type=float, default=1e-2, help="rate of the log-thresholds (default 1e-2)"
+    )
     ft.add_argument("--batch", type=int, default=2, help="windows per step (default 2)")
     ft.add_argument("--seq-len", type=int, default=128, help="tokens per window, BOS first")
     ft.add_argument(

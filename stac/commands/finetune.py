@@ -166,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(
         steps=args.steps,
         lr=args.lr,
+        threshold_lr=args.threshold_lr,
         batch=args.batch,
         seq_len=args.seq_len,
         spike_l1=args.spike_l1,

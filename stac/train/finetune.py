@@ -38,7 +38,8 @@ CHECKPOINTS = "checkpoints"
 @dataclass(frozen=True)
 class FinetuneConfig:
     steps: int = 100
-    lr: float = 1e-5
+    lr: float = 1e-5  # weights and biases
+    threshold_lr: float = 1e-2  # log-thresholds (relative steps; see Trainer)
     batch: int = 2
     seq_len: int = 128  # tokens per window, BOS included
     spike_l1: float = 0.0
@@ -55,8 +56,10 @@ class FinetuneConfig:
                 raise StacError(f"--{key.replace('_', '-')} must be at least 1")
         if self.seq_len < 2:
             raise StacError(f"--seq-len must be at least 2 tokens, got {self.seq_len}")
-        if not self.lr > 0:
-            raise StacError(f"--lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and self.threshold_lr > 0):
+            raise StacError(
+                f"--lr and --threshold-lr must be > 0, got {self.lr}, {self.threshold_lr}"
+            )
         if self.spike_l1 < 0 or self.hidden_match < 0:
             raise StacError("--spike-l1 and --hidden-match must be >= 0")
 
@@ -91,7 +94,16 @@ class Trainer:
         self.named = [(k, p) for k, p in self.net.params.items() if p.requires_grad]
         if not self.named:
             raise StacError("nothing to train: every parameter is frozen")
-        self.opt = torch.optim.Adam([p for _, p in self.named], lr=cfg.lr)
+        # Adam moves each parameter by about lr per step: a weight by lr in its own units, a
+        # log-threshold by lr in relative terms, so thresholds get a larger rate.
+        thr = cfg.threshold_lr
+        groups = [
+            {"params": [p for k, p in self.named if not k.endswith("log_threshold")], "lr": cfg.lr},
+            {"params": [p for k, p in self.named if k.endswith("log_threshold")], "lr": thr},
+        ]
+        self.opt = torch.optim.Adam([g for g in groups if g["params"]])
+        order = [id(p) for g in groups for p in g["params"]]
+        self.named.sort(key=lambda kp: order.index(id(kp[1])))  # the optimiser's own order
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.state = State(0, [])
