@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("artifact", help="artifact directory written by stac compile")
     ft.add_argument("--text", type=Path, required=True, help="UTF-8 training text file")
     ft.add_argument(
-        "--output-dir", type=Path, required=True, help="work folder: artifact/, checkpoints/, curves"
+        "--output-dir", type=Path, required=True, help="work folder: artifact/, checkpoints/"
     )
     ft.add_argument("--steps", type=int, default=100, help="optimiser steps (default 100)")
     ft.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (default 1e-5)")

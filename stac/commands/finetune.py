@@ -153,8 +153,12 @@ def write_artifact(
         shutil.copytree(art.tokenizer_dir, tmp / "tokenizer")
         write_json(
             tmp / "config.json",
-            {**art.config, "stac_version": __version__, "conversion": conversion,
-             "finetune": summary},
+            {
+                **art.config,
+                "stac_version": __version__,
+                "conversion": conversion,
+                "finetune": summary,
+            },
         )
         write_json(tmp / "report.json", report)
         (tmp / "report.md").write_text(to_markdown(report))

@@ -212,7 +212,9 @@ class Trainer:
                 prefix = f"adam/{key}/"
                 found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
                 if found:
-                    state[i] = {k: v.to(self.device) if k != "step" else v for k, v in found.items()}
+                    state[i] = {
+                        k: v.to(self.device) if k != "step" else v for k, v in found.items()
+                    }
         groups = self.opt.state_dict()["param_groups"]
         self.opt.load_state_dict({"state": state, "param_groups": groups})
         self.sampler.set_state(tensors["rng/sampler"])

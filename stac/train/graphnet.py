@@ -141,7 +141,9 @@ class GraphNet(nn.Module):
 
     def threshold(self, name: str, steps: int) -> torch.Tensor:
         node: SignedIF = self.graph.nodes[name]
-        theta = getattr(self, _key(name, "threshold0")) * self.params[_key(name, "log_threshold")].exp()
+        theta = (
+            getattr(self, _key(name, "threshold0")) * self.params[_key(name, "log_threshold")].exp()
+        )
         if node.onset_drive and node.max_payload > 1:  # graded: T times a power of two
             step = torch.log2(theta / steps)
             theta = steps * torch.exp2(step + (torch.floor(step + 1e-4) - step).detach())
@@ -164,7 +166,9 @@ class GraphNet(nn.Module):
 
     # --- the forward pass ---------------------------------------------------------------------
 
-    def _encoder(self, name: str, node: SignedIF, inp: Signal, ctx: RunContext, out: Pass) -> Signal:
+    def _encoder(
+        self, name: str, node: SignedIF, inp: Signal, ctx: RunContext, out: Pass
+    ) -> Signal:
         steps = ctx.steps
         theta = self.threshold(name, steps)
         x = inp.mean()

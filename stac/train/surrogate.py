@@ -61,9 +61,6 @@ def spike_fn(slope: float = DEFAULT_SLOPE) -> SpikeFn:
     return fn
 
 
-
-
-
 # --- staircases: the multi-level spiking quantiser -------------------------------------------
 
 
@@ -119,11 +116,11 @@ def staircase_grad(
 
 class _RoundSTE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # noqa: ARG004
         return torch.round(x)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
         return grad
 
 
@@ -131,4 +128,6 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     """``round(x)`` forward, identity backward (the straight-through estimator)."""
     out: torch.Tensor = _RoundSTE.apply(x)
     return out
+
+
 __all__ = ["DEFAULT_SLOPE", "SuperSpike", "round_ste", "spike_fn", "staircase_grad", "superspike"]

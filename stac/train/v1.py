@@ -122,7 +122,7 @@ def train_v1(
     held_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     steps: int,
     spike_l1: float,
-    lr: float = 3e-3,
+    lr: float = 3e-4,
     batch: int = 4,
     seed: int = 0,
 ) -> V1Figures:
@@ -157,7 +157,7 @@ def load_backbone(artifact: Any) -> tuple[GraphNet, int, int]:
     net = GraphNet(artifact.graph, learn=())
     vocab = int(artifact.graph.metadata["vocab_size"])
     last = net.residuals()[-1]
-    width = int(getattr(artifact.graph.nodes[last], "size"))
+    width = int(artifact.graph.nodes[last].size)
     return net, width, vocab
 
 
