@@ -330,6 +330,34 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument(
         "--context", type=int, default=48, help="context limit for the position and eviction checks"
     )
+
+    ft = sub.add_parser("finetune", help="fine-tune an artifact by distillation")
+    ft.add_argument("artifact", help="artifact directory written by stac compile")
+    ft.add_argument("--text", type=Path, required=True, help="UTF-8 training text file")
+    ft.add_argument(
+        "--output-dir", type=Path, required=True, help="work folder: artifact/, checkpoints/"
+    )
+    ft.add_argument("--steps", type=int, default=100, help="optimiser steps (default 100)")
+    ft.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (default 1e-5)")
+    ft.add_argument(
+        "--threshold-lr", type=float, default=1e-2, help="rate of the log-thresholds (default 1e-2)"
+    )
+    ft.add_argument("--batch", type=int, default=2, help="windows per step (default 2)")
+    ft.add_argument("--seq-len", type=int, default=128, help="tokens per window, BOS first")
+    ft.add_argument(
+        "--spike-l1", type=float, default=0.0, help="weight of the L1 penalty on spike counts"
+    )
+    ft.add_argument(
+        "--hidden-match",
+        type=float,
+        default=0.0,
+        help="weight of residual-stream matching against the non-spiking run",
+    )
+    ft.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    ft.add_argument("--resume", type=Path, default=None, help="checkpoint file or work folder")
+    ft.add_argument("--device", default=None, help="torch device (default cuda when present)")
+    ft.add_argument("--seed", type=int, default=0, help="random seed (data order)")
+    ft.add_argument("--force", action="store_true", help="replace an existing artifact/")
     return parser
 
 
@@ -347,6 +375,7 @@ COMMANDS = {
     "verify": "verify",
     "eval": "eval",
     "explore": "explore",
+    "finetune": "finetune",
 }
 
 

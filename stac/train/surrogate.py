@@ -61,4 +61,73 @@ def spike_fn(slope: float = DEFAULT_SLOPE) -> SpikeFn:
     return fn
 
 
-__all__ = ["DEFAULT_SLOPE", "SuperSpike", "spike_fn", "superspike"]
+# --- staircases: the multi-level spiking quantiser -------------------------------------------
+
+
+def _edge_weight(d: torch.Tensor, slope: float) -> torch.Tensor:
+    """SuperSpike's derivative at distance ``d`` from an edge, divided by its mean over one unit
+    interval (``|d| <= 1/2``), so a staircase of unit steps gets the identity's average slope."""
+    mean = (2.0 / slope) * (1.0 - 1.0 / (1.0 + slope / 2.0))  # integral over [-1/2, 1/2]
+    return 1.0 / (1.0 + slope * d.abs()) ** 2 / mean
+
+
+class _EdgeGrad(torch.autograd.Function):
+    """Zero forward; backward the surrogate of a staircase whose edges sit at ``|u| = 1/2 + j p``
+    (j = 0, 1, ...; none past ``cap``), odd (levels, sign following u) or even (a count)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, u: torch.Tensor, period: int, cap: float, slope: float, odd: bool
+    ) -> torch.Tensor:
+        ctx.save_for_backward(u)
+        ctx.period, ctx.cap, ctx.slope, ctx.odd = period, cap, slope, odd
+        return torch.zeros_like(u)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        (u,) = ctx.saved_tensors
+        a = u.abs() - 0.5
+        p = float(ctx.period)
+        d = a - torch.round(a / p).clamp_min(0) * p  # distance to the nearest edge
+        g = _edge_weight(d, ctx.slope) * (a < ctx.cap)
+        if not ctx.odd:
+            g = g * torch.sign(u)
+        return grad * g, None, None, None, None
+
+
+def staircase_grad(
+    u: torch.Tensor, cap: float, slope: float = 2.0, period: int = 1, odd: bool = True
+) -> torch.Tensor:
+    """A tensor of zeros whose gradient with respect to ``u`` is a staircase's surrogate.
+
+    Add it to an exact (detached) staircase value to give that value a gradient: the forward
+    stays the spiking rule to the bit, the backward sees each edge at ``|u| = 1/2 + j period``
+    (j < ``cap / period``) through the SuperSpike derivative of ``slope`` at the nearest edge,
+    scaled so that a unit staircase has mean slope 1 (the straight-through estimator's
+    scale). ``odd``: the levels of the rounding quantiser ``clamp(floor(u + 1/2), -cap, cap)``;
+    otherwise a count of edges crossed by ``|u|`` (a spike count), whose slope takes u's sign.
+    Zero past the last edge (the clamp).
+    """
+    if not slope > 0:
+        raise ValueError(f"staircase slope must be > 0, got {slope}")
+    out: torch.Tensor = _EdgeGrad.apply(u, int(period), float(cap), float(slope), bool(odd))
+    return out
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # noqa: ARG004
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+        return grad
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """``round(x)`` forward, identity backward (the straight-through estimator)."""
+    out: torch.Tensor = _RoundSTE.apply(x)
+    return out
+
+
+__all__ = ["DEFAULT_SLOPE", "SuperSpike", "round_ste", "spike_fn", "staircase_grad", "superspike"]

@@ -1,0 +1,197 @@
+"""``stac finetune``: surrogate-gradient fine-tuning of a compiled artifact.
+
+Reads an artifact, distils its spiking forward towards the float model it was converted from
+(:mod:`stac.train.finetune`), and writes into ``--output-dir``:
+
+* ``artifact/``: an ordinary artifact (refitted to its target by the same passes as
+  ``stac compile``, written atomically with the same writer), which every command accepts;
+* ``checkpoints/step-*.safetensors`` (+ ``.json``): parameters, optimiser and random state;
+* ``curves.png`` and ``history.json``: loss and spike rate per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stac import __version__
+from stac.artifact import IR_FILE, load_artifact
+from stac.backends import resolve_target
+from stac.commands.compile import DEFAULT_PROMPT, check_payloads, encoder_table
+from stac.errors import StacError
+from stac.files import check_output_dir, write_json, writing
+from stac.frontend.models import load_model
+from stac.frontend.text import with_bos
+from stac.ir import save
+from stac.ir.analysis import op_census, spike_driven_share
+from stac.ir.passes.legality import fit_report
+from stac.pipeline import fit_run_price
+from stac.profiles import host_profile
+from stac.reporting.compile import to_markdown
+from stac.reporting.schema import COMPILE_REPORT_VERSION
+from stac.sim.cost import ASSUMPTIONS, MODEL
+from stac.sim.semantics import RunContext
+from stac.train.finetune import FinetuneConfig, Trainer, plot_curves, text_windows
+from stac.train.graphnet import GraphNet
+
+log = logging.getLogger(__name__)
+
+ARTIFACT = "artifact"
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def finetune(
+    artifact_dir: Path,
+    text_path: Path,
+    output_dir: Path,
+    cfg: FinetuneConfig,
+    resume: Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Train, then write the artifact; returns the summary written as ``finetune.json``."""
+    started = time.perf_counter()
+    art = load_artifact(artifact_dir)
+    if not text_path.is_file():
+        raise StacError(f"training text {text_path} does not exist")
+    target = art.config.get("target")
+    source = art.config.get("source_model")
+    if not target or not source:
+        raise StacError(f"{artifact_dir}/config.json names no target or source model")
+    profile, backend = resolve_target(target)
+    out_art = output_dir / ARTIFACT
+    check_output_dir(out_art, force)
+    steps = cfg.timesteps or int(art.config.get("conversion", {}).get("timesteps", 0))
+    if steps < 1:
+        raise StacError(f"{artifact_dir}: its config states no timesteps; pass them")
+    tokenizer = art.tokenizer()
+    data = text_windows(tokenizer, text_path.read_text(encoding="utf-8"), cfg.seq_len)
+    teacher = load_model(source).model.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    trainer = Trainer(GraphNet(art.graph, slope=cfg.slope), teacher, data, cfg, steps)
+    if resume is not None:
+        trainer.load(resume)
+        log.info("resumed at step %d from %s", trainer.state.step, resume)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    trainer.run(cfg.steps, output_dir)
+    history = trainer.state.history
+    write_json(output_dir / "history.json", history)
+    plot_curves(history, output_dir / "curves.png", f"stac finetune of {source} (T = {steps})")
+    graph = trainer.net.cpu().export(steps)
+    summary = {
+        "stac_version": __version__,
+        "source_artifact": str(artifact_dir),
+        "text": str(text_path),
+        "windows": int(data.shape[0]),
+        "config": {**asdict(cfg), "timesteps": steps},
+        "steps_done": trainer.state.step,
+        "seconds_per_step": sum(h["seconds"] for h in history) / max(len(history), 1),
+        "first": history[0] if history else None,
+        "last": history[-1] if history else None,
+    }
+    write_artifact(art, graph, out_art, profile, backend, teacher.cpu(), summary, force)
+    summary["total_seconds"] = time.perf_counter() - started
+    write_json(output_dir / "finetune.json", summary)
+    return summary
+
+
+def write_artifact(
+    art: Any,
+    graph: Any,
+    out: Path,
+    profile: Any,
+    backend: Any,
+    teacher: Any,
+    summary: dict[str, Any],
+    force: bool,
+) -> None:
+    """Refit the trained graph to its target (quantise, partition, legality), run it on the
+    compile's prompt, and write it as ``stac compile`` writes an artifact."""
+    graph.metadata = {k: v for k, v in graph.metadata.items() if k != "issues"}
+    check_payloads(graph, profile)
+    prompt = art.config.get("prompt") or DEFAULT_PROMPT
+    tokenizer = art.tokenizer()
+    ids = with_bos(tokenizer, tokenizer(prompt, return_tensors="pt").input_ids[0])[None]
+    steps = summary["config"]["timesteps"]
+    done = fit_run_price(graph, profile, backend, RunContext(ids, steps=steps))
+    with torch.no_grad():
+        float_logits = teacher(ids).logits
+    agreement = float((done.outputs["output"].argmax(-1) == float_logits.argmax(-1)).float().mean())
+    report = {
+        "schema_version": COMPILE_REPORT_VERSION,
+        "stac_version": __version__,
+        "model": art.config.get("source_model"),
+        "target": art.config.get("target"),
+        "profile": profile.name,
+        "timesteps": steps,
+        "mode": art.config.get("conversion", {}).get("mode"),
+        "prompt": prompt,
+        "host_profile": host_profile(profile).name,
+        "prompt_tokens": int(ids.shape[1]),
+        "prompt_top1_agreement": agreement,
+        "spike_driven_share": spike_driven_share(op_census(done.graph, context=ids.shape[1])),
+        "estimate": {"model": MODEL, "assumptions": ASSUMPTIONS},
+        **done.summary,
+        "fit": fit_report(done.graph),
+        "encoders": encoder_table(done.graph, done.stats),
+        "finetune": summary,
+    }
+    conversion = {**art.config.get("conversion", {}), "timesteps": steps}
+    with writing(out, force) as tmp:
+        save(done.graph, tmp / IR_FILE)
+        shutil.copytree(art.tokenizer_dir, tmp / "tokenizer")
+        write_json(
+            tmp / "config.json",
+            {
+                **art.config,
+                "stac_version": __version__,
+                "conversion": conversion,
+                "finetune": summary,
+            },
+        )
+        write_json(tmp / "report.json", report)
+        (tmp / "report.md").write_text(to_markdown(report))
+        (tmp / "finetune.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    log.info("wrote %s", out)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = FinetuneConfig(
+        steps=args.steps,
+        lr=args.lr,
+        threshold_lr=args.threshold_lr,
+        batch=args.batch,
+        seq_len=args.seq_len,
+        spike_l1=args.spike_l1,
+        hidden_match=args.hidden_match,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        device=args.device or default_device(),
+    )
+    summary = finetune(
+        Path(args.artifact), args.text, args.output_dir, cfg, args.resume, args.force
+    )
+    first, last = summary["first"], summary["last"]
+    if first and last:
+        print(
+            f"loss {first['loss']:.4f} -> {last['loss']:.4f}, KL {first['kl']:.4f} -> "
+            f"{last['kl']:.4f}, spikes/token {first['spikes_per_token']:.0f} -> "
+            f"{last['spikes_per_token']:.0f} over {summary['steps_done']} steps "
+            f"({summary['seconds_per_step']:.2f} s/step)"
+        )
+    print(f"artifact: {args.output_dir / ARTIFACT}")
+    return 0
+
+
+__all__ = ["ARTIFACT", "default_device", "finetune", "run", "write_artifact"]
