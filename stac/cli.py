@@ -289,9 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile-target", default="loihi2-sim", help="<profile>-<backend> compiled for"
     )
     ex.add_argument("--calibration-passages", type=int, default=16)
-    ex.add_argument(
-        "--eval-windows", type=int, default=4, help="held-out windows scored per point"
-    )
+    ex.add_argument("--eval-windows", type=int, default=4, help="held-out windows scored per point")
     ex.add_argument("--window", type=int, default=128, help="tokens per held-out window")
     ex.add_argument("--output-dir", type=Path, default=Path("out/explore"))
     ex.add_argument(

@@ -97,12 +97,13 @@ class Trainer:
         # Adam moves each parameter by about lr per step: a weight by lr in its own units, a
         # log-threshold by lr in relative terms, so thresholds get a larger rate.
         thr = cfg.threshold_lr
-        groups = [
-            {"params": [p for k, p in self.named if not k.endswith("log_threshold")], "lr": cfg.lr},
-            {"params": [p for k, p in self.named if k.endswith("log_threshold")], "lr": thr},
+        weights = [p for k, p in self.named if not k.endswith("log_threshold")]
+        thresholds = [p for k, p in self.named if k.endswith("log_threshold")]
+        groups: list[dict[str, Any]] = [
+            {"params": ps, "lr": lr} for ps, lr in ((weights, cfg.lr), (thresholds, thr)) if ps
         ]
-        self.opt = torch.optim.Adam([g for g in groups if g["params"]])
-        order = [id(p) for g in groups for p in g["params"]]
+        self.opt = torch.optim.Adam(groups)
+        order = [id(p) for ps in (weights, thresholds) for p in ps]
         self.named.sort(key=lambda kp: order.index(id(kp[1])))  # the optimiser's own order
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -210,11 +211,9 @@ class Trainer:
                     raise StacError(f"checkpoint {path} has no parameter {key}")
                 p.copy_(tensors[f"param/{key}"])
                 prefix = f"adam/{key}/"
-                found = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-                if found:
-                    state[i] = {
-                        k: v.to(self.device) if k != "step" else v for k, v in found.items()
-                    }
+                adam = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+                if adam:
+                    state[i] = {k: v.to(self.device) if k != "step" else v for k, v in adam.items()}
         groups = self.opt.state_dict()["param_groups"]
         self.opt.load_state_dict({"state": state, "param_groups": groups})
         self.sampler.set_state(tensors["rng/sampler"])
