@@ -230,9 +230,12 @@ class CompiledModel:
 
     def processor(self, **options: Any) -> Any:
         """A :class:`stac.runtime.TemporalSpikeProcessor` on this model (``T``,
-        ``max_context_length``, ``evict_fraction``, ``spiking`` as its constructor takes)."""
+        ``max_context_length``, ``evict_fraction``, ``spiking`` as its constructor takes;
+        the context defaults to 512 tokens or the model's position limit if that is less)."""
         from stac.runtime import TemporalSpikeProcessor
 
+        limit = int(self.graph.metadata.get("max_positions", 0)) or 512
+        options.setdefault("max_context_length", min(512, limit))
         return TemporalSpikeProcessor(self, **options)
 
 
