@@ -29,6 +29,7 @@ pip=("$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" "$wheel"
 
 cd "$work"  # outside the source tree: only the installed package can be imported
+export STAC_CACHE="$work/stac-cache"  # not this machine's materialised models: a fresh install
 py=venv/bin/python
 $py -c "import stac, sys; assert 'site-packages' in stac.__file__, stac.__file__"
 venv/bin/stac targets
@@ -47,7 +48,8 @@ bpe.train_from_iterator([evaluation_text()[:200_000]], trainer)
 tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>",
                               eos_token="<|endoftext|>")
 torch.manual_seed(0)
-config = GPT2Config(vocab_size=len(tok), n_positions=256, n_layer=2, n_embd=64, n_head=4)
+config = GPT2Config(vocab_size=len(tok), n_positions=256, n_layer=2, n_embd=64, n_head=4,
+                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
 GPT2LMHeadModel(config).save_pretrained("tiny-gpt2")
 tok.save_pretrained("tiny-gpt2")
 EOF
