@@ -1,5 +1,5 @@
 # The two quickstart commands (README): `make demo` and `make test`.
-.PHONY: setup demo test bench lint
+.PHONY: setup demo test bench lint api-docs wheel-check
 
 setup:
 	bash scripts/setup.sh
@@ -17,3 +17,12 @@ lint: setup
 	.venv/bin/ruff check stac tests benchmarks examples scripts
 	.venv/bin/ruff format --check stac tests benchmarks examples scripts
 	.venv/bin/mypy
+
+# The API reference, from the docstrings of the public modules (pdoc, the `docs` extra).
+api-docs: setup
+	rm -rf docs/api
+	.venv/bin/python -m pdoc --docformat restructuredtext -o docs/api stac.api stac.runtime stac.errors
+
+# The wheel installs into a fresh virtualenv and compiles from there (also run by .ci/run).
+wheel-check:
+	bash scripts/check_wheel.sh

@@ -132,4 +132,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from record import recording
+
+    with recording("chat_cache"):
+        main()

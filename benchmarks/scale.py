@@ -203,4 +203,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from record import recording
+
+    with recording("scale"):
+        code = main()
+    sys.exit(code)

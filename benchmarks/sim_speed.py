@@ -215,4 +215,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from record import recording
+
+    with recording("sim_speed"):
+        main()

@@ -214,57 +214,95 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
     return report
 
 
-def full_mode_options(args: argparse.Namespace) -> dict[str, Any]:
+def full_mode_options(
+    target: str,
+    mode: str,
+    payload_bits: int | None = None,
+    weight_bits: int | None = None,
+    weight_rounding: str | None = None,
+    headroom: float = 4.0,
+) -> dict[str, Any]:
     """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
     given = {
         k: v
         for k, v in (
-            ("payload_bits", args.payload_bits),
-            ("weight_bits", args.weight_bits),
-            ("weight_rounding", args.weight_rounding),
+            ("payload_bits", payload_bits),
+            ("weight_bits", weight_bits),
+            ("weight_rounding", weight_rounding),
         )
         if v is not None
     }
-    if args.mode != "full":
-        if given or args.headroom != 4.0:
+    if mode != "full":
+        if given or headroom != 4.0:
             raise StacError(
                 "--payload-bits, --weight-bits, --weight-rounding and --headroom "
                 "apply to --mode full only"
             )
         return {}
-    profile, _ = resolve_target(args.target)
+    profile, _ = resolve_target(target)
     if "weight_bits" not in given:
         given["weight_bits"] = int(profile.get("chip", "weight_bits"))
     if bool(profile.get("spikes", "graded")):
         given["max_spike_bits"] = int(profile.get("spikes", "payload_bits"))
-    return {**given, "headroom": args.headroom}
+    return {**given, "headroom": headroom}
+
+
+def compile_request(
+    model: str,
+    target: str,
+    output_dir: Path | None = None,
+    timesteps: int = 16,
+    mode: str = "simplified",
+    calibration_passages: int = 16,
+    token_gain: bool = False,
+    prompt: str | None = None,
+    force: bool = False,
+    **full: Any,
+) -> CompileRequest:
+    """The request ``stac compile`` and :func:`stac.compile` both run: the conversion options
+    checked against the target, and the default output directory and prompt filled in.
+    ``full``: full mode's ``payload_bits``, ``weight_bits``, ``weight_rounding``, ``headroom``."""
+    headroom = full.get("headroom", 4.0)
+    if not math.isfinite(headroom):
+        raise StacError(f"--headroom must be a finite number, got {headroom}")
+    if calibration_passages < 1:
+        raise StacError(f"--calibration-passages must be at least 1, got {calibration_passages}")
+    out = output_dir or Path("out") / f"{Path(model).name}-{target_label(target)}"
+    return CompileRequest(
+        model=model,
+        target=target,
+        output_dir=Path(out),
+        conversion=ConversionConfig(
+            timesteps=timesteps,
+            mode=mode,
+            calibration_passages=calibration_passages,
+            token_gain=token_gain,
+            **full_mode_options(target, mode, **full),
+        ),
+        prompt=DEFAULT_PROMPT if prompt is None else prompt,
+        force=force,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    if not math.isfinite(args.headroom):
-        raise StacError(f"--headroom must be a finite number, got {args.headroom}")
-    if args.calibration_passages < 1:
-        raise StacError(
-            f"--calibration-passages must be at least 1, got {args.calibration_passages}"
-        )
-    out = args.output_dir or Path("out") / f"{Path(args.model).name}-{target_label(args.target)}"
-    req = CompileRequest(
-        model=args.model,
-        target=args.target,
-        output_dir=out,
-        conversion=ConversionConfig(
-            timesteps=args.timesteps,
-            mode=args.mode,
-            calibration_passages=args.calibration_passages,
-            token_gain=args.token_gain,
-            **full_mode_options(args),
-        ),
-        prompt=DEFAULT_PROMPT if args.prompt is None else args.prompt,
+    req = compile_request(
+        args.model,
+        args.target,
+        args.output_dir,
+        timesteps=args.timesteps,
+        mode=args.mode,
+        calibration_passages=args.calibration_passages,
+        token_gain=args.token_gain,
+        prompt=args.prompt,
         force=args.force,
+        payload_bits=args.payload_bits,
+        weight_bits=args.weight_bits,
+        weight_rounding=args.weight_rounding,
+        headroom=args.headroom,
     )
     report = compile_model(req)
     print(format_table(report))
-    print(f"\nartifact: {out} (compiled in {report['compile_seconds']:.1f} s)")
+    print(f"\nartifact: {req.output_dir} (compiled in {report['compile_seconds']:.1f} s)")
     return 0
 
 
@@ -272,6 +310,7 @@ __all__ = [
     "CompileRequest",
     "DEFAULT_PROMPT",
     "compile_model",
+    "compile_request",
     "encoder_table",
     "full_mode_options",
     "run",

@@ -82,8 +82,12 @@ def run_eval(
     window: int = DEFAULT_WINDOW,
     max_tokens: int = DEFAULT_MAX_TOKENS,
     force: bool = False,
+    text: str | None = None,
 ) -> dict[str, Any]:
-    """Measure the artifact at each T and return the JSON document (also written if asked)."""
+    """Measure the artifact at each T and return the JSON document (also written if asked).
+
+    The text is ``text`` when given (the Python API), else the file ``text_path``, else the
+    held-out plays."""
     reads = [Path(artifact_dir)] + ([Path(text_path)] if text_path is not None else [])
     for out in (json_out, plot_out):
         _check_out(out, force, reads)
@@ -101,7 +105,10 @@ def run_eval(
     if window > max_pos:
         raise StacError(f"--window {window} is past the model's context of {max_pos} tokens")
     tokenizer = artifact.tokenizer()
-    text, text_source = _text(text_path)
+    if text is not None:
+        text_source = "text given by the caller"
+    else:
+        text, text_source = _text(text_path)
     ids = tokenizer(text, return_tensors="pt").input_ids[0]
     count = min(ids.numel(), max_tokens) // (window - 1)
     if count < 1:

@@ -8,7 +8,6 @@ the points after the first on the same model skip the passes they share.
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import logging
 import shutil
@@ -50,19 +49,16 @@ def conversion_config(point: Point, compile_target: str, passages: int) -> Any:
     from stac.commands.compile import full_mode_options
     from stac.frontend import ConversionConfig
 
-    args = argparse.Namespace(
-        mode=point.mode,
-        payload_bits=point.payload_bits,
-        weight_bits=point.weight_bits,
-        weight_rounding=None,
-        headroom=4.0,
-        target=compile_target,
-    )
     return ConversionConfig(
         timesteps=point.timesteps,
         mode=point.mode,
         calibration_passages=passages,
-        **full_mode_options(args),
+        **full_mode_options(
+            compile_target,
+            point.mode,
+            payload_bits=point.payload_bits,
+            weight_bits=point.weight_bits,
+        ),
     )
 
 

@@ -81,7 +81,7 @@ def stream(
     feed = [list(prompts[c]) for c in active]
     count = 0
     while active:
-        logits = processor(feed, use_cache=use_cache, conversation_ids=active)
+        logits = processor(feed, use_cache=use_cache, conversation_ids=active).logits
         lengths = torch.tensor([len(f) for f in feed])
         last = logits[torch.arange(len(active)), lengths - 1]
         picked = sampler.pick(last, gen).tolist()

@@ -48,6 +48,7 @@ import torch
 from stac.errors import StacError
 from stac.limits import MAX_T, MIN_T
 from stac.runtime.kv import KV, Row, as_batch, pack, unpack
+from stac.runtime.outputs import SpikeCausalLMOutput
 from stac.sim.semantics import NodeStats
 from stac.sim.simulator import Simulator
 
@@ -251,8 +252,9 @@ class TemporalSpikeProcessor:
         use_cache: bool = True,
         conversation_ids: Sequence[ConversationId] | None = None,
         attention_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Feed new tokens to conversations and return their logits ``[B, N, vocab]``.
+    ) -> SpikeCausalLMOutput:
+        """Feed new tokens to conversations; return their logits ``[B, N, vocab]`` (``.logits``)
+        and each row's KV cache after the call (``.past_key_values``).
 
         ``input_ids``: ``[B, N]`` or ``[N]`` ids, or a list of id lists of different lengths
         (right-padded here). ``attention_mask`` (``[B, N]``, False = padding) marks the real
@@ -276,7 +278,11 @@ class TemporalSpikeProcessor:
         out = logits.new_zeros(*ids.shape, logits.shape[-1])
         for b, plan in enumerate(plans):
             out[b, mask[b]] = logits[b, logits.shape[1] - len(plan.new) :]
-        return out
+        return SpikeCausalLMOutput(
+            logits=out,
+            past_key_values=tuple(plan.conv.cache for plan in plans),
+            conversation_ids=tuple(plan.conv.id for plan in plans),
+        )
 
     def _plan(
         self, ids: torch.Tensor, mask: torch.Tensor, cids: list[ConversationId], use_cache: bool

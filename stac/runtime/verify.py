@@ -86,7 +86,7 @@ def _fresh(proc: TemporalSpikeProcessor, tokens: list[int]) -> torch.Tensor:
     """Logits of ``tokens`` computed from scratch in a throwaway conversation."""
     cid = proc.open()
     try:
-        return proc([tokens], use_cache=False, conversation_ids=[cid])[0]
+        return proc([tokens], use_cache=False, conversation_ids=[cid]).logits[0]
     finally:
         proc.remove(cid)
 
@@ -129,7 +129,7 @@ def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]
     ]
     drop = max(1, math.ceil(proc.evict_fraction * (limit - pinned)))
     kept = ids[:pinned] + ids[pinned + drop : limit] + [ids[limit]]
-    over = proc([[ids[limit]]], conversation_ids=[cid])[0, -1]
+    over = proc([[ids[limit]]], conversation_ids=[cid]).logits[0, -1]
     run = _last_run(proc)
     positions = run.positions[0].tolist()
     ok = (
@@ -139,7 +139,7 @@ def check_positions(proc: TemporalSpikeProcessor, ids: list[int]) -> list[Check]
         and _cache_len(proc, cid) == len(kept)
     )
     agree = Agreement.of(over[None], _fresh(proc, kept)[-1:])
-    nxt = proc([[ids[limit + 1]]], conversation_ids=[cid])[0, -1]
+    nxt = proc([[ids[limit + 1]]], conversation_ids=[cid]).logits[0, -1]
     step = _last_run(proc).positions[0].tolist() == [len(kept)]
     agree_next = Agreement.of(nxt[None], _fresh(proc, kept + [ids[limit + 1]])[-1:])
     passed = ok and step and agree.ok() and agree_next.ok()
@@ -180,7 +180,7 @@ def check_turns(proc: TemporalSpikeProcessor, turns: dict[str, list[list[int]]])
     mask_ok, mask_notes = True, []
     for t in range(len(turns[names[0]])):
         rows = [turns[n][t] for n in names]
-        logits = proc(rows, conversation_ids=[batch_ids[n] for n in names])
+        logits = proc(rows, conversation_ids=[batch_ids[n] for n in names]).logits
         run = _last_run(proc)
         width = run.token_ids.shape[1]
         past = run.attention_mask.shape[1] - width
@@ -204,7 +204,7 @@ def check_turns(proc: TemporalSpikeProcessor, turns: dict[str, list[list[int]]])
                 mask_notes.append(f"{n} turn {t + 1}")
             lengths[n] += m
         for n, row in zip(names, rows, strict=False):
-            alone[n].append(proc([row], conversation_ids=[alone_ids[n]])[0])
+            alone[n].append(proc([row], conversation_ids=[alone_ids[n]]).logits[0])
     checks = [
         Check(
             f"mask continuity across turns ({mode})",
