@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from stac import __version__
-from stac.artifact import IR_FILE, load_artifact
+from stac.artifact import IR_FILE, check_source, copy_profiles, load_artifact, write_manifest
 from stac.backends import resolve_target
 from stac.commands.compile import DEFAULT_PROMPT, check_payloads, encoder_table
 from stac.errors import StacError
@@ -69,14 +69,17 @@ def finetune(
     if not target or not source:
         raise StacError(f"{artifact_dir}/config.json names no target or source model")
     profile, backend = resolve_target(target)
+    if art.profile is not None:  # the artifact's own copy of the profile it was compiled for
+        profile = art.profile
     out_art = output_dir / ARTIFACT
-    check_output_dir(out_art, force)
+    check_output_dir(out_art, force, [Path(artifact_dir), Path(text_path)])
     steps = cfg.timesteps or int(art.config.get("conversion", {}).get("timesteps", 0))
     if steps < 1:
         raise StacError(f"{artifact_dir}: its config states no timesteps; pass them")
     tokenizer = art.tokenizer()
     data = text_windows(tokenizer, text_path.read_text(encoding="utf-8"), cfg.seq_len)
     teacher = load_model(source).model.eval()
+    check_source(art.config, teacher, source)  # distil from the model it was compiled from
     for p in teacher.parameters():
         p.requires_grad_(False)
     trainer = Trainer(GraphNet(art.graph, slope=cfg.slope), teacher, data, cfg, steps)
@@ -151,6 +154,7 @@ def write_artifact(
     with writing(out, force) as tmp:
         save(done.graph, tmp / IR_FILE)
         shutil.copytree(art.tokenizer_dir, tmp / "tokenizer")
+        profiles = copy_profiles(tmp, profile, art.host or host_profile(profile))
         write_json(
             tmp / "config.json",
             {
@@ -158,11 +162,13 @@ def write_artifact(
                 "stac_version": __version__,
                 "conversion": conversion,
                 "finetune": summary,
+                "profiles": profiles,
             },
         )
         write_json(tmp / "report.json", report)
         (tmp / "report.md").write_text(to_markdown(report))
         (tmp / "finetune.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        write_manifest(tmp)  # last: the sha256 of every file written above
     log.info("wrote %s", out)
 
 
