@@ -13,7 +13,7 @@ fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # torch first, pinned: its CPU wheel is on this machine; an unpinned torch pulls CUDA builds.
 "${pip[@]}" torch==2.13.0
-"${pip[@]}" -e ".[test,lint,docs]"
+"${pip[@]}" -e ".[test,lint,docs,bundle,explore]"
 # The interop packages: norse declares torchvision, whose PyPI build cannot load beside this
 # torch and breaks transformers' imports, so norse comes without dependencies (it runs
 # without torchvision) and its real needs are installed by name.

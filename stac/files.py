@@ -50,6 +50,12 @@ def _umask() -> int:
     return mask
 
 
+def file_mode() -> int:
+    """The mode of a new file as ``open`` would make it: 0666 less the umask (``mkstemp``
+    makes 0600, which other users of a shared machine cannot read)."""
+    return 0o666 & ~_umask()
+
+
 def _overlaps(a: Path, b: Path) -> bool:
     a, b = a.resolve(), b.resolve()
     return a == b or a in b.parents or b in a.parents
@@ -249,6 +255,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 __all__ = [
+    "file_mode",
     "MARKER",
     "OWNER",
     "check_not_read",

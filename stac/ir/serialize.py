@@ -60,7 +60,10 @@ def _decode(value: Any, arrays: dict[str, np.ndarray]) -> Any:
             raise IRFormatError(f"array {key!r} is referenced but not in the tensors file")
         return arrays[key]
     if isinstance(value, dict) and "__dict__" in value:
-        return {k: _decode(v, arrays) for k, v in value["__dict__"].items()}
+        inner = value["__dict__"]
+        if not isinstance(inner, dict):
+            raise IRFormatError(f"a '__dict__' entry holds {type(inner).__name__}, not a table")
+        return {k: _decode(v, arrays) for k, v in inner.items()}
     return value
 
 
@@ -159,7 +162,9 @@ def _read_arrays(path: Path, doc: dict[str, Any]) -> dict[str, np.ndarray]:
             raise IRFormatError(f"{file.name}: array {key!r} has dtype {value.dtype}")
         if declared is not None:
             spec = declared[key]
-            want = (spec.get("dtype"), spec.get("shape")) if isinstance(spec, dict) else spec
+            want = (
+                (spec.get("dtype"), spec.get("shape")) if isinstance(spec, dict) else (spec, None)
+            )
             if want != (str(value.dtype), list(value.shape)):
                 raise IRFormatError(
                     f"{file.name}: array {key!r} is {value.dtype} {list(value.shape)}, the IR "
@@ -171,6 +176,43 @@ def _read_arrays(path: Path, doc: dict[str, Any]) -> dict[str, np.ndarray]:
                 f"{file.name}: array {key!r} has {bad} non-finite value(s) (NaN or inf)"
             )
     return arrays
+
+
+# A field annotated with one of these holds that kind of value; other annotations are not
+# checked here (the node's own constructor checks what it can).
+_SIMPLE = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _check_field_types(node: Any, where: str) -> None:
+    """Each field of a node holds what its class declares: a numeric array where it declares
+    ``np.ndarray``, an int / float / bool / str where it declares one."""
+    if not dataclasses.is_dataclass(node):
+        return
+    for f in dataclasses.fields(node):
+        if not f.init or f.name in ("metadata", "input_type", "output_type"):
+            continue
+        value = getattr(node, f.name)
+        ann = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if ann.endswith("ndarray"):
+            if not isinstance(value, np.ndarray) or value.dtype.kind not in "biuf":
+                raise IRFormatError(f"{where}: field {f.name!r} is not a numeric array")
+        elif ann in _SIMPLE:
+            ok = isinstance(value, _SIMPLE[ann]) and (ann == "bool" or not isinstance(value, bool))
+            if not ok:
+                raise IRFormatError(f"{where}: field {f.name!r} is not a {ann} ({value!r:.40})")
+
+
+def _edges(raw: list, nodes: dict[str, Any], path: Path) -> list[tuple[str, str]]:
+    """The edge list, each a pair of names of nodes in the graph."""
+    edges = []
+    for e in raw:
+        if not (isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) for x in e)):
+            raise IRFormatError(f"{path}: edge {e!r:.60} is not a pair of node names")
+        for end in e:
+            if end not in nodes:
+                raise IRFormatError(f"{path}: edge {e[0]!r} -> {e[1]!r} names missing node {end!r}")
+        edges.append((e[0], e[1]))
+    return edges
 
 
 def load(path: str | Path) -> nir.NIRGraph:
@@ -187,7 +229,7 @@ def load(path: str | Path) -> nir.NIRGraph:
             f"{path}: stac IR version {doc.get('version')} cannot be read by this stac "
             f"(reads version {VERSION})"
         )
-    for key, kind in (("tensors", str), ("nodes", dict), ("edges", list)):
+    for key, kind in (("tensors", str), ("nodes", dict), ("edges", list), ("metadata", dict)):
         if not isinstance(doc.get(key), kind):
             raise IRFormatError(f"{path}: field {key!r} is missing or not a {kind.__name__}")
     arrays = _read_arrays(path, doc)
@@ -213,11 +255,12 @@ def load(path: str | Path) -> nir.NIRGraph:
                 nodes[name] = nir.dict2NIRNode({**fields, "type": ntype})
             else:
                 raise IRFormatError(f"{path}: node {name!r} has unknown type {ntype!r}")
-        except (TypeError, ValueError, AssertionError) as exc:
+        except (TypeError, ValueError, AssertionError, AttributeError, KeyError) as exc:
             if isinstance(exc, IRFormatError):
                 raise
             raise IRFormatError(f"{path}: node {name!r} ({ntype}) is malformed: {exc}") from None
-    edges = [tuple(e) for e in doc["edges"]]
+        _check_field_types(nodes[name], f"{path}: node {name!r} ({ntype})")
+    edges = _edges(doc["edges"], nodes, path)
     metadata = _records_from_data(_decode(doc["metadata"], arrays), GRAPH_RECORDS, str(path))
     return make_graph(nodes, edges, metadata)
 

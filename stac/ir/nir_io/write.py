@@ -24,6 +24,7 @@ import nir
 import numpy as np
 
 from stac.errors import StacError
+from stac.files import file_mode
 from stac.ir.graph import input_shape, output_shape
 from stac.ir.nir_io.supported import RECURRENT_BIAS, RESET_ORIGIN, nir_expressible
 
@@ -109,6 +110,7 @@ def write_checked(graph: nir.NIRGraph, path: Path) -> None:
         nir.write(tmp, graph)
         back = nir.read(tmp, type_check=True)
         back.validate_structure()
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except Exception as exc:  # noqa: BLE001
         raise StacError(
