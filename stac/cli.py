@@ -421,9 +421,12 @@ def _imported(load: Callable[[], T]) -> T:
 def main(argv: list[str] | None = None) -> int:
     """The command line; the signal handlers are its own only while it runs (a caller that
     imports stac, such as a test, keeps its own)."""
-    previous = install_signal_handlers()  # first: Ctrl-C during the imports is handled too
+    previous: dict[int, object] = {}
     try:
+        previous = install_signal_handlers()  # first: Ctrl-C during the imports is handled too
         return _main(argv)
+    except KeyboardInterrupt as exc:  # a signal while the handlers were being installed
+        return _failure(exc, verbose=False)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]  # what signal() returned

@@ -64,9 +64,12 @@ def _incremental_and_fresh(proc: TemporalSpikeProcessor, ids: list[int]):
     cid, ref = proc.open(), proc.open()
     cuts = [0, 9, 13, 14, 21]
     inc = torch.cat(
-        [proc([ids[a:b]], conversation_ids=[cid])[0] for a, b in zip(cuts, cuts[1:], strict=False)]
+        [
+            proc([ids[a:b]], conversation_ids=[cid]).logits[0]
+            for a, b in zip(cuts, cuts[1:], strict=False)
+        ]
     )
-    full = proc([ids[:21]], use_cache=False, conversation_ids=[ref])[0]
+    full = proc([ids[:21]], use_cache=False, conversation_ids=[ref]).logits[0]
     return inc, full
 
 
@@ -104,7 +107,7 @@ def test_exact_check_fails_on_wrong_positions(full_artifact, ids):
     exact = TemporalSpikeProcessor(full_artifact, max_context_length=32, dtype=torch.float64)
     inc, _ = _incremental_and_fresh(exact, ids)
     cid = exact.open()
-    shifted = exact([[ids[0]] + ids[:21]], use_cache=False, conversation_ids=[cid])[0, 1:]
+    shifted = exact([[ids[0]] + ids[:21]], use_cache=False, conversation_ids=[cid]).logits[0, 1:]
     agree = Agreement.of(inc, shifted)
     assert not agree.ok() and agree.max_diff > 100 * ATOL
 

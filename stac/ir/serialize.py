@@ -83,6 +83,8 @@ def _records_from_data(
     """The inverse of :func:`_records_to_data`; a malformed record is an IRFormatError."""
     if not metadata:
         return metadata
+    if not isinstance(metadata, dict):
+        raise IRFormatError(f"{where}: its metadata is {type(metadata).__name__}, not a table")
     try:
         return {k: records[k][1](v) if k in records else v for k, v in metadata.items()}
     except (KeyError, TypeError, ValueError) as exc:
@@ -212,6 +214,10 @@ def _edges(raw: list, nodes: dict[str, Any], path: Path) -> list[tuple[str, str]
             if end not in nodes:
                 raise IRFormatError(f"{path}: edge {e[0]!r} -> {e[1]!r} names missing node {end!r}")
         edges.append((e[0], e[1]))
+    fed = {d for _, d in edges}
+    for name, node in nodes.items():
+        if not isinstance(node, nir.Input) and name not in fed:
+            raise IRFormatError(f"{path}: node {name!r} has no incoming edge")
     return edges
 
 

@@ -8,6 +8,7 @@ import nir
 import numpy as np
 import torch
 
+from stac.errors import StacError
 from stac.ir.graph import predecessors, successors, topo_order
 from stac.sim.executor import Executor, check_supported, total
 from stac.sim.semantics import (
@@ -78,7 +79,14 @@ class Simulator:
         def run_node(name: str, node: Any, inputs: list[Signal]) -> Signal:
             inp = total(inputs, Signal(torch.zeros(0), False))
             semantics = self.overrides.get(name) or SEMANTICS[type(node)]
-            out, stats[name] = semantics(node, inp, ctx, name, self.need_steps[name])
+            try:
+                out, stats[name] = semantics(node, inp, ctx, name, self.need_steps[name])
+            except (RuntimeError, ValueError, IndexError) as exc:  # a graph that does not fit
+                shape = tuple(inp.value.shape)
+                raise StacError(
+                    f"node {name!r} ({type(node).__name__}) cannot run on its input of shape "
+                    f"{shape}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                ) from None
             return out
 
         values = self.core.sweep(run_node, free=True)

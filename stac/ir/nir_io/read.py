@@ -76,6 +76,8 @@ def _as_shape(value: Any) -> tuple[int, ...] | None:
     arr = np.asarray(value)
     if arr.dtype == object or arr.size == 0:
         return None
+    if arr.dtype.kind not in "iuf":
+        raise StacError(f"a declared shape holds {arr.dtype} values, not integers: {arr!r:.60}")
     return tuple(int(v) for v in arr.reshape(-1))
 
 

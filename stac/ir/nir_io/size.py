@@ -6,32 +6,23 @@ runs out. :func:`check_declared_sizes` looks at the HDF5 metadata only (dataset 
 declared ``shape`` / ``input_type`` / ``output_type`` values) and refuses, naming the node, the
 field and the size, anything above :func:`memory_budget`.
 
-The budget is half the machine's physical memory (the default of a later shared limit; see
-``stac.limits``). A declared neuron shape is priced at 4 bytes (float32) per element for one
+The budget is :func:`stac.limits.memory_budget` (``$STAC_MEMORY_BUDGET``, by default half the
+machine's memory). A declared neuron shape is priced at 4 bytes (float32) per element for one
 sample and one step: the stepper holds several such arrays, so this is a lower bound.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stac.errors import StacError
+from stac.limits import MEMORY_BUDGET_ENV, memory_budget
 
 _FLOAT_BYTES = 4  # the stepper's float32
 _SHAPE_FIELDS = ("shape", "input_type", "output_type")
-
-
-def memory_budget() -> int:
-    """Bytes one array read from a NIR file may take: half of physical memory."""
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not POSIX: assume 8 GiB
-        total = 8 << 30
-    return int(total) // 2
 
 
 def _gib(n: int) -> str:
@@ -44,7 +35,8 @@ def check_size(path: Path | str, what: str, elements: int, itemsize: int) -> Non
     if need > budget:
         raise StacError(
             f"NIR file {path}: {what} declares {elements:,} elements ({_gib(need)}), more "
-            f"than the memory budget of {_gib(budget)} (half of this machine's memory)"
+            f"than the memory budget of {_gib(budget)} (${MEMORY_BUDGET_ENV}, by default half of "
+            "this machine's memory)"
         )
 
 
