@@ -16,7 +16,9 @@ echo "check_wheel: building the wheel"
 "$PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps --wheel-dir "$work/dist" .
 rm -rf build stac.egg-info  # what an in-tree setuptools build leaves behind
 wheel=$(ls "$work"/dist/stac-*.whl)
-if ! "$PYTHON" -m zipfile -l "$wheel" | grep -q "stac/hw_profiles/loihi2.toml"; then
+listing=$("$PYTHON" -m zipfile -l "$wheel")  # whole, then searched: grep -q on a pipe can
+# close it early, and pipefail would then read the listing's broken pipe as a failure
+if ! grep -q "stac/hw_profiles/loihi2.toml" <<<"$listing"; then
     echo "check_wheel: $wheel has no stac/hw_profiles/*.toml" >&2
     exit 1
 fi
