@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from stac.frontend import LoadedModel, load_model
 
@@ -91,3 +91,24 @@ def hamlet_ids(smollm2) -> torch.Tensor:
     from stac.frontend.text import play_text
 
     return smollm2.tokenizer(play_text("tragedies/hamlet"), return_tensors="pt").input_ids[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, smollm2) -> Path:
+    """A 2-layer, 64-wide Llama with random weights: grouped-query attention (4 heads, 2 KV
+    heads), an LM head not tied to the embedding, SmolLM2's tokenizer."""
+    path = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(smollm2.tokenizer),
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
+    )
+    LlamaForCausalLM(config).save_pretrained(path)
+    smollm2.tokenizer.save_pretrained(path)
+    return path

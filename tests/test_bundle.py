@@ -24,7 +24,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from stac.artifact import IR_FILE, load_artifact, write_manifest
 from stac.bundle.manifest import load_manifest
@@ -43,30 +42,15 @@ REL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def tiny_llama_artifact(tmp_path_factory, smollm2) -> Path:
-    """A 2-layer, 64-wide Llama with random weights (4 heads, 2 KV heads, untied LM head),
-    compiled for loihi2-sim at T = 4 as ``tiny_gpt2_artifact`` is."""
+def tiny_llama_artifact(tmp_path_factory, tiny_llama_dir) -> Path:
+    """``tiny_llama_dir`` compiled for loihi2-sim at T = 4 as ``tiny_gpt2_artifact`` is."""
     from stac.commands.compile import CompileRequest, compile_model
     from stac.frontend import ConversionConfig
 
-    root = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(smollm2.tokenizer),
-        hidden_size=64,
-        intermediate_size=160,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(config).save_pretrained(root / "model")
-    smollm2.tokenizer.save_pretrained(root / "model")
-    out = root / "artifact"
+    out = tmp_path_factory.mktemp("tiny-llama-artifact") / "artifact"
     compile_model(
         CompileRequest(
-            model=str(root / "model"),
+            model=str(tiny_llama_dir),
             target="loihi2-sim",
             output_dir=out,
             conversion=ConversionConfig(timesteps=4, calibration_passages=1),

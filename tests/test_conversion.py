@@ -18,11 +18,8 @@ model exactly).
   (measured; benchmarks/fidelity.py runs larger sets). The bounds sit a little under.
 """
 
-from pathlib import Path
-
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from stac.backends import resolve_target
 from stac.eval import evaluate, float_logits, windows
@@ -50,27 +47,6 @@ def run(graph, sim_target, ids: torch.Tensor, steps: int, spiking: bool = True) 
 def hf_logits(loaded: LoadedModel, ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return loaded.model(ids).logits
-
-
-@pytest.fixture(scope="module")
-def tiny_llama_dir(tmp_path_factory, smollm2) -> Path:
-    """A 2-layer, 64-wide Llama with random weights: grouped-query attention (4 heads, 2 KV
-    heads), an LM head not tied to the embedding, SmolLM2's tokenizer."""
-    path = tmp_path_factory.mktemp("tiny-llama")
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(smollm2.tokenizer),
-        hidden_size=64,
-        intermediate_size=160,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    smollm2.tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
