@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="host-side per-token threshold gain on every encoder",
     )
     c.add_argument("--force", action="store_true", help="replace an existing output directory")
+    c.add_argument(
+        "--cache",
+        action="store_true",
+        help="reuse calibration statistics, threshold steps and GPTQ weights across compiles of "
+        "the same model and text (cache in $STAC_CACHE/calibration)",
+    )
+    c.add_argument(
+        "--cache-dir", type=Path, default=None, help="as --cache, with the cache in this directory"
+    )
 
     sub.add_parser("targets", help="list valid --target names")
     sub.add_parser("profiles", help="list hardware profiles with their key figures")

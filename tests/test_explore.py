@@ -68,29 +68,33 @@ def test_expand_drops_bit_options_from_simplified_mode() -> None:
         expand("m", ["fast"], [1], [None], [None], [1])
 
 
-def test_cached_conversion_writes_the_same_artifact(tmp_path: Path, tiny_gpt2_dir: Path) -> None:
+def test_cached_conversion_writes_the_same_artifact(
+    tmp_path: Path, tiny_gpt2_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A cold cache, a warm cache and no cache give byte-identical graphs; the warm run
-    finds the statistics, the T's threshold steps and the GPTQ rounding in the cache."""
-    from stac.cache import caching
-    from stac.commands.compile import CompileRequest, compile_model
-    from stac.frontend import ConversionConfig
+    finds the statistics, the T's threshold steps and the GPTQ rounding in the cache
+    (``stac compile --cache-dir``, as a user runs it)."""
+    from stac.cli import main
 
-    cfg = ConversionConfig(timesteps=2, mode="full", calibration_passages=1)
-    hits = []
+    lines = []
     for name, cache in (("plain", None), ("cold", tmp_path / "c"), ("warm", tmp_path / "c")):
-        req = CompileRequest(str(tiny_gpt2_dir), "loihi2-sim", tmp_path / name, cfg)
-        if cache is None:
-            compile_model(req)
-        else:
-            with caching(cache) as c:
-                compile_model(req)
-            hits.append((c.hits, c.misses))
-    assert hits == [(0, 3), (3, 0)]
+        argv = ["compile", "--model", str(tiny_gpt2_dir), "--mode", "full", "-T", "2"]
+        argv += ["--calibration-passages", "1", "--output-dir", str(tmp_path / name)]
+        assert main(argv + ([] if cache is None else ["--cache-dir", str(cache)])) == 0
+        lines.append([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("calib")])
+    assert lines == [
+        [],
+        [f"calibration cache {tmp_path / 'c'}: 0 hits, 3 misses"],
+        [f"calibration cache {tmp_path / 'c'}: 3 hits, 0 misses"],
+    ]
     for f in ("model.stac.safetensors", "model.stac.json", "config.json", "conversion_log.txt"):
         for other in ("cold", "warm"):
             assert filecmp.cmp(tmp_path / "plain" / f, tmp_path / other / f, shallow=False), f
     assert len(list((tmp_path / "c").glob("*.safetensors"))) == 3
     assert not list((tmp_path / "c").glob("*.pkl"))
+    assert main(argv[:-1] + [str(tmp_path / "x"), "--cache-dir", str(tmp_path / "x" / "c")]) != 0
+    assert "inside the output directory" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def _settings(tmp_path: Path) -> Settings:

@@ -7,6 +7,7 @@ load -> calibrate + lower (frontend) -> fit, lower, run on a prompt, price (:mod
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ import torch
 from stac import __version__
 from stac.artifact import ARTIFACT_FORMAT, IR_FILE, copy_profiles, source_digest, write_manifest
 from stac.backends import resolve_target, target_label
+from stac.cache import caching, default_root
 from stac.errors import StacError
 from stac.files import check_output_dir, write_json, writing
 from stac.frontend import ConversionConfig, convert, load_model
@@ -52,6 +54,9 @@ class CompileRequest:
     conversion: ConversionConfig
     prompt: str = DEFAULT_PROMPT
     force: bool = False
+    #: calibration cache (:mod:`stac.cache`): statistics, threshold steps and GPTQ weights
+    #: reused across compiles of the same model and text; None: no cache
+    cache_dir: Path | None = None
 
 
 def coding_lines(cfg: ConversionConfig) -> list[str]:
@@ -141,7 +146,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         raise StacError(
             f"the prompt has {ids.shape[1]} tokens, past the model's context of {context}"
         )
-    graph = convert(loaded, req.conversion)
+    with contextlib.ExitStack() as stack:
+        cache = None if req.cache_dir is None else stack.enter_context(caching(req.cache_dir))
+        graph = convert(loaded, req.conversion)
     check_payloads(graph, profile)
     steps = req.conversion.timesteps
     done = fit_run_price(graph, profile, backend, RunContext(ids, steps=steps))
@@ -210,6 +217,8 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         (tmp / "report.md").write_text(to_markdown(report))
         report["compile_seconds"] = time.perf_counter() - started
         write_manifest(tmp, report["compile_seconds"])  # the time is outside the hashed files
+    if cache is not None:  # after writing: the artifact is the same with or without a cache
+        report["cache"] = {"dir": str(req.cache_dir), "hits": cache.hits, "misses": cache.misses}
     log.info("wrote %s in %.1f s", req.output_dir, report["compile_seconds"])
     return report
 
@@ -257,10 +266,13 @@ def compile_request(
     token_gain: bool = False,
     prompt: str | None = None,
     force: bool = False,
+    cache_dir: str | Path | bool | None = None,
     **full: Any,
 ) -> CompileRequest:
     """The request ``stac compile`` and :func:`stac.compile` both run: the conversion options
     checked against the target, and the default output directory and prompt filled in.
+    ``cache_dir``: a calibration cache directory, True for the default
+    (``$STAC_CACHE/calibration``), None or False for none.
     ``full``: full mode's ``payload_bits``, ``weight_bits``, ``weight_rounding``, ``headroom``."""
     headroom = full.get("headroom", 4.0)
     if not math.isfinite(headroom):
@@ -281,7 +293,20 @@ def compile_request(
         ),
         prompt=DEFAULT_PROMPT if prompt is None else prompt,
         force=force,
+        cache_dir=_cache_root(cache_dir, Path(out)),
     )
+
+
+def _cache_root(cache_dir: str | Path | bool | None, out: Path) -> Path | None:
+    if cache_dir is None or cache_dir is False:
+        return None
+    root = default_root() if cache_dir is True else Path(cache_dir)
+    if root.exists() and not root.is_dir():
+        raise StacError(f"--cache-dir {root} is not a directory")
+    resolved, target = root.resolve(), out.resolve()
+    if resolved == target or target in resolved.parents:
+        raise StacError(f"--cache-dir {root} lies inside the output directory {out}")
+    return root
 
 
 def run(args: argparse.Namespace) -> int:
@@ -295,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
         token_gain=args.token_gain,
         prompt=args.prompt,
         force=args.force,
+        cache_dir=True if args.cache else args.cache_dir,
         payload_bits=args.payload_bits,
         weight_bits=args.weight_bits,
         weight_rounding=args.weight_rounding,
@@ -302,6 +328,9 @@ def run(args: argparse.Namespace) -> int:
     )
     report = compile_model(req)
     print(format_table(report))
+    if "cache" in report:
+        c = report["cache"]
+        print(f"calibration cache {c['dir']}: {c['hits']} hits, {c['misses']} misses")
     print(f"\nartifact: {req.output_dir} (compiled in {report['compile_seconds']:.1f} s)")
     return 0
 
