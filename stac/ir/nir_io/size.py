@@ -19,14 +19,10 @@ from typing import Any
 import numpy as np
 
 from stac.errors import StacError
-from stac.limits import MEMORY_BUDGET_ENV, memory_budget
+from stac.limits import MEMORY_BUDGET_ENV, format_bytes, memory_budget
 
 _FLOAT_BYTES = 4  # the stepper's float32
 _SHAPE_FIELDS = ("shape", "input_type", "output_type")
-
-
-def _gib(n: int) -> str:
-    return f"{n / 2**30:.3g} GiB"
 
 
 def check_size(path: Path | str, what: str, elements: int, itemsize: int) -> None:
@@ -34,9 +30,9 @@ def check_size(path: Path | str, what: str, elements: int, itemsize: int) -> Non
     need, budget = int(elements) * int(itemsize), memory_budget()
     if need > budget:
         raise StacError(
-            f"NIR file {path}: {what} declares {elements:,} elements ({_gib(need)}), more "
-            f"than the memory budget of {_gib(budget)} (${MEMORY_BUDGET_ENV}, by default half of "
-            "this machine's memory)"
+            f"NIR file {path}: {what} declares {elements:,} elements ({format_bytes(need)}), "
+            f"more than the memory budget of {format_bytes(budget)} (${MEMORY_BUDGET_ENV}, by "
+            "default half of this machine's memory)"
         )
 
 
