@@ -203,6 +203,9 @@ class NodeCost:
     link_bytes: float = 0.0  # bytes it receives over the chip-host link
     link_energy_j: float = 0.0
     link_latency_s: float = 0.0  # included in latency_s
+    link_values: float = 0.0  # values it receives over the link
+    link_transfers: float = 0.0  # transfers it receives (one per chip-host edge)
+    link_fixed_s: float = 0.0  # their fixed latency (in link_latency_s)
     graded_extra_energy_j: float = 0.0  # upper bound minus lower, graded spikes
     graded_extra_core_step_s: float = 0.0
     graded_extra_latency_s: float = 0.0
@@ -238,8 +241,10 @@ def node_costs(
     host: Profile,
     steps: int,
     tokens: int,
+    link_width: str = "word",
 ) -> list[NodeCost]:
-    """Price every node's counts (``stats`` summed over ``tokens`` tokens) per token."""
+    """Price every node's counts (``stats`` summed over ``tokens`` tokens) per token; values on
+    the host link at ``link_width`` (:data:`stac.sim.link_width.WIDTHS`)."""
     rates, hrates = ChipRates.of(chip), HostRates.of(host)
     link = pricing.LinkRates.of(chip, need)
     npc = need(chip, "chip", "neurons_per_core")
@@ -320,7 +325,7 @@ def node_costs(
         )
     tiles = pricing.mapped_tiles(placement, on_chip, rates.cores_per_tile)
     _schedule(graph, rows, rates, steps, pricing.barrier_s(rates, tiles))
-    pricing.add_host_link(by_name, graph, on_chip, link)
+    pricing.add_host_link(by_name, graph, on_chip, link, steps, link_width)
     return rows
 
 
@@ -416,6 +421,9 @@ _SUMMED = (
     "host_energy_j",
     "link_energy_j",
     "link_latency_s",
+    "link_values",
+    "link_transfers",
+    "link_fixed_s",
     "graded_extra_energy_j",
     "graded_extra_latency_s",
     "latency_s",
@@ -429,8 +437,11 @@ def _spike_rate(rows: list[NodeCost]) -> float:
     return spikes / updates if updates else 0.0
 
 
-def summarise(rows: list[NodeCost], chip: Profile, chips: int, cores: int) -> dict[str, Any]:
-    """Totals per token, the same figures per layer, and every node's row."""
+def summarise(
+    rows: list[NodeCost], chip: Profile, chips: int, cores: int, group: int = 1
+) -> dict[str, Any]:
+    """Totals per token, the same figures per layer, and every node's row; the batch sweep
+    with ``group`` conversations per lockstep group (:func:`stac.sim.pricing.batch_figures`)."""
     groups: dict[str, list[NodeCost]] = defaultdict(list)
     for r in rows:
         groups[layer_of(r.node)].append(r)
@@ -480,7 +491,8 @@ def summarise(rows: list[NodeCost], chip: Profile, chips: int, cores: int) -> di
     )
     total.update(pricing.pipeline(rows))
     total["static_power_w"] = static_w
-    total["batches"] = pricing.batch_sweep(total, static_w)
+    total["group"] = group
+    total["batches"] = pricing.batch_sweep(total, static_w, group)
     notes = list(dict.fromkeys(n for r in rows for n in r.notes))  # each note once, in order
     graded = [r for r in rows if r.unit == "chip" and r.spike_bits > r.spikes]
     if graded:
