@@ -232,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
         "a cost-model assumption)",
     )
     r.add_argument(
+        "--host-ops-on-chip",
+        action="store_true",
+        help="run on each chip the host ops its profile's [capabilities] lists (residual adds, "
+        "norms on loihi2), fused into the adjacent chip stages",
+    )
+    r.add_argument(
         "--output-dir",
         type=Path,
         default=None,

@@ -133,9 +133,11 @@ def _row(
     host_nodes: list[str],
     carried: dict[str, Profile] | None = None,
     link: tuple[str, int] = ("word", 1),
+    host_ops_on_chip: bool = False,
 ) -> dict[str, Any]:
     """One target's figures, or the reason it has none (a network that does not fit);
-    ``link``: the link width and the lockstep group of the batch sweep."""
+    ``link``: the link width and the lockstep group of the batch sweep; ``host_ops_on_chip``:
+    the host ops the profile's ``[capabilities]`` lists run on the chip."""
     from stac.sim.dense import dense_estimate
 
     profile = _profile(name, carried or {})
@@ -151,6 +153,10 @@ def _row(
             from stac.ir.passes.partition import keep_on_host
 
             graph = keep_on_host(graph, host_nodes)
+        if host_ops_on_chip:
+            from stac.ir.passes.onchip import move_host_ops
+
+            graph = move_host_ops(graph, profile)
         return _chip_row(graph, profile, ids, steps, link)
     except StacError as exc:
         return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
@@ -167,8 +173,11 @@ def report_artifact(
     host_nodes: list[str] | None = None,
     group: int = 1,
     link_width: str = "word",
+    host_ops_on_chip: bool = False,
 ) -> dict[str, Any]:
-    """Estimate the artifact on every target; write the report; return it. ``group``:
+    """Estimate the artifact on every target; write the report; return it. ``host_ops_on_chip``:
+    each chip target computes the host ops its ``[capabilities]`` lists (the artifact's own
+    copy of a profile is used when it carries one). ``group``:
     conversations per lockstep group, whose values cross the host link as one transfer per
     boundary (``batch`` a multiple of it); ``link_width``: how values cross the link
     (:data:`stac.sim.link_width.WIDTHS`)."""
@@ -226,7 +235,16 @@ def report_artifact(
     tokens = int(ids.numel())
 
     rows = [
-        _row(n, art.graph, ids, steps, list(host_nodes or []), carried, (link_width, group))
+        _row(
+            n,
+            art.graph,
+            ids,
+            steps,
+            list(host_nodes or []),
+            carried,
+            (link_width, group),
+            host_ops_on_chip,
+        )
         for n in tqdm(names, desc="targets", unit="target", leave=False)
     ]
     for row in rows:  # the figures at --batch beside those of one token alone
@@ -248,6 +266,7 @@ def report_artifact(
         "batch": batch,
         "group": group,
         "link_width": link_width,
+        "host_ops_on_chip": host_ops_on_chip,
         "host_nodes": sorted(host_nodes or []),
         "estimate": {
             "chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
@@ -283,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
         host_nodes=[n for n in (getattr(args, "host_nodes", None) or "").split(",") if n],
         group=getattr(args, "group", 1),
         link_width=getattr(args, "link_width", "word"),
+        host_ops_on_chip=getattr(args, "host_ops_on_chip", False),
     )
     print(format_summary(report))
     print(f"report: {out}/report.md, report.json, 3 plots")
