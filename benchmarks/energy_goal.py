@@ -119,10 +119,11 @@ def row(lever: str, t: int, total: dict[str, Any], b: dict[str, Any]) -> dict[st
         "ms_per_token": b["latency_s"] * 1e3,
         "single_conversation_ms": total["latency_s"] * 1e3,
         "bottleneck": b.get("bottleneck", total["pipeline_bottleneck"]),
+        "bound": b.get("bound", "-"),
     }
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("artifact")
     parser.add_argument("--timesteps", default="16,4,2")
@@ -133,7 +134,13 @@ def main() -> None:
     parser.add_argument("--link-widths", default="word,bytes,bits")
     parser.add_argument("--host-ops-on-chip", action="store_true")
     parser.add_argument("--max-batch", type=int, default=64)
-    args = parser.parse_args()
+    parser.add_argument(
+        "--artifact-label", default=None, help="the artifact's path as the JSON records it"
+    )
+    return parser
+
+
+def _run(args: argparse.Namespace, record: Any) -> None:
     groups = sorted({int(x) for x in args.groups.split(",")})
     widths = [w.strip() for w in args.link_widths.split(",") if w.strip()]
     art = load_artifact(args.artifact)
@@ -207,7 +214,7 @@ def main() -> None:
         )
         rows.append(
             row(
-                f"{label}, one group (runtime call)",
+                "  the same, one group (runtime call)",
                 best_t,
                 t,
                 best_over_groups(t, groups, single=True),
@@ -246,7 +253,7 @@ def main() -> None:
     }
     head = (
         f"{'lever':<52} {'T':>3} {'B':>5} {'g':>3} {'chips':>5} {'link MB':>7} "
-        f"{'mJ/token':>9} {'static':>8} {'tokens/s':>9} {'ms/token':>9} {'alone ms':>9}  bottleneck"
+        f"{'mJ/token':>9} {'static':>8} {'tokens/s':>9} {'ms/token':>9} {'alone ms':>9}  bound, slowest"
     )
     print(
         f"\n{art.config.get('source_model')}, prompt of {ids.numel()} tokens; Loihi 2 "
@@ -258,7 +265,8 @@ def main() -> None:
             f"{r['lever']:<52} {r['timesteps']:>3} {r['batch']:>5} {r['group']:>3} "
             f"{r['chips']:>5} {r['link_mb']:>7.3f} {r['energy_mj']:>9.2f} {r['static_mj']:>8.2f} "
             f"{r['tokens_per_s']:>9.1f} "
-            f"{r['ms_per_token']:>9.2f} {r['single_conversation_ms']:>9.2f}  {r['bottleneck']}"
+            f"{r['ms_per_token']:>9.2f} {r['single_conversation_ms']:>9.2f}  "
+            f"{r['bound']}, {r['bottleneck']}"
         )
     print(
         f"{'jetson-orin-nano, calibrated (llama.cpp)':<52} {'-':>3} {1:>5} {'-':>3} {'-':>5} "
@@ -280,25 +288,27 @@ def main() -> None:
         f"{goal['group']}, link width {goal['link_width']}); one "
         f"conversation alone {goal['single_conversation_ms']:.1f} ms per token"
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "artifact": str(art.path),
-                "prompt_tokens": int(ids.numel()),
-                "rows": rows,
-                "jetson": jetson,
-                "goal": verdict,
-                "chip_totals": {str(k): v for k, v in points.items()},
-                "lm_head_off_chip_total": packed,
-                "lm_head_off_chip_by_link_width": by_width,
-                "host_ops_on_chip_by_link_width": moved,
-            },
-            indent=1,
-            default=float,
-        )
+    record.data.update(
+        {
+            "artifact": args.artifact_label or str(art.path),
+            "prompt_tokens": int(ids.numel()),
+            "rows": rows,
+            "jetson": jetson,
+            "goal": verdict,
+            "chip_totals": {str(k): v for k, v in points.items()},
+            "lm_head_off_chip_total": packed,
+            "lm_head_off_chip_by_link_width": by_width,
+            "host_ops_on_chip_by_link_width": moved,
+        }
     )
-    print(f"wrote {args.json}")
+
+
+def main() -> None:
+    from record import recording
+
+    args = _parser().parse_args()
+    with recording("energy_goal", args.json) as record:
+        _run(args, record)
 
 
 if __name__ == "__main__":
