@@ -139,6 +139,34 @@ def test_a_host_op_between_chip_nodes_splits_their_stage():
     assert rows["enc2"].stage == rows["lin2"].stage == rows["res"].stage != rows["lin1"].stage
 
 
+def test_a_host_op_fed_by_the_host_alone_does_not_split_a_stage():
+    """res (chip) adds lin1 and a host op of the input alone: the host op need not wait for
+    the chip, so enc1, lin1 and res stay one stage."""
+    nodes = {
+        "input": nir.Input(np.array([N])),
+        "pre": Activation(size=N, kind="silu"),
+        "enc1": _enc(),
+        "lin1": _lin(1),
+        "res": Residual(size=N),
+        "output": nir.Output(np.array([N])),
+    }
+    edges = [
+        ("input", "enc1"),
+        ("input", "pre"),
+        ("enc1", "lin1"),
+        ("lin1", "res"),
+        ("pre", "res"),
+        ("res", "output"),
+    ]
+    loihi2 = load_profile("loihi2")
+    graph = move_host_ops(make_graph(nodes, edges, {}), loihi2)
+    stats = {**STATS, "pre": NodeStats(host_flops=8 * N)}
+    fitted = run_passes(graph, loihi2)
+    rows = {r.node: r for r in node_costs(fitted, stats, loihi2, load_profile("host-cpu"), T, 1)}
+    assert rows["pre"].unit == "host" and rows["res"].unit == "chip"
+    assert rows["enc1"].stage == rows["lin1"].stage == rows["res"].stage
+
+
 def _profile_with(tmp_path, capabilities):
     text = LOIHI2.read_text().split("[capabilities]")[0] + capabilities
     path = tmp_path / "chip.toml"

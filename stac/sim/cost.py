@@ -213,8 +213,9 @@ class NodeCost:
     notes: list[str] = field(default_factory=list)
 
 
-def _host_levels(graph: nir.NIRGraph) -> dict[str, int]:
-    """Per node, the most host ops on one path into it (back edges of cycles ignored)."""
+def _host_levels(graph: nir.NIRGraph, chip_nodes: set[str]) -> dict[str, int]:
+    """Per node, the most host ops that wait for a chip node on one path into it (back edges
+    of cycles ignored); a host op fed by the host alone (the embedding) counts for nothing."""
     from stac.ir.nir_io.order import execution_order
 
     order, back = execution_order(graph)
@@ -222,10 +223,14 @@ def _host_levels(graph: nir.NIRGraph) -> dict[str, int]:
     for s, d in graph.edges:
         if (s, d) not in back:
             pre[d].append(s)
-    on_host = {n for n, v in graph.nodes.items() if not getattr(node_placement(v), "on_chip", 0)}
     level: dict[str, int] = {}
+    after_chip: dict[str, bool] = {}  # a chip node among its ancestors
     for n in order:
-        level[n] = max((level[p] + (p in on_host) for p in pre[n] if p in level), default=0)
+        known = [p for p in pre[n] if p in level]
+        after_chip[n] = any(p in chip_nodes or after_chip[p] for p in known)
+        level[n] = max(
+            (level[p] + (p not in chip_nodes and after_chip[p]) for p in known), default=0
+        )
     return level
 
 
@@ -238,7 +243,7 @@ def _stages(graph: nir.NIRGraph, chip_nodes: set[str]) -> dict[str, int]:
     count = 0
     for group in connected_groups(graph, chip_nodes):
         if levels is None and len(group) > 1:
-            levels = _host_levels(graph)
+            levels = _host_levels(graph, chip_nodes)
         by_level: dict[int, set[str]] = defaultdict(set)
         for n in group:
             by_level[(levels or {}).get(n, 0)].add(n)
