@@ -226,6 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated nodes kept on the host by choice, e.g. lm_head_in,lm_head",
     )
     r.add_argument(
+        "--group",
+        type=int,
+        default=1,
+        help="conversations run in lockstep, whose values cross the host link as one transfer "
+        "per boundary (default 1; --batch a multiple of it)",
+    )
+    r.add_argument(
+        "--link-width",
+        choices=("word", "bytes", "bits"),
+        default="word",
+        help="values on the host link: word (the profile's bytes_per_value, default), bytes "
+        "(the narrowest whole-byte integer the artifact bounds them to) or bits (bit-packed, "
+        "a cost-model assumption)",
+    )
+    r.add_argument(
+        "--host-ops-on-chip",
+        action="store_true",
+        help="run on each chip the host ops its profile's [capabilities] lists (residual adds, "
+        "norms on loihi2), fused into the adjacent chip stages",
+    )
+    r.add_argument(
         "--output-dir",
         type=Path,
         default=None,

@@ -79,23 +79,38 @@ def run(
 
 
 def price(
-    graph: nir.NIRGraph, stats: dict[str, NodeStats], profile: Profile, steps: int, samples: int
+    graph: nir.NIRGraph,
+    stats: dict[str, NodeStats],
+    profile: Profile,
+    steps: int,
+    samples: int,
+    link_width: str = "word",
+    group: int = 1,
 ) -> dict[str, Any]:
     """The cost model on the fitted graph's counts (summed over ``samples`` tokens or samples):
-    figures per token (sample), per layer and per node, and notes."""
+    figures per token (sample), per layer and per node, and notes. ``link_width``: how values
+    cross the host link (:data:`stac.sim.link_width.WIDTHS`); ``group``: conversations per
+    lockstep group in the batch sweep (:func:`stac.sim.pricing.batch_figures`)."""
     part = partition_of(graph)
     if part is None:
         raise StacError("the graph was not partitioned for a profile; run the passes first")
-    rows = node_costs(graph, stats, profile, host_profile(profile), steps, samples)
-    return summarise(rows, profile, part.chips, part.cores)
+    rows = node_costs(graph, stats, profile, host_profile(profile), steps, samples, link_width)
+    return summarise(rows, profile, part.chips, part.cores, group)
 
 
-def fit_run_price(graph: nir.NIRGraph, profile: Profile, backend: Backend, ctx: RunContext) -> Run:
+def fit_run_price(
+    graph: nir.NIRGraph,
+    profile: Profile,
+    backend: Backend,
+    ctx: RunContext,
+    link_width: str = "word",
+    group: int = 1,
+) -> Run:
     """fit -> lower -> run -> price on tokens: the whole pipeline for a converted model."""
     graph = fit(graph, profile)
     lowered = lower(graph, profile, backend)
     outputs, stats = run(backend, lowered, ctx)
-    summary = price(graph, stats, profile, ctx.steps, ctx.tokens)
+    summary = price(graph, stats, profile, ctx.steps, ctx.tokens, link_width, group)
     return Run(graph, outputs, stats, summary, backend.summary(lowered))
 
 

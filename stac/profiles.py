@@ -138,7 +138,17 @@ _HOST_FIELDS: dict[str, dict[str, str]] = {
         "batch": "count",
     },
 }
-_TOP_LEVEL = {"schema", "name", "kind", "description", "backends", "host", "precision", "ops"}
+_TOP_LEVEL = {
+    "schema",
+    "name",
+    "kind",
+    "description",
+    "backends",
+    "host",
+    "precision",
+    "ops",
+    "capabilities",
+}
 _OP_RUNS = ("chip", "host")
 
 # Upper limits. A profile is data a user may write, so every size is bounded before a pass
@@ -175,6 +185,21 @@ class OpCapability:
 
 
 @dataclass(frozen=True)
+class Capability:
+    """One row of a chip's ``[capabilities]``: a host op its neurons can compute, on request
+    (:mod:`stac.ir.passes.onchip`), and what that costs per value of the op's output."""
+
+    units: int  # neurons per value
+    synops_per_value: int  # synaptic ops per value and token beyond one per input value
+    delay_steps: int  # timesteps the op adds to its chip stage
+    source: str
+
+
+#: Keys of a ``[capabilities]`` row.
+CAPABILITY_KEYS = ("units", "synops_per_value", "delay_steps", "source")
+
+
+@dataclass(frozen=True)
 class Profile:
     """One chip or host. ``values[section][name]`` is the number, ``sources`` its source."""
 
@@ -188,6 +213,7 @@ class Profile:
     host: str | None = None
     ops: dict[str, OpCapability] = field(default_factory=dict)
     precision: str | None = None
+    capabilities: dict[str, Capability] = field(default_factory=dict)
 
     def get(self, section: str, name: str) -> Any:
         return self.values[section][name]
@@ -202,8 +228,11 @@ class Profile:
         return cap is not None and cap.run == "chip"
 
     def units(self, node: Any) -> int:
-        """Neurons per channel of ``node`` on this chip (1 unless the table says otherwise)."""
+        """Neurons per channel of ``node`` on this chip (1 unless the ``[ops]`` table, or for a
+        host op moved onto the chip its ``[capabilities]`` row, says otherwise)."""
         cap = self.ops.get(type(node).__name__)
+        if cap is None and type(node).__name__ in self.capabilities:
+            return self.capabilities[type(node).__name__].units
         return cap.units if cap is not None else 1
 
 
@@ -332,6 +361,38 @@ def _read_ops(path: Path, doc: dict[str, Any]) -> dict[str, OpCapability]:
     return ops
 
 
+def _read_capabilities(path: Path, doc: dict[str, Any]) -> dict[str, Capability]:
+    """The optional ``[capabilities]`` table: every row sourced, every number checked."""
+    table = doc.get("capabilities", {})
+    if not isinstance(table, dict):
+        raise _fail(path, "field 'capabilities' must be a table of node types")
+    caps: dict[str, Capability] = {}
+    for op, entry in table.items():
+        where = f"capabilities.{op}"
+        if not isinstance(entry, dict):
+            raise _fail(path, f"field '{where}' must be a table {{{', '.join(CAPABILITY_KEYS)}}}")
+        unknown = sorted(set(entry) - set(CAPABILITY_KEYS))
+        if unknown:
+            raise _fail(path, f"field '{where}' has unknown key(s) {unknown}")
+        source = entry.get("source")
+        if not isinstance(source, str) or not source.strip():
+            raise _fail(path, f"field '{where}' has no source")
+        units = _check_value(path, f"{where}.units", entry.get("units", 1), "count")
+        if units > MAX_UNITS:
+            raise _fail(path, f"field '{where}.units' is {units}, above the limit {MAX_UNITS}")
+        numbers = [units]
+        for key in ("synops_per_value", "delay_steps"):
+            value = entry.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UNITS:
+                raise _fail(
+                    path,
+                    f"field '{where}.{key}' must be an integer in 0..{MAX_UNITS}, got {value!r}",
+                )
+            numbers.append(value)
+        caps[op] = Capability(numbers[0], numbers[1], numbers[2], source)
+    return caps
+
+
 def _check_consistency(path: Path, v: dict[str, dict[str, Any]]) -> None:
     """Cross-field rules: values that are each fine but nonsensical together."""
     mesh, fx, spikes = v["mesh"], v["fixed_point"], v["spikes"]
@@ -435,11 +496,15 @@ def load_profile_file(path: str | Path) -> Profile:
         raise _fail(path, f"unknown field '{extra[0]}'")
     values, sources = _read_sections(path, doc, spec)
     ops: dict[str, OpCapability] = {}
+    capabilities: dict[str, Capability] = {}
     if kind == "neuromorphic":
         ops = _read_ops(path, doc)
+        capabilities = _read_capabilities(path, doc)
         _check_consistency(path, values)
     elif "ops" in doc:
         raise _fail(path, "field 'ops' is only for neuromorphic profiles")
+    elif "capabilities" in doc:
+        raise _fail(path, "field 'capabilities' is only for neuromorphic profiles")
     backends = doc.get("backends", [])
     return Profile(
         name=doc["name"],
@@ -452,6 +517,7 @@ def load_profile_file(path: str | Path) -> Profile:
         host=doc["host"] if kind == "neuromorphic" else None,
         ops=ops,
         precision=doc.get("precision"),
+        capabilities=capabilities,
     )
 
 

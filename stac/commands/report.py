@@ -83,7 +83,9 @@ def _artifact_timesteps(config: dict[str, Any], path: Path) -> int:
 MAX_WARNINGS = 8
 
 
-def _chip_row(graph: Any, profile: Profile, ids: Any, steps: int) -> dict[str, Any]:
+def _chip_row(
+    graph: Any, profile: Profile, ids: Any, steps: int, link: tuple[str, int] = ("word", 1)
+) -> dict[str, Any]:
     """The pipeline for ``profile``: its passes (which re-quantise the weights to its widths),
     a simulation of the network as placed there, and the cost model."""
     import torch
@@ -93,7 +95,14 @@ def _chip_row(graph: Any, profile: Profile, ids: Any, steps: int) -> dict[str, A
     from stac.sim.semantics import RunContext
 
     with torch.no_grad():
-        done = fit_run_price(graph, profile, REFERENCE, RunContext(ids, steps=steps))
+        done = fit_run_price(
+            graph,
+            profile,
+            REFERENCE,
+            RunContext(ids, steps=steps),
+            link_width=link[0],
+            group=link[1],
+        )
     summary = done.summary
     legality = legality_of(done.graph)
     issues = legality.issues if legality else ()
@@ -123,8 +132,12 @@ def _row(
     steps: int,
     host_nodes: list[str],
     carried: dict[str, Profile] | None = None,
+    link: tuple[str, int] = ("word", 1),
+    host_ops_on_chip: bool = False,
 ) -> dict[str, Any]:
-    """One target's figures, or the reason it has none (a network that does not fit)."""
+    """One target's figures, or the reason it has none (a network that does not fit);
+    ``link``: the link width and the lockstep group of the batch sweep; ``host_ops_on_chip``:
+    the host ops the profile's ``[capabilities]`` lists run on the chip."""
     from stac.sim.dense import dense_estimate
 
     profile = _profile(name, carried or {})
@@ -140,7 +153,11 @@ def _row(
             from stac.ir.passes.partition import keep_on_host
 
             graph = keep_on_host(graph, host_nodes)
-        return _chip_row(graph, profile, ids, steps)
+        if host_ops_on_chip:
+            from stac.ir.passes.onchip import move_host_ops
+
+            graph = move_host_ops(graph, profile)
+        return _chip_row(graph, profile, ids, steps, link)
     except StacError as exc:
         return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
 
@@ -154,8 +171,16 @@ def report_artifact(
     force: bool = False,
     batch: int = 1,
     host_nodes: list[str] | None = None,
+    group: int = 1,
+    link_width: str = "word",
+    host_ops_on_chip: bool = False,
 ) -> dict[str, Any]:
-    """Estimate the artifact on every target; write the report; return it."""
+    """Estimate the artifact on every target; write the report; return it. ``host_ops_on_chip``:
+    each chip target computes the host ops its ``[capabilities]`` lists (the artifact's own
+    copy of a profile is used when it carries one). ``group``:
+    conversations per lockstep group, whose values cross the host link as one transfer per
+    boundary (``batch`` a multiple of it); ``link_width``: how values cross the link
+    (:data:`stac.sim.link_width.WIDTHS`)."""
     from stac.frontend.text import check_utf8, with_bos
     from stac.reporting.plots import write_plots
     from stac.reporting.targets import to_markdown
@@ -165,12 +190,19 @@ def report_artifact(
         CALIBRATED_MODEL,
         MODEL as DENSE_MODEL,
     )
+    from stac.sim.link_width import WIDTHS
     from stac.sim.pricing import batch_figures
 
     started = time.perf_counter()
     output_dir = Path(output_dir)
     if batch < 1:
         raise StacError(f"--batch must be a positive integer, got {batch}")
+    if group < 1 or batch % group:
+        raise StacError(
+            f"--group must be a positive integer dividing --batch ({batch}), got {group}"
+        )
+    if link_width not in WIDTHS:
+        raise StacError(f"--link-width must be one of {', '.join(WIDTHS)}, got {link_width!r}")
     parse_targets(",".join(targets), artifact_profile_names(artifact))
     if load_profile(baseline).kind != "host":
         raise StacError(
@@ -203,13 +235,22 @@ def report_artifact(
     tokens = int(ids.numel())
 
     rows = [
-        _row(n, art.graph, ids, steps, list(host_nodes or []), carried)
+        _row(
+            n,
+            art.graph,
+            ids,
+            steps,
+            list(host_nodes or []),
+            carried,
+            (link_width, group),
+            host_ops_on_chip,
+        )
         for n in tqdm(names, desc="targets", unit="target", leave=False)
     ]
     for row in rows:  # the figures at --batch beside those of one token alone
         if row["kind"] == "neuromorphic" and "error" not in row:
             t = row["total"]
-            row["total"]["at_batch"] = batch_figures(t, t["static_power_w"], batch)
+            row["total"]["at_batch"] = batch_figures(t, t["static_power_w"], batch, group)
     report = {
         "schema": TARGETS_REPORT,
         "schema_version": TARGETS_REPORT_VERSION,
@@ -223,6 +264,9 @@ def report_artifact(
         "prompt_tokens": tokens,
         "baseline": load_profile(baseline).name,
         "batch": batch,
+        "group": group,
+        "link_width": link_width,
+        "host_ops_on_chip": host_ops_on_chip,
         "host_nodes": sorted(host_nodes or []),
         "estimate": {
             "chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
@@ -256,6 +300,9 @@ def run(args: argparse.Namespace) -> int:
         args.force,
         batch=getattr(args, "batch", 1),
         host_nodes=[n for n in (getattr(args, "host_nodes", None) or "").split(",") if n],
+        group=getattr(args, "group", 1),
+        link_width=getattr(args, "link_width", "word"),
+        host_ops_on_chip=getattr(args, "host_ops_on_chip", False),
     )
     print(format_summary(report))
     print(f"report: {out}/report.md, report.json, 3 plots")

@@ -1,4 +1,5 @@
-"""The node type names a hardware profile's ``[ops]`` table may name, checked against the IR.
+"""The node type names a hardware profile's ``[ops]`` and ``[capabilities]`` tables may name,
+checked against the IR.
 
 A profile is data and knows no IR classes: :mod:`stac.profiles` checks the shape of each
 ``[ops]`` row (``run``, ``units``, ``source``); the names themselves are checked here, where
@@ -28,12 +29,13 @@ def check_capabilities(profile: Profile) -> Profile:
     """``profile`` itself when every op its ``[ops]`` table names is a node type; otherwise a
     StacError naming the profile file and the first unknown name."""
     known = known_capabilities()
-    for op in profile.ops:
-        if op not in known:
-            raise StacError(
-                f"hardware profile {profile.path}: unknown capability {op!r} in "
-                f"[ops] (known: {', '.join(known)})"
-            )
+    for section, names in (("ops", profile.ops), ("capabilities", profile.capabilities)):
+        for op in names:
+            if op not in known:
+                raise StacError(
+                    f"hardware profile {profile.path}: unknown capability {op!r} in "
+                    f"[{section}] (known: {', '.join(known)})"
+                )
     return profile
 
 

@@ -197,7 +197,15 @@ def dense_lines(report: dict[str, Any]) -> list[str]:
 def _settings(report: dict[str, Any]) -> str:
     return (
         f"{report['model']}, T = {report['timesteps']}, mode {report['mode']}, "
-        f"batch {report.get('batch', 1)}; "
+        f"batch {report.get('batch', 1)}"
+        + (f" in groups of {report['group']}" if report.get("group", 1) > 1 else "")
+        + (
+            f", link values as {report['link_width']}"
+            if report.get("link_width", "word") != "word"
+            else ""
+        )
+        + (", host ops on chip" if report.get("host_ops_on_chip") else "")
+        + "; "
         f"{report['prompt_tokens']} prompt tokens (figures per token, averaged over them; "
         f"attention at a context of {report['prompt_tokens']})"
     )

@@ -38,6 +38,7 @@ one chip's mesh per message, and the report's notes say so.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,8 +48,8 @@ import numpy as np
 
 from stac.errors import StacError
 from stac.ir.analysis import SPIKING_TYPES, connected_groups
-from stac.ir.graph import successors
-from stac.ir.passes.common import WEIGHTED_TYPES
+from stac.ir.graph import output_shape, successors
+from stac.ir.passes.common import WEIGHTED_TYPES, moved_host_ops
 from stac.ir.results import NodePlacement, node_placement
 from stac.profiles import Profile
 from stac.sim import pricing
@@ -203,19 +204,62 @@ class NodeCost:
     link_bytes: float = 0.0  # bytes it receives over the chip-host link
     link_energy_j: float = 0.0
     link_latency_s: float = 0.0  # included in latency_s
+    link_values: float = 0.0  # values it receives over the link
+    link_transfers: float = 0.0  # transfers it receives (one per chip-host edge)
+    link_fixed_s: float = 0.0  # their fixed latency (in link_latency_s)
     graded_extra_energy_j: float = 0.0  # upper bound minus lower, graded spikes
     graded_extra_core_step_s: float = 0.0
     graded_extra_latency_s: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
+def _host_levels(graph: nir.NIRGraph, chip_nodes: set[str]) -> dict[str, int]:
+    """Per node, the most host ops that wait for a chip node on one path into it (back edges
+    of cycles ignored); a host op fed by the host alone (the embedding) counts for nothing."""
+    from stac.ir.nir_io.order import execution_order
+
+    order, back = execution_order(graph)
+    pre: dict[str, list[str]] = defaultdict(list)
+    for s, d in graph.edges:
+        if (s, d) not in back:
+            pre[d].append(s)
+    level: dict[str, int] = {}
+    after_chip: dict[str, bool] = {}  # a chip node among its ancestors
+    for n in order:
+        known = [p for p in pre[n] if p in level]
+        after_chip[n] = any(p in chip_nodes or after_chip[p] for p in known)
+        level[n] = max(
+            (level[p] + (p not in chip_nodes and after_chip[p]) for p in known), default=0
+        )
+    return level
+
+
 def _stages(graph: nir.NIRGraph, chip_nodes: set[str]) -> dict[str, int]:
-    """Connected groups of chip nodes (edges between two chip nodes join them)."""
-    return {n: i for i, group in enumerate(connected_groups(graph, chip_nodes)) for n in group}
+    """Connected groups of chip nodes (edges between two chip nodes join them), each split
+    where a host op lies between its members (a node that needs a host op's result starts a
+    later stage than the nodes feeding that host op)."""
+    stage: dict[str, int] = {}
+    levels: dict[str, int] | None = None
+    count = 0
+    for group in connected_groups(graph, chip_nodes):
+        if levels is None and len(group) > 1:
+            levels = _host_levels(graph, chip_nodes)
+        by_level: dict[int, set[str]] = defaultdict(set)
+        for n in group:
+            by_level[(levels or {}).get(n, 0)].add(n)
+        for level in sorted(by_level):
+            for part in connected_groups(graph, by_level[level]):
+                for n in part:
+                    stage[n] = count
+                count += 1
+    return stage
 
 
-def _synaptic_depth(graph: nir.NIRGraph, members: set[str]) -> int:
-    """Most weighted nodes on one path inside a stage (back edges of cycles ignored)."""
+def _synaptic_depth(
+    graph: nir.NIRGraph, members: set[str], delays: dict[str, int] | None = None
+) -> int:
+    """Most weighted nodes on one path inside a stage (back edges of cycles ignored), plus the
+    ``delays`` (timesteps) of host ops moved onto the chip on that path."""
     from stac.ir.nir_io.order import execution_order
 
     order, back = execution_order(graph)
@@ -226,7 +270,7 @@ def _synaptic_depth(graph: nir.NIRGraph, members: set[str]) -> int:
             pre[d].append(s)
     for n in order:
         if n in members:
-            own = int(isinstance(graph.nodes[n], WEIGHTED_TYPES))
+            own = int(isinstance(graph.nodes[n], WEIGHTED_TYPES)) + (delays or {}).get(n, 0)
             depth[n] = own + max((depth[p] for p in pre[n]), default=0)
     return max(depth.values(), default=0)
 
@@ -238,8 +282,10 @@ def node_costs(
     host: Profile,
     steps: int,
     tokens: int,
+    link_width: str = "word",
 ) -> list[NodeCost]:
-    """Price every node's counts (``stats`` summed over ``tokens`` tokens) per token."""
+    """Price every node's counts (``stats`` summed over ``tokens`` tokens) per token; values on
+    the host link at ``link_width`` (:data:`stac.sim.link_width.WIDTHS`)."""
     rates, hrates = ChipRates.of(chip), HostRates.of(host)
     link = pricing.LinkRates.of(chip, need)
     npc = need(chip, "chip", "neurons_per_core")
@@ -247,6 +293,7 @@ def node_costs(
     post = successors(graph)
     placement = {n: node_placement(v) or NodePlacement("host") for n, v in graph.nodes.items()}
     on_chip = {n for n, p in placement.items() if p.on_chip}
+    moved = moved_host_ops(graph, chip) & on_chip
     stage_of = _stages(graph, on_chip)
     per = 1.0 / tokens
     rows: list[NodeCost] = []
@@ -270,6 +317,8 @@ def node_costs(
             s.host_flops * per,
             spike_bits=(s.spike_bits or s.spikes) * per,
         )  # unrecorded: binary
+        if name in moved:
+            _as_chip_op(row, graph, name, chip, steps)
         if name in on_chip:
             _traffic(
                 row, node, place, post[name], placement, on_chip, steps, mean_hops(rates.tiles)
@@ -319,9 +368,40 @@ def node_costs(
             + row.mesh_energy_j
         )
     tiles = pricing.mapped_tiles(placement, on_chip, rates.cores_per_tile)
-    _schedule(graph, rows, rates, steps, pricing.barrier_s(rates, tiles))
-    pricing.add_host_link(by_name, graph, on_chip, link)
+    delays = {n: chip.capabilities[type(graph.nodes[n]).__name__].delay_steps for n in moved}
+    _schedule(graph, rows, rates, steps, pricing.barrier_s(rates, tiles), delays)
+    pricing.add_host_link(by_name, graph, on_chip, link, steps, link_width)
+    if "chip_host_ops" in graph.metadata and rows:
+        from stac.ir.passes.onchip import host_ops_left
+
+        left = host_ops_left(graph, on_chip)
+        if left:
+            rows[0].notes.append(
+                "host ops left on the host (no [capabilities] row with a source in "
+                f"{chip.name}): " + ", ".join(f"{t} ({n})" for t, n in sorted(left.items()))
+            )
     return rows
+
+
+def _as_chip_op(row: NodeCost, graph: nir.NIRGraph, name: str, chip: Profile, steps: int) -> None:
+    """A host op moved onto the chip (its ``[capabilities]`` row): per value of its output,
+    ``units`` neurons updated every step, one graded spike per token, one synaptic op per
+    input value plus ``synops_per_value``; no host arithmetic."""
+    cap = chip.capabilities[row.type]
+    values = float(math.prod(int(x) for x in output_shape(graph.nodes[name])))
+    inputs = sum(
+        math.prod(int(x) for x in output_shape(graph.nodes[s])) for s, d in graph.edges if d == name
+    )
+    row.host_macs = row.host_flops = 0.0
+    row.neuron_updates = values * steps
+    row.chip_neuron_updates = values * cap.units * steps
+    row.spikes = row.spike_bits = values
+    row.synops = float(inputs) + cap.synops_per_value * values
+    row.notes.append(
+        f"{row.type} on the chip ({chip.name} [capabilities]): priced per value as "
+        f"{cap.units} neuron(s) updated every step, one graded spike per token and "
+        f"{cap.synops_per_value} synaptic op(s) beyond its inputs"
+    )
 
 
 def _traffic(
@@ -361,7 +441,12 @@ def _traffic(
 
 
 def _schedule(
-    graph: nir.NIRGraph, rows: list[NodeCost], rates: ChipRates, steps: int, barrier: float
+    graph: nir.NIRGraph,
+    rows: list[NodeCost],
+    rates: ChipRates,
+    steps: int,
+    barrier: float,
+    delays: dict[str, int] | None = None,
 ) -> None:
     """Add each stage's time (split evenly over its nodes), its cores' busy fraction, and
     the stage time's increase when graded spikes are priced at their upper bound."""
@@ -370,7 +455,7 @@ def _schedule(
         if r.stage >= 0:
             by_stage[r.stage].append(r)
     for members in by_stage.values():
-        depth = _synaptic_depth(graph, {r.node for r in members})
+        depth = _synaptic_depth(graph, {r.node for r in members}, delays)
         messages = sum(r.messages for r in members)
         route = sum(r.hops for r in members) / messages if messages else 0.0
         step_s = max(r.core_step_s for r in members) + route * rates.t_hop + barrier
@@ -416,6 +501,9 @@ _SUMMED = (
     "host_energy_j",
     "link_energy_j",
     "link_latency_s",
+    "link_values",
+    "link_transfers",
+    "link_fixed_s",
     "graded_extra_energy_j",
     "graded_extra_latency_s",
     "latency_s",
@@ -429,8 +517,11 @@ def _spike_rate(rows: list[NodeCost]) -> float:
     return spikes / updates if updates else 0.0
 
 
-def summarise(rows: list[NodeCost], chip: Profile, chips: int, cores: int) -> dict[str, Any]:
-    """Totals per token, the same figures per layer, and every node's row."""
+def summarise(
+    rows: list[NodeCost], chip: Profile, chips: int, cores: int, group: int = 1
+) -> dict[str, Any]:
+    """Totals per token, the same figures per layer, and every node's row; the batch sweep
+    with ``group`` conversations per lockstep group (:func:`stac.sim.pricing.batch_figures`)."""
     groups: dict[str, list[NodeCost]] = defaultdict(list)
     for r in rows:
         groups[layer_of(r.node)].append(r)
@@ -480,7 +571,8 @@ def summarise(rows: list[NodeCost], chip: Profile, chips: int, cores: int) -> di
     )
     total.update(pricing.pipeline(rows))
     total["static_power_w"] = static_w
-    total["batches"] = pricing.batch_sweep(total, static_w)
+    total["group"] = group
+    total["batches"] = pricing.batch_sweep(total, static_w, group)
     notes = list(dict.fromkeys(n for r in rows for n in r.notes))  # each note once, in order
     graded = [r for r in rows if r.unit == "chip" and r.spike_bits > r.spikes]
     if graded:

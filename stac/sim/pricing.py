@@ -12,7 +12,14 @@
 - *batch*: B conversations with one token each in flight across those resources at once
   (``batch_figures``): tokens/s = min(B / token latency, 1 / slowest resource's time), the
   chips' static power shared by the tokens it finishes, each token's dynamic, host and link
-  energy unchanged.
+  energy unchanged;
+- *coalesced transfers* (``group`` g): the B conversations run as B / g groups of g in lockstep,
+  as one call of the runtime (:class:`stac.runtime.processor.TemporalSpikeProcessor`) runs its
+  batch: every node over the group's ``[g, ...]`` tensor, so the g values of a chip-host
+  boundary cross the link as one transfer (its fixed latency once, its bytes g times); each
+  chip stage and the host work through the group's g tokens one after another;
+- *link widths* (``width``): a value on the link in 4-byte words (``bytes_per_value``), or at
+  the width the artifact bounds it to (:mod:`stac.sim.link_width`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from stac.errors import StacError
 from stac.ir.graph import output_shape
 from stac.ir.results import NodePlacement
 from stac.profiles import Profile
+from stac.sim.link_width import WIDTHS, value_bits, value_bytes
 
 if TYPE_CHECKING:
     from stac.sim.cost import ChipRates, NodeCost
@@ -119,10 +127,19 @@ def add_graded_bounds(r: "NodeCost", rates: "ChipRates", steps: int) -> None:
 
 
 def add_host_link(
-    rows: dict[str, "NodeCost"], graph: nir.NIRGraph, on_chip: set[str], link: LinkRates
+    rows: dict[str, "NodeCost"],
+    graph: nir.NIRGraph,
+    on_chip: set[str],
+    link: LinkRates,
+    steps: int = 1,
+    width: str = "word",
 ) -> None:
     """Each edge between a chip node and a host op carries its source's output once per
-    token: ``bytes_per_value`` bytes per value, one transfer, charged to the receiver."""
+    token: one transfer, charged to the receiver, each value ``bytes_per_value`` bytes
+    (``width="word"``) or at the width the artifact bounds it to (``"bytes"``: the narrowest
+    whole-byte integer, ``"bits"``: bit-packed; :mod:`stac.sim.link_width`)."""
+    if width not in WIDTHS:
+        raise StacError(f"link width must be one of {', '.join(WIDTHS)}, got {width!r}")
     for s, d in graph.edges:
         if (s in on_chip) == (d in on_chip):
             continue
@@ -133,9 +150,19 @@ def add_host_link(
                 f"cost model: cannot size the chip-host transfer {s} -> {d} "
                 f"(output shape of {s}: {exc})"
             ) from None
-        size = values * link.bytes_per_value
         r = rows[d]
+        bits = None
+        if width != "word":
+            bits, why = value_bits(graph, s, d, d in on_chip, steps)
+            if bits is None:
+                r.notes.append(
+                    f"host link {s} -> {d}: {why}; priced at {link.bytes_per_value} bytes per value"
+                )
+        size = value_bytes(values, bits, width, link.bytes_per_value)
         r.link_bytes += size
+        r.link_values += values
+        r.link_transfers += 1
+        r.link_fixed_s += link.latency_s
         r.link_energy_j += size * link.e_byte
         seconds = link.latency_s + size / link.bytes_per_s
         r.link_latency_s += seconds
@@ -145,7 +172,8 @@ def add_host_link(
 def pipeline(rows: list["NodeCost"]) -> dict[str, Any]:
     """Throughput of a stream of independent items: each chip stage (its own cores), the host
     (one processor for every host op) and the host link (one link) work on different items
-    at once, so one item leaves per slowest resource's time."""
+    at once, so one item leaves per slowest resource's time. ``pipeline_other_*``: the
+    slowest resource but the link (what a coalesced link leaves, :func:`batch_figures`)."""
     busy: dict[str, float] = defaultdict(float)
     for r in rows:
         key = f"chip stage {r.stage}" if r.unit == "chip" else "host"
@@ -153,12 +181,22 @@ def pipeline(rows: list["NodeCost"]) -> dict[str, Any]:
         if r.link_latency_s:
             busy["host link"] += r.link_latency_s
     if not busy or max(busy.values()) <= 0:
-        return {"pipeline_items_per_s": 0.0, "pipeline_stage_s": 0.0, "pipeline_bottleneck": "-"}
+        return {
+            "pipeline_items_per_s": 0.0,
+            "pipeline_stage_s": 0.0,
+            "pipeline_bottleneck": "-",
+            "pipeline_other_s": 0.0,
+            "pipeline_other": "-",
+        }
     name = max(busy, key=lambda k: busy[k])
+    others = {k: v for k, v in busy.items() if k != "host link"}
+    other = max(others, key=lambda k: others[k]) if others else "-"
     return {
         "pipeline_items_per_s": 1.0 / busy[name],
         "pipeline_stage_s": busy[name],
         "pipeline_bottleneck": name,
+        "pipeline_other_s": others.get(other, 0.0),
+        "pipeline_other": other,
     }
 
 
@@ -166,38 +204,64 @@ def pipeline(rows: list["NodeCost"]) -> dict[str, Any]:
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
 
 
-def batch_figures(total: dict[str, Any], static_w: float, batch: int) -> dict[str, Any]:
-    """Per-token figures with ``batch`` conversations' tokens in flight at once.
+def batch_figures(
+    total: dict[str, Any], static_w: float, batch: int, group: int = 1
+) -> dict[str, Any]:
+    """Per-token figures with ``batch`` conversations' tokens in flight at once, run as
+    ``batch / group`` groups of ``group`` conversations in lockstep.
 
-    Each conversation's next token needs its last, so a conversation has one token in flight;
-    ``batch`` conversations fill the pipeline (:func:`pipeline`) up to its slowest resource:
-    tokens/s = min(batch / latency, 1 / pipeline_stage_s). The chips draw their static power
-    whatever the batch, so static energy per token = static power / tokens/s; the dynamic,
-    host and link energy of a token do not depend on the batch. A conversation waits for its
-    turn at the slowest resource, so its time per token is batch / tokens/s (at least the
-    latency of a token alone)."""
+    Each conversation's next token needs its last, so a conversation has one token in flight.
+    A group runs as one call of the runtime does: each chip stage, then the host, takes the
+    group's g tokens one after another (g times a token's time), and each chip-host boundary
+    is one transfer of the g tokens' values (the link's fixed latency ``link_fixed_s`` once,
+    its bytes g times). So a group's latency is L_g = g (L - link) + fixed + g bytes_s, and the
+    link is busy fixed / g + bytes_s per token. The B / g groups fill the pipeline
+    (:func:`pipeline`) up to its slowest resource: tokens/s = min(B / L_g, 1 / max(slowest
+    other resource, link per token)). g = 1 is one token per transfer (the plain pipeline).
+    The chips draw their static power whatever the batch, so static energy per token = static
+    power / tokens/s; the dynamic, host and link energy of a token do not depend on the batch
+    (the link is priced per byte). A conversation waits for its turn at the slowest resource,
+    so its time per token is B / tokens/s (at least L_g)."""
     if batch < 1:
         raise StacError(f"batch must be a positive integer, got {batch}")
+    if group < 1 or batch % group:
+        raise StacError(
+            f"group must be a positive integer dividing the batch ({batch}), got {group}"
+        )
     latency = total["latency_s"]
     if latency <= 0:
         return {"batch": batch, "tokens_per_s": 0.0, "energy_j": 0.0, "latency_s": 0.0}
     stage = total.get("pipeline_stage_s") or latency
-    tokens_per_s = min(batch / latency, 1.0 / stage)
+    link = total.get("link_latency_s", 0.0)
+    fixed = total.get("link_fixed_s", 0.0)
+    other = total.get("pipeline_other_s", stage)
+    link_per_token = fixed / group + (link - fixed)
+    slowest = max(other, link_per_token) if "pipeline_other_s" in total else stage
+    group_latency = group * (latency - link) + fixed + group * (link - fixed)
+    tokens_per_s = min(batch / group_latency, 1.0 / slowest)
     static = static_w / tokens_per_s
     per_token = total["energy_j"] - total["chip_static_energy_j"] + static
+    if "pipeline_other_s" in total:
+        bottleneck = "host link" if link_per_token >= other else total.get("pipeline_other", "-")
+    else:
+        bottleneck = total.get("pipeline_bottleneck", "-")
     return {
         "batch": batch,
+        "group": group,
         "tokens_per_s": tokens_per_s,
         "energy_j": per_token,
         "chip_static_energy_j": static,
-        "latency_s": max(latency, batch / tokens_per_s),
-        "bound": "pipeline" if batch / latency >= 1.0 / stage else "latency",
+        "latency_s": max(group_latency, batch / tokens_per_s),
+        "group_latency_s": group_latency,
+        "bound": "pipeline" if batch / group_latency >= 1.0 / slowest else "latency",
+        "bottleneck": bottleneck,
     }
 
 
-def batch_sweep(total: dict[str, Any], static_w: float) -> list[dict[str, Any]]:
-    """:func:`batch_figures` at every batch of :data:`BATCHES`."""
-    return [batch_figures(total, static_w, b) for b in BATCHES]
+def batch_sweep(total: dict[str, Any], static_w: float, group: int = 1) -> list[dict[str, Any]]:
+    """:func:`batch_figures` with 1, 2, 4, .. 64 groups of ``group`` in flight
+    (:data:`BATCHES` times ``group`` conversations)."""
+    return [batch_figures(total, static_w, b * group, group) for b in BATCHES]
 
 
 __all__ = [

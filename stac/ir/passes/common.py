@@ -47,18 +47,29 @@ def is_neuron(node: Any) -> bool:
     return isinstance(node, SPIKING_TYPES + INTEGRATOR_TYPES)
 
 
+def moved_host_ops(graph: nir.NIRGraph, profile: Profile) -> set[str]:
+    """Host ops the graph asks to run on the chip (``metadata["chip_host_ops"]``, written by
+    :func:`stac.ir.passes.onchip.move_host_ops`) whose type the profile's ``[capabilities]``
+    lists; any other stays on the host."""
+    names = graph.metadata.get("chip_host_ops") or ()
+    listed = profile.capabilities
+    return {n for n in names if n in graph.nodes and type(graph.nodes[n]).__name__ in listed}
+
+
 def chip_assignment(graph: nir.NIRGraph, profile: Profile) -> dict[str, bool]:
     """Whether each node runs on the chip.
 
     A node runs on the chip when the profile's ``[ops]`` table says so and, for a synaptic or
     routing node, when every input is spikes (a weight matrix driven by a float value is a
-    dense matmul, which stays on the host).
+    dense matmul, which stays on the host); a host op moved by request
+    (:func:`moved_host_ops`) runs there too.
     """
     pre = predecessors(graph)
     events = event_nodes(graph)
+    moved = moved_host_ops(graph, profile)
     out = {}
     for name, node in graph.nodes.items():
-        on_chip = profile.runs_on_chip(node)
+        on_chip = profile.runs_on_chip(node) or name in moved
         if on_chip and isinstance(node, WEIGHTED_TYPES + EVENT_ROUTING_TYPES):
             on_chip = bool(pre[name]) and all(p in events for p in pre[name])
         out[name] = on_chip
