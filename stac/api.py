@@ -177,18 +177,42 @@ class CompiledModel:
         prompt: str | None = None,
         baseline: str | None = None,
         force: bool = False,
+        *,
+        batch: int = 1,
+        group: int = 1,
+        host_nodes: Sequence[str] = (),
+        link_width: str = "word",
+        host_ops_on_chip: bool = False,
     ) -> TargetsReport:
         """Price the model on each target (``stac report``): per neuromorphic profile its
         passes, a simulation of ``prompt`` (default: the compile prompt) and the cost model;
         per dense profile the float model's roofline. Writes the report and plots to
-        ``output_dir`` when given (else to a directory removed afterwards)."""
+        ``output_dir`` when given (else to a directory removed afterwards).
+
+        The deployment levers, as ``stac report``'s options of the same names: ``batch``
+        conversations in flight, in lockstep groups of ``group`` whose values cross the host
+        link as one transfer; ``host_nodes`` kept on the host (e.g. ``lm_head_in``,
+        ``lm_head``); ``link_width`` (``word``, ``bytes`` or ``bits``); ``host_ops_on_chip``
+        (the host ops a profile's ``[capabilities]`` lists computed on the chip)."""
         from stac.commands.report import DEFAULT_BASELINE, DEFAULT_TARGETS, report_artifact
 
         names = list(DEFAULT_TARGETS if targets is None else targets)
         base = DEFAULT_BASELINE if baseline is None else baseline
         with tempfile.TemporaryDirectory(prefix="stac-report-") as tmp:
             out = Path(tmp) / "report" if output_dir is None else Path(output_dir)
-            data = report_artifact(self.path, names, out, prompt, base, force)
+            data = report_artifact(
+                self.path,
+                names,
+                out,
+                prompt,
+                base,
+                force,
+                batch=batch,
+                host_nodes=list(host_nodes),
+                group=group,
+                link_width=link_width,
+                host_ops_on_chip=host_ops_on_chip,
+            )
         return TargetsReport(
             targets=tuple(TargetFigures.from_row(r) for r in data["targets"]),
             baseline=data["baseline"],

@@ -94,13 +94,17 @@ def test_output_object_reads_like_transformers(api_model, ids):
     assert all(k.shape[2] == 10 for k, _ in nxt.past_key_values[0].values())
 
 
-def test_report_gives_the_cli_figures(api_model, cli_artifact, tmp_path):
+@pytest.mark.parametrize("levers", [False, True], ids=["plain", "levers"])
+def test_report_gives_the_cli_figures(api_model, cli_artifact, tmp_path, levers):
     targets = ["loihi2", "spinnaker2", "h100"]
-    got = api_model.report(targets)
+    options = {"batch": 4, "group": 2, "host_nodes": ["lm_head_in", "lm_head"]} if levers else {}
+    got = api_model.report(targets, **options)
     out = tmp_path / "cli-report"
+    flags = ["--batch", "4", "--group", "2", "--host-nodes", "lm_head_in,lm_head"] if levers else []
     assert (
         main(
             ["report", str(cli_artifact), "--targets", ",".join(targets), "--output-dir", str(out)]
+            + flags
         )
         == 0
     )
@@ -112,6 +116,7 @@ def test_report_gives_the_cli_figures(api_model, cli_artifact, tmp_path):
         assert figures.latency_s == row["total"]["latency_s"] > 0
     assert got["loihi2"].cores == want["targets"][0]["total"]["cores"]
     assert got["h100"].kind == "dense" and got.baseline == "h100"
+    assert got.data["host_nodes"] == (["lm_head", "lm_head_in"] if levers else [])
 
 
 def test_evaluate_gives_the_cli_figures(api_model, cli_artifact, tiny_gpt2_dir, tmp_path):
