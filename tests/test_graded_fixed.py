@@ -168,16 +168,59 @@ def tiny_llama_artifact(tmp_path_factory, tiny_llama_dir):
 
 
 def test_tiny_llama_fixed_host_ops_close_to_float(tiny_llama_artifact) -> None:
+    """The moved nodes of a tiny Llama (random weights, T = 4) in fixed point. Inside the model,
+    each RMSNorm against its closed form on the activations it really sees (measured: 0.09 to
+    0.16 % relative error; bound 0.5 %) and each residual within half its grid step. On held-out
+    text, the perplexity ratio moves by 0.03 % (0.99715 -> 0.99744) against the SNN's own 0.3 %
+    from float; bound 0.5 %. (Logits themselves move more, ~20 %: this random-weight SNN at
+    T = 4 is chaotic, 1 % noise on its norms moves them ~27 %.)"""
+    from stac.artifact import load_artifact
     from stac.commands.eval import run_eval
+    from stac.frontend.text import calibration_windows, evaluation_text
+    from stac.ir.nodes import RMSNorm
+    from stac.pipeline import simulate
+    from stac.profiles import load_profile
+    from stac.sim.onchip_fixed import fixed_host_ops
+    from stac.sim.semantics import RunContext
+
+    art = load_artifact(tiny_llama_artifact)
+    graph, tok = art.graph, art.tokenizer()
+    sim = simulate(graph)
+    fixed = fixed_host_ops(sim, load_profile("loihi2"), calibration_windows(tok, 2, 32), 4)
+    assert len(fixed.scales) == 2 * 2 + 2 * 2 + 1  # 2 residuals, 2 norms per layer, final norm
+    errors: dict[str, float] = {}
+    base = fixed.overrides(graph)
+
+    def check(name: str):
+        def run(node: Any, inp: Any, ctx: Any, n: str, need: bool):
+            out, stats = base[name](node, inp, ctx, n, need)
+            x = inp.mean()
+            if isinstance(node, RMSNorm):
+                w = torch.as_tensor(node.weight, dtype=x.dtype)
+                want = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + node.eps) * w
+                errors[name] = float((out.value - want).norm() / want.norm())
+            else:
+                want = inp.value if out.per_step else x
+                step = 2.0 ** -fixed.scales[name].exp
+                errors[name] = float((out.value - want).abs().max()) / step
+            return out, stats
+
+        return run
+
+    sim.overrides = {n: check(n) for n in base}
+    ids = tok(evaluation_text()[:2000], return_tensors="pt").input_ids[0][:31]
+    sim.run(RunContext(torch.cat([torch.tensor([tok.bos_token_id]), ids])[None], steps=4))
+    assert len(errors) == len(base)
+    for name, err in errors.items():
+        assert err <= (0.005 if isinstance(graph.nodes[name], RMSNorm) else 0.5 + 1e-6), name
 
     kw: dict[str, Any] = {"window": 32, "max_tokens": 124}
     flt = run_eval(tiny_llama_artifact, [4], **kw)
     fix = run_eval(tiny_llama_artifact, [4], host_ops_on_chip="loihi2", **kw)
     moved = fix["host_ops_on_chip"]["per_timesteps"]["4"]["scales"]
-    kinds = sorted({v["kind"] for v in moved.values()})
-    assert kinds == ["NormScale", "ResidualScale"] and len(moved) == 2 * 2 + 2 * 2 + 1
+    assert sorted({v["kind"] for v in moved.values()}) == ["NormScale", "ResidualScale"]
     f, q = flt["results"][0], fix["results"][0]
     assert q["float_perplexity"] == f["float_perplexity"]  # the same reference and sample
-    assert abs(q["perplexity_ratio"] / f["perplexity_ratio"] - 1) < 0.01
-    assert q["top1_agreement"] > f["top1_agreement"] - 0.03
+    assert q["snn_perplexity"] != f["snn_perplexity"]  # the fixed path ran
+    assert abs(q["perplexity_ratio"] / f["perplexity_ratio"] - 1) < 0.005
     assert "host_ops_on_chip" not in flt

@@ -126,8 +126,17 @@ def fixed_host_ops(
             scales[n] = norm_scale(r.amax, r.sq_max, size, node.eps, width)
         else:
             scales[n] = residual_scale(r.amax, width)
-    log.info("fixed-point host ops: %d nodes calibrated on %d windows", len(names), len(calibration))
+    log.info(
+        "fixed-point host ops: %d nodes calibrated on %d windows", len(names), len(calibration)
+    )
     return FixedHostOps(width, scales)
 
 
-__all__ = ["FIXED_TYPES", "FixedHostOps", "NormScale", "ResidualScale", "fixed_host_ops", "moved_nodes"]
+__all__ = [
+    "FIXED_TYPES",
+    "FixedHostOps",
+    "NormScale",
+    "ResidualScale",
+    "fixed_host_ops",
+    "moved_nodes",
+]
