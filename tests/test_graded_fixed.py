@@ -224,3 +224,42 @@ def test_tiny_llama_fixed_host_ops_close_to_float(tiny_llama_artifact) -> None:
     assert q["snn_perplexity"] != f["snn_perplexity"]  # the fixed path ran
     assert abs(q["perplexity_ratio"] / f["perplexity_ratio"] - 1) < 0.005
     assert "host_ops_on_chip" not in flt
+
+
+def test_eval_cli_host_ops_on_chip_on_gpt2(tiny_gpt2_artifact, tmp_path, capsys) -> None:
+    """``stac eval --host-ops-on-chip`` on a GPT-2: Loihi 2 lists Residual and RMSNorm, so only
+    the residual adds move (LayerNorm stays on the host in float); the scales are recorded."""
+    import json
+
+    from stac.cli import main
+
+    js = tmp_path / "eval.json"
+    args = ["eval", str(tiny_gpt2_artifact), "--timesteps", "4", "--max-tokens", "127"]
+    assert main([*args, "--host-ops-on-chip", "--json", str(js)]) == 0
+    doc = json.loads(js.read_text())
+    block = doc["host_ops_on_chip"]
+    assert block["profile"] == "loihi2" and block["calibration_windows"] == 2
+    scales = block["per_timesteps"]["4"]["scales"]
+    assert scales and {v["kind"] for v in scales.values()} == {"ResidualScale"}
+    assert block["per_timesteps"]["4"]["state_bits"] == 24  # loihi2.toml [fixed_point]
+    for v in scales.values():  # HEADROOM x the calibrated range fits the 24-bit integer
+        assert 2.0 * v["amax"] * 2.0 ** v["exp"] <= 2**23 - 1 < 4.0 * v["amax"] * 2.0 ** v["exp"]
+
+
+def test_a_moved_op_without_a_fixed_point_model_is_refused(tiny_llama_artifact) -> None:
+    import dataclasses
+
+    from stac.artifact import load_artifact
+    from stac.errors import StacError
+    from stac.profiles import load_profile
+    from stac.sim.onchip_fixed import moved_nodes
+
+    profile = load_profile("loihi2")
+    row = profile.capabilities["Residual"]
+    wider = dataclasses.replace(
+        profile, capabilities={**profile.capabilities, "GatedActivation": row}
+    )
+    graph = load_artifact(tiny_llama_artifact).graph
+    assert len(moved_nodes(graph, profile)) == 9
+    with pytest.raises(StacError, match="GatedActivation.*no fixed-point model"):
+        moved_nodes(graph, wider)
