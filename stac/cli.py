@@ -294,6 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--window", type=int, default=128, help="tokens per window, BOS first")
     ev.add_argument(
+        "--host-ops-on-chip",
+        nargs="?",
+        const="loihi2",
+        default=None,
+        metavar="PROFILE",
+        help="run the host ops PROFILE's [capabilities] move onto the chip (default loihi2) in "
+        "Lava's fixed point, scales calibrated on the calibration plays",
+    )
+    ev.add_argument(
         "--max-tokens",
         type=int,
         default=20_320,

@@ -20,6 +20,8 @@ from stac.errors import StacError
 from stac.frontend.text import with_bos
 from stac.ir.nodes import SignedIF
 from stac.pipeline import REFERENCE, run, simulate
+from stac.profiles import Profile
+from stac.sim.onchip_fixed import fixed_host_ops
 from stac.sim.semantics import NodeStats, RunContext
 
 
@@ -63,12 +65,19 @@ def evaluate(
     chunks: list[torch.Tensor],
     timesteps: list[int],
     reference: list[torch.Tensor] | None = None,
+    on_chip: Profile | None = None,
+    calibration: list[torch.Tensor] | None = None,
+    host_ops: dict[int, Any] | None = None,
 ) -> list[Fidelity]:
     """Perplexity, agreement and KL of the SNN at each T against the float model.
 
     ``reference`` holds the float model's logits per chunk (:func:`float_logits`). Without it
     the graph's own float path is used (neurons pass their drive through), which equals the
     Hugging Face model only for a graph with float weights (simplified mode).
+
+    ``on_chip``: a profile whose ``[capabilities]`` move host ops onto the chip; those nodes
+    then compute in Lava's fixed point (:mod:`stac.sim.onchip_fixed`), with scales calibrated
+    at each T on the ``calibration`` windows and written to ``host_ops[T]`` when given.
     """
     sim = simulate(graph)  # lowered once, run at every T
     encoders = [k for k, v in graph.nodes.items() if isinstance(v, SignedIF)]
@@ -85,6 +94,11 @@ def evaluate(
     refs = reference
     results = []
     for steps in timesteps:
+        if on_chip is not None:
+            fixed = fixed_host_ops(sim, on_chip, calibration or [], steps)
+            sim.overrides = fixed.overrides(graph)
+            if host_ops is not None:
+                host_ops[steps] = fixed.doc()
         nll_f = nll_s = kl = agree = n = 0.0
         totals: dict[str, NodeStats] = {}
         pairs = list(zip(chunks, refs, strict=True))

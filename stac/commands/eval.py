@@ -22,7 +22,8 @@ from stac.files import check_not_read, check_writable
 from stac.eval import evaluate, float_logits, windows
 from stac.limits import MAX_T, MIN_T, check_finite_graph, model_context
 from stac.frontend.models import load_model
-from stac.frontend.text import EVALUATION_PLAYS, evaluation_text
+from stac.frontend.text import EVALUATION_PLAYS, calibration_windows, evaluation_text
+from stac.profiles import load_profile
 from stac.reporting.fidelity import format_results, plot
 from stac.reporting.schema import EVAL_VERSION
 
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 128  # tokens per window: BOS + 127 text tokens
 DEFAULT_MAX_TOKENS = 20_320  # 160 windows of 127 scored tokens: >= 20,000 held-out tokens
+DEFAULT_CALIBRATION_WINDOWS = 2  # windows of the calibration plays for the fixed host ops
 
 
 def parse_timesteps(text: str) -> list[int]:
@@ -83,11 +85,15 @@ def run_eval(
     max_tokens: int = DEFAULT_MAX_TOKENS,
     force: bool = False,
     text: str | None = None,
+    host_ops_on_chip: str | None = None,
+    calibration_count: int = DEFAULT_CALIBRATION_WINDOWS,
 ) -> dict[str, Any]:
     """Measure the artifact at each T and return the JSON document (also written if asked).
 
     The text is ``text`` when given (the Python API), else the file ``text_path``, else the
-    held-out plays."""
+    held-out plays. ``host_ops_on_chip``: a profile name; the host ops its ``[capabilities]``
+    move onto the chip compute in Lava's fixed point, with scales calibrated on
+    ``calibration_count`` windows of the calibration plays (never the evaluation text)."""
     reads = [Path(artifact_dir)] + ([Path(text_path)] if text_path is not None else [])
     for out in (json_out, plot_out):
         _check_out(out, force, reads)
@@ -125,7 +131,12 @@ def run_eval(
     source_model = load_model(source).model
     check_source(artifact.config, source_model, source)  # only the weights it was compiled from
     reference = float_logits(source_model, chunks)
-    results = evaluate(graph, chunks, timesteps, reference)
+    on_chip = load_profile(host_ops_on_chip) if host_ops_on_chip else None
+    calibration = (
+        calibration_windows(tokenizer, calibration_count, window) if on_chip is not None else None
+    )
+    host_ops: dict[int, Any] = {}
+    results = evaluate(graph, chunks, timesteps, reference, on_chip, calibration, host_ops)
     for r in results:
         figures = (r.float_perplexity, r.snn_perplexity, r.perplexity_ratio, r.mean_kl)
         if not all(math.isfinite(v) for v in figures):
@@ -148,6 +159,13 @@ def run_eval(
         "scored_tokens": results[0].tokens,
         "results": [r.as_dict() for r in results],
     }
+    if on_chip is not None:
+        doc["host_ops_on_chip"] = {
+            "profile": on_chip.name,
+            "arithmetic": "Lava fixed point (GradedVec, NormVecDelay, InvSqrt)",
+            "calibration_windows": calibration_count,
+            "per_timesteps": {str(t): v for t, v in host_ops.items()},
+        }
     staged: list[tuple[Path, Path]] = []
     try:
         if json_out is not None:
@@ -190,6 +208,7 @@ def run(args: argparse.Namespace) -> int:
         args.window,
         args.max_tokens,
         args.force,
+        host_ops_on_chip=getattr(args, "host_ops_on_chip", None),
     )
     print(format_results(doc))
     for label, path in (("json", args.json), ("plot", args.plot)):
