@@ -32,6 +32,8 @@ from stac.frontend.text import play_text, with_bos
 from stac.ir.nodes import CausalSelfAttention
 from stac.runtime import TemporalSpikeProcessor
 
+from record import Record, recording
+
 
 def compile_bundled(out: Path, steps: int, passages: int) -> Path:
     from stac.commands.compile import CompileRequest, compile_model
@@ -66,7 +68,7 @@ def decode_rate(
     return rate, prefill, held
 
 
-def main() -> None:
+def main(record: Record) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--artifact", type=Path, default=None)
     parser.add_argument("-T", "--timesteps", type=int, default=16)
@@ -129,10 +131,24 @@ def main() -> None:
             f"{ctx:>8} {c:>13.2f} {p:>15.3f} {c / p:>8.1f}x {pre:>10.2f} {bpt:>14,.0f} "
             f"{per_token:>12,}"
         )
+    record.data["timesteps"] = proc.T
+    record.data["new_tokens"] = args.new_tokens
+    record.data["repeats"] = args.repeats
+    record.data["torch_threads"] = torch.get_num_threads()
+    record.data["rows"] = [
+        {
+            "context": ctx,
+            "cached_tokens_per_s": c,
+            "uncached_tokens_per_s": p,
+            "speed_up": c / p,
+            "prefill_s": pre,
+            "cache_bytes_per_token": bpt,
+            "cache_bytes_per_token_from_shapes": per_token,
+        }
+        for ctx, c, p, pre, bpt in rows
+    ]
 
 
 if __name__ == "__main__":
-    from record import recording
-
-    with recording("chat_cache"):
-        main()
+    with recording("chat_cache") as rec:
+        main(rec)

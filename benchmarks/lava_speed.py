@@ -43,6 +43,7 @@ from stac.profiles import load_profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from paths import NIR_PAPER  # noqa: E402  (tests/paths.py: the vendored reference data)
+from record import Record, recording  # noqa: E402
 
 NIR_LIF = NIR_PAPER / "01_lif"
 
@@ -129,7 +130,7 @@ def same(a: dict[str, dict[str, np.ndarray]], b: dict[str, dict[str, np.ndarray]
     return all(np.array_equal(a[n][k], b[n][k]) for n in b for k in ("spikes", "v", "u"))
 
 
-def main() -> None:
+def main(record: Record) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="100,1000")
     ap.add_argument("--steps", type=int, default=200)
@@ -188,10 +189,20 @@ def main() -> None:
             f"{name:44} {steps:>6} {s:>8.3f} {lv:>8.3f} {steps / s:>13.0f} {steps / lv:>13.0f} "
             f"{lv / s:>9.1f} {'yes' if exact else 'NO':>9}"
         )
+    record.data["repeats"] = args.repeats
+    record.data["rows"] = [
+        {
+            "block": name,
+            "steps": steps,
+            "stac_s": s,
+            "lava_s": lv,
+            "lava_over_stac": lv / s,
+            "bit_exact": bool(exact),
+        }
+        for name, steps, s, lv, exact in rows
+    ]
 
 
 if __name__ == "__main__":
-    from record import recording
-
-    with recording("lava_speed"):
-        main()
+    with recording("lava_speed") as rec:
+        main(rec)

@@ -36,6 +36,8 @@ from stac.reporting.fit import format_legality  # noqa: E402
 from stac.ir.results import node_placement, partition_of, placement_of  # noqa: E402
 from stac.profiles import load_profile, profile_names  # noqa: E402
 
+from record import Record, recording  # noqa: E402
+
 PUBLISHED = {
     "params": 370e6,
     "chips": 24,
@@ -83,7 +85,7 @@ def build(layers: int) -> LoadedModel:
     return LoadedModel(model, tokenizer, f"smollm2-1.7b-shape-{layers}l", "llama")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(record: Record, argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=24)
     ap.add_argument("--profile", default="loihi2")
@@ -177,6 +179,34 @@ def main(argv: list[str] | None = None) -> int:
         f"{chips_wo_head:>6} {wo_head / chips_wo_head / 1e6:>11.1f}M"
     )
     print(f"published: {PUBLISHED['source']}")
+    record.data["model"] = {"layers": args.layers, "params": params, "timesteps": args.timesteps}
+    record.data["stages"] = [
+        {"stage": label, "seconds": sec, "peak_rss_gib": gb} for label, sec, gb in rows
+    ]
+    record.data["total"] = {"seconds": total, "peak_rss_gib": peak_gb()}
+    record.data["fit"] = {
+        "profile": profile.name,
+        "chips": part["chips"],
+        "cores": part["cores"],
+        "cores_without_head": part["cores"] - head_cores,
+        "chips_without_head": chips_wo_head,
+        "utilisation": u,
+        "traffic": traffic,
+    }
+    record.data["packing"] = [
+        {
+            "packing": "published",
+            "params_on_chip": PUBLISHED["params"],
+            "chips": PUBLISHED["chips"],
+        },
+        {
+            "packing": "stac, all chip synapses",
+            "params_on_chip": chip_params,
+            "chips": part["chips"],
+        },
+        {"packing": "stac, LM head off chip", "params_on_chip": wo_head, "chips": chips_wo_head},
+    ]
+    record.data["profiles"] = []
 
     others = [
         n for n in profile_names() if n != profile.name and load_profile(n).kind == "neuromorphic"
@@ -189,6 +219,16 @@ def main(argv: list[str] | None = None) -> int:
         g = partition(graph, p) if name != profile.name else graph
         r = legality_report(g, p).to_dict() if name != profile.name else report
         first = next((i for i in r["issues"] if i["level"] == "error"), None)
+        record.data["profiles"].append(
+            {
+                "profile": name,
+                "chips": partition_of(g).chips,
+                "cores": partition_of(g).cores,
+                "max_chips": p.get("chip", "max_chips"),
+                "errors": r["errors"],
+                "first_error": first["message"] if first else None,
+            }
+        )
         print(
             f"{name:<12} {partition_of(g).chips:>7} "
             f"{partition_of(g).cores:>8} {p.get('chip', 'max_chips'):>10} "
@@ -203,8 +243,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from record import recording
-
-    with recording("scale"):
-        code = main()
+    with recording("scale") as rec:
+        code = main(rec)
     sys.exit(code)

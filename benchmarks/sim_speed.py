@@ -42,6 +42,8 @@ from stac.frontend.text import evaluation_text, with_bos
 from stac.sim.semantics import RunContext
 from stac.sim.simulator import Simulator
 
+from record import Record, recording
+
 #: GPT-2 shapes with random weights (the hub's weights are not available offline).
 GPT2_SHAPES = {
     "gpt2-tiny": {"n_layer": 2, "n_embd": 64, "n_head": 4},
@@ -147,7 +149,7 @@ def profile_sim(sim: Simulator, ids: torch.Tensor, steps: int) -> str:
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
 
 
-def main() -> None:
+def main(record: Record) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -210,12 +212,25 @@ def main() -> None:
             f"{r.sim_ms / r.steps:>9.2f}"
         )
     print("vs goal = (sim/float) / (2T): at most 1.00x meets the issue's target")
+    record.data["context"] = args.context
+    record.data["torch_threads"] = torch.get_num_threads()
+    record.data["repeats"] = args.repeats
+    record.data["rows"] = [
+        {
+            "model": r.model,
+            "params_m": r.params_m,
+            "timesteps": r.steps,
+            "float_ms": r.float_ms,
+            "sim_ms": r.sim_ms,
+            "sim_over_float": r.ratio,
+            "budget_2t": 2 * r.steps,
+        }
+        for r in rows
+    ]
     for name, table in profiles.items():
         print(f"\nprofile of the simulator, {name}, T={args.profile}:\n{table}")
 
 
 if __name__ == "__main__":
-    from record import recording
-
-    with recording("sim_speed"):
-        main()
+    with recording("sim_speed") as rec:
+        main(rec)
