@@ -253,7 +253,8 @@ def _run(args: argparse.Namespace, record: Any) -> None:
     }
     head = (
         f"{'lever':<52} {'T':>3} {'B':>5} {'g':>3} {'chips':>5} {'link MB':>7} "
-        f"{'mJ/token':>9} {'static':>8} {'tokens/s':>9} {'ms/token':>9} {'alone ms':>9}  bound, slowest"
+        f"{'mJ/token':>9} {'static':>8} {'tokens/s':>9} {'ms/token':>9} {'alone ms':>9}  "
+        "bound, slowest"
     )
     print(
         f"\n{art.config.get('source_model')}, prompt of {ids.numel()} tokens; Loihi 2 "

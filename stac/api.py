@@ -183,6 +183,7 @@ class CompiledModel:
         host_nodes: Sequence[str] = (),
         link_width: str = "word",
         host_ops_on_chip: bool = False,
+        host_op_types: str | None = None,
     ) -> TargetsReport:
         """Price the model on each target (``stac report``): per neuromorphic profile its
         passes, a simulation of ``prompt`` (default: the compile prompt) and the cost model;
@@ -193,7 +194,8 @@ class CompiledModel:
         conversations in flight, in lockstep groups of ``group`` whose values cross the host
         link as one transfer; ``host_nodes`` kept on the host (e.g. ``lm_head_in``,
         ``lm_head``); ``link_width`` (``word``, ``bytes`` or ``bits``); ``host_ops_on_chip``
-        (the host ops a profile's ``[capabilities]`` lists computed on the chip)."""
+        (the host ops a profile's ``[capabilities]`` lists computed on the chip, only those of
+        ``host_op_types``, comma-separated node types, when given)."""
         from stac.commands.report import DEFAULT_BASELINE, DEFAULT_TARGETS, report_artifact
 
         names = list(DEFAULT_TARGETS if targets is None else targets)
@@ -212,6 +214,7 @@ class CompiledModel:
                 group=group,
                 link_width=link_width,
                 host_ops_on_chip=host_ops_on_chip,
+                host_op_types=host_op_types,
             )
         return TargetsReport(
             targets=tuple(TargetFigures.from_row(r) for r in data["targets"]),

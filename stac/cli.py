@@ -247,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         "norms on loihi2), fused into the adjacent chip stages",
     )
     r.add_argument(
+        "--host-op-types",
+        default=None,
+        metavar="TYPES",
+        help="with --host-ops-on-chip: move only these of the [capabilities] (comma-separated "
+        "node types, e.g. Residual)",
+    )
+    r.add_argument(
         "--output-dir",
         type=Path,
         default=None,
@@ -301,6 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PROFILE",
         help="run the host ops PROFILE's [capabilities] move onto the chip (default loihi2) in "
         "Lava's fixed point, scales calibrated on the calibration plays",
+    )
+    ev.add_argument(
+        "--host-op-types",
+        default=None,
+        metavar="TYPES",
+        help="with --host-ops-on-chip: move only these of the [capabilities] (comma-separated "
+        "node types, e.g. Residual)",
     )
     ev.add_argument(
         "--max-tokens",

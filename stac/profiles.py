@@ -22,7 +22,7 @@ import math
 import re
 import tomllib
 from importlib import resources
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +234,21 @@ class Profile:
         if cap is None and type(node).__name__ in self.capabilities:
             return self.capabilities[type(node).__name__].units
         return cap.units if cap is not None else 1
+
+    def only_capabilities(self, types: str | None) -> Profile:
+        """This profile with its ``[capabilities]`` cut to ``types`` (comma-separated node
+        types, e.g. ``Residual``; None: all of them). A type it does not list is refused."""
+        if types is None:
+            return self
+        wanted = [t.strip() for t in types.split(",") if t.strip()]
+        unknown = [t for t in wanted if t not in self.capabilities]
+        if unknown or not wanted:
+            raise StacError(
+                f"--host-op-types {types!r}: profile {self.name!r} lists "
+                f"{', '.join(sorted(self.capabilities)) or 'no'} [capabilities]"
+                + (f", not {', '.join(unknown)}" if unknown else "")
+            )
+        return replace(self, capabilities={t: self.capabilities[t] for t in wanted})
 
 
 def _fail(path: Path, msg: str) -> StacError:

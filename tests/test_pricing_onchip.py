@@ -235,3 +235,20 @@ def test_report_host_ops_on_chip(tiny_gpt2_artifact, tmp_path, capsys):
     units = {n["type"]: n["unit"] for n in chip["nodes"] if n["type"] in ("Residual", "LayerNorm")}
     assert units == {"Residual": "chip", "LayerNorm": "host"}
     assert any("host ops left on the host" in n and "LayerNorm" in n for n in chip["notes"])
+
+
+def test_host_op_types_cut_the_capabilities_to_those_named():
+    """``--host-op-types Residual``: only the residual add moves (the configuration whose
+    fidelity holds in fixed point); a type the profile does not list is refused, naming
+    what it lists."""
+    loihi2 = load_profile("loihi2")
+    residual_only = loihi2.only_capabilities("Residual")
+    assert set(residual_only.capabilities) == {"Residual"}
+    assert loihi2.only_capabilities(None) is loihi2
+    asked = move_host_ops(_block(), residual_only)
+    assert asked.metadata["chip_host_ops"] == ["res"]
+    where = chip_assignment(asked, residual_only)
+    assert where["res"] and not where["norm"]
+    for bad in ("SiLU", "Residual,GatedActivation", " , "):
+        with pytest.raises(StacError, match="lists RMSNorm, Residual \\[capabilities\\]"):
+            loihi2.only_capabilities(bad)

@@ -87,13 +87,15 @@ def run_eval(
     text: str | None = None,
     host_ops_on_chip: str | None = None,
     calibration_count: int = DEFAULT_CALIBRATION_WINDOWS,
+    host_op_types: str | None = None,
 ) -> dict[str, Any]:
     """Measure the artifact at each T and return the JSON document (also written if asked).
 
     The text is ``text`` when given (the Python API), else the file ``text_path``, else the
     held-out plays. ``host_ops_on_chip``: a profile name; the host ops its ``[capabilities]``
     move onto the chip compute in Lava's fixed point, with scales calibrated on
-    ``calibration_count`` windows of the calibration plays (never the evaluation text)."""
+    ``calibration_count`` windows of the calibration plays (never the evaluation text);
+    ``host_op_types`` (comma-separated node types) moves only those of them."""
     reads = [Path(artifact_dir)] + ([Path(text_path)] if text_path is not None else [])
     for out in (json_out, plot_out):
         _check_out(out, force, reads)
@@ -131,7 +133,13 @@ def run_eval(
     source_model = load_model(source).model
     check_source(artifact.config, source_model, source)  # only the weights it was compiled from
     reference = float_logits(source_model, chunks)
-    on_chip = load_profile(host_ops_on_chip) if host_ops_on_chip else None
+    if host_op_types is not None and not host_ops_on_chip:
+        raise StacError("--host-op-types needs --host-ops-on-chip")
+    on_chip = (
+        load_profile(host_ops_on_chip).only_capabilities(host_op_types)
+        if host_ops_on_chip
+        else None
+    )
     calibration = (
         calibration_windows(tokenizer, calibration_count, window) if on_chip is not None else None
     )
@@ -209,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         args.max_tokens,
         args.force,
         host_ops_on_chip=getattr(args, "host_ops_on_chip", None),
+        host_op_types=getattr(args, "host_op_types", None),
     )
     print(format_results(doc))
     for label, path in (("json", args.json), ("plot", args.plot)):

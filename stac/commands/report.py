@@ -134,10 +134,12 @@ def _row(
     carried: dict[str, Profile] | None = None,
     link: tuple[str, int] = ("word", 1),
     host_ops_on_chip: bool = False,
+    host_op_types: str | None = None,
 ) -> dict[str, Any]:
     """One target's figures, or the reason it has none (a network that does not fit);
     ``link``: the link width and the lockstep group of the batch sweep; ``host_ops_on_chip``:
-    the host ops the profile's ``[capabilities]`` lists run on the chip."""
+    the host ops the profile's ``[capabilities]`` lists (cut to ``host_op_types`` when given)
+    run on the chip."""
     from stac.sim.dense import dense_estimate
 
     profile = _profile(name, carried or {})
@@ -156,7 +158,7 @@ def _row(
         if host_ops_on_chip:
             from stac.ir.passes.onchip import move_host_ops
 
-            graph = move_host_ops(graph, profile)
+            graph = move_host_ops(graph, profile.only_capabilities(host_op_types))
         return _chip_row(graph, profile, ids, steps, link)
     except StacError as exc:
         return {"target": profile.name, "kind": "neuromorphic", "error": str(exc)}
@@ -174,10 +176,13 @@ def report_artifact(
     group: int = 1,
     link_width: str = "word",
     host_ops_on_chip: bool = False,
+    host_op_types: str | None = None,
 ) -> dict[str, Any]:
     """Estimate the artifact on every target; write the report; return it. ``host_ops_on_chip``:
     each chip target computes the host ops its ``[capabilities]`` lists (the artifact's own
-    copy of a profile is used when it carries one). ``group``:
+    copy of a profile is used when it carries one), only those of ``host_op_types``
+    (comma-separated node types) when given; a target whose profile does not list one of
+    them gets an error row. ``group``:
     conversations per lockstep group, whose values cross the host link as one transfer per
     boundary (``batch`` a multiple of it); ``link_width``: how values cross the link
     (:data:`stac.sim.link_width.WIDTHS`)."""
@@ -244,6 +249,7 @@ def report_artifact(
             carried,
             (link_width, group),
             host_ops_on_chip,
+            host_op_types,
         )
         for n in tqdm(names, desc="targets", unit="target", leave=False)
     ]
@@ -267,6 +273,7 @@ def report_artifact(
         "group": group,
         "link_width": link_width,
         "host_ops_on_chip": host_ops_on_chip,
+        "host_op_types": host_op_types,
         "host_nodes": sorted(host_nodes or []),
         "estimate": {
             "chip": {"model": MODEL, "assumptions": ASSUMPTIONS},
@@ -303,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
         group=getattr(args, "group", 1),
         link_width=getattr(args, "link_width", "word"),
         host_ops_on_chip=getattr(args, "host_ops_on_chip", False),
+        host_op_types=getattr(args, "host_op_types", None),
     )
     print(format_summary(report))
     print(f"report: {out}/report.md, report.json, 3 plots")
