@@ -32,6 +32,12 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=512)
     ap.add_argument("--only", required=True, help="comma-separated node types: Residual,RMSNorm")
     ap.add_argument("--profile", default="loihi2")
+    ap.add_argument(
+        "--first-position-norms",
+        choices=("host", "chip"),
+        default="host",
+        help="where the RMSNorms of each window's first token run (stac eval's option)",
+    )
     ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
     artifact = load_artifact(args.artifact)
@@ -48,11 +54,19 @@ def main() -> None:
     calibration = calibration_windows(tokenizer, DEFAULT_CALIBRATION_WINDOWS, DEFAULT_WINDOW)
     host_ops: dict[int, object] = {}
     (result,) = evaluate(
-        artifact.graph, chunks, [args.timesteps], reference, cut, calibration, host_ops
+        artifact.graph,
+        chunks,
+        [args.timesteps],
+        reference,
+        cut,
+        calibration,
+        host_ops,
+        args.first_position_norms,
     )
     doc = {
         "artifact": str(args.artifact),
         "fixed_point_types": only,
+        "first_position_norms": args.first_position_norms,
         "windows": count,
         "window": DEFAULT_WINDOW,
         "result": {k: v for k, v in result.as_dict().items() if k != "layer_spike_rates"},

@@ -317,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
         "node types, e.g. Residual)",
     )
     ev.add_argument(
+        "--first-position-norms",
+        choices=("host", "chip"),
+        default="host",
+        help="with --host-ops-on-chip: where the RMSNorms of each sequence's first token (the "
+        "attention sink, run once per conversation) compute (default host, in float)",
+    )
+    ev.add_argument(
         "--max-tokens",
         type=int,
         default=20_320,

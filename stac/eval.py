@@ -68,6 +68,7 @@ def evaluate(
     on_chip: Profile | None = None,
     calibration: list[torch.Tensor] | None = None,
     host_ops: dict[int, Any] | None = None,
+    first_position: str = "host",
 ) -> list[Fidelity]:
     """Perplexity, agreement and KL of the SNN at each T against the float model.
 
@@ -77,7 +78,8 @@ def evaluate(
 
     ``on_chip``: a profile whose ``[capabilities]`` move host ops onto the chip; those nodes
     then compute in Lava's fixed point (:mod:`stac.sim.onchip_fixed`), with scales calibrated
-    at each T on the ``calibration`` windows and written to ``host_ops[T]`` when given.
+    at each T on the ``calibration`` windows and written to ``host_ops[T]`` when given;
+    ``first_position``: where position 0's RMSNorms run (``host`` or ``chip``).
     """
     sim = simulate(graph)  # lowered once, run at every T
     encoders = [k for k, v in graph.nodes.items() if isinstance(v, SignedIF)]
@@ -95,7 +97,7 @@ def evaluate(
     results = []
     for steps in timesteps:
         if on_chip is not None:
-            fixed = fixed_host_ops(sim, on_chip, calibration or [], steps)
+            fixed = fixed_host_ops(sim, on_chip, calibration or [], steps, first_position)
             sim.overrides = fixed.overrides(graph)
             if host_ops is not None:
                 host_ops[steps] = fixed.doc()

@@ -263,3 +263,65 @@ def test_a_moved_op_without_a_fixed_point_model_is_refused(tiny_llama_artifact) 
     assert len(moved_nodes(graph, profile)) == 9
     with pytest.raises(StacError, match="GatedActivation.*no fixed-point model"):
         moved_nodes(graph, wider)
+
+
+@pytest.mark.parametrize("first_position", ["host", "chip"])
+def test_first_position_norms_on_the_host_keep_an_attention_sink_out_of_the_scales(
+    tiny_llama_artifact, first_position
+) -> None:
+    """An attention sink as in SmolLM2 (position 0 carrying a massive activation, here 3,000x
+    one channel of its embedding): with the first position's norms on the host the scales are
+    calibrated on the other positions, whose norms stay within 0.5 % of the closed form, and
+    position 0 is the closed form itself; with it on the chip one scale must cover the sink
+    and the other positions' norms lose their resolution (more than 5 % error)."""
+    from stac.artifact import load_artifact
+    from stac.frontend.text import calibration_windows, evaluation_text
+    from stac.ir.nodes import RMSNorm
+    from stac.pipeline import simulate
+    from stac.profiles import load_profile
+    from stac.sim.onchip_fixed import fixed_host_ops
+    from stac.sim.semantics import SEMANTICS, RunContext
+    from stac.sim.signal import Signal
+
+    art = load_artifact(tiny_llama_artifact)
+    graph, tok = art.graph, art.tokenizer()
+    (embed,) = [n for n, v in graph.nodes.items() if type(v).__name__ == "Embedding"]
+
+    def sink(node: Any, inp: Any, ctx: Any, name: str, need: bool):
+        out, stats = SEMANTICS[type(node)](node, inp, ctx, name, need)
+        value = out.value.clone()
+        value[..., 0, 0] *= 3000.0  # position 0, channel 0
+        return Signal(value, out.per_step), stats
+
+    sim = simulate(graph)
+    sim.overrides = {embed: sink}
+    calibration = calibration_windows(tok, 2, 32)
+    fixed = fixed_host_ops(sim, load_profile("loihi2"), calibration, 4, first_position)
+    assert fixed.doc()["first_position_norms"] == first_position
+    base = fixed.overrides(graph)
+    first_err: dict[str, float] = {}
+    rest_err: dict[str, float] = {}
+
+    def check(name: str):
+        def run(node: Any, inp: Any, ctx: Any, n: str, need: bool):
+            out, stats = base[name](node, inp, ctx, n, need)
+            x = inp.mean()
+            w = torch.as_tensor(node.weight, dtype=x.dtype)
+            want = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + node.eps) * w
+            got = out.value
+            first_err[name] = float((got[:, 0] - want[:, 0]).norm() / want[:, 0].norm())
+            rest_err[name] = float((got[:, 1:] - want[:, 1:]).norm() / want[:, 1:].norm())
+            return out, stats
+
+        return run
+
+    norms = [n for n in base if isinstance(graph.nodes[n], RMSNorm)]
+    sim.overrides = {embed: sink, **base, **{n: check(n) for n in norms}}
+    ids = tok(evaluation_text()[:2000], return_tensors="pt").input_ids[0][:31]
+    sim.run(RunContext(torch.cat([torch.tensor([tok.bos_token_id]), ids])[None], steps=4))
+    assert set(rest_err) == set(norms)
+    if first_position == "host":
+        assert max(first_err.values()) < 1e-6
+        assert max(rest_err.values()) <= 0.005
+    else:
+        assert max(rest_err.values()) > 0.05

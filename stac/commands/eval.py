@@ -88,6 +88,7 @@ def run_eval(
     host_ops_on_chip: str | None = None,
     calibration_count: int = DEFAULT_CALIBRATION_WINDOWS,
     host_op_types: str | None = None,
+    first_position: str = "host",
 ) -> dict[str, Any]:
     """Measure the artifact at each T and return the JSON document (also written if asked).
 
@@ -95,7 +96,9 @@ def run_eval(
     held-out plays. ``host_ops_on_chip``: a profile name; the host ops its ``[capabilities]``
     move onto the chip compute in Lava's fixed point, with scales calibrated on
     ``calibration_count`` windows of the calibration plays (never the evaluation text);
-    ``host_op_types`` (comma-separated node types) moves only those of them."""
+    ``host_op_types`` (comma-separated node types) moves only those of them;
+    ``first_position``: where the RMSNorms of each window's first token run (``host``: once per
+    conversation, in its prefill; see :mod:`stac.sim.onchip_fixed`)."""
     reads = [Path(artifact_dir)] + ([Path(text_path)] if text_path is not None else [])
     for out in (json_out, plot_out):
         _check_out(out, force, reads)
@@ -144,7 +147,9 @@ def run_eval(
         calibration_windows(tokenizer, calibration_count, window) if on_chip is not None else None
     )
     host_ops: dict[int, Any] = {}
-    results = evaluate(graph, chunks, timesteps, reference, on_chip, calibration, host_ops)
+    results = evaluate(
+        graph, chunks, timesteps, reference, on_chip, calibration, host_ops, first_position
+    )
     for r in results:
         figures = (r.float_perplexity, r.snn_perplexity, r.perplexity_ratio, r.mean_kl)
         if not all(math.isfinite(v) for v in figures):
@@ -218,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
         args.force,
         host_ops_on_chip=getattr(args, "host_ops_on_chip", None),
         host_op_types=getattr(args, "host_op_types", None),
+        first_position=getattr(args, "first_position_norms", "host"),
     )
     print(format_results(doc))
     for label, path in (("json", args.json), ("plot", args.plot)):
