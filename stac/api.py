@@ -36,6 +36,7 @@ OPTIONS = (
     "weight_bits",
     "weight_rounding",
     "headroom",
+    "payload_scale",
 )
 
 
@@ -255,8 +256,9 @@ def compile(
     ``mode``: ``simplified`` (binary rate code, float weights) or ``full`` (graded
     onset-driven encoders, quantised weights). ``options``: ``calibration_passages``,
     ``token_gain``, and for full mode ``payload_bits``, ``weight_bits``, ``weight_rounding``,
-    ``headroom``. The artifact is written to ``output_dir`` when given (``force`` replaces an
-    existing one), else to a temporary directory that lives as long as the returned model.
+    ``headroom``, ``payload_scale``. The artifact is written to ``output_dir`` when given
+    (``force`` replaces an existing one), else to a temporary directory that lives as long as
+    the returned model.
     """
     from stac.commands.compile import compile_model, compile_request
 

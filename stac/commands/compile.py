@@ -81,7 +81,12 @@ def coding_lines(cfg: ConversionConfig) -> list[str]:
             else "to nearest"
         )
         + "; a graded spike "
-        "carries its value as an integer in units of the layer's smallest threshold",
+        + (
+            "carries its count in units of its own channel's threshold, the channel's power "
+            "of two in the synapses (per-channel payload scale)"
+            if cfg.payload_scale == "channel"
+            else "carries its value as an integer in units of the layer's smallest threshold"
+        ),
     ]
 
 
@@ -221,22 +226,25 @@ def full_mode_options(
     weight_bits: int | None = None,
     weight_rounding: str | None = None,
     headroom: float = 4.0,
+    payload_scale: str | None = None,
 ) -> dict[str, Any]:
-    """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
+    """--payload-bits / --weight-bits / --headroom / --payload-scale, which only full mode
+    takes."""
     given = {
         k: v
         for k, v in (
             ("payload_bits", payload_bits),
             ("weight_bits", weight_bits),
             ("weight_rounding", weight_rounding),
+            ("payload_scale", payload_scale),
         )
         if v is not None
     }
     if mode != "full":
         if given or headroom != 4.0:
             raise StacError(
-                "--payload-bits, --weight-bits, --weight-rounding and --headroom "
-                "apply to --mode full only"
+                "--payload-bits, --weight-bits, --weight-rounding, --payload-scale and "
+                "--headroom apply to --mode full only"
             )
         return {}
     profile, _ = resolve_target(target)
@@ -261,7 +269,8 @@ def compile_request(
 ) -> CompileRequest:
     """The request ``stac compile`` and :func:`stac.compile` both run: the conversion options
     checked against the target, and the default output directory and prompt filled in.
-    ``full``: full mode's ``payload_bits``, ``weight_bits``, ``weight_rounding``, ``headroom``."""
+    ``full``: full mode's ``payload_bits``, ``weight_bits``, ``weight_rounding``, ``headroom``,
+    ``payload_scale``."""
     headroom = full.get("headroom", 4.0)
     if not math.isfinite(headroom):
         raise StacError(f"--headroom must be a finite number, got {headroom}")
@@ -299,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
         weight_bits=args.weight_bits,
         weight_rounding=args.weight_rounding,
         headroom=args.headroom,
+        payload_scale=args.payload_scale,
     )
     report = compile_model(req)
     print(format_table(report))
