@@ -19,6 +19,8 @@ a per-channel payload (``K`` alone) is not. Checked against things stac does not
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -36,6 +38,8 @@ from stac.pipeline import lower
 from stac.pipeline import run as run_backend
 from stac.sim.neurons import onset_quantiser
 from stac.sim.semantics import RunContext
+from stac.sim.simulator import Simulator
+from stac.train.graphnet import GraphNet
 
 T = 4
 SINK = 5  # the large channel of layer0_down_in
@@ -152,3 +156,29 @@ def test_a_spread_beyond_the_weight_exponents_is_an_error_naming_the_encoder(gra
     found = [i for i in issues["quantise"] if i.level == "error"]
     assert [(i.node, i.limit) for i in found] == [("layer1_qkv_in", "fixed_point.weight_exp_min")]
     assert f"range of {span}" in found[0].message
+
+
+def test_finetuned_thresholds_that_spread_wider_keep_a_per_layer_payload_within_the_target(
+    graphs, hamlet_ids, sink_llama
+):
+    """Fine-tuning moves thresholds; a per-layer payload whose smallest threshold falls would
+    need ``K theta_max / theta_min`` beyond the target's bits (SmolLM2's layer28_down_in reached
+    33 of Loihi 2's 32 after 3 steps). The forward and the export cap K to what fits."""
+    g = graphs["layer"]
+    enc = g.nodes["layer0_down_in"]
+    theta = np.asarray(enc.threshold, np.float64)
+    spread = theta.max() / theta.min()
+    assert enc.bits_per_spike() <= BITS and "payload_capped" in enc.metadata["quant"]
+    net = GraphNet(g, payload_bits=BITS)
+    with torch.no_grad():  # the smallest threshold a quarter: the spread four times wider
+        net.params["layer0_down_in__log_threshold"][int(np.argmin(theta))] = -math.log(4.0)
+    out = net.export(T)
+    new = out.nodes["layer0_down_in"]
+    assert new.max_payload == (2 ** (BITS - 1) - 1) // int(round(4 * spread))
+    assert new.bits_per_spike() <= BITS
+    # the trained forward is the simulator's on the exported graph
+    ids = with_bos(sink_llama.tokenizer, hamlet_ids[3000:3023])[None]
+    with torch.no_grad():
+        logits, _ = net(ids, T)
+    ref, _ = Simulator(out).run(RunContext(ids, steps=T))
+    assert torch.equal(logits, ref["output"])
