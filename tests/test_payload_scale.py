@@ -130,7 +130,7 @@ def test_the_spiking_forward_is_closer_to_transformers(graphs, sink_llama, hamle
     for scale, g in graphs.items():
         out = run_backend(backend, lower(g, profile, backend), RunContext(ids, steps=T))
         rel[scale] = float((out[0]["output"] - ref).norm() / spread)
-    assert rel["channel"] < 0.25 and rel["channel"] < rel["layer"] / 3, rel
+    assert rel["channel"] < 0.06 and rel["channel"] < rel["layer"] / 3, rel  # 0.029, 0.218
 
 
 def test_it_passes_the_loihi2_passes(graphs):
