@@ -182,3 +182,17 @@ def test_finetuned_thresholds_that_spread_wider_keep_a_per_layer_payload_within_
         logits, _ = net(ids, T)
     ref, _ = Simulator(out).run(RunContext(ids, steps=T))
     assert torch.equal(logits, ref["output"])
+
+
+def test_a_graded_threshold_moves_only_after_half_an_octave(graphs):
+    """A graded encoder's trained threshold is T times a power of two, rounded to the nearest
+    in log2: it starts exactly on one, so a small step either way leaves it; past half an
+    octave it halves (a floor in log2 halved it at the first downward step)."""
+    net = GraphNet(graphs["channel"])
+    name = "layer1_qkv_in"
+    theta0 = torch.as_tensor(np.asarray(graphs["channel"].nodes[name].threshold))
+    param = net.params[f"{name}__log_threshold"]
+    for move, factor in ((-1e-3, 1.0), (1e-3, 1.0), (-0.3, 1.0), (-0.4, 0.5), (0.4, 2.0)):
+        with torch.no_grad():  # moves in ln: half an octave is ln(2) / 2 = 0.347
+            param.fill_(move)
+        assert torch.equal(net.threshold(name, T), theta0 * factor), move

@@ -9,8 +9,8 @@ two differences that only touch the backward pass:
   and a per-row ``scale``) is fake-quantised in the forward pass: ``clamp(round(W / s), -q, q)
   * s`` with ``q = 2**(bits-1) - 1`` and the straight-through estimator backward, so the
   trained weight lands on the grid the quantise pass carries. A graded encoder's threshold
-  stays ``T`` times a power of two (full mode's rule, rounded in log2 straight-through);
-  a binary or held-drive encoder's threshold is any positive number.
+  stays ``T`` times a power of two (full mode's rule; rounded to the nearest power in log2,
+  straight-through); a binary or held-drive encoder's threshold is any positive number.
 * a SignedIF runs stac's scan (:func:`stac.sim.neurons.signed_if_scan`) exactly and adds a
   zero whose gradient is the surrogate of its quantiser (:func:`stac.train.surrogate.
   staircase_grad`): with ``u = T x / theta`` (x the drive's mean), the T-step mean output is
@@ -148,8 +148,11 @@ class GraphNet(nn.Module):
             getattr(self, _key(name, "threshold0")) * self.params[_key(name, "log_threshold")].exp()
         )
         if node.onset_drive and node.max_payload > 1:  # graded: T times a power of two
+            # rounded to the nearest power in log2: a threshold starts exactly on one, so it
+            # changes only once its parameter has moved half an octave (a floor would halve
+            # every threshold whose first step is downward: half of SmolLM2's did in step 1)
             step = torch.log2(theta / steps)
-            theta = steps * torch.exp2(step + (torch.floor(step + 1e-4) - step).detach())
+            theta = steps * torch.exp2(step + (torch.round(step) - step).detach())
         return theta
 
     def payload(self, name: str, theta: torch.Tensor) -> int:
