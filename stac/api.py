@@ -37,6 +37,7 @@ OPTIONS = (
     "weight_rounding",
     "headroom",
     "cache_dir",
+    "payload_scale",
 )
 
 
@@ -283,10 +284,11 @@ def compile(
     ``mode``: ``simplified`` (binary rate code, float weights) or ``full`` (graded
     onset-driven encoders, quantised weights). ``options``: ``calibration_passages``,
     ``token_gain``, and for full mode ``payload_bits``, ``weight_bits``, ``weight_rounding``,
-    ``headroom``; ``cache_dir`` (a directory, or True for ``$STAC_CACHE/calibration``) reuses
-    calibration statistics and GPTQ weights across compiles of the same model. The artifact is
-    written to ``output_dir`` when given (``force`` replaces an existing one), else to a
-    temporary directory that lives as long as the returned model.
+    ``headroom``, ``payload_scale``; ``cache_dir`` (a directory, or True for
+    ``$STAC_CACHE/calibration``) reuses calibration statistics and GPTQ weights across
+    compiles of the same model. The artifact is written to ``output_dir`` when given
+    (``force`` replaces an existing one), else to a temporary directory that lives as long as
+    the returned model.
     """
     from stac.commands.compile import compile_model, compile_request
 

@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="full mode: payload covers this times the calibrated maximum (4)",
     )
     c.add_argument(
+        "--payload-scale",
+        choices=("layer", "channel"),
+        default=None,
+        help="full mode: a graded spike counts in units of the layer's smallest threshold "
+        "(layer; default) or of its own channel's (channel: no channel's payload is capped)",
+    )
+    c.add_argument(
         "--output-dir",
         type=Path,
         default=None,

@@ -86,7 +86,12 @@ def coding_lines(cfg: ConversionConfig) -> list[str]:
             else "to nearest"
         )
         + "; a graded spike "
-        "carries its value as an integer in units of the layer's smallest threshold",
+        + (
+            "carries its count in units of its own channel's threshold, the channel's power "
+            "of two in the synapses (per-channel payload scale)"
+            if cfg.payload_scale == "channel"
+            else "carries its value as an integer in units of the layer's smallest threshold"
+        ),
     ]
 
 
@@ -230,22 +235,25 @@ def full_mode_options(
     weight_bits: int | None = None,
     weight_rounding: str | None = None,
     headroom: float = 4.0,
+    payload_scale: str | None = None,
 ) -> dict[str, Any]:
-    """--payload-bits / --weight-bits / --headroom, which only full mode takes."""
+    """--payload-bits / --weight-bits / --headroom / --payload-scale, which only full mode
+    takes."""
     given = {
         k: v
         for k, v in (
             ("payload_bits", payload_bits),
             ("weight_bits", weight_bits),
             ("weight_rounding", weight_rounding),
+            ("payload_scale", payload_scale),
         )
         if v is not None
     }
     if mode != "full":
         if given or headroom != 4.0:
             raise StacError(
-                "--payload-bits, --weight-bits, --weight-rounding and --headroom "
-                "apply to --mode full only"
+                "--payload-bits, --weight-bits, --weight-rounding, --payload-scale and "
+                "--headroom apply to --mode full only"
             )
         return {}
     profile, _ = resolve_target(target)
@@ -273,7 +281,8 @@ def compile_request(
     checked against the target, and the default output directory and prompt filled in.
     ``cache_dir``: a calibration cache directory, True for the default
     (``$STAC_CACHE/calibration``), None or False for none.
-    ``full``: full mode's ``payload_bits``, ``weight_bits``, ``weight_rounding``, ``headroom``."""
+    ``full``: full mode's ``payload_bits``, ``weight_bits``, ``weight_rounding``, ``headroom``,
+    ``payload_scale``."""
     headroom = full.get("headroom", 4.0)
     if not math.isfinite(headroom):
         raise StacError(f"--headroom must be a finite number, got {headroom}")
@@ -325,6 +334,7 @@ def run(args: argparse.Namespace) -> int:
         weight_bits=args.weight_bits,
         weight_rounding=args.weight_rounding,
         headroom=args.headroom,
+        payload_scale=args.payload_scale,
     )
     report = compile_model(req)
     print(format_table(report))

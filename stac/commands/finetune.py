@@ -82,7 +82,11 @@ def finetune(
     check_source(art.config, teacher, source)  # distil from the model it was compiled from
     for p in teacher.parameters():
         p.requires_grad_(False)
-    trainer = Trainer(GraphNet(art.graph, slope=cfg.slope), teacher, data, cfg, steps)
+    # the chip's graded spike width: a per-layer payload whose thresholds move apart is capped
+    graded = bool(profile.get("spikes", "graded"))
+    bits = int(profile.get("spikes", "payload_bits")) if graded else None
+    net = GraphNet(art.graph, slope=cfg.slope, payload_bits=bits)
+    trainer = Trainer(net, teacher, data, cfg, steps)
     if resume is not None:
         trainer.load(resume)
         log.info("resumed at step %d from %s", trainer.state.step, resume)

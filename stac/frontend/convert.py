@@ -36,6 +36,12 @@ MODES = ("simplified", "full")
 #: Full-mode weight rounding: error-feedback rounding against the calibration inputs (GPTQ), or
 #: rounding each weight to nearest.
 WEIGHT_ROUNDING = ("gptq", "rtn")
+#: Full mode: what a graded spike's payload counts in. ``layer``: units of the layer's smallest
+#: threshold (the spike carries its count shifted by its channel's exponent, so the widest
+#: channel sets the payload width and may be capped); ``channel``: units of its own channel's
+#: threshold (the spike carries its count; the channel's power of two lives in the synapses, one
+#: weight exponent per group of channels with one threshold, so no channel is capped).
+PAYLOAD_SCALES = ("layer", "channel")
 _FAMILIES = {"gpt2": gpt2, "llama": llama}
 
 
@@ -63,6 +69,7 @@ class ConversionConfig:
     headroom: float = 4.0  # full mode: payload covers this times the calibrated maximum
     max_spike_bits: int = 32  # full mode: widest graded spike the target carries (Loihi 2: 32)
     weight_rounding: str = "gptq"  # full mode: "gptq" (error feedback) or "rtn" (nearest)
+    payload_scale: str = "layer"  # full mode: see PAYLOAD_SCALES
 
     def __post_init__(self) -> None:
         if not MIN_T <= self.timesteps <= MAX_T:
@@ -84,11 +91,18 @@ class ConversionConfig:
                 f"weight rounding {self.weight_rounding!r} is not one of "
                 f"{', '.join(WEIGHT_ROUNDING)}"
             )
+        if self.payload_scale not in PAYLOAD_SCALES:
+            raise StacError(
+                f"payload scale {self.payload_scale!r} is not one of {', '.join(PAYLOAD_SCALES)}"
+            )
         if self.mode == "simplified" and (
-            (self.payload_bits, self.weight_bits) != (8, 8) or self.weight_rounding != "gptq"
+            (self.payload_bits, self.weight_bits) != (8, 8)
+            or self.weight_rounding != "gptq"
+            or self.payload_scale != "layer"
         ):
             raise StacError(
-                "--payload-bits, --weight-bits and --weight-rounding apply to --mode full only"
+                "--payload-bits, --weight-bits, --weight-rounding and --payload-scale apply to "
+                "--mode full only"
             )
 
     @property
@@ -155,9 +169,13 @@ class FullPlan:
         )
         quant: dict[str, Any] = {}
         if k > 1:
-            # A spike carries K * theta_max / theta_min in units of the smallest threshold;
-            # keep that within the target's payload, at the price of less headroom.
-            spread = float(theta.max() / theta.min())
+            # A spike carries K * theta_max / theta_min in units of the smallest threshold
+            # (per-layer scale) or K in units of its own (per-channel scale); keep that within
+            # the target's payload, at the price of less headroom.
+            per_channel = self.cfg.payload_scale == "channel"
+            spread = 1.0 if per_channel else float(theta.max() / theta.min())
+            if per_channel:
+                quant["payload_scale"] = "channel"
             fit = int((2 ** (self.cfg.max_spike_bits - 1) - 1) // spread)
             if fit < k:
                 cover = self.cfg.headroom * fit / k
@@ -181,7 +199,12 @@ class FullPlan:
                     "scheme": "host-scaled",
                     "note": "the host divides each drive by its threshold; the chip threshold "
                     "is 1; "
-                    "a spike's payload is its count shifted by its channel's exponent",
+                    + (
+                        "a spike's payload is its count; its channel's exponent is in the "
+                        "synapses (one weight exponent per threshold group)"
+                        if quant.get("payload_scale") == "channel"
+                        else "a spike's payload is its count shifted by its channel's exponent"
+                    ),
                 }
             },
         )

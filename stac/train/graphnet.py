@@ -9,8 +9,8 @@ two differences that only touch the backward pass:
   and a per-row ``scale``) is fake-quantised in the forward pass: ``clamp(round(W / s), -q, q)
   * s`` with ``q = 2**(bits-1) - 1`` and the straight-through estimator backward, so the
   trained weight lands on the grid the quantise pass carries. A graded encoder's threshold
-  stays ``T`` times a power of two (full mode's rule, rounded in log2 straight-through);
-  a binary or held-drive encoder's threshold is any positive number.
+  stays ``T`` times a power of two (full mode's rule; rounded to the nearest power in log2,
+  straight-through); a binary or held-drive encoder's threshold is any positive number.
 * a SignedIF runs stac's scan (:func:`stac.sim.neurons.signed_if_scan`) exactly and adds a
   zero whose gradient is the surrogate of its quantiser (:func:`stac.train.surrogate.
   staircase_grad`): with ``u = T x / theta`` (x the drive's mean), the T-step mean output is
@@ -22,6 +22,7 @@ an L1 penalty on them.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,7 @@ from stac.sim.signal import Signal
 from stac.train.surrogate import round_ste, staircase_grad
 
 WEIGHTED = (nir.Affine, nir.Linear)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -79,10 +81,11 @@ class GraphNet(nn.Module):
         graph: nir.NIRGraph,
         learn: tuple[str, ...] = ("weights", "thresholds"),
         slope: float = 2.0,
+        payload_bits: int | None = None,
     ) -> None:
         super().__init__()
         check_supported(graph.nodes, SEMANTICS, "the differentiable forward")
-        self.graph, self.slope = graph, slope
+        self.graph, self.slope, self.payload_bits = graph, slope, payload_bits
         self.order = topo_order(graph)
         self.pre = predecessors(graph)
         self.core = Executor(graph.nodes, self.order, self.pre)
@@ -145,9 +148,25 @@ class GraphNet(nn.Module):
             getattr(self, _key(name, "threshold0")) * self.params[_key(name, "log_threshold")].exp()
         )
         if node.onset_drive and node.max_payload > 1:  # graded: T times a power of two
+            # rounded to the nearest power in log2: a threshold starts exactly on one, so it
+            # changes only once its parameter has moved half an octave (a floor would halve
+            # every threshold whose first step is downward: half of SmolLM2's did in step 1)
             step = torch.log2(theta / steps)
-            theta = steps * torch.exp2(step + (torch.floor(step + 1e-4) - step).detach())
+            theta = steps * torch.exp2(step + (torch.round(step) - step).detach())
         return theta
+
+    def payload(self, name: str, theta: torch.Tensor) -> int:
+        """K of a graded encoder at thresholds ``theta``: its own, or less where a per-layer
+        payload (a count shifted by its channel's exponent, ``K theta_max / theta_min``) would
+        no longer fit the target's ``payload_bits`` once the thresholds have moved apart (as
+        conversion caps it)."""
+        node: SignedIF = self.graph.nodes[name]
+        k = int(node.max_payload)
+        if k == 1 or self.payload_bits is None or node.per_channel_payload:
+            return k
+        theta = theta.detach()
+        spread = float(theta.max() / theta.min())
+        return max(min(k, int((2 ** (self.payload_bits - 1) - 1) // spread)), 1)
 
     def _param(self, array: Any) -> torch.Tensor:
         key = self._arrays.get(id(array))
@@ -172,10 +191,10 @@ class GraphNet(nn.Module):
         steps = ctx.steps
         theta = self.threshold(name, steps)
         x = inp.mean()
+        k = self.payload(name, theta)
         if node.token_gain:
             gain = (x.abs() / theta).amax(-1, keepdim=True).clamp_min(1.0)
             theta = theta * gain
-        k = int(node.max_payload)
         with torch.no_grad():
             spikes = signed_if_scan(
                 inp.value.detach(), theta.detach(), steps, inp.per_step, k, node.onset_drive
@@ -244,8 +263,20 @@ class GraphNet(nn.Module):
                     fields["bias"] = self.params[_key(name, "bias")].cpu().numpy()
                 nodes[name] = replace_fields(node, **fields)
             elif isinstance(node, SignedIF):
-                theta = self.threshold(name, steps).cpu().numpy().astype(np.float32)
-                nodes[name] = replace_fields(node, threshold=theta)
+                theta = self.threshold(name, steps)
+                k = self.payload(name, theta)
+                if k < int(node.max_payload):
+                    log.warning(
+                        "%s: its trained thresholds spread wider; payload capped from %d to %d "
+                        "to fit %d bits",
+                        name,
+                        int(node.max_payload),
+                        k,
+                        self.payload_bits,
+                    )
+                nodes[name] = replace_fields(
+                    node, threshold=theta.cpu().numpy().astype(np.float32), max_payload=k
+                )
         return make_graph(nodes, self.graph.edges, self.graph.metadata)
 
 

@@ -70,12 +70,22 @@ class SignedIF(StacNode):
         the synapses). A graded spike carries its value ``s * theta_c`` as an integer in units
         of the layer's smallest threshold: sign plus
         :math:`\lceil\log_2(K \theta_{max}/\theta_{min} + 1)\rceil` bits (exact when the
-        thresholds are power-of-two multiples of each other, as full mode makes them)."""
+        thresholds are power-of-two multiples of each other, as full mode makes them). With a
+        per-channel payload scale (``metadata["quant"]["payload_scale"] == "channel"``) the
+        spike carries its count in units of its own threshold, the channel's power of two
+        living in the synapses: sign plus :math:`\lceil\log_2(K + 1)\rceil` bits."""
         if self.max_payload == 1:
             return 1
         theta = np.asarray(self.threshold, dtype=np.float64)
-        top = float(self.max_payload) * float(theta.max() / theta.min())
+        spread = 1.0 if self.per_channel_payload else float(theta.max() / theta.min())
+        top = float(self.max_payload) * spread
         return 1 + int(np.ceil(np.log2(top + 1)))
+
+    @property
+    def per_channel_payload(self) -> bool:
+        """Whether a graded spike's payload counts in its own channel's threshold."""
+        quant = (self.metadata or {}).get("quant") or {}
+        return quant.get("payload_scale") == "channel"
 
     def levels(self, steps: int) -> int:
         """Distinct values the T-step output can take: 2 T K + 1."""

@@ -314,6 +314,37 @@ def _check_payload(
                 f"{profile.name}'s {spikes['payload_bits']}",
             )
         )
+    if getattr(node, "per_channel_payload", False):
+        # Per-channel payload scale: the channels' powers of two live in the synapses, one
+        # weight exponent per group of channels sharing a threshold, so their spread must fit
+        # the weight exponent's range.
+        fx = profile.values["fixed_point"]
+        theta = np.asarray(node.threshold, dtype=np.float64)
+        ratio = theta / theta.min()
+        exps = np.log2(ratio)
+        span = int(fx["weight_exp_max"]) - int(fx["weight_exp_min"])
+        record["payload_exponent_span"] = float(exps.max())
+        if not np.allclose(exps, np.rint(exps), rtol=0, atol=1e-6):
+            issues.append(
+                issue(
+                    "error",
+                    name,
+                    "fixed_point.weight_exp_min",
+                    f"{name}: a per-channel payload scale needs thresholds that are powers of "
+                    f"two of each other (max/min {ratio.max():.4g} is not)",
+                )
+            )
+        elif exps.max() > span:
+            issues.append(
+                issue(
+                    "error",
+                    name,
+                    "fixed_point.weight_exp_min",
+                    f"{name}: a per-channel payload scale puts its thresholds' spread "
+                    f"(2^{int(round(exps.max()))}) in the weight exponents, beyond "
+                    f"{profile.name}'s range of {span} (weight_exp_min..weight_exp_max)",
+                )
+            )
 
 
 def _threshold_bits(node: Any, host_driven: bool, profile: Profile) -> int:
