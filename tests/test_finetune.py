@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +160,10 @@ def test_command_writes_an_artifact_every_command_accepts(binary_artifact, text_
         "step-0000001.safetensors",
         "step-0000002.safetensors",
     ]
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (out / "checkpoints").iterdir():  # renamed into place with a file's usual mode
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask, f.name
     art = load_artifact(out / "artifact")
     legal = legality_of(art.graph)
     assert legal is not None and legal.errors == 0

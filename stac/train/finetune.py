@@ -15,6 +15,7 @@ the data sampler's and torch's random state), so a resumed run continues bit for
 from __future__ import annotations
 
 import json
+import os
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from stac.errors import StacError
+from stac.files import file_mode
 from stac.frontend.text import with_bos
 from stac.train.graphnet import GraphNet, spike_rate, spikes_per_token
 
@@ -182,9 +184,21 @@ class Trainer:
         tensors["rng/sampler"] = self.sampler.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         stem = folder / f"step-{self.state.step:07d}"
-        save_file(tensors, str(stem.with_suffix(".safetensors")))
         meta = {"step": self.state.step, "config": asdict(self.cfg), "history": self.state.history}
-        stem.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+        # each file under a temporary name, then renamed: a run killed mid-write leaves no
+        # half checkpoint for --resume to find; normal permissions (safetensors writes 0600)
+        for suffix, write in (
+            (".safetensors", lambda p: save_file(tensors, str(p))),
+            (".json", lambda p: p.write_text(json.dumps(meta, indent=1) + "\n")),
+        ):
+            final = stem.with_suffix(suffix)
+            tmp = folder / f".{final.name}.partial-{os.getpid()}"
+            try:
+                write(tmp)
+                os.chmod(tmp, file_mode())
+                os.replace(tmp, final)
+            finally:
+                tmp.unlink(missing_ok=True)
         for old in sorted(folder.glob("step-*.safetensors"))[:-2]:  # keep the last two
             old.unlink()
             old.with_suffix(".json").unlink(missing_ok=True)
