@@ -67,6 +67,27 @@ def tiny_gpt2_artifact(tmp_path_factory, tiny_gpt2_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_artifact(tmp_path_factory, tiny_llama_dir) -> Path:
+    """``tiny_llama_dir`` compiled for loihi2-sim at T = 4 as ``tiny_gpt2_artifact`` is.
+
+    Shared, read-only: a test that needs to change it copies it first.
+    """
+    from stac.commands.compile import CompileRequest, compile_model
+    from stac.frontend import ConversionConfig
+
+    out = tmp_path_factory.mktemp("tiny-llama-artifact") / "artifact"
+    compile_model(
+        CompileRequest(
+            model=str(tiny_llama_dir),
+            target="loihi2-sim",
+            output_dir=out,
+            conversion=ConversionConfig(timesteps=4, calibration_passages=1),
+        )
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
 def smollm2_artifact(tmp_path_factory, smollm2) -> Path:
     """The bundled SmolLM2 compiled for loihi2-sim at T = 4 (one calibration window, a short
     prompt), through the compile API. Shared, read-only."""

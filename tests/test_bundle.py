@@ -41,24 +41,6 @@ TOKENS = 16
 REL = 1e-5
 
 
-@pytest.fixture(scope="module")
-def tiny_llama_artifact(tmp_path_factory, tiny_llama_dir) -> Path:
-    """``tiny_llama_dir`` compiled for loihi2-sim at T = 4 as ``tiny_gpt2_artifact`` is."""
-    from stac.commands.compile import CompileRequest, compile_model
-    from stac.frontend import ConversionConfig
-
-    out = tmp_path_factory.mktemp("tiny-llama-artifact") / "artifact"
-    compile_model(
-        CompileRequest(
-            model=str(tiny_llama_dir),
-            target="loihi2-sim",
-            output_dir=out,
-            conversion=ConversionConfig(timesteps=4, calibration_passages=1),
-        )
-    )
-    return out
-
-
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def shape(request, tiny_gpt2_artifact, tiny_llama_artifact, tmp_path_factory):
     """(artifact, bundle written by the CLI) for each model shape."""

@@ -150,23 +150,6 @@ def test_rms_norm_fixed_against_closed_form() -> None:
     assert float((got - want).abs().max()) > 0  # it is not the float path
 
 
-@pytest.fixture(scope="module")
-def tiny_llama_artifact(tmp_path_factory, tiny_llama_dir):
-    from stac.commands.compile import CompileRequest, compile_model
-    from stac.frontend import ConversionConfig
-
-    out = tmp_path_factory.mktemp("tiny-llama-fixed") / "art"
-    compile_model(
-        CompileRequest(
-            model=str(tiny_llama_dir),
-            target="loihi2-sim",
-            output_dir=out,
-            conversion=ConversionConfig(timesteps=4, calibration_passages=1),
-        )
-    )
-    return out
-
-
 def test_tiny_llama_fixed_host_ops_close_to_float(tiny_llama_artifact) -> None:
     """The moved nodes of a tiny Llama (random weights, T = 4) in fixed point. Inside the model,
     each RMSNorm against its closed form on the activations it really sees (measured: 0.09 to
