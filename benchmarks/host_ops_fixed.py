@@ -13,7 +13,6 @@ others stay on the host in float. Same held-out sample and reference as ``stac e
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -46,10 +45,8 @@ def main() -> None:
     count = min(ids.numel(), args.max_tokens) // (DEFAULT_WINDOW - 1)
     chunks = windows(tokenizer, ids, DEFAULT_WINDOW, count)
     profile = load_profile(args.profile)
-    only = [t.strip() for t in args.only.split(",")]
-    cut = dataclasses.replace(
-        profile, capabilities={k: v for k, v in profile.capabilities.items() if k in only}
-    )
+    cut = profile.only_capabilities(args.only)
+    only = list(cut.capabilities)
     reference = float_logits(load_model(artifact.config["source_model"]).model, chunks)
     calibration = calibration_windows(tokenizer, DEFAULT_CALIBRATION_WINDOWS, DEFAULT_WINDOW)
     host_ops: dict[int, object] = {}

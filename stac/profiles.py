@@ -319,6 +319,14 @@ def _check_upper(path: Path, where: str, value: float, rule: str) -> None:
         raise _fail(path, f"field '{where}' must be at most {shown}, got {value!r}")
 
 
+def _source(path: Path, where: str, entry: dict[str, Any]) -> str:
+    """The ``source`` of a profile entry: a non-empty string, else the entry is refused."""
+    source = entry.get("source")
+    if not isinstance(source, str) or not source.strip():
+        raise _fail(path, f"field '{where}' has no source")
+    return source
+
+
 def _read_sections(
     path: Path, doc: dict[str, Any], spec: dict[str, dict[str, str]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
@@ -342,10 +350,7 @@ def _read_sections(
             if unknown:
                 raise _fail(path, f"field '{where}' has unknown key(s) {sorted(unknown)}")
             value = _check_value(path, where, entry["value"], rule)
-            source = entry.get("source")
-            if not isinstance(source, str) or not source.strip():
-                raise _fail(path, f"field '{where}' has no source")
-            values[section][name], sources[section][name] = value, source
+            values[section][name], sources[section][name] = value, _source(path, where, entry)
         extra = sorted(set(table) - set(names))
         if extra:
             raise _fail(path, f"unknown field '{section}.{extra[0]}' (known: {', '.join(names)})")
@@ -369,10 +374,7 @@ def _read_ops(path: Path, doc: dict[str, Any]) -> dict[str, OpCapability]:
                 path, f"field '{where}.run' must be one of {_OP_RUNS}, got {entry.get('run')!r}"
             )
         units = _check_value(path, f"{where}.units", entry.get("units", 1), "count")
-        source = entry.get("source")
-        if not isinstance(source, str) or not source.strip():
-            raise _fail(path, f"field '{where}' has no source")
-        ops[op] = OpCapability(entry["run"], units, source)
+        ops[op] = OpCapability(entry["run"], units, _source(path, where, entry))
     return ops
 
 
@@ -389,9 +391,7 @@ def _read_capabilities(path: Path, doc: dict[str, Any]) -> dict[str, Capability]
         unknown = sorted(set(entry) - set(CAPABILITY_KEYS))
         if unknown:
             raise _fail(path, f"field '{where}' has unknown key(s) {unknown}")
-        source = entry.get("source")
-        if not isinstance(source, str) or not source.strip():
-            raise _fail(path, f"field '{where}' has no source")
+        source = _source(path, where, entry)
         units = _check_value(path, f"{where}.units", entry.get("units", 1), "count")
         if units > MAX_UNITS:
             raise _fail(path, f"field '{where}.units' is {units}, above the limit {MAX_UNITS}")

@@ -45,25 +45,29 @@ def distilgpt2_shape_dir(tmp_path_factory, smollm2) -> Path:
     )
 
 
-@pytest.fixture(scope="session")
-def tiny_gpt2_artifact(tmp_path_factory, tiny_gpt2_dir) -> Path:
-    """``tiny_gpt2_dir`` compiled for loihi2-sim at T = 4 (one calibration window).
-
-    Shared, read-only: a test that needs to change it copies it first.
-    """
+def _compile_tiny(model_dir: Path, out: Path) -> Path:
+    """``model_dir`` compiled for loihi2-sim at T = 4 (one calibration window) into ``out``."""
     from stac.commands.compile import CompileRequest, compile_model
     from stac.frontend import ConversionConfig
 
-    out = tmp_path_factory.mktemp("tiny-artifact") / "tiny"
     compile_model(
         CompileRequest(
-            model=str(tiny_gpt2_dir),
+            model=str(model_dir),
             target="loihi2-sim",
             output_dir=out,
             conversion=ConversionConfig(timesteps=4, calibration_passages=1),
         )
     )
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_artifact(tmp_path_factory, tiny_gpt2_dir) -> Path:
+    """``tiny_gpt2_dir`` compiled for loihi2-sim at T = 4 (one calibration window).
+
+    Shared, read-only: a test that needs to change it copies it first.
+    """
+    return _compile_tiny(tiny_gpt2_dir, tmp_path_factory.mktemp("tiny-artifact") / "tiny")
 
 
 @pytest.fixture(scope="session")
@@ -72,19 +76,9 @@ def tiny_llama_artifact(tmp_path_factory, tiny_llama_dir) -> Path:
 
     Shared, read-only: a test that needs to change it copies it first.
     """
-    from stac.commands.compile import CompileRequest, compile_model
-    from stac.frontend import ConversionConfig
-
-    out = tmp_path_factory.mktemp("tiny-llama-artifact") / "artifact"
-    compile_model(
-        CompileRequest(
-            model=str(tiny_llama_dir),
-            target="loihi2-sim",
-            output_dir=out,
-            conversion=ConversionConfig(timesteps=4, calibration_passages=1),
-        )
+    return _compile_tiny(
+        tiny_llama_dir, tmp_path_factory.mktemp("tiny-llama-artifact") / "artifact"
     )
-    return out
 
 
 @pytest.fixture(scope="session")

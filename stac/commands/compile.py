@@ -151,8 +151,7 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
         raise StacError(
             f"the prompt has {ids.shape[1]} tokens, past the model's context of {context}"
         )
-    with contextlib.ExitStack() as stack:
-        cache = None if req.cache_dir is None else stack.enter_context(caching(req.cache_dir))
+    with contextlib.nullcontext() if req.cache_dir is None else caching(req.cache_dir) as cache:
         graph = convert(loaded, req.conversion)
     check_payloads(graph, profile)
     steps = req.conversion.timesteps
