@@ -38,6 +38,7 @@ OPTIONS = (
     "headroom",
     "cache_dir",
     "payload_scale",
+    "readout_bits",
 )
 
 

@@ -108,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(layer; default) or of its own channel's (channel: no channel's payload is capped)",
     )
     c.add_argument(
+        "--readout-bits",
+        type=int,
+        default=None,
+        help="full mode: each value leaving the chip for a host op is a graded spike of this "
+        "many bits, rounded and saturated, its shift set on the calibration text (e.g. 24, "
+        "Lava's graded width); default: the linear maps' sums, unbounded",
+    )
+    c.add_argument(
         "--output-dir",
         type=Path,
         default=None,

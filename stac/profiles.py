@@ -193,10 +193,11 @@ class Capability:
     synops_per_value: int  # synaptic ops per value and token beyond one per input value
     delay_steps: int  # timesteps the op adds to its chip stage
     source: str
+    value_bits: int = 0  # width of the values it takes and sends (0: not stated, the word)
 
 
 #: Keys of a ``[capabilities]`` row.
-CAPABILITY_KEYS = ("units", "synops_per_value", "delay_steps", "source")
+CAPABILITY_KEYS = ("units", "synops_per_value", "delay_steps", "value_bits", "source")
 
 
 @dataclass(frozen=True)
@@ -396,7 +397,7 @@ def _read_capabilities(path: Path, doc: dict[str, Any]) -> dict[str, Capability]
         if units > MAX_UNITS:
             raise _fail(path, f"field '{where}.units' is {units}, above the limit {MAX_UNITS}")
         numbers = [units]
-        for key in ("synops_per_value", "delay_steps"):
+        for key in ("synops_per_value", "delay_steps", "value_bits"):
             value = entry.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UNITS:
                 raise _fail(
@@ -404,7 +405,9 @@ def _read_capabilities(path: Path, doc: dict[str, Any]) -> dict[str, Capability]
                     f"field '{where}.{key}' must be an integer in 0..{MAX_UNITS}, got {value!r}",
                 )
             numbers.append(value)
-        caps[op] = Capability(numbers[0], numbers[1], numbers[2], source)
+        if numbers[3] > 64:
+            raise _fail(path, f"field '{where}.value_bits' is {numbers[3]}, above 64")
+        caps[op] = Capability(numbers[0], numbers[1], numbers[2], source, numbers[3])
     return caps
 
 

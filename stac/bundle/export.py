@@ -129,7 +129,7 @@ def _host_stage(
     graph: nir.NIRGraph, ops: list[str], pre: dict[str, list[str]], post: dict[str, list[str]]
 ) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """One host stage as an ONNX model, and its manifest entry (minus the file)."""
-    b = GraphBuilder()
+    b = GraphBuilder(steps=int((graph.metadata.get("conversion") or {}).get("timesteps") or 0))
     inside: dict[str, str] = {}
     members = set(ops)
     for n in ops:

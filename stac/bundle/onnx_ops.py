@@ -26,6 +26,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stac.errors import StacError
 from stac.ir.nodes import (
+    Readout,
     Activation,
     CausalSelfAttention,
     Embedding,
@@ -60,6 +61,7 @@ class GraphBuilder:
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     inputs: dict[str, onnx.ValueInfoProto] = field(default_factory=dict)
     outputs: dict[str, onnx.ValueInfoProto] = field(default_factory=dict)
+    steps: int = 0  # T, for ops defined on a token's sum (Readout); 0: not known
     _count: int = 0
 
     def fresh(self, hint: str) -> str:
@@ -161,6 +163,20 @@ def _residual(b: GraphBuilder, name: str, node: Residual, x: str) -> str:  # noq
     return b.op("Identity", [x], name)
 
 
+def _readout(b: GraphBuilder, name: str, node: Readout, x: str) -> str:
+    """The simulator's Readout on a token mean x: ``clip(floor(T x / step + 1/2), -L, L) step
+    / T`` (what the chip's compartments send, applied where the host reads it)."""
+    if b.steps < 1:
+        raise StacError(f"{name}: a Readout needs the graph's T (conversion.timesteps)")
+    step = b.const(np.asarray(node.step, dtype=np.float32), name)
+    t = b.const(float(b.steps), name)
+    scaled = b.op("Div", [b.op("Mul", [x, t], name), step], name)
+    level = b.op("Floor", [b.op("Add", [scaled, b.const(0.5, name)], name)], name)
+    top = float(node.max_level)
+    level = b.op("Clip", [level, b.const(-top, name), b.const(top, name)], name)
+    return b.op("Div", [b.op("Mul", [level, step], name), t], name)
+
+
 def _embedding(b: GraphBuilder, name: str, node: Embedding, x: str) -> str:  # noqa: ARG001
     index = b.int_input(TOKEN_IDS if node.index == "token" else POSITIONS)
     return b.op("Gather", [b.const(node.weight, name), index], name, axis=0)
@@ -235,6 +251,7 @@ BUILDERS: dict[type, Builder] = {
     Activation: _activation,
     GatedActivation: _gated,
     Residual: _residual,
+    Readout: _readout,
     Embedding: _embedding,
     CausalSelfAttention: _attention,
 }

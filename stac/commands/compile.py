@@ -235,9 +235,10 @@ def full_mode_options(
     weight_rounding: str | None = None,
     headroom: float = 4.0,
     payload_scale: str | None = None,
+    readout_bits: int | None = None,
 ) -> dict[str, Any]:
-    """--payload-bits / --weight-bits / --headroom / --payload-scale, which only full mode
-    takes."""
+    """--payload-bits / --weight-bits / --headroom / --payload-scale / --readout-bits, which
+    only full mode takes."""
     given = {
         k: v
         for k, v in (
@@ -245,14 +246,15 @@ def full_mode_options(
             ("weight_bits", weight_bits),
             ("weight_rounding", weight_rounding),
             ("payload_scale", payload_scale),
+            ("readout_bits", readout_bits),
         )
         if v is not None
     }
     if mode != "full":
         if given or headroom != 4.0:
             raise StacError(
-                "--payload-bits, --weight-bits, --weight-rounding, --payload-scale and "
-                "--headroom apply to --mode full only"
+                "--payload-bits, --weight-bits, --weight-rounding, --payload-scale, "
+                "--readout-bits and --headroom apply to --mode full only"
             )
         return {}
     profile, _ = resolve_target(target)
@@ -281,7 +283,7 @@ def compile_request(
     ``cache_dir``: a calibration cache directory, True for the default
     (``$STAC_CACHE/calibration``), None or False for none.
     ``full``: full mode's ``payload_bits``, ``weight_bits``, ``weight_rounding``, ``headroom``,
-    ``payload_scale``."""
+    ``payload_scale``, ``readout_bits``."""
     headroom = full.get("headroom", 4.0)
     if not math.isfinite(headroom):
         raise StacError(f"--headroom must be a finite number, got {headroom}")
@@ -334,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
         weight_rounding=args.weight_rounding,
         headroom=args.headroom,
         payload_scale=args.payload_scale,
+        readout_bits=args.readout_bits,
     )
     report = compile_model(req)
     print(format_table(report))

@@ -25,6 +25,7 @@ from stac.frontend.calibrate import (
     stats_to_tensors,
 )
 from stac.frontend.models import LoadedModel
+from stac.frontend.readout import add_readouts
 from stac.ir.nodes import SignedIF
 from stac.limits import MAX_T, MIN_T  # re-exported: stac.frontend.convert.MAX_T still works
 from stac.quant import dequantise, load_rounded, quantise_weight, quantise_weight_gptq, save_rounded
@@ -70,6 +71,8 @@ class ConversionConfig:
     max_spike_bits: int = 32  # full mode: widest graded spike the target carries (Loihi 2: 32)
     weight_rounding: str = "gptq"  # full mode: "gptq" (error feedback) or "rtn" (nearest)
     payload_scale: str = "layer"  # full mode: see PAYLOAD_SCALES
+    readout_bits: int | None = None  # full mode: values leaving the chip as graded spikes of
+    # this many bits (stac.ir.nodes.Readout); None: the linear maps' sums, unbounded
 
     def __post_init__(self) -> None:
         if not MIN_T <= self.timesteps <= MAX_T:
@@ -95,14 +98,20 @@ class ConversionConfig:
             raise StacError(
                 f"payload scale {self.payload_scale!r} is not one of {', '.join(PAYLOAD_SCALES)}"
             )
+        if self.readout_bits is not None and not 2 <= self.readout_bits <= self.max_spike_bits:
+            raise StacError(
+                f"readout bits {self.readout_bits} outside 2..{self.max_spike_bits} (the "
+                "target's widest graded spike)"
+            )
         if self.mode == "simplified" and (
             (self.payload_bits, self.weight_bits) != (8, 8)
             or self.weight_rounding != "gptq"
             or self.payload_scale != "layer"
+            or self.readout_bits is not None
         ):
             raise StacError(
-                "--payload-bits, --weight-bits, --weight-rounding and --payload-scale apply to "
-                "--mode full only"
+                "--payload-bits, --weight-bits, --weight-rounding, --payload-scale and "
+                "--readout-bits apply to --mode full only"
             )
 
     @property
@@ -281,6 +290,8 @@ def convert(loaded: LoadedModel, cfg: ConversionConfig) -> nir.NIRGraph:
         "max_positions": int(_max_positions(loaded.model.config)),
     }
     graph = family.lower(loaded.model, plan, metadata)
+    if cfg.readout_bits is not None:
+        graph = add_readouts(graph, chunks, cfg.timesteps, cfg.readout_bits, cfg.headroom)
     if isinstance(plan, FullPlan) and plan.rounded_now:
         save_rounded(gptq_key, plan.rounded_now)
     log.info("lowered %s to %d nodes, %d edges", loaded.source, len(graph.nodes), len(graph.edges))

@@ -370,7 +370,9 @@ def node_costs(
     tiles = pricing.mapped_tiles(placement, on_chip, rates.cores_per_tile)
     delays = {n: chip.capabilities[type(graph.nodes[n]).__name__].delay_steps for n in moved}
     _schedule(graph, rows, rates, steps, pricing.barrier_s(rates, tiles), delays)
-    pricing.add_host_link(by_name, graph, on_chip, link, steps, link_width)
+    caps = {n: chip.capabilities[type(graph.nodes[n]).__name__] for n in moved}
+    moved_bits = {n: c.value_bits for n, c in caps.items() if c.value_bits}
+    pricing.add_host_link(by_name, graph, on_chip, link, steps, link_width, moved_bits)
     if "chip_host_ops" in graph.metadata and rows:
         from stac.ir.passes.onchip import host_ops_left
 

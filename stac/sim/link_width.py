@@ -16,6 +16,8 @@ cost model can price it at that width instead:
   row's sum over a token is at most ``T K sum_j |q_ij| theta_j / theta_min``: sign plus the
   bits of the largest row's bound. A bound above 32 bits gives no width narrower than the
   word, and the word is kept (said in the notes).
+- *chip -> host, a* :class:`~stac.ir.nodes.Readout` (``stac compile --readout-bits``): its
+  ``bits``, which it rounds and saturates every value to.
 - anything else keeps the word, and the notes say why.
 
 ``"bytes"`` prices each value in the narrowest whole-byte integer (1, 2 or 4 bytes) that holds
@@ -32,7 +34,7 @@ from typing import Any
 import nir
 import numpy as np
 
-from stac.ir.nodes import SignedIF
+from stac.ir.nodes import Readout, SignedIF
 
 #: Link widths the cost model can price (see the module docstring).
 WIDTHS = ("word", "bytes", "bits")
@@ -77,6 +79,8 @@ def value_bits(
     the reason when the artifact gives no bound."""
     if to_chip:
         return _encoder_bits(graph.nodes[dst], steps)
+    if isinstance(graph.nodes[src], Readout):
+        return int(graph.nodes[src].bits), ""
     pre = [s for s, d in graph.edges if d == src]
     if len(pre) != 1:
         return None, "its source has more than one input"

@@ -133,11 +133,14 @@ def add_host_link(
     link: LinkRates,
     steps: int = 1,
     width: str = "word",
+    moved_bits: dict[str, int] | None = None,
 ) -> None:
     """Each edge between a chip node and a host op carries its source's output once per
     token: one transfer, charged to the receiver, each value ``bytes_per_value`` bytes
     (``width="word"``) or at the width the artifact bounds it to (``"bytes"``: the narrowest
-    whole-byte integer, ``"bits"``: bit-packed; :mod:`stac.sim.link_width`)."""
+    whole-byte integer, ``"bits"``: bit-packed; :mod:`stac.sim.link_width`). ``moved_bits``:
+    the width of the values a host op moved onto the chip takes and sends, from its
+    ``[capabilities]`` row (``value_bits``)."""
     if width not in WIDTHS:
         raise StacError(f"link width must be one of {', '.join(WIDTHS)}, got {width!r}")
     for s, d in graph.edges:
@@ -152,7 +155,10 @@ def add_host_link(
             ) from None
         r = rows[d]
         bits = None
-        if width != "word":
+        chip_end = d if d in on_chip else s
+        if width != "word" and chip_end in (moved_bits or {}):
+            bits = (moved_bits or {})[chip_end]
+        elif width != "word":
             bits, why = value_bits(graph, s, d, d in on_chip, steps)
             if bits is None:
                 r.notes.append(

@@ -24,6 +24,7 @@ from stac.ir.nodes import (
     Embedding,
     GatedActivation,
     LayerNorm,
+    Readout,
     Residual,
     RMSNorm,
     SignedIF,
@@ -107,6 +108,20 @@ def _signed_if(node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bo
     stats.spikes = int(torch.count_nonzero(spikes))
     stats.spike_bits = stats.spikes * node.bits_per_spike()
     return Signal(spikes * threshold, True, events=True), stats
+
+
+def readout_levels(x: torch.Tensor, step: torch.Tensor, steps: int, max_level: int) -> torch.Tensor:
+    """:class:`~stac.ir.nodes.Readout`'s integer levels for token means ``x``:
+    ``clip(floor(T x / step + 1/2), -L, L)``."""
+    return torch.floor(steps * x / step + 0.5).clamp(-max_level, max_level)
+
+
+def _readout(node: Readout, inp: Signal, ctx: RunContext, name: str, need: bool):
+    if not ctx.spiking:
+        return Signal(inp.mean(), False), NodeStats()
+    step = ctx.params(node.step)
+    level = readout_levels(inp.mean(), step, ctx.steps, node.max_level)
+    return Signal(level * step / ctx.steps, False), NodeStats()  # priced by the host link
 
 
 def _rms_norm(node: RMSNorm, inp: Signal, ctx: RunContext, name: str, need: bool):
@@ -203,6 +218,7 @@ SEMANTICS: dict[type, Semantics] = {
     nir.Affine: _affine,
     nir.Linear: _affine,
     SignedIF: _signed_if,
+    Readout: _readout,
     RMSNorm: _rms_norm,
     LayerNorm: _layer_norm,
     Activation: _activation,

@@ -17,7 +17,8 @@ two differences that only touch the backward pass:
   ``clamp(floor(u + 1/2), -T K, T K) theta / T``, a staircase in u.
 
 Spike counts come out exactly (nonzero payloads per neuron) with a surrogate gradient too, for
-an L1 penalty on them.
+an L1 penalty on them. A :class:`~stac.ir.nodes.Readout` rounds straight-through, and the export
+keeps its shift and recomputes its step from the trained weight scales and thresholds.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch import nn
 
 from stac.errors import StacError
 from stac.ir.graph import make_graph, predecessors, successors, topo_order
-from stac.ir.nodes import Residual, SignedIF
+from stac.ir.nodes import Readout, Residual, SignedIF
 from stac.ir.passes.common import replace_fields
 from stac.sim.executor import Executor, check_supported, total
 from stac.sim.neurons import signed_if_scan
@@ -232,6 +233,9 @@ class GraphNet(nn.Module):
                 value = self._encoder(name, node, inp, ctx, out) if spiking else inp
             else:
                 value, _ = SEMANTICS[type(node)](node, inp, ctx, name, self.need[name])
+                if isinstance(node, Readout):  # rounding and saturation straight-through
+                    x = inp.mean()
+                    value = Signal(x + (value.value - x).detach(), False)
             if name in wanted:
                 out.hidden[name] = value.mean()
             return value
@@ -277,7 +281,22 @@ class GraphNet(nn.Module):
                 nodes[name] = replace_fields(
                     node, threshold=theta.cpu().numpy().astype(np.float32), max_payload=k
                 )
-        return make_graph(nodes, self.graph.edges, self.graph.metadata)
+        out = make_graph(nodes, self.graph.edges, self.graph.metadata)
+        return _restep_readouts(out) if any(isinstance(v, Readout) for v in nodes.values()) else out
+
+
+def _restep_readouts(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """Each Readout's step from its map's trained accumulator unit, at the same shift."""
+    from stac.frontend.readout import accumulator_unit
+
+    pre = predecessors(graph)
+    nodes = dict(graph.nodes)
+    for name, node in graph.nodes.items():
+        if isinstance(node, Readout):
+            shift = int((node.metadata or {}).get("shift", 0))
+            step = accumulator_unit(graph, pre[name][0]) * 2.0**shift
+            nodes[name] = replace_fields(node, step=step)
+    return make_graph(nodes, graph.edges, graph.metadata)
 
 
 def spikes_per_token(counts: dict[str, torch.Tensor], tokens: int) -> float:

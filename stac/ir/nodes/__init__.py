@@ -8,6 +8,7 @@ from stac.ir.nodes.embedding import Embedding
 from stac.ir.nodes.loihi_cuba import LoihiCubaLIF
 from stac.ir.nodes.neurons import SignedIF
 from stac.ir.nodes.norm import LayerNorm, RMSNorm
+from stac.ir.nodes.readout import Readout
 from stac.ir.nodes.sigma_delta import SIGMA_DELTA_ACTIVATIONS, SigmaDelta
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "LayerNorm",
     "LoihiCubaLIF",
     "RMSNorm",
+    "Readout",
     "Residual",
     "SIGMA_DELTA_ACTIVATIONS",
     "SigmaDelta",

@@ -17,7 +17,7 @@ import nir
 
 from stac.ir.analysis import EVENT_ROUTING_TYPES, SPIKING_TYPES, event_nodes
 from stac.ir.graph import make_graph, predecessors, topo_order
-from stac.ir.nodes import StacNode
+from stac.ir.nodes import Readout, StacNode
 from stac.ir.results import Issue, issues_of
 from stac.profiles import Profile
 
@@ -73,6 +73,9 @@ def chip_assignment(graph: nir.NIRGraph, profile: Profile) -> dict[str, bool]:
         if on_chip and isinstance(node, WEIGHTED_TYPES + EVENT_ROUTING_TYPES):
             on_chip = bool(pre[name]) and all(p in events for p in pre[name])
         out[name] = on_chip
+    for name, node in graph.nodes.items():  # a readout sends from its map's compartments
+        if isinstance(node, Readout):
+            out[name] = out[name] and all(out[p] for p in pre[name])
     return out
 
 

@@ -52,6 +52,7 @@ import numpy as np
 
 from stac.errors import StacError
 from stac.ir.graph import make_graph, output_shape, predecessors, successors
+from stac.ir.nodes import Readout
 from stac.ir.passes import spatial as sp
 from stac.ir.passes.common import (
     WEIGHTED_TYPES,
@@ -130,6 +131,9 @@ class _Partitioner:
         assigned = chip_assignment(graph, profile)
         self.on_chip = {n: on and n not in keep for n, on in assigned.items()}
         self.pre, self.post = predecessors(graph), successors(graph)
+        for n, v in graph.nodes.items():  # a readout sends from its map's compartments
+            if isinstance(v, Readout):
+                self.on_chip[n] = self.on_chip[n] and all(self.on_chip[p] for p in self.pre[n])
         self.issues: list[Issue] = []
         self.splits: dict[str, dict[str, Any]] = {}
         self.spatial = {n for n, v in graph.nodes.items() if self.on_chip[n] and sp.is_spatial(v)}
@@ -157,7 +161,9 @@ class _Partitioner:
 
     # -- helpers following Flatten, which is only a relabelling -------------------------
     def _is_relabel(self, name: str) -> bool:
-        return isinstance(self.graph.nodes[name], nir.Flatten) and self.on_chip[name]
+        """A node that adds no hardware: a Flatten (a relabelling) or a Readout (the send rule
+        of its map's own compartments)."""
+        return isinstance(self.graph.nodes[name], (nir.Flatten, Readout)) and self.on_chip[name]
 
     def units_in(self, name: str) -> int:
         """Input axons per input channel of ``name``: the sum of its sources' units."""
