@@ -3,6 +3,7 @@ says its neurons compute them, priced with the chip's figures; everything else s
 host and is named."""
 
 import json
+import math
 from pathlib import Path
 
 import nir
@@ -104,6 +105,26 @@ def test_residual_and_norm_on_chip_by_hand():
     stage = sum(r.latency_s - r.link_latency_s for r in chip)
     assert stage == pytest.approx((T + 6) * step)
     assert any("Residual on the chip" in n for n in summary["notes"])
+
+
+def test_a_moved_residual_sends_its_stated_width(tmp_path):
+    """With only the residual on the chip, res -> norm (host) is its value: at ``value_bits``
+    of its [capabilities] row (24, GradedVec's) under ``--link-width bits``, the word when the
+    row states none; input -> res (host -> chip) likewise."""
+    rows = {}
+    for bits in (24, 0):
+        extra = f", value_bits = {bits}" if bits else ""
+        prof = load_profile_file(
+            _profile_with(
+                tmp_path, f'[capabilities]\nResidual = {{ units = 1{extra}, source = "x" }}\n'
+            )
+        )
+        fitted = run_passes(move_host_ops(_block(), prof), prof)
+        priced = node_costs(fitted, STATS, prof, load_profile("host-cpu"), T, 1, link_width="bits")
+        rows[bits] = {r.node: r for r in priced}
+    assert rows[24]["norm"].link_bytes == math.ceil(N * 24 / 8)  # res -> norm
+    assert rows[24]["res"].link_bytes == math.ceil(N * 24 / 8)  # input -> res
+    assert rows[0]["norm"].link_bytes == N * 4  # no stated width: the 4-byte word
 
 
 def test_a_host_op_between_chip_nodes_splits_their_stage():

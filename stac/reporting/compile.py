@@ -31,6 +31,8 @@ def conversion_log(graph: nir.NIRGraph, context: int, header: list[str]) -> str:
             how = "spike-driven"
         elif r.type == "SignedIF":
             how = "spiking neuron"
+        elif r.type == "Readout":
+            how = "chip readout"
         else:
             how = "host (float)"
             host_types[r.type] = host_types.get(r.type, 0) + r.macs
