@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/energy_goal.py out/full-t2 [--eval-json out/full-t2-eval.json]
         [--timesteps 16,4,2] [--groups 1,2,4,8,16,32,64] [--link-widths word,bytes,bits]
-        [--host-ops-on-chip] [--max-batch 64] [--prompt TEXT]
+        [--host-ops-on-chip [--host-op-types Residual]] [--max-batch 64] [--prompt TEXT]
         [--json benchmarks/results/energy_goal.json]
 
 For a compiled artifact (a full-mode SmolLM2-135M at small T), fits the graph to Loihi 2 once
@@ -54,13 +54,18 @@ HEAD = ("lm_head_in", "lm_head")
 
 
 def chip_points(
-    art: Any, ids: torch.Tensor, steps: list[int], widths: list[str], on_chip: bool
+    art: Any,
+    ids: torch.Tensor,
+    steps: list[int],
+    widths: list[str],
+    on_chip: bool,
+    op_types: str | None = None,
 ) -> tuple[dict[int, dict[str, Any]], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
     """Loihi 2's per-token totals (with the batch sweep) at each T, fitted once; and at the
     smallest T with the LM head kept on the host (the same counts, priced on the new fit),
     once per link width, and (``on_chip``) the same with the host ops Loihi 2's
-    ``[capabilities]`` lists on the chip."""
-    profile = load_profile("loihi2")
+    ``[capabilities]`` lists on the chip (``op_types``: only those node types)."""
+    profile = load_profile("loihi2").only_capabilities(op_types)
     fitted = fit(art.graph, profile)
     lowered = lower(fitted, profile, REFERENCE)
     out: dict[int, dict[str, Any]] = {}
@@ -133,6 +138,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--groups", default="1,2,4,8,16,32,64")
     parser.add_argument("--link-widths", default="word,bytes,bits")
     parser.add_argument("--host-ops-on-chip", action="store_true")
+    parser.add_argument(
+        "--host-op-types",
+        default=None,
+        help="with --host-ops-on-chip: move only these [capabilities] types (e.g. Residual)",
+    )
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument(
         "--artifact-label", default=None, help="the artifact's path as the JSON records it"
@@ -149,7 +159,9 @@ def _run(args: argparse.Namespace, record: Any) -> None:
     ids = with_bos(tok, tok(text, return_tensors="pt").input_ids[0])[None]
     own_t = int(art.config["conversion"]["timesteps"])
     steps = sorted({int(x) for x in args.timesteps.split(",")} | {own_t}, reverse=True)
-    points, by_width, moved = chip_points(art, ids, steps, widths, args.host_ops_on_chip)
+    points, by_width, moved = chip_points(
+        art, ids, steps, widths, args.host_ops_on_chip, args.host_op_types
+    )
     packed = by_width["word"]
     for table in (by_width, moved):
         for w, t in table.items():

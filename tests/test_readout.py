@@ -189,3 +189,23 @@ def test_bundle_runs_the_readouts(tiny_llama_dir, tmp_path, hamlet_ids):
     got, _ = Bundle(tmp_path / "bundle").run(ids)
     (key,) = ref
     assert float((got.logits - ref[key]).abs().max() / ref[key].abs().max()) <= 1e-5
+
+
+def test_finetune_passes_gradients_through_readouts(graphs, hamlet_ids):
+    """In the differentiable forward a readout rounds straight-through: the loss reaches the
+    q/k/v weights behind layer 0's readout (floor alone has a zero gradient); the export keeps
+    each readout's shift and sets its step from the exported map's scales and thresholds."""
+    from stac.train.graphnet import GraphNet
+
+    _, ro = graphs
+    net = GraphNet(ro)
+    logits, _ = net(hamlet_ids[None, 100:116], T)
+    logits.float().pow(2).mean().backward()
+    grad = net.params["layer0_qkv__weight"].grad
+    assert grad is not None and float(grad.abs().sum()) > 0
+    out = net.export(T)
+    pre = predecessors(out)
+    for name, node in out.nodes.items():
+        if isinstance(node, Readout):
+            unit = accumulator_unit(out, pre[name][0])
+            np.testing.assert_allclose(node.step, unit * 2.0 ** node.metadata["shift"], rtol=1e-6)
