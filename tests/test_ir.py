@@ -17,6 +17,7 @@ from stac.ir.nodes import (
     GatedActivation,
     LayerNorm,
     LoihiCubaLIF,
+    Readout,
     Residual,
     RMSNorm,
     SigmaDelta,
@@ -47,6 +48,7 @@ def f32(*shape):
 
 EXAMPLES = {
     "SignedIF": SignedIF(np.abs(f32(6)) + 0.1),
+    "Readout": Readout(np.abs(f32(6)) + 0.1, 24, metadata={"shift": 3}),
     "RMSNorm": RMSNorm(f32(6), 1e-5),
     "LayerNorm": LayerNorm(f32(6), f32(6), 1e-5),
     "Activation": Activation(6, "gelu_tanh"),
