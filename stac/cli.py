@@ -418,6 +418,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="weight of residual-stream matching against the non-spiking run",
     )
+    ft.add_argument(
+        "--dead-zone-lr",
+        type=float,
+        default=0.0,
+        help="rate of the encoders' log-dead-zones (default 0: dead zones not learnt)",
+    )
+    ft.add_argument(
+        "--dead-zone-init",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="start each encoder's dead zone at the quantile Q of |T x| over its layer",
+    )
     ft.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
     ft.add_argument("--resume", type=Path, default=None, help="checkpoint file or work folder")
     ft.add_argument("--device", default=None, help="torch device (default cuda when present)")

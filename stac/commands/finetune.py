@@ -39,6 +39,7 @@ from stac.reporting.compile import to_markdown
 from stac.reporting.schema import COMPILE_REPORT_VERSION
 from stac.sim.cost import ASSUMPTIONS, MODEL
 from stac.sim.semantics import RunContext
+from stac.train.deadzone import init_dead_zones
 from stac.train.finetune import FinetuneConfig, Trainer, plot_curves, text_windows
 from stac.train.graphnet import GraphNet
 
@@ -85,8 +86,13 @@ def finetune(
     # the chip's graded spike width: a per-layer payload whose thresholds move apart is capped
     graded = bool(profile.get("spikes", "graded"))
     bits = int(profile.get("spikes", "payload_bits")) if graded else None
-    net = GraphNet(art.graph, slope=cfg.slope, payload_bits=bits)
+    zones = cfg.dead_zone_init is not None or cfg.dead_zone_lr > 0
+    learn = ("weights", "thresholds") + (("dead_zones",) if cfg.dead_zone_lr > 0 else ())
+    net = GraphNet(art.graph, learn=learn, dead_zones=zones, slope=cfg.slope, payload_bits=bits)
     trainer = Trainer(net, teacher, data, cfg, steps)
+    if cfg.dead_zone_init is not None and resume is None:
+        first = data[: cfg.batch * cfg.dead_zone_batches].to(trainer.device)
+        init_dead_zones(trainer.net, list(first.split(cfg.batch)), steps, cfg.dead_zone_init)
     if resume is not None:
         trainer.load(resume)
         log.info("resumed at step %d from %s", trainer.state.step, resume)
@@ -188,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         device=args.device or default_device(),
+        dead_zone_lr=args.dead_zone_lr,
+        dead_zone_init=args.dead_zone_init,
     )
     summary = finetune(
         Path(args.artifact), args.text, args.output_dir, cfg, args.resume, args.force
