@@ -135,3 +135,119 @@ def test_files_without_a_dead_zone_are_unchanged_and_with_one_round_trip(tmp_pat
     json_path, _ = save(graph(zoned), tmp_path / "zoned.stac.json")
     assert json.loads(json_path.read_text())["nodes"]["enc"]["fields"]["dead_zone"]
     assert load(json_path).nodes["enc"].dead_zone.tolist() == [0.5, 1.5, 2.5]
+
+
+# --- runners: the simulator, training, the command, Lava --------------------------------------
+
+T = 2
+
+
+@pytest.fixture(scope="module")
+def graded_artifact(tmp_path_factory, tiny_gpt2_dir):
+    """The tiny GPT-2 in full mode (graded onset-driven encoders) at T = 2."""
+    from stac.cli import main
+
+    out = tmp_path_factory.mktemp("dz") / "tiny-full-t2"
+    args = ["compile", "--model", str(tiny_gpt2_dir), "--mode", "full", "-T", str(T)]
+    assert main(args + ["--calibration-passages", "1", "--output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory):
+    from stac.frontend.text import play_text
+
+    path = tmp_path_factory.mktemp("text") / "tempest.txt"
+    path.write_text(play_text("romances/the-tempest")[:20_000])
+    return path
+
+
+def _zoned_net(graded_artifact, text_file, quantile: float, **kw):
+    from stac.artifact import load_artifact
+    from stac.train.deadzone import init_dead_zones
+    from stac.train.finetune import text_windows
+    from stac.train.graphnet import GraphNet
+
+    art = load_artifact(graded_artifact)
+    data = text_windows(art.tokenizer(), text_file.read_text(), 24)
+    net = GraphNet(art.graph, dead_zones=True, **kw)
+    init_dead_zones(net, [data[:2], data[2:4]], T, quantile)
+    return art, net, data
+
+
+def test_trained_forward_with_dead_zones_is_the_simulators(graded_artifact, text_file):
+    """The exported graph (zones on the chip grid) run by the reference simulator gives the
+    differentiable forward's logits and spike counts exactly; the zones cut spikes."""
+    from stac.sim.semantics import RunContext
+    from stac.sim.simulator import Simulator
+
+    art, net, data = _zoned_net(graded_artifact, text_file, 0.3)
+    ids = data[4:6]
+    with torch.no_grad():
+        logits, out = net(ids, T)
+    graph = net.export(T)
+    for name in net.encoders:
+        node = graph.nodes[name]
+        dead_zone_levels(node.dead_zone, node.threshold, name)  # on the chip's grid
+    ref, stats = Simulator(graph).run(RunContext(ids, steps=T))
+    assert torch.equal(logits, ref["output"])
+    for name, counts in out.counts.items():
+        assert int(counts.sum()) == stats[name].spikes
+    _, plain = Simulator(art.graph).run(RunContext(ids, steps=T))
+    before = sum(plain[n].spikes for n in net.encoders)
+    after = sum(stats[n].spikes for n in net.encoders)
+    assert after < 0.85 * before, (before, after)
+
+
+def test_the_l1_term_reaches_the_dead_zones(graded_artifact, text_file):
+    """The spike count's gradient through the mask's surrogate is non-zero on the
+    log-dead-zones and negative overall (a wider zone, fewer spikes); the KL alone pulls
+    the other way on some."""
+    _, net, data = _zoned_net(graded_artifact, text_file, 0.3, learn=("dead_zones",))
+    _, out = net(data[4:6], T)
+    sum(c.sum() for c in out.counts.values()).backward()
+    grads = torch.cat([net.params[k].grad.flatten() for k in net.params if "dead_zone" in k])
+    assert int((grads != 0).sum()) > 0.05 * grads.numel()
+    assert float(grads.sum()) < 0
+
+
+def test_finetune_learns_dead_zones_and_writes_a_legal_artifact(
+    graded_artifact, text_file, tmp_path
+):
+    from stac.artifact import load_artifact
+    from stac.cli import main
+    from stac.commands.eval import run_eval
+    from stac.ir.results import legality_of
+
+    out = tmp_path / "ft"
+    args = ["finetune", str(graded_artifact), "--text", str(text_file), "--output-dir", str(out)]
+    args += ["--steps", "3", "--seq-len", "24", "--spike-l1", "1", "--dead-zone-lr", "0.2"]
+    assert main(args + ["--dead-zone-init", "0.2", "--checkpoint-every", "3"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert history[-1]["spikes_per_token"] < history[0]["spikes_per_token"]
+    art = load_artifact(out / "artifact")
+    legal = legality_of(art.graph)
+    assert legal is not None and legal.errors == 0
+    zoned = [n for n, v in art.graph.nodes.items() if isinstance(v, SignedIF)]
+    assert all(art.graph.nodes[n].dead_zone is not None for n in zoned)
+    layers = art.graph.metadata["quantise"]["layers"]
+    assert max(layers[n].get("dead_zone_levels_max", 1) for n in zoned) > 1
+    base = run_eval(graded_artifact, [T], text_file, window=24, max_tokens=46)["results"][0]
+    doc = run_eval(out / "artifact", [T], text_file, window=24, max_tokens=46)["results"][0]
+    assert doc["spike_rate"] < 0.9 * base["spike_rate"]
+    assert doc["perplexity_ratio"] > 0
+
+
+def test_a_dead_zone_off_the_grid_does_not_fit_and_names_the_encoder(graded_artifact):
+    from stac.artifact import load_artifact
+    from stac.backends import resolve_target
+    from stac.ir.passes import run_passes
+
+    art = load_artifact(graded_artifact)
+    name = next(n for n, v in art.graph.nodes.items() if isinstance(v, SignedIF))
+    node = art.graph.nodes[name]
+    bad = replace_fields(node, dead_zone=(node.threshold * 0.7).astype(np.float32))
+    graph = make_graph({**art.graph.nodes, name: bad}, art.graph.edges, art.graph.metadata)
+    profile, _ = resolve_target("loihi2-sim")
+    with pytest.raises(StacError, match=f"{name}: its dead zone is not"):
+        run_passes(graph, profile)
