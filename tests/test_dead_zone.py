@@ -251,3 +251,52 @@ def test_a_dead_zone_off_the_grid_does_not_fit_and_names_the_encoder(graded_arti
     profile, _ = resolve_target("loihi2-sim")
     with pytest.raises(StacError, match=f"{name}: its dead zone is not"):
         run_passes(graph, profile)
+
+
+def test_lava_process_with_dead_zones_equals_stac_and_the_closed_form():
+    """The recorded SmolLM2 full-mode block (T = 16, K = 1354, levels up to ~9,600, so tokens
+    drain over several steps) with a dead zone D per neuron: real Lava equals stac's fixed
+    point bit for bit, and each token's payloads sum to the closed form
+    (onset_dead_zone_level at d = D - 1/2 levels)."""
+    from stac.backends.lava.backend import lava_available, lava_format, run_block_lava
+    from stac.backends.lava.blocks import ChannelGroup, DenseBlock, EncoderBlock
+    from stac.backends.lava.fixed import run_block_fixed
+    from stac.backends.lava.host import first_difference
+    from stac.profiles import load_profile
+
+    if not lava_available():
+        pytest.skip("lava-nc is not installed (bash scripts/setup_lava.sh)")
+    from pathlib import Path
+
+    data = np.load(Path(__file__).parent / "data" / "lava" / "block_smollm2_full_o_proj.npz")
+    groups = [
+        ChannelGroup(data[f"group{i}_index"], data[f"group{i}_mult"], int(data["factors"][i]))
+        for i in range(len(data["factors"]))
+    ]
+    steps, k = int(data["steps"]), int(data["max_payload"])
+    dead = np.random.default_rng(0).integers(1, 3000, data["threshold"].size)
+    block = EncoderBlock(
+        "o_proj_in",
+        data["threshold"],
+        1,
+        groups,
+        k,
+        True,
+        False,
+        [DenseBlock("map", data["weights"].astype(np.int64), -1, data["scale"], None)],
+        dead=dead,
+    )
+    fmt = lava_format(load_profile("loihi2"))
+    drive = data["drive"]
+    lava = run_block_lava(block, drive, steps, fmt)
+    fixed = run_block_fixed(block, drive, steps, fmt)
+    assert first_difference(lava, fixed) is None
+    tokens = (drive.shape[0] - 1) // steps
+    level = (lava.payload[: tokens * steps] // block.mult()).reshape(tokens, steps, -1).sum(1)
+    n = torch.as_tensor(drive[: tokens * steps : steps], dtype=torch.float64)
+    want = onset_dead_zone_level(
+        n / steps, torch.ones(1, dtype=torch.float64), steps, k, torch.as_tensor(dead - 0.5)
+    )
+    assert np.array_equal(level, want.long().numpy())
+    silenced = np.count_nonzero(data["payload"]) - np.count_nonzero(lava.payload)
+    assert silenced > 0.1 * np.count_nonzero(data["payload"])
