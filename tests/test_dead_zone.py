@@ -96,7 +96,9 @@ def test_integer_rule_with_levels_equals_the_float_rule_step_for_step():
     for t in range(steps):
         s, v = signed_if_int_update(v, drive if t == 0 else 0, 1, 2**23 - 1, k, dead)
         assert np.array_equal(s, want[t].long().numpy()), t
-    assert np.count_nonzero(want) < np.count_nonzero(signed_if_scan(x, theta, steps, False, k, True))
+    assert np.count_nonzero(want) < np.count_nonzero(
+        signed_if_scan(x, theta, steps, False, k, True)
+    )
 
 
 def test_a_zone_off_the_chip_grid_is_refused_by_name():
@@ -124,7 +126,11 @@ def test_files_without_a_dead_zone_are_unchanged_and_with_one_round_trip(tmp_pat
     import nir
 
     def graph(node: SignedIF) -> nir.NIRGraph:
-        nodes = {"input": nir.Input(np.array([3])), "enc": node, "output": nir.Output(np.array([3]))}
+        nodes = {
+            "input": nir.Input(np.array([3])),
+            "enc": node,
+            "output": nir.Output(np.array([3])),
+        }
         return make_graph(nodes, [("input", "enc"), ("enc", "output")], {})
 
     plain = SignedIF(threshold=np.ones(3, np.float32), max_payload=3, onset_drive=True)

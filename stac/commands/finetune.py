@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from stac import __version__
@@ -32,6 +33,7 @@ from stac.frontend.models import load_model
 from stac.frontend.text import with_bos
 from stac.ir import save
 from stac.ir.analysis import op_census, spike_driven_share
+from stac.ir.nodes import SignedIF
 from stac.ir.passes.legality import fit_report
 from stac.pipeline import fit_run_price
 from stac.profiles import host_profile
@@ -113,10 +115,32 @@ def finetune(
         "first": history[0] if history else None,
         "last": history[-1] if history else None,
     }
+    if zones:
+        summary["dead_zones"] = dead_zone_summary(graph)
     write_artifact(art, graph, out_art, profile, backend, teacher.cpu(), summary, force)
     summary["total_seconds"] = time.perf_counter() - started
     write_json(output_dir / "finetune.json", summary)
     return summary
+
+
+def dead_zone_summary(graph: Any) -> dict[str, Any]:
+    """The exported dead zones in the chip's levels D (``d = (D - 1/2) theta``; D = 1 is none):
+    the share of neurons with a zone and the median and largest D among them."""
+    levels = np.concatenate(
+        [
+            np.round(np.asarray(v.dead_zone, np.float64) / v.threshold + 0.5)
+            for v in graph.nodes.values()
+            if isinstance(v, SignedIF) and v.dead_zone is not None
+        ]
+        or [np.ones(1)]
+    )
+    zoned = levels[levels > 1]
+    return {
+        "neurons": int(levels.size),
+        "with_zone": float(zoned.size / levels.size),
+        "median_levels": float(np.median(zoned)) if zoned.size else 1.0,
+        "max_levels": float(levels.max()),
+    }
 
 
 def write_artifact(

@@ -223,8 +223,15 @@ class GraphNet(nn.Module):
             self.capture.setdefault(name, []).append((steps * x).detach().abs().flatten(0, -2))
         with torch.no_grad():
             value, th = inp.value.detach(), theta.detach()
-            spikes = signed_if_scan(value, th, steps, inp.per_step, k, node.onset_drive,
-                                    None if dz is None else dz.detach())
+            spikes = signed_if_scan(
+                value,
+                th,
+                steps,
+                inp.per_step,
+                k,
+                node.onset_drive,
+                None if dz is None else dz.detach(),
+            )
             exact = spikes * th
             level = spikes.sum(0)
             count = (spikes != 0).sum(0).to(x.dtype)

@@ -349,9 +349,7 @@ def _check_payload(
             )
 
 
-def _dead_zone_carried(
-    name: str, node: Any, record: dict[str, Any], issues: list[Issue]
-) -> None:
+def _dead_zone_carried(name: str, node: Any, record: dict[str, Any], issues: list[Issue]) -> None:
     """Full mode's chip neuron has threshold 1 and counts its potential in thresholds, so a
     dead zone is representable when it is ``(D - 1/2) theta_c`` for an integer D >= 1
     (:func:`stac.sim.neurons.dead_zone_levels`); an error naming the node otherwise."""
