@@ -431,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="Q",
         help="start each encoder's dead zone at the quantile Q of |T x| over its layer",
     )
+    ft.add_argument(
+        "--dead-zone-score",
+        choices=("drive", "output"),
+        default="drive",
+        help="what --dead-zone-init ranks: |T x| (drive) or |T x| times the norm of the "
+        "weight column it multiplies (output)",
+    )
     ft.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
     ft.add_argument("--resume", type=Path, default=None, help="checkpoint file or work folder")
     ft.add_argument("--device", default=None, help="torch device (default cuda when present)")

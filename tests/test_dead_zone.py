@@ -306,3 +306,39 @@ def test_lava_process_with_dead_zones_equals_stac_and_the_closed_form():
     assert np.array_equal(level, want.long().numpy())
     silenced = np.count_nonzero(data["payload"]) - np.count_nonzero(lava.payload)
     assert silenced > 0.1 * np.count_nonzero(data["payload"])
+
+
+def test_a_bundle_carries_the_dead_zones(graded_artifact, tmp_path, hamlet_ids):
+    """Every encoder with d = 2.5 theta (D = 3): the bundle's logits equal the simulator's on
+    the zoned graph (to 1e-5, its host stages being ONNX) and not the graph without zones."""
+    import shutil
+
+    from stac.artifact import IR_FILE, load_artifact, write_manifest
+    from stac.bundle.runner import Bundle
+    from stac.cli import main
+    from stac.sim.semantics import RunContext
+    from stac.sim.simulator import Simulator
+
+    art = tmp_path / "art"
+    shutil.copytree(graded_artifact, art)
+    graph = load_artifact(art).graph
+    plain = load_artifact(graded_artifact).graph
+    for name, node in list(graph.nodes.items()):
+        if isinstance(node, SignedIF):
+            zone = (2.5 * node.threshold).astype(np.float32)
+            graph.nodes[name] = replace_fields(node, dead_zone=zone)
+    save(graph, art / IR_FILE)
+    write_manifest(art)  # resealed: a deliberate edit
+    assert main(["export", str(art), "--bundle", str(tmp_path / "bundle")]) == 0
+    bundle = Bundle(tmp_path / "bundle")
+    assert all("dead_zone" in s for s in bundle.manifest["schedule"] if s["run"] == "encoder")
+    ids = hamlet_ids[None, 300:316]
+    got, _ = bundle.run(ids)
+    ref, _ = Simulator(graph).run(RunContext(ids, steps=T))
+    without, _ = Simulator(plain).run(RunContext(ids, steps=T))
+
+    def err(a: torch.Tensor, b: torch.Tensor) -> float:
+        return float((a - b).abs().max() / b.abs().max())
+
+    assert err(got.logits, ref["output"]) <= 1e-5
+    assert err(got.logits, without["output"]) > 1e-3

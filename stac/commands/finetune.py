@@ -94,7 +94,13 @@ def finetune(
     trainer = Trainer(net, teacher, data, cfg, steps)
     if cfg.dead_zone_init is not None and resume is None:
         first = data[: cfg.batch * cfg.dead_zone_batches].to(trainer.device)
-        init_dead_zones(trainer.net, list(first.split(cfg.batch)), steps, cfg.dead_zone_init)
+        init_dead_zones(
+            trainer.net,
+            list(first.split(cfg.batch)),
+            steps,
+            cfg.dead_zone_init,
+            cfg.dead_zone_score,
+        )
     if resume is not None:
         trainer.load(resume)
         log.info("resumed at step %d from %s", trainer.state.step, resume)
@@ -220,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device or default_device(),
         dead_zone_lr=args.dead_zone_lr,
         dead_zone_init=args.dead_zone_init,
+        dead_zone_score=args.dead_zone_score,
     )
     summary = finetune(
         Path(args.artifact), args.text, args.output_dir, cfg, args.resume, args.force

@@ -54,6 +54,7 @@ class FinetuneConfig:
     dead_zone_lr: float = 0.0  # log-dead-zones (relative steps); 0: not learnt
     dead_zone_init: float | None = None  # per-layer quantile of |T x| (stac.train.deadzone)
     dead_zone_batches: int = 4  # batches of the training text the quantile is taken over
+    dead_zone_score: str = "drive"  # "drive": |T x|; "output": |T x| ||W_{:,j}||
 
     def __post_init__(self) -> None:
         if self.steps < 0:
