@@ -342,3 +342,31 @@ def test_a_bundle_carries_the_dead_zones(graded_artifact, tmp_path, hamlet_ids):
 
     assert err(got.logits, ref["output"]) <= 1e-5
     assert err(got.logits, without["output"]) > 1e-3
+
+
+@pytest.mark.parametrize("score", ["drive", "output"])
+def test_the_initial_zones_hold_the_quantile_of_their_score(graded_artifact, text_file, score):
+    """After init at Q = 0.3, each encoder's zones (before the grid snap) hold at least 30 %
+    of its (token, neuron) drives of the batches they were measured on; with the output score
+    the zones differ between neurons as 1 / ||W_j|| (wider where the weights are small)."""
+    from stac.artifact import load_artifact
+    from stac.train.deadzone import column_norms, init_dead_zones
+    from stac.train.finetune import text_windows
+    from stac.train.graphnet import GraphNet, _key
+
+    art = load_artifact(graded_artifact)
+    data = text_windows(art.tokenizer(), text_file.read_text(), 24)
+    net = GraphNet(art.graph, dead_zones=True)
+    init_dead_zones(net, [data[:2]], T, 0.3, score)
+    with torch.no_grad():  # the drive the zones were measured on: no zone upstream
+        plain = GraphNet(art.graph)
+        plain.capture = {}
+        plain(data[:2], T)
+    for name in net.encoders:
+        drive = torch.cat(plain.capture[name])
+        zone = getattr(net, _key(name, "dead_zone0"))
+        assert float((drive < zone).float().mean()) >= 0.3 - 1e-3, name
+        if score == "output":
+            big = zone > net.threshold(name, T).detach() / 2
+            prod = (zone * column_norms(net, name))[big]
+            assert float(prod.max() / prod.min()) < 1 + 1e-4, name
