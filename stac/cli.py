@@ -438,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="what --dead-zone-init ranks: |T x| (drive) or |T x| times the norm of the "
         "weight column it multiplies (output)",
     )
+    ft.add_argument(
+        "--dead-zone-init-for",
+        action="append",
+        metavar="PART=Q",
+        help="a quantile for the encoders whose name contains PART (repeatable), e.g. _down_in=0.6",
+    )
     ft.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
     ft.add_argument("--resume", type=Path, default=None, help="checkpoint file or work folder")
     ft.add_argument("--device", default=None, help="torch device (default cuda when present)")

@@ -100,6 +100,7 @@ def finetune(
             steps,
             cfg.dead_zone_init,
             cfg.dead_zone_score,
+            dict(cfg.dead_zone_init_for),
         )
     if resume is not None:
         trainer.load(resume)
@@ -212,6 +213,15 @@ def write_artifact(
     log.info("wrote %s", out)
 
 
+def _override(text: str) -> tuple[str, float]:
+    """``PART=Q`` of ``--dead-zone-init-for``."""
+    part, sep, q = text.partition("=")
+    try:
+        return part, float(q) if sep and part else float("nan")
+    except ValueError:
+        raise StacError(f"--dead-zone-init-for wants NAME_PART=Q, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(
         steps=args.steps,
@@ -227,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         dead_zone_lr=args.dead_zone_lr,
         dead_zone_init=args.dead_zone_init,
         dead_zone_score=args.dead_zone_score,
+        dead_zone_init_for=tuple(_override(v) for v in args.dead_zone_init_for or ()),
     )
     summary = finetune(
         Path(args.artifact), args.text, args.output_dir, cfg, args.resume, args.force

@@ -48,13 +48,24 @@ def column_norms(net: GraphNet, name: str) -> torch.Tensor:
 
 @torch.no_grad()
 def init_dead_zones(
-    net: GraphNet, batches: list[torch.Tensor], steps: int, quantile: float, score: str = "drive"
+    net: GraphNet,
+    batches: list[torch.Tensor],
+    steps: int,
+    quantile: float,
+    score: str = "drive",
+    per_encoder: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Set every encoder's initial dead zone to the ``quantile`` of ``|T x|`` (``score=
     "drive"``) or of ``|T x| ||W_{:,j}||`` (``"output"``, the zone then ``tau / ||W_{:,j}||``)
     over its neurons and the tokens of ``batches`` (the spiking forward without dead zones:
     each encoder sees the drive the graph gives it today), at least the no-op ``theta / 2``;
-    the learnt log-factor is reset to 0. Returns the quantile per encoder."""
+    the learnt log-factor is reset to 0. ``per_encoder``: a quantile for the encoders whose
+    name contains the key (the first key that matches), in place of ``quantile``. Returns the
+    quantile's value per encoder."""
+    per_encoder = dict(per_encoder or {})
+    for key, q in per_encoder.items():
+        if not 0.0 <= q < 1.0:
+            raise StacError(f"--dead-zone-init-for {key}={q}: not a quantile in [0, 1)")
     if not 0.0 <= quantile < 1.0:
         raise StacError(f"--dead-zone-init must be a quantile in [0, 1), got {quantile}")
     if score not in SCORES:
@@ -82,8 +93,9 @@ def init_dead_zones(
         drive = torch.cat(captured[name])
         norms = column_norms(net, name).clamp_min(1e-30) if score == "output" else None
         scored = (drive if norms is None else drive * norms).flatten()
-        k = min(max(math.ceil(quantile * scored.numel()), 1), scored.numel())
-        value = float(scored.kthvalue(k).values) if quantile > 0 else 0.0
+        q = next((v for key, v in per_encoder.items() if key in name), quantile)
+        k = min(max(math.ceil(q * scored.numel()), 1), scored.numel())
+        value = float(scored.kthvalue(k).values) if q > 0 else 0.0
         theta = net.threshold(name, steps).detach()
         zone = torch.full_like(theta, value) if norms is None else value / norms
         getattr(net, _key(name, "dead_zone0")).copy_(torch.maximum(theta / 2, zone))

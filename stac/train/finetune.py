@@ -55,6 +55,7 @@ class FinetuneConfig:
     dead_zone_init: float | None = None  # per-layer quantile of |T x| (stac.train.deadzone)
     dead_zone_batches: int = 4  # batches of the training text the quantile is taken over
     dead_zone_score: str = "drive"  # "drive": |T x|; "output": |T x| ||W_{:,j}||
+    dead_zone_init_for: tuple[tuple[str, float], ...] = ()  # (name part, quantile) overrides
 
     def __post_init__(self) -> None:
         if self.steps < 0:
