@@ -426,6 +426,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="weight of residual-stream matching against the non-spiking run",
     )
+    ft.add_argument(
+        "--dead-zone-lr",
+        type=float,
+        default=0.0,
+        help="rate of the encoders' log-dead-zones (default 0: dead zones not learnt)",
+    )
+    ft.add_argument(
+        "--dead-zone-init",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="start each encoder's dead zone at the quantile Q of |T x| over its layer",
+    )
+    ft.add_argument(
+        "--dead-zone-score",
+        choices=("drive", "output"),
+        default="drive",
+        help="what --dead-zone-init ranks: |T x| (drive) or |T x| times the norm of the "
+        "weight column it multiplies (output)",
+    )
+    ft.add_argument(
+        "--dead-zone-init-for",
+        action="append",
+        metavar="PART=Q",
+        help="a quantile for the encoders whose name contains PART (repeatable), e.g. _down_in=0.6",
+    )
     ft.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
     ft.add_argument("--resume", type=Path, default=None, help="checkpoint file or work folder")
     ft.add_argument("--device", default=None, help="torch device (default cuda when present)")

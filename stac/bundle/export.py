@@ -172,6 +172,7 @@ def _host_stage(
 
 
 def _encoder_entry(name: str, node: SignedIF, pre: list[str]) -> dict[str, Any]:
+    extra = {} if node.dead_zone is None else {"dead_zone": f"{name}.dead_zone"}
     return {
         "run": "encoder",
         "name": name,
@@ -181,6 +182,7 @@ def _encoder_entry(name: str, node: SignedIF, pre: list[str]) -> dict[str, Any]:
         "token_gain": bool(node.token_gain),
         "max_payload": int(node.max_payload),
         "onset_drive": bool(node.onset_drive),
+        **extra,
     }
 
 
@@ -239,6 +241,13 @@ def export_bundle(artifact: str | Path, out_dir: str | Path, force: bool = False
             for n in order
             if kinds[n] == "encoder"
         }
+        thresholds.update(
+            {
+                f"{n}.dead_zone": np.ascontiguousarray(graph.nodes[n].dead_zone, np.float32)
+                for n in order
+                if kinds[n] == "encoder" and graph.nodes[n].dead_zone is not None
+            }
+        )
         save_file(thresholds, str(tmp / "chip" / "encoders.safetensors"))
         (tmp / "host").mkdir()
         schedule: list[dict[str, Any]] = []

@@ -37,7 +37,9 @@ def schedule_text() -> list[str]:
         "token's drive (held every step, or with onset_drive T x the drive at the first step) "
         "and emits threshold x payload per step (payload in [-max_payload, max_payload]; "
         "with token_gain the thresholds are first scaled per token by "
-        "max(1, max_c |x_c| / threshold_c)). Thresholds: chip/encoders.safetensors.",
+        "max(1, max_c |x_c| / threshold_c)). Thresholds: chip/encoders.safetensors. With a "
+        "`dead_zone` entry (its array in the same file, value units) a step whose potential "
+        "lies in [-dead_zone, dead_zone) emits nothing and keeps the potential.",
         "run = chip: a NIR part (chip/part_k.nir) of linear maps; Input `in_X` carries X's "
         "per-step value, Output `out_Y` gives Y's. The host reads each output as its mean "
         "over the token's T steps (the T-step accumulation), which for a linear map equals "
@@ -140,6 +142,11 @@ def load_manifest(bundle: str | Path) -> dict[str, Any]:
                     where,
                     f"{at}.{key} is missing or not a {want.__name__}",
                 )
+            _need(
+                isinstance(step.get("dead_zone", ""), str),
+                where,
+                f"{at}.dead_zone is not a str",
+            )
             writes = [step["name"]]
         missing = [r for r in reads if r not in made]
         _need(

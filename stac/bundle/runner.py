@@ -80,13 +80,15 @@ class Bundle:
                 except Exception as exc:  # noqa: BLE001 (onnxruntime raises its own types)
                     raise StacError(f"{where}: {step['file']} does not load: {exc}") from None
             elif step["run"] == "encoder":
-                if step["threshold"] not in thresholds:
-                    raise StacError(f"{where}: no threshold {step['threshold']!r} in the bundle")
+                for key in ("threshold", "dead_zone"):
+                    if key in step and step[key] not in thresholds:
+                        raise StacError(f"{where}: no {key} {step[key]!r} in the bundle")
                 self.encoders[i] = SignedIF(
                     threshold=thresholds[step["threshold"]],
                     token_gain=step["token_gain"],
                     max_payload=step["max_payload"],
                     onset_drive=step["onset_drive"],
+                    dead_zone=thresholds.get(step.get("dead_zone", "")),
                 )
             else:
                 self.parts[i] = self._read_part(step, where)

@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from stac import __version__
@@ -32,6 +33,7 @@ from stac.frontend.models import load_model
 from stac.frontend.text import with_bos
 from stac.ir import save
 from stac.ir.analysis import op_census, spike_driven_share
+from stac.ir.nodes import SignedIF
 from stac.ir.passes.legality import fit_report
 from stac.pipeline import fit_run_price
 from stac.profiles import host_profile
@@ -39,6 +41,7 @@ from stac.reporting.compile import to_markdown
 from stac.reporting.schema import COMPILE_REPORT_VERSION
 from stac.sim.cost import ASSUMPTIONS, MODEL
 from stac.sim.semantics import RunContext
+from stac.train.deadzone import init_dead_zones
 from stac.train.finetune import FinetuneConfig, Trainer, plot_curves, text_windows
 from stac.train.graphnet import GraphNet
 
@@ -85,8 +88,20 @@ def finetune(
     # the chip's graded spike width: a per-layer payload whose thresholds move apart is capped
     graded = bool(profile.get("spikes", "graded"))
     bits = int(profile.get("spikes", "payload_bits")) if graded else None
-    net = GraphNet(art.graph, slope=cfg.slope, payload_bits=bits)
+    zones = cfg.dead_zone_init is not None or cfg.dead_zone_lr > 0
+    learn = ("weights", "thresholds") + (("dead_zones",) if cfg.dead_zone_lr > 0 else ())
+    net = GraphNet(art.graph, learn=learn, dead_zones=zones, slope=cfg.slope, payload_bits=bits)
     trainer = Trainer(net, teacher, data, cfg, steps)
+    if cfg.dead_zone_init is not None and resume is None:
+        first = data[: cfg.batch * cfg.dead_zone_batches].to(trainer.device)
+        init_dead_zones(
+            trainer.net,
+            list(first.split(cfg.batch)),
+            steps,
+            cfg.dead_zone_init,
+            cfg.dead_zone_score,
+            dict(cfg.dead_zone_init_for),
+        )
     if resume is not None:
         trainer.load(resume)
         log.info("resumed at step %d from %s", trainer.state.step, resume)
@@ -107,10 +122,32 @@ def finetune(
         "first": history[0] if history else None,
         "last": history[-1] if history else None,
     }
+    if zones:
+        summary["dead_zones"] = dead_zone_summary(graph)
     write_artifact(art, graph, out_art, profile, backend, teacher.cpu(), summary, force)
     summary["total_seconds"] = time.perf_counter() - started
     write_json(output_dir / "finetune.json", summary)
     return summary
+
+
+def dead_zone_summary(graph: Any) -> dict[str, Any]:
+    """The exported dead zones in the chip's levels D (``d = (D - 1/2) theta``; D = 1 is none):
+    the share of neurons with a zone and the median and largest D among them."""
+    levels = np.concatenate(
+        [
+            np.round(np.asarray(v.dead_zone, np.float64) / v.threshold + 0.5)
+            for v in graph.nodes.values()
+            if isinstance(v, SignedIF) and v.dead_zone is not None
+        ]
+        or [np.ones(1)]
+    )
+    zoned = levels[levels > 1]
+    return {
+        "neurons": int(levels.size),
+        "with_zone": float(zoned.size / levels.size),
+        "median_levels": float(np.median(zoned)) if zoned.size else 1.0,
+        "max_levels": float(levels.max()),
+    }
 
 
 def write_artifact(
@@ -176,6 +213,15 @@ def write_artifact(
     log.info("wrote %s", out)
 
 
+def _override(text: str) -> tuple[str, float]:
+    """``PART=Q`` of ``--dead-zone-init-for``."""
+    part, sep, q = text.partition("=")
+    try:
+        return part, float(q) if sep and part else float("nan")
+    except ValueError:
+        raise StacError(f"--dead-zone-init-for wants NAME_PART=Q, got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = FinetuneConfig(
         steps=args.steps,
@@ -188,6 +234,10 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         seed=args.seed,
         device=args.device or default_device(),
+        dead_zone_lr=args.dead_zone_lr,
+        dead_zone_init=args.dead_zone_init,
+        dead_zone_score=args.dead_zone_score,
+        dead_zone_init_for=tuple(_override(v) for v in args.dead_zone_init_for or ()),
     )
     summary = finetune(
         Path(args.artifact), args.text, args.output_dir, cfg, args.resume, args.force

@@ -102,6 +102,8 @@ def save(graph: nir.NIRGraph, path: str | Path) -> tuple[Path, Path]:
         fields = node_fields(node)
         if "metadata" in fields:
             fields["metadata"] = _records_to_data(fields["metadata"], NODE_RECORDS)
+        for key in _absent_optionals(node, fields):  # files stay as they were without them
+            del fields[key]
         ntype = type(node).__name__
         nodes[name] = {
             "type": ntype,
@@ -183,6 +185,18 @@ def _read_arrays(path: Path, doc: dict[str, Any]) -> dict[str, np.ndarray]:
 # A field annotated with one of these holds that kind of value; other annotations are not
 # checked here (the node's own constructor checks what it can).
 _SIMPLE = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _absent_optionals(node: Any, fields: dict[str, Any]) -> list[str]:
+    """Fields of a stac node that default to None and hold None (e.g. a SignedIF with no
+    dead zone): left out of the file, as the loader restores the default."""
+    if not dataclasses.is_dataclass(node) or not isinstance(node, StacNode):
+        return []
+    return [
+        f.name
+        for f in dataclasses.fields(node)
+        if f.default is None and fields.get(f.name, 0) is None
+    ]
 
 
 def _check_field_types(node: Any, where: str) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from stac.errors import StacError
@@ -48,16 +49,28 @@ def rounded_level(v: Tensor, threshold: Tensor) -> Tensor:
     return torch.floor(v / threshold + 0.5)
 
 
+def dead_zone_mask(v: Tensor, dead_zone: Tensor) -> Tensor:
+    """True where a potential lies in the dead zone ``[-d, d)`` (no spike, potential kept)."""
+    return (v >= -dead_zone) & (v < dead_zone)
+
+
 def signed_if_step(
-    x: torch.Tensor, state: SignedIFState, threshold: torch.Tensor, max_payload: int = 1
+    x: torch.Tensor,
+    state: SignedIFState,
+    threshold: torch.Tensor,
+    max_payload: int = 1,
+    dead_zone: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, SignedIFState]:
     """One timestep of :class:`stac.ir.nodes.SignedIF`; returns (payloads in [-K, K], state).
 
     The payload is the membrane potential in units of the threshold, rounded half up and
     clipped to ``max_payload``; K = 1 fires +1 at ``v >= theta/2`` and -1 below ``-theta/2``.
+    With ``dead_zone`` d, a potential in ``[-d, d)`` emits nothing (and is kept).
     """
     v = state.v + x
     s = rounded_level(v, threshold).clamp_(-max_payload, max_payload)
+    if dead_zone is not None:
+        s = s.masked_fill(dead_zone_mask(v, dead_zone), 0.0)
     return s, SignedIFState(v - s * threshold)
 
 
@@ -68,13 +81,14 @@ def signed_if_scan(
     per_step: bool,
     max_payload: int = 1,
     onset: bool = False,
+    dead_zone: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run ``steps`` timesteps from v = 0 and return the payloads, shape ``[steps, ...]``.
 
     ``drive`` is one current held for all steps (``per_step=False``, shape ``[..., n]``), a
     current per step (``per_step=True``, shape ``[steps, ..., n]``), or with ``onset`` one
     current ``steps * drive`` delivered at the first step and nothing after (the drive's mean
-    over the steps is the same in all three cases).
+    over the steps is the same in all three cases). ``dead_zone``: see :func:`signed_if_step`.
     """
     if onset and per_step:
         raise ValueError("onset drive takes one value per token, not one per step")
@@ -89,7 +103,7 @@ def signed_if_scan(
             x = drive * steps if t == 0 else quiet
         else:
             x = drive
-        s, state = signed_if_step(x, state, threshold, max_payload)
+        s, state = signed_if_step(x, state, threshold, max_payload, dead_zone)
         spikes.append(s)
     return torch.stack(spikes)
 
@@ -101,11 +115,71 @@ def onset_level(x: Tensor, threshold: Tensor, steps: int) -> Tensor:
     return rounded_level(x * steps, threshold)
 
 
-def onset_quantiser(x: Tensor, threshold: Tensor, steps: int, max_payload: int) -> Tensor:
+def onset_quantiser(
+    x: Tensor,
+    threshold: Tensor,
+    steps: int,
+    max_payload: int,
+    dead_zone: Tensor | None = None,
+) -> Tensor:
     """The closed form of :func:`signed_if_scan` with ``onset``: its T-step mean output
-    ``clamp(floor(T x / theta + 1/2), -T K, T K) * theta / T``."""
+    ``clamp(floor(T x / theta + 1/2), -T K, T K) * theta / T``; with a dead zone, the level
+    of :func:`onset_dead_zone_level` instead."""
+    if dead_zone is not None:
+        return onset_dead_zone_level(x, threshold, steps, max_payload, dead_zone) * (
+            threshold / steps
+        )
     cap = steps * max_payload
     return onset_level(x, threshold, steps).clamp(-cap, cap) * threshold / steps
+
+
+def onset_dead_zone_level(
+    x: Tensor, threshold: Tensor, steps: int, max_payload: int, dead_zone: Tensor
+) -> Tensor:
+    r"""Closed form of the total payload of an onset-driven SignedIF with dead zone d.
+
+    With ``a = T x`` at the first step and ``n0 = floor(a / theta + 1/2)``: nothing if
+    ``-d <= a < d``. Otherwise step t (t = 0, 1, ...) finds the potential ``a - t K theta``
+    (sign of a) while the earlier steps emitted K each; it emits as long as that potential is
+    outside ``[-d, d)``. A step that emits fewer than K leaves at most half a threshold, which
+    never fires again. So the level is ``sign(n0) min(|n0|, J K)`` with J the steps that fire:
+    ``J = min(T, floor((a - d) / (K theta)) + 1)`` for a > 0 and
+    ``J = min(T, ceil((|a| - d) / (K theta)))`` for a < 0 (``|a| - t K theta > d``). With
+    ``d <= theta / 2`` this is the quantiser without a dead zone.
+    """
+    a = x * steps
+    n0 = onset_level(x, threshold, steps)
+    big = threshold * max_payload
+    fire_pos = torch.floor((a - dead_zone) / big) + 1
+    fire_neg = torch.ceil((-a - dead_zone) / big)
+    fires = torch.where(a >= 0, fire_pos, fire_neg).clamp(0, steps)
+    silent = dead_zone_mask(a, dead_zone)
+    level = torch.sign(n0) * torch.minimum(n0.abs(), fires * max_payload)
+    return level.masked_fill(silent, 0.0)
+
+
+def dead_zone_levels(dead_zone: Any, unit: Any, name: str) -> Any:
+    """The integer dead zone D of a chip neuron whose potential counts in ``unit`` (value per
+    integer step): the float band ``[-d, d)`` holds exactly the integer potentials with
+    ``|v| < D`` when ``d = (D - 1/2) unit``, so ``D = d / unit + 1/2`` must be an integer
+    (>= 1; D = 1 is no dead zone). A StacError naming ``name`` otherwise."""
+    rel = np.asarray(dead_zone, np.float64) / np.asarray(unit, np.float64) + 0.5
+    levels = np.round(rel)
+    if np.any(np.abs(rel - levels) > 1e-6 * np.maximum(1.0, levels)) or np.any(levels < 1):
+        raise StacError(
+            f"{name}: its dead zone is not (D - 1/2) potential units for an integer D >= 1 "
+            f"(worst {float(np.max(np.abs(rel - levels))):.3g} off), so the chip cannot hold it; "
+            "snap it with stac.sim.neurons.snap_dead_zone"
+        )
+    return levels.astype(np.int64)
+
+
+def snap_dead_zone(dead_zone: Any, unit: Any) -> Any:
+    """The representable dead zone nearest to ``dead_zone``: ``(D - 1/2) unit`` with
+    ``D = max(1, round(d / unit + 1/2))``."""
+    unit = np.asarray(unit, np.float64)
+    levels = np.maximum(1.0, np.round(np.asarray(dead_zone, np.float64) / unit + 0.5))
+    return (levels - 0.5) * unit
 
 
 # --- integer -----------------------------------------------------------------------------------
@@ -116,24 +190,34 @@ class SignedIFFixedState(NamedTuple):
 
 
 def signed_if_int_update(
-    v: Any, x: Any, theta: Any, v_max: int, max_payload: int
+    v: Any, x: Any, theta: Any, v_max: int, max_payload: int, dead: Any = None
 ) -> tuple[Any, Any]:
     """The integer rule on numpy arrays or torch tensors of integers: (payloads, new v).
 
     ``s = clamp(floor((2v + theta) / (2 theta)), -K, K)``: the potential in thresholds,
-    rounded half up, exactly (the float rule is ``floor(v / theta + 0.5)``).
+    rounded half up, exactly (the float rule is ``floor(v / theta + 0.5)``). With ``dead`` D
+    (integers, :func:`dead_zone_levels`), a potential with ``|v| < D`` emits nothing: the
+    float band ``[-(D - 1/2), D - 1/2)`` on the integer grid.
     """
     v = (v + x).clip(-v_max, v_max)
     s = ((2 * v + theta) // (2 * theta)).clip(-max_payload, max_payload)
+    if dead is not None:
+        s = s * ((v >= dead) | (v <= -dead))
     return s, v - s * theta
 
 
 def signed_if_fixed_step(
-    x: Tensor, state: SignedIFFixedState, theta: Tensor, fmt: LoihiFormat, max_payload: int = 1
+    x: Tensor,
+    state: SignedIFFixedState,
+    theta: Tensor,
+    fmt: LoihiFormat,
+    max_payload: int = 1,
+    dead: Tensor | None = None,
 ) -> tuple[Tensor, SignedIFFixedState]:
     """One timestep of the integer SignedIF in ``fmt``'s ``state_bits`` potential; returns
-    (payloads in [-K, K], new state). K = 1 gives binary signed spikes."""
-    s, v = signed_if_int_update(state.v, as_int(x), theta, fmt.uv_max - 1, max_payload)
+    (payloads in [-K, K], new state). K = 1 gives binary signed spikes; ``dead``: the integer
+    dead zone D (see :func:`signed_if_int_update`)."""
+    s, v = signed_if_int_update(state.v, as_int(x), theta, fmt.uv_max - 1, max_payload, dead)
     return s, SignedIFFixedState(v)
 
 
@@ -145,10 +229,11 @@ def signed_if_fixed_scan(
     per_step: bool = False,
     max_payload: int = 1,
     onset: bool = False,
+    dead: Tensor | None = None,
 ) -> Tensor:
     """``steps`` timesteps from v = 0, as :func:`signed_if_scan` takes its drive (held, per
     step, or with ``onset`` ``steps * drive`` at the first step only); returns the payloads
-    ``[steps, ...]``."""
+    ``[steps, ...]``. ``dead``: the integer dead zone D per neuron, or None."""
     if onset and per_step:
         raise StacError("onset drive takes one value per token, not one per step")
     drive = as_int(drive)
@@ -162,7 +247,7 @@ def signed_if_fixed_scan(
     else:
         inputs = first.expand(steps, *first.shape)
     out, _ = scan(
-        lambda x, st: signed_if_fixed_step(x, st, theta, fmt, max_payload),
+        lambda x, st: signed_if_fixed_step(x, st, theta, fmt, max_payload, dead),
         inputs,
         SignedIFFixedState(torch.zeros_like(first)),
     )
@@ -196,6 +281,10 @@ def quantise_drive(
 __all__ = [
     "SignedIFFixedState",
     "SignedIFState",
+    "dead_zone_levels",
+    "dead_zone_mask",
+    "onset_dead_zone_level",
+    "snap_dead_zone",
     "onset_level",
     "onset_quantiser",
     "quantise_drive",

@@ -97,13 +97,22 @@ def _signed_if(node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bo
     if not ctx.spiking:
         return inp, NodeStats()
     threshold = ctx.params(node.threshold)
+    dead_zone = None if node.dead_zone is None else ctx.params(node.dead_zone)
     stats = NodeStats(neuron_updates=ctx.steps * ctx.tokens * threshold.numel())
     if node.token_gain:
         gain = (inp.mean().abs() / threshold).amax(-1, keepdim=True).clamp_min(1.0)
         threshold = threshold * gain
         stats.host_flops = 3 * ctx.tokens * node.threshold.size  # ratio, max, rescale
+        if dead_zone is not None:  # the band scales with the threshold it is measured in
+            dead_zone = dead_zone * gain
     spikes = signed_if_scan(
-        inp.value, threshold, ctx.steps, inp.per_step, int(node.max_payload), node.onset_drive
+        inp.value,
+        threshold,
+        ctx.steps,
+        inp.per_step,
+        int(node.max_payload),
+        node.onset_drive,
+        dead_zone,
     )
     stats.spikes = int(torch.count_nonzero(spikes))
     stats.spike_bits = stats.spikes * node.bits_per_spike()

@@ -51,11 +51,22 @@ class FinetuneConfig:
     device: str = "cpu"
     slope: float = 2.0  # surrogate slope per quantiser level
     timesteps: int | None = None  # default: the artifact's T
+    dead_zone_lr: float = 0.0  # log-dead-zones (relative steps); 0: not learnt
+    dead_zone_init: float | None = None  # per-layer quantile of |T x| (stac.train.deadzone)
+    dead_zone_batches: int = 4  # batches of the training text the quantile is taken over
+    dead_zone_score: str = "drive"  # "drive": |T x|; "output": |T x| ||W_{:,j}||
+    dead_zone_init_for: tuple[tuple[str, float], ...] = ()  # (name part, quantile) overrides
 
     def __post_init__(self) -> None:
-        for key in ("steps", "batch", "checkpoint_every"):
+        if self.steps < 0:
+            raise StacError("--steps must be >= 0 (0: only set the dead zones and export)")
+        for key in ("batch", "checkpoint_every", "dead_zone_batches"):
             if getattr(self, key) < 1:
                 raise StacError(f"--{key.replace('_', '-')} must be at least 1")
+        if self.dead_zone_lr < 0:
+            raise StacError(f"--dead-zone-lr must be >= 0, got {self.dead_zone_lr}")
+        if self.dead_zone_init is not None and not 0 <= self.dead_zone_init < 1:
+            raise StacError(f"--dead-zone-init must be in [0, 1), got {self.dead_zone_init}")
         if self.seq_len < 2:
             raise StacError(f"--seq-len must be at least 2 tokens, got {self.seq_len}")
         if not (self.lr > 0 and self.threshold_lr > 0):
@@ -97,15 +108,15 @@ class Trainer:
         if not self.named:
             raise StacError("nothing to train: every parameter is frozen")
         # Adam moves each parameter by about lr per step: a weight by lr in its own units, a
-        # log-threshold by lr in relative terms, so thresholds get a larger rate.
-        thr = cfg.threshold_lr
-        weights = [p for k, p in self.named if not k.endswith("log_threshold")]
+        # log-threshold (or log-dead-zone) by lr in relative terms, so they get larger rates.
+        logs = ("log_threshold", "log_dead_zone")
+        weights = [p for k, p in self.named if not k.endswith(logs)]
         thresholds = [p for k, p in self.named if k.endswith("log_threshold")]
-        groups: list[dict[str, Any]] = [
-            {"params": ps, "lr": lr} for ps, lr in ((weights, cfg.lr), (thresholds, thr)) if ps
-        ]
+        zones = [p for k, p in self.named if k.endswith("log_dead_zone")]
+        rates = ((weights, cfg.lr), (thresholds, cfg.threshold_lr), (zones, cfg.dead_zone_lr))
+        groups: list[dict[str, Any]] = [{"params": ps, "lr": lr} for ps, lr in rates if ps]
         self.opt = torch.optim.Adam(groups)
-        order = [id(p) for ps in (weights, thresholds) for p in ps]
+        order = [id(p) for ps in (weights, thresholds, zones) for p in ps]
         self.named.sort(key=lambda kp: order.index(id(kp[1])))  # the optimiser's own order
         self.sampler = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -181,6 +192,9 @@ class Trainer:
             tensors[f"param/{key}"] = p.detach().cpu().contiguous()
             for name, value in opt_state.get(i, {}).items():
                 tensors[f"adam/{key}/{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+        for key, buf in self.net.named_buffers():
+            if key.endswith("dead_zone0"):  # set from the data at the start, not learnt
+                tensors[f"buffer/{key}"] = buf.detach().cpu().contiguous()
         tensors["rng/sampler"] = self.sampler.get_state()
         tensors["rng/torch"] = torch.get_rng_state()
         stem = folder / f"step-{self.state.step:07d}"
@@ -228,6 +242,9 @@ class Trainer:
                 adam = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
                 if adam:
                     state[i] = {k: v.to(self.device) if k != "step" else v for k, v in adam.items()}
+            for key, buf in self.net.named_buffers():
+                if f"buffer/{key}" in tensors:
+                    buf.copy_(tensors[f"buffer/{key}"])
         groups = self.opt.state_dict()["param_groups"]
         self.opt.load_state_dict({"state": state, "param_groups": groups})
         self.sampler.set_state(tensors["rng/sampler"])

@@ -46,7 +46,7 @@ from stac.sim.semantics import (
     RunContext,
 )
 from stac.sim.signal import Signal
-from stac.train.surrogate import round_ste, staircase_grad
+from stac.train.surrogate import round_ste, staircase_grad, superspike
 
 WEIGHTED = (nir.Affine, nir.Linear)
 log = logging.getLogger(__name__)
@@ -73,14 +73,17 @@ def _fake_quant(w: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor
 class GraphNet(nn.Module):
     """A differentiable forward of ``graph`` (see the module docstring).
 
-    ``learn``: which parameters train ("weights", "thresholds"); ``slope``: the surrogate's
-    SuperSpike slope per unit of u (one level of the quantiser).
+    ``learn``: which parameters train ("weights", "thresholds", "dead_zones"); ``slope``: the
+    surrogate's SuperSpike slope per unit of u (one level of the quantiser). ``dead_zones``:
+    every encoder runs with a dead zone (:mod:`stac.train.deadzone`), its own or, where it has
+    none, the no-op ``theta / 2``; otherwise only encoders that have one do.
     """
 
     def __init__(
         self,
         graph: nir.NIRGraph,
         learn: tuple[str, ...] = ("weights", "thresholds"),
+        dead_zones: bool = False,
         slope: float = 2.0,
         payload_bits: int | None = None,
     ) -> None:
@@ -112,6 +115,14 @@ class GraphNet(nn.Module):
                 self.params[_key(name, "log_threshold")] = nn.Parameter(
                     torch.zeros_like(theta), requires_grad="thresholds" in learn
                 )
+                if dead_zones or node.dead_zone is not None or "dead_zones" in learn:
+                    dz = theta / 2 if node.dead_zone is None else node.dead_zone
+                    dz = torch.as_tensor(np.asarray(dz, np.float32)).clamp_min(1e-30)
+                    self.register_buffer(_key(name, "dead_zone0"), dz.clone())
+                    self.params[_key(name, "log_dead_zone")] = nn.Parameter(
+                        torch.zeros_like(theta), requires_grad="dead_zones" in learn
+                    )
+        self.capture: dict[str, list[torch.Tensor]] | None = None  # |T x| per encoder
 
     def _add_weight(self, name: str, node: Any, learn: bool) -> None:
         quant = (node.metadata or {}).get("quant") or {}
@@ -156,6 +167,17 @@ class GraphNet(nn.Module):
             theta = steps * torch.exp2(step + (torch.round(step) - step).detach())
         return theta
 
+    def dead_zone(self, name: str, theta: torch.Tensor) -> torch.Tensor | None:
+        """The encoder's dead zone at thresholds ``theta``, or None where it has none:
+        ``d0 exp(r)`` snapped (straight-through) to the chip's grid ``(D - 1/2) theta``,
+        D >= 1 an integer (:func:`stac.sim.neurons.dead_zone_levels`; D = 1 is no dead zone)."""
+        key = _key(name, "log_dead_zone")
+        if key not in self.params:
+            return None
+        dz = getattr(self, _key(name, "dead_zone0")) * self.params[key].exp()
+        levels = torch.round(dz.detach() / theta.detach() + 0.5).clamp_min(1.0)
+        return dz + ((levels - 0.5) * theta.detach() - dz).detach()
+
     def payload(self, name: str, theta: torch.Tensor) -> int:
         """K of a graded encoder at thresholds ``theta``: its own, or less where a per-layer
         payload (a count shifted by its channel's exponent, ``K theta_max / theta_min``) would
@@ -191,23 +213,50 @@ class GraphNet(nn.Module):
     ) -> Signal:
         steps = ctx.steps
         theta = self.threshold(name, steps)
+        dz = self.dead_zone(name, theta)
         x = inp.mean()
         k = self.payload(name, theta)
         if node.token_gain:
             gain = (x.abs() / theta).amax(-1, keepdim=True).clamp_min(1.0)
             theta = theta * gain
+            dz = None if dz is None else dz * gain
+        if self.capture is not None:
+            self.capture.setdefault(name, []).append((steps * x).detach().abs().flatten(0, -2))
         with torch.no_grad():
+            value, th = inp.value.detach(), theta.detach()
             spikes = signed_if_scan(
-                inp.value.detach(), theta.detach(), steps, inp.per_step, k, node.onset_drive
+                value,
+                th,
+                steps,
+                inp.per_step,
+                k,
+                node.onset_drive,
+                None if dz is None else dz.detach(),
             )
-            exact = spikes * theta.detach()
+            exact = spikes * th
             level = spikes.sum(0)
             count = (spikes != 0).sum(0).to(x.dtype)
         u = steps * x / theta
         cap = float(steps * k)
-        grad = (level + staircase_grad(u, cap, self.slope)) * theta / steps
+        rise = staircase_grad(u, cap, self.slope)
+        rise_count = staircase_grad(u, cap, self.slope, period=k, odd=False)
+        if dz is None:
+            grad = (level + rise) * theta / steps
+            counted = count + rise_count
+        else:
+            # through the mask m = [T x outside [-d, d)]: SuperSpike on |u| - d / theta (in
+            # levels); the neuron's output is m times its output without the dead zone
+            with torch.no_grad():
+                free = signed_if_scan(value, th, steps, inp.per_step, k, node.onset_drive)
+                level_free = free.sum(0)
+                count_free = (free != 0).sum(0).to(x.dtype)
+                passed = (level != 0) | (level_free == 0)
+            edge = superspike(u.abs() - dz / theta, self.slope)
+            edge = edge - edge.detach()
+            grad = (level + passed * rise + edge * level_free) * theta / steps
+            counted = count + passed * rise_count + edge * count_free
         grad = grad - grad.detach()  # zero in value: the forward stays stac's to the bit
-        out.counts[name] = count + staircase_grad(u, cap, self.slope, period=k, odd=False)
+        out.counts[name] = counted
         if self.need[name]:
             return Signal(exact + grad, True, events=True)
         return Signal(exact.mean(0) + grad, False, events=True)
@@ -278,8 +327,12 @@ class GraphNet(nn.Module):
                         k,
                         self.payload_bits,
                     )
+                extra: dict[str, Any] = {}
+                dz = self.dead_zone(name, theta)
+                if dz is not None:
+                    extra["dead_zone"] = dz.cpu().numpy().astype(np.float32)
                 nodes[name] = replace_fields(
-                    node, threshold=theta.cpu().numpy().astype(np.float32), max_payload=k
+                    node, threshold=theta.cpu().numpy().astype(np.float32), max_payload=k, **extra
                 )
         out = make_graph(nodes, self.graph.edges, self.graph.metadata)
         return _restep_readouts(out) if any(isinstance(v, Readout) for v in nodes.values()) else out

@@ -222,6 +222,7 @@ def run_block_lava(
             v_max=fmt.uv_max - 1,
             split_bits=block.split_bits,
             parts=block.parts,
+            dead=block.dead,
             name=f"stac-enc:{block.name}",
         )
         source.s_out.connect(enc.a_in)

@@ -55,6 +55,7 @@ from stac.errors import StacError
 from stac.ir.graph import predecessors, successors
 from stac.ir.nodes import SignedIF
 from stac.sim import fixed_point as fx
+from stac.sim.neurons import dead_zone_levels
 
 DENSE_TYPES = (nir.Linear, nir.Affine)
 #: The Lava encoder's output ports, one per payload part (the GradedSignedIF process declares
@@ -106,6 +107,7 @@ class EncoderBlock:
     dense: list[DenseBlock]
     split_bits: int = 0  # k > 0: each payload s * mult is sent as base-2**k digits
     parts: int = 1
+    dead: np.ndarray | None = None  # [n] int64: the chip's dead zone D (|v| < D is silent)
 
     @property
     def size(self) -> int:
@@ -272,6 +274,23 @@ def held_theta(fmt: fx.LoihiFormat, steps: int, headroom: int) -> int:
     return 1 << b
 
 
+def _dead_zone(name: str, node: SignedIF) -> np.ndarray | None:
+    """The chip's integer dead zone D per neuron, or None. Onset drive only: the host sends
+    the level ``n = floor(T x / theta_c + 1/2)`` to a neuron of threshold 1, whose potential
+    counts in thresholds, so ``d = (D - 1/2) theta_c`` (a token gain scales d and theta_c
+    alike, D unchanged). A held drive's potential counts in ``theta_c / 2**b`` and a dead zone
+    there is refused by name (not built)."""
+    if node.dead_zone is None:
+        return None
+    if not node.onset_drive:
+        raise StacError(
+            f"{name}: a dead zone on a held-drive encoder is not lowered to Lava "
+            "(only onset drive, full mode)"
+        )
+    levels: np.ndarray = dead_zone_levels(node.dead_zone, node.threshold, name)
+    return levels
+
+
 def block_plan(
     graph: nir.NIRGraph, fmt: fx.LoihiFormat, steps: int, limits: LavaLimits, payload_bits: int = 32
 ) -> BlockPlan:
@@ -307,6 +326,7 @@ def block_plan(
         try:
             mult, unit = _payload_units(name, node)
             dense = [_dense(s, graph.nodes[s], fmt, unit) for s in post[name]]
+            dead = _dead_zone(name, node)
         except StacError as exc:
             errors.append(str(exc))
             continue
@@ -319,6 +339,7 @@ def block_plan(
             bool(node.onset_drive),
             bool(node.token_gain),
             dense,
+            dead=dead,
         )
         block.split_bits, block.parts = payload_split(block, steps, limits)
         if block.parts > limits.payload_parts:

@@ -60,11 +60,12 @@ def encoder_fixed(
     theta = torch.full((block.size,), block.chip_theta, dtype=torch.int64)
     mult = _t(block.mult())
     state = SignedIFFixedState(torch.zeros(block.size, dtype=torch.int64))
+    dead = None if block.dead is None else _t(block.dead)
     vs, ps = [], []
     for t, x in enumerate(_t(drive)):
         if t % steps == 0:
             state = SignedIFFixedState(torch.zeros_like(state.v))
-        s, state = signed_if_fixed_step(x, state, theta, fmt, block.max_payload)
+        s, state = signed_if_fixed_step(x, state, theta, fmt, block.max_payload, dead)
         vs.append(state.v)
         ps.append(s * mult)
     return torch.stack(vs).numpy(), torch.stack(ps).numpy()

@@ -47,12 +47,23 @@ class SignedIF(StacNode):
     quantiser :math:`\frac{\theta}{T}\,\mathrm{clip}(\lfloor T x/\theta + 1/2\rfloor,
     -TK, TK)` for onset drive (and for held drive whenever :math:`|x| \le K\theta`): a uniform
     quantiser of step :math:`\theta/T` with :math:`2TK + 1` levels.
+
+    **Dead zone** (``dead_zone``, optional, per neuron, value units, >= 0): a firing threshold
+    apart from the step, as a sigma-delta neuron's ``vth`` (lava-nc's ``SigmaDelta`` process,
+    lava-dl's ``sigma_delta`` neuron): at a step where :math:`-d \le v_t < d` the neuron emits
+    nothing and keeps its potential; otherwise the graded rule above. The interval is
+    half-open, the same tie rule as the rounding :math:`\lfloor v/\theta + 1/2\rfloor`, so
+    :math:`d = \theta/2` is exactly the neuron without a dead zone, and
+    :math:`d = (D - 1/2)\,\theta` is exactly "silent while the rounded level is below D" (the
+    chip's integer form, :func:`stac.sim.neurons.dead_zone_levels`). Absent (None): no dead
+    zone, today's rule.
     """
 
     threshold: np.ndarray  # per-neuron spike value theta (> 0), shape (n,)
     token_gain: bool = False  # host-side per-token threshold gain (see above)
     max_payload: int = 1  # K: largest spike magnitude per step; 1 = binary spikes
     onset_drive: bool = False  # drive arrives once per token, at the first step (see above)
+    dead_zone: np.ndarray | None = None  # per-neuron silent band [-d, d) (value units), or None
 
     host_op = False
 
@@ -64,6 +75,15 @@ class SignedIF(StacNode):
             raise ValueError(
                 f"SignedIF.max_payload must be an integer >= 1, got {self.max_payload!r}"
             )
+        if self.dead_zone is not None:
+            check_array("SignedIF", "dead_zone", self.dead_zone, ndim=1)
+            if self.dead_zone.shape != self.threshold.shape:
+                raise ValueError(
+                    f"SignedIF.dead_zone has shape {self.dead_zone.shape}, the thresholds "
+                    f"{self.threshold.shape}"
+                )
+            if not np.all(self.dead_zone >= 0):
+                raise ValueError("SignedIF.dead_zone must be >= 0 for every neuron")
 
     def bits_per_spike(self) -> int:
         r"""Bits a spike carries. A binary spike: 1 (the sign picks the axon; its value lives in

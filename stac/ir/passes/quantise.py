@@ -44,6 +44,7 @@ from stac.ir.passes.common import (
     rebuild,
     replace_fields,
 )
+from stac.errors import StacError
 from stac.ir.results import Issue
 from stac.profiles import Profile
 from stac.quant import (
@@ -55,6 +56,7 @@ from stac.quant import (
     shift_to_fit,
     stats_from_sums,
 )
+from stac.sim.neurons import dead_zone_levels, snap_dead_zone
 
 THRESHOLD_FIELDS = ("threshold", "v_threshold")
 TAU_FIELDS = ("tau", "tau_mem", "tau_syn")
@@ -347,6 +349,20 @@ def _check_payload(
             )
 
 
+def _dead_zone_carried(name: str, node: Any, record: dict[str, Any], issues: list[Issue]) -> None:
+    """Full mode's chip neuron has threshold 1 and counts its potential in thresholds, so a
+    dead zone is representable when it is ``(D - 1/2) theta_c`` for an integer D >= 1
+    (:func:`stac.sim.neurons.dead_zone_levels`); an error naming the node otherwise."""
+    if getattr(node, "dead_zone", None) is None:
+        return
+    try:
+        levels = dead_zone_levels(node.dead_zone, node.threshold, name)
+    except StacError as exc:
+        issues.append(issue("error", name, "spikes.graded", str(exc)))
+        return
+    record["dead_zone_levels_max"] = int(levels.max())
+
+
 def _threshold_bits(node: Any, host_driven: bool, profile: Profile) -> int:
     fx, spikes = profile.values["fixed_point"], profile.values["spikes"]
     bits = int(fx["threshold_bits"])
@@ -377,6 +393,7 @@ def _neuron(
         # neuron's threshold is one unit and the per-channel values live in the host's
         # scaling and in the folded synapses; nothing here is rounded.
         record.update(status="carried", threshold_bits=0, threshold_rel_max=0.0)
+        _dead_zone_carried(name, node, record, issues)
         return node, record
     fields: dict[str, Any] = {}
     unit = None
@@ -405,6 +422,10 @@ def _neuron(
                     f"relative error up to {rel.max():.1%}",
                 )
             )
+    if unit is not None and getattr(node, "dead_zone", None) is not None:
+        # the potential counts in the threshold grid's unit: d = (D - 1/2) unit, D integer
+        fields["dead_zone"] = snap_dead_zone(node.dead_zone, unit).astype(np.float32)
+        record["dead_zone_levels_max"] = int(round(float(fields["dead_zone"].max()) / unit + 0.5))
     if unit is not None:
         for key in ("v_leak", "v_reset"):
             if hasattr(node, key):

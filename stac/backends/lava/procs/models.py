@@ -39,6 +39,7 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
     v_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32)
     v: np.ndarray = LavaPyType(np.ndarray, np.int32)
     mult: np.ndarray = LavaPyType(np.ndarray, np.int32)
+    dead: np.ndarray = LavaPyType(np.ndarray, np.int32)
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)
@@ -54,7 +55,8 @@ class PyGradedSignedIFModelFixed(PyLoihiProcessModel):
         v = self.v.astype(np.int64)
         if (self.time_step - 1) % self.reset_interval == 0:
             v = np.zeros_like(v)
-        s, v = signed_if_int_update(v, x, self.theta, self.v_max, self.max_payload)
+        dead = self.dead.astype(np.int64)
+        s, v = signed_if_int_update(v, x, self.theta, self.v_max, self.max_payload, dead)
         self.v[:] = v
         self.v_out.send(self.v)
         parts = split_payload(s * self.mult.astype(np.int64), self.split_bits, self.parts)

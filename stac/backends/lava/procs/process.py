@@ -21,7 +21,9 @@ class GradedSignedIF(AbstractProcess):
     before the first step of every
     interval (one token of T steps). ``v_out`` sends ``v`` after each step, so that a Monitor
     can read the potential through a port (probing the Var itself costs a request per step,
-    tens of times slower).
+    tens of times slower). ``dead`` (optional, integers per neuron): a potential with
+    ``|v| < dead`` emits nothing (stac's dead zone, :func:`stac.sim.neurons.dead_zone_levels`;
+    1 everywhere is no dead zone).
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class GradedSignedIF(AbstractProcess):
         v_max: int,
         split_bits: int = 0,
         parts: int = 1,
+        dead: np.ndarray | None = None,
         name: str | None = None,
     ) -> None:
         if not 1 <= parts <= len(PART_PORTS):
@@ -57,6 +60,7 @@ class GradedSignedIF(AbstractProcess):
         self.v_out = OutPort(shape=shape)
         self.v = Var(shape=shape, init=0)
         self.mult = Var(shape=shape, init=np.asarray(mult))
+        self.dead = Var(shape=shape, init=np.ones(shape, np.int64) if dead is None else dead)
 
 
 class Recorder(AbstractProcess):
