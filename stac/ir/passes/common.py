@@ -73,10 +73,18 @@ def chip_assignment(graph: nir.NIRGraph, profile: Profile) -> dict[str, bool]:
         if on_chip and isinstance(node, WEIGHTED_TYPES + EVENT_ROUTING_TYPES):
             on_chip = bool(pre[name]) and all(p in events for p in pre[name])
         out[name] = on_chip
-    for name, node in graph.nodes.items():  # a readout sends from its map's compartments
+    return readouts_follow_their_maps(graph, out, pre)
+
+
+def readouts_follow_their_maps(
+    graph: nir.NIRGraph, on_chip: dict[str, bool], pre: dict[str, list[str]]
+) -> dict[str, bool]:
+    """``on_chip`` with every Readout on the host whose map is: a readout is the send rule of
+    its map's compartments, so no value goes host -> chip -> host."""
+    for name, node in graph.nodes.items():
         if isinstance(node, Readout):
-            out[name] = out[name] and all(out[p] for p in pre[name])
-    return out
+            on_chip[name] = on_chip[name] and all(on_chip[p] for p in pre[name])
+    return on_chip
 
 
 def node_order(graph: nir.NIRGraph) -> list[str]:

@@ -60,6 +60,7 @@ from stac.ir.passes.common import (
     is_neuron,
     issue,
     node_order,
+    readouts_follow_their_maps,
     rebuild,
     with_metadata,
 )
@@ -129,11 +130,10 @@ class _Partitioner:
         self.graph, self.profile, self.lim = graph, profile, Limits.of(profile)
         keep = host_nodes(graph)
         assigned = chip_assignment(graph, profile)
-        self.on_chip = {n: on and n not in keep for n, on in assigned.items()}
         self.pre, self.post = predecessors(graph), successors(graph)
-        for n, v in graph.nodes.items():  # a readout sends from its map's compartments
-            if isinstance(v, Readout):
-                self.on_chip[n] = self.on_chip[n] and all(self.on_chip[p] for p in self.pre[n])
+        self.on_chip = readouts_follow_their_maps(
+            graph, {n: on and n not in keep for n, on in assigned.items()}, self.pre
+        )
         self.issues: list[Issue] = []
         self.splits: dict[str, dict[str, Any]] = {}
         self.spatial = {n for n, v in graph.nodes.items() if self.on_chip[n] and sp.is_spatial(v)}
