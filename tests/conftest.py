@@ -127,3 +127,13 @@ def tiny_llama_dir(tmp_path_factory, smollm2) -> Path:
     LlamaForCausalLM(config).save_pretrained(path)
     smollm2.tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def text_file(tmp_path_factory) -> Path:
+    """The first 20,000 characters of The Tempest (a bundled play) as a training text file."""
+    from stac.frontend.text import play_text
+
+    path = tmp_path_factory.mktemp("text") / "tempest.txt"
+    path.write_text(play_text("romances/the-tempest")[:20_000])
+    return path

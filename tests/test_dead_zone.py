@@ -159,15 +159,6 @@ def graded_artifact(tmp_path_factory, tiny_gpt2_dir):
     return out
 
 
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    from stac.frontend.text import play_text
-
-    path = tmp_path_factory.mktemp("text") / "tempest.txt"
-    path.write_text(play_text("romances/the-tempest")[:20_000])
-    return path
-
-
 def _zoned_net(graded_artifact, text_file, quantile: float, **kw):
     from stac.artifact import load_artifact
     from stac.train.deadzone import init_dead_zones

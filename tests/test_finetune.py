@@ -14,7 +14,6 @@ from stac.artifact import load_artifact
 from stac.cli import main
 from stac.commands.eval import run_eval
 from stac.frontend.models import load_model
-from stac.frontend.text import play_text
 from stac.ir.graph import make_graph
 from stac.ir.nodes import SignedIF
 from stac.ir.passes.common import replace_fields
@@ -37,13 +36,6 @@ def binary_artifact(tmp_path_factory, tiny_gpt2_dir):
     args += ["-T", str(T), "--calibration-passages", "1", "--output-dir", str(out)]
     assert main(args) == 0
     return out
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("text") / "tempest.txt"
-    path.write_text(play_text("romances/the-tempest")[:20_000])
-    return path
 
 
 def _trainer(artifact, tiny_gpt2_dir, text_file, **kw) -> Trainer:
