@@ -411,9 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-dir", type=Path, required=True, help="work folder: artifact/, checkpoints/"
     )
     ft.add_argument("--steps", type=int, default=100, help="optimiser steps (default 100)")
-    ft.add_argument("--lr", type=float, default=1e-5, help="Adam learning rate (default 1e-5)")
     ft.add_argument(
-        "--threshold-lr", type=float, default=1e-2, help="rate of the log-thresholds (default 1e-2)"
+        "--lr", type=float, default=1e-5, help="Adam rate of the weights (default 1e-5; 0: frozen)"
+    )
+    ft.add_argument(
+        "--threshold-lr",
+        type=float,
+        default=1e-2,
+        help="rate of the log-thresholds (default 1e-2; 0: frozen)",
     )
     ft.add_argument("--batch", type=int, default=2, help="windows per step (default 2)")
     ft.add_argument("--seq-len", type=int, default=128, help="tokens per window, BOS first")

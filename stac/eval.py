@@ -69,6 +69,7 @@ def evaluate(
     calibration: list[torch.Tensor] | None = None,
     host_ops: dict[int, Any] | None = None,
     first_position: str = "host",
+    spiking: bool | frozenset[str] = True,
 ) -> list[Fidelity]:
     """Perplexity, agreement and KL of the SNN at each T against the float model.
 
@@ -80,6 +81,9 @@ def evaluate(
     then compute in Lava's fixed point (:mod:`stac.sim.onchip_fixed`), with scales calibrated
     at each T on the ``calibration`` windows and written to ``host_ops[T]`` when given;
     ``first_position``: where position 0's RMSNorms run (``host`` or ``chip``).
+    ``spiking``: False runs every encoder as a pass-through (the graph's quantised weights
+    with float activations: what the weights alone cost); a set of encoder names spikes only
+    those (what they cost on top of the weights). The perplexities are then of that network.
     """
     sim = simulate(graph)  # lowered once, run at every T
     encoders = [k for k, v in graph.nodes.items() if isinstance(v, SignedIF)]
@@ -105,7 +109,13 @@ def evaluate(
         totals: dict[str, NodeStats] = {}
         pairs = list(zip(chunks, refs, strict=True))
         for chunk, ref in tqdm(pairs, desc=f"T={steps}", leave=False):
-            outputs, stats = run(REFERENCE, sim, RunContext(chunk[None], steps=steps))
+            ctx = RunContext(chunk[None], steps=steps, spiking=spiking is not False)
+            if isinstance(spiking, frozenset):
+                unknown = sorted(spiking - set(encoders))
+                if unknown:
+                    raise StacError(f"not spiking encoders of this graph: {unknown[:5]}")
+                ctx.spiking_nodes = spiking
+            outputs, stats = run(REFERENCE, sim, ctx)
             out = outputs["output"][0]
             for name in encoders:
                 totals.setdefault(name, NodeStats())

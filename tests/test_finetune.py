@@ -169,3 +169,35 @@ def test_command_writes_an_artifact_every_command_accepts(binary_artifact, text_
     # the trained weights moved, and the artifact holds them
     before = load_artifact(binary_artifact).graph.nodes["layer0_fc"].weight
     assert not (before == art.graph.nodes["layer0_fc"].weight).all()
+
+
+@pytest.mark.parametrize("frozen", ["--lr", "--threshold-lr"])
+def test_a_rate_of_zero_freezes_its_kind(binary_artifact, text_file, tmp_path, frozen):
+    """``--threshold-lr 0`` trains the weights alone and ``--lr 0`` the thresholds alone: the
+    frozen kind leaves the command exactly as it came in, the other moves."""
+    out = tmp_path / "ft"
+    args = ["finetune", str(binary_artifact), "--text", str(text_file), "--output-dir", str(out)]
+    args += ["--steps", "3", "--lr", "3e-3", "--threshold-lr", "0.1", "--seq-len", "24"]
+    args += [frozen, "0"]
+    assert main(args) == 0
+    before = load_artifact(binary_artifact).graph.nodes
+    after = load_artifact(out / "artifact").graph.nodes
+    encoders = [k for k, v in before.items() if isinstance(v, SignedIF)]
+    weighted = [k for k, v in before.items() if getattr(v, "weight", None) is not None]
+    weighted = [k for k in weighted if k in after and before[k].weight.ndim == 2]
+    thresholds_equal = all(
+        np.array_equal(before[k].threshold, after[k].threshold) for k in encoders
+    )
+    weights_equal = all(np.array_equal(before[k].weight, after[k].weight) for k in weighted)
+    assert encoders and weighted
+    assert thresholds_equal == (frozen == "--threshold-lr")
+    assert weights_equal == (frozen == "--lr")
+
+
+def test_all_rates_zero_is_refused(binary_artifact, text_file, tmp_path, capsys):
+    args = ["finetune", str(binary_artifact), "--text", str(text_file), "--output-dir"]
+    args += [str(tmp_path / "ft"), "--lr", "0", "--threshold-lr", "0"]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "nothing to train" in err and "Traceback" not in err
+    assert not (tmp_path / "ft").exists()

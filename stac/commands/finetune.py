@@ -89,8 +89,9 @@ def finetune(
     graded = bool(profile.get("spikes", "graded"))
     bits = int(profile.get("spikes", "payload_bits")) if graded else None
     zones = cfg.dead_zone_init is not None or cfg.dead_zone_lr > 0
-    learn = ("weights", "thresholds") + (("dead_zones",) if cfg.dead_zone_lr > 0 else ())
-    net = GraphNet(art.graph, learn=learn, dead_zones=zones, slope=cfg.slope, payload_bits=bits)
+    net = GraphNet(
+        art.graph, learn=cfg.learned(), dead_zones=zones, slope=cfg.slope, payload_bits=bits
+    )
     trainer = Trainer(net, teacher, data, cfg, steps)
     if cfg.dead_zone_init is not None and resume is None:
         first = data[: cfg.batch * cfg.dead_zone_batches].to(trainer.device)

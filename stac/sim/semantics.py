@@ -63,6 +63,9 @@ class RunContext:
     kv_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
     use_cache: bool = False  # store this run's keys and values in kv_cache
     spiking: bool = True  # False: neurons pass their drive through (the float ANN)
+    # with spiking, the encoders that spike (None: all); the others pass their drive through,
+    # so a run can charge the error to one group of encoders at a time
+    spiking_nodes: frozenset[str] | None = None
     params: Callable[[Any], torch.Tensor] = torch.as_tensor  # numpy array -> tensor (cached)
 
     @property
@@ -94,7 +97,7 @@ def _affine(node: nir.Affine | nir.Linear, inp: Signal, ctx: RunContext, name: s
 
 
 def _signed_if(node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bool):
-    if not ctx.spiking:
+    if not ctx.spiking or (ctx.spiking_nodes is not None and name not in ctx.spiking_nodes):
         return inp, NodeStats()
     threshold = ctx.params(node.threshold)
     dead_zone = None if node.dead_zone is None else ctx.params(node.dead_zone)

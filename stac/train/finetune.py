@@ -57,6 +57,16 @@ class FinetuneConfig:
     dead_zone_score: str = "drive"  # "drive": |T x|; "output": |T x| ||W_{:,j}||
     dead_zone_init_for: tuple[tuple[str, float], ...] = ()  # (name part, quantile) overrides
 
+    def learned(self) -> tuple[str, ...]:
+        """The parameter kinds this run trains (:class:`GraphNet`'s ``learn``): a rate of 0
+        freezes its kind."""
+        rates = {
+            "weights": self.lr,
+            "thresholds": self.threshold_lr,
+            "dead_zones": self.dead_zone_lr,
+        }
+        return tuple(kind for kind, rate in rates.items() if rate > 0)
+
     def __post_init__(self) -> None:
         if self.steps < 0:
             raise StacError("--steps must be >= 0 (0: only set the dead zones and export)")
@@ -69,10 +79,13 @@ class FinetuneConfig:
             raise StacError(f"--dead-zone-init must be in [0, 1), got {self.dead_zone_init}")
         if self.seq_len < 2:
             raise StacError(f"--seq-len must be at least 2 tokens, got {self.seq_len}")
-        if not (self.lr > 0 and self.threshold_lr > 0):
+        if self.lr < 0 or self.threshold_lr < 0:
             raise StacError(
-                f"--lr and --threshold-lr must be > 0, got {self.lr}, {self.threshold_lr}"
+                f"--lr and --threshold-lr must be >= 0 (0: not learnt), got {self.lr}, "
+                f"{self.threshold_lr}"
             )
+        if not self.learned():
+            raise StacError("nothing to train: --lr, --threshold-lr and --dead-zone-lr are all 0")
         if self.spike_l1 < 0 or self.hidden_match < 0:
             raise StacError("--spike-l1 and --hidden-match must be >= 0")
 

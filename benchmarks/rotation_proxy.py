@@ -1,0 +1,194 @@
+"""What a rotation of each encoder's input would buy binary spikes: a proxy on the float model.
+
+Binary full mode (``--payload-bits 1``) at T timesteps gives every value ``2 T + 1`` levels
+(``clamp(round(x / s), -T, T) s``), with a static step ``s`` per channel. That is the whole of
+its error (ratio 1.37 at T = 16 on SmolLM2). This script applies exactly that rounding to the
+input of every linear map of the Hugging Face model, with weights left in float so that only
+the activations' coding is measured, and compares it with two things stac does not build:
+
+- **a rotation**: ``x R`` for a random orthogonal ``R``, one per map input (q/k/v share one,
+  gate/up share one). The map would hold ``W R`` instead of ``W``, so the output is unchanged
+  up to rounding. A rotation spreads outlier channels over all channels (QuaRot, Ashkboos et
+  al. 2024; SpinQuant, Liu et al. 2024).
+- **a per-token step**: ``s = max_c |x_c| / T``, computed by the host for each token; stac's
+  ``--token-gain`` scales thresholds the same way, but only up.
+
+Static steps are searched per channel over the calibration windows (BOS rows included, as
+binary full mode scores them): the clip ratio in :data:`CLIPS` with the least squared error.
+Rows: ``static`` (stac's binary code), ``rotated static``, ``per-token``, ``rotated
+per-token``. Held-out windows and reference as ``stac eval`` (the float model's logits).
+Usage::
+
+    python benchmarks/rotation_proxy.py [--timesteps 16] [--windows 16] [--calibration 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from stac.eval import windows
+from stac.frontend import load_model
+from stac.frontend.text import calibration_windows, evaluation_text
+
+log = logging.getLogger("rotation_proxy")
+
+#: Clip ratios (of each channel's calibrated peak) the static step search tries.
+CLIPS = (1.0, 0.8, 0.6, 0.45, 0.35, 0.25, 0.18, 0.12)
+#: Maps that read the same input as an earlier one (their input is coded once, identically).
+SHARED = {"k_proj": "q_proj", "v_proj": "q_proj", "up_proj": "gate_proj"}
+MODES = ("static", "rotated static", "per-token", "rotated per-token")
+
+
+def orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
+    """A random orthogonal ``[n, n]`` (Haar: QR of a Gaussian, signs fixed by R's diagonal)."""
+    q, r = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).float()
+
+
+def site_of(name: str) -> str:
+    """The map whose input ``name``'s input is (itself unless it shares one)."""
+    for tail, first in SHARED.items():
+        if name.endswith(tail):
+            return name[: -len(tail)] + first
+    return name
+
+
+def best_steps(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """Per channel of ``x`` ``[rows, channels]``, the step of least squared rounding error."""
+    peak = x.abs().amax(0).clamp_min(1e-12)
+    best_err = best = None
+    for clip in CLIPS:
+        s = clip * peak / levels
+        err = ((torch.clamp(torch.round(x / s), -levels, levels) * s - x) ** 2).sum(0)
+        if best_err is None or best is None:
+            best_err, best = err, s
+        else:
+            better = err < best_err
+            best_err, best = torch.where(better, err, best_err), torch.where(better, s, best)
+    assert best is not None
+    return best
+
+
+class Coder:
+    """Forward pre-hooks that code every linear map's input as the current mode says."""
+
+    def __init__(self, model: Any, levels: int, seed: int) -> None:
+        self.levels, self.mode = levels, "float"
+        self.collect: dict[str, list[torch.Tensor]] | None = None
+        self.steps: dict[str, torch.Tensor] = {}
+        gen = torch.Generator().manual_seed(seed)
+        self.rotation: dict[str, torch.Tensor] = {}
+        for name, mod in model.named_modules():
+            if isinstance(mod, torch.nn.Linear) and ("layers." in name or name == "lm_head"):
+                site = site_of(name)
+                if site not in self.rotation:
+                    self.rotation[site] = orthogonal(mod.in_features, gen)
+                mod.register_forward_pre_hook(self._hook(name, site))
+
+    def _hook(self, name: str, site: str) -> Callable[[Any, tuple[Any, ...]], Any]:
+        def code(_mod: Any, args: tuple[Any, ...]) -> Any:
+            if self.mode == "float":
+                return None
+            x = args[0]
+            rot = self.rotation[site] if self.mode.startswith("rotated") else None
+            z = x @ rot if rot is not None else x
+            if self.collect is not None:
+                if name == site:
+                    self.collect.setdefault(site, []).append(z.reshape(-1, z.shape[-1]))
+                return None
+            if self.mode.endswith("per-token"):
+                s = z.abs().amax(-1, keepdim=True).clamp_min(1e-12) / self.levels
+            else:
+                s = self.steps[site]
+            zq = torch.clamp(torch.round(z / s), -self.levels, self.levels) * s
+            return (zq @ rot.T if rot is not None else zq,)
+
+        return code
+
+    @torch.no_grad()
+    def calibrate(self, model: Any, chunks: list[torch.Tensor]) -> None:
+        """Static steps for the current mode from ``chunks`` (no-op for per-token modes)."""
+        if self.mode.endswith("per-token"):
+            return
+        self.collect = {}
+        for c in chunks:
+            model(c[None])
+        found, self.collect = self.collect, None
+        self.steps = {site: best_steps(torch.cat(xs), self.levels) for site, xs in found.items()}
+
+
+@torch.no_grad()
+def fidelity(model: Any, chunks: list[torch.Tensor], refs: list[torch.Tensor]) -> dict[str, float]:
+    """Perplexity ratio, top-1 agreement and KL against ``refs``, as ``stac eval`` counts them."""
+    nll_f = nll_s = kl = agree = 0.0
+    for chunk, ref in zip(chunks, refs, strict=True):
+        out = model(chunk[None]).logits[0].float()
+        lf, ls = F.log_softmax(ref[:-1], -1), F.log_softmax(out[:-1], -1)
+        target = chunk[1:, None]
+        nll_f += float(-lf.gather(1, target).sum())
+        nll_s += float(-ls.gather(1, target).sum())
+        kl += float((lf.exp() * (lf - ls)).sum())
+        agree += float((ref.argmax(-1) == out.argmax(-1)).sum())
+    scored = sum(c.numel() - 1 for c in chunks)
+    return {
+        "perplexity_ratio": math.exp((nll_s - nll_f) / scored),
+        "top1_agreement": agree / sum(c.numel() for c in chunks),
+        "mean_kl": kl / scored,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--timesteps", type=int, default=16, help="T: 2 T + 1 levels per value")
+    ap.add_argument("--windows", type=int, default=16, help="held-out windows of --window")
+    ap.add_argument("--window", type=int, default=128)
+    ap.add_argument("--calibration", type=int, default=16, help="calibration windows")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the rotations")
+    ap.add_argument("--output", type=Path, default=Path("benchmarks/results/rotation_proxy.json"))
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    loaded = load_model(args.model)
+    model, tok = loaded.model.eval(), loaded.tokenizer
+    ids = tok(evaluation_text(), return_tensors="pt").input_ids[0]
+    chunks = windows(tok, ids, args.window, args.windows)
+    cal = calibration_windows(tok, args.calibration, args.window)
+    with torch.no_grad():
+        refs = [model(c[None]).logits[0].float() for c in chunks]
+    coder = Coder(model, args.timesteps, args.seed)
+    rows = []
+    for mode in MODES:
+        started = time.perf_counter()
+        coder.mode = mode
+        coder.calibrate(model, cal)
+        rows.append({"mode": mode, **fidelity(model, chunks, refs)})
+        log.info("%s: %.1f s", mode, time.perf_counter() - started)
+    levels = 2 * args.timesteps + 1
+    print(
+        f"\n{args.model}, every linear map's input coded at {levels} levels (binary, T = "
+        f"{args.timesteps}), float weights; {sum(c.numel() - 1 for c in chunks)} held-out tokens"
+    )
+    print(f"{'coding':<20} {'ratio':>8} {'top-1':>8} {'KL':>8}")
+    for r in rows:
+        print(
+            f"{r['mode']:<20} {r['perplexity_ratio']:>8.4f} {r['top1_agreement']:>8.2%} "
+            f"{r['mean_kl']:>8.4f}"
+        )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"model": args.model, "timesteps": args.timesteps, "levels": levels, "rows": rows}
+    doc |= {"windows": args.windows, "window": args.window, "calibration": args.calibration}
+    args.output.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
