@@ -83,10 +83,14 @@ def evaluate(
     ``first_position``: where position 0's RMSNorms run (``host`` or ``chip``).
     ``spiking``: False runs every encoder as a pass-through (the graph's quantised weights
     with float activations: what the weights alone cost); a set of encoder names spikes only
-    those (what they cost on top of the weights). The perplexities are then of that network.
+    those (what they cost on top of the weights; readouts still round). The perplexities are
+    then of that network.
     """
     sim = simulate(graph)  # lowered once, run at every T
     encoders = [k for k, v in graph.nodes.items() if isinstance(v, SignedIF)]
+    if isinstance(spiking, frozenset) and not spiking <= set(encoders):
+        unknown = sorted(spiking - set(encoders))
+        raise StacError(f"not spiking encoders of this graph: {unknown[:5]}")
     if reference is None:
         quantised = [k for k, v in graph.nodes.items() if "quant" in getattr(v, "metadata", {})]
         if quantised:
@@ -110,11 +114,7 @@ def evaluate(
         pairs = list(zip(chunks, refs, strict=True))
         for chunk, ref in tqdm(pairs, desc=f"T={steps}", leave=False):
             ctx = RunContext(chunk[None], steps=steps, spiking=spiking is not False)
-            if isinstance(spiking, frozenset):
-                unknown = sorted(spiking - set(encoders))
-                if unknown:
-                    raise StacError(f"not spiking encoders of this graph: {unknown[:5]}")
-                ctx.spiking_nodes = spiking
+            ctx.spiking_nodes = spiking if isinstance(spiking, frozenset) else None
             outputs, stats = run(REFERENCE, sim, ctx)
             out = outputs["output"][0]
             for name in encoders:
