@@ -5,6 +5,10 @@ and without the L1 spike penalty, and measures perplexity on held-out text (Haml
 the backbone alone, and the spike rate. Usage::
 
     python examples/v1_model.py ARTIFACT [--steps 200] [--spike-l1 0.5] [--windows 32]
+        [--readout vocab|lm-head]
+
+``--readout lm-head`` reads the head's correction out through the backbone's own LM head
+(a correction in its residual width) instead of a map straight to the vocabulary.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch
 from stac.artifact import load_artifact
 from stac.frontend.text import play_text
 from stac.train.finetune import text_windows
-from stac.train.v1 import V1Head, backbone_features, load_backbone, train_v1
+from stac.train.v1 import V1Head, backbone_features, lm_head_weight, load_backbone, train_v1
 
 
 def main() -> None:
@@ -32,6 +36,7 @@ def main() -> None:
     ap.add_argument("--neurons", type=int, default=64)
     ap.add_argument("--adex-steps", type=int, default=16, help="AdEx steps per token")
     ap.add_argument("-T", "--timesteps", type=int, default=None, help="backbone T")
+    ap.add_argument("--readout", choices=("vocab", "lm-head"), default="vocab")
     args = ap.parse_args()
 
     art = load_artifact(args.artifact)
@@ -42,12 +47,14 @@ def main() -> None:
     net, width, vocab = load_backbone(art)
     train = (*backbone_features(net, train_ids, steps), train_ids)
     held = (*backbone_features(net, test_ids, steps), test_ids)
+    readout = lm_head_weight(art) if args.readout == "lm-head" else None
     results = {}
     for lam in (0.0, args.spike_l1):
-        head = V1Head(width, vocab, args.neurons, args.adex_steps)
+        head = V1Head(width, vocab, args.neurons, args.adex_steps, readout=readout)
         fig = train_v1(head, train, held, args.steps, lam)
         results[f"spike_l1={lam:g}"] = asdict(fig)
-    print(json.dumps({"artifact": args.artifact, "backbone_T": steps, **results}, indent=2))
+    doc = {"artifact": args.artifact, "backbone_T": steps, "readout": args.readout}
+    print(json.dumps({**doc, **results}, indent=2))
 
 
 if __name__ == "__main__":

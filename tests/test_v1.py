@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from stac.artifact import load_artifact
+from stac.errors import StacError
 from stac.frontend.text import play_text
 from stac.train.finetune import text_windows
 from stac.train.v1 import V1Head, backbone_features, load_backbone, train_v1
@@ -56,3 +57,27 @@ def test_training_beats_the_backbone_and_l1_lowers_the_rate(setup):
     assert sparse.spike_rate_after < 0.95 * plain.spike_rate_after, (plain, sparse)
     assert sparse.spike_rate_after < sparse.spike_rate_before, sparse
     assert sparse.spike_rate_after > 0, sparse  # lower, not silenced
+
+
+def test_lm_head_readout_is_the_models_own_and_starts_at_the_backbone(
+    setup, tiny_gpt2_artifact, tiny_gpt2_dir
+):
+    """Read out through the backbone's LM head: the matrix is the transformers model's
+    ``lm_head`` as the chip holds it (rounded to the nearest step of its row's 8-bit grid), the
+    untrained head adds exactly 0, and it learns 2 n D numbers instead of 2 n vocab."""
+    from stac.frontend.models import load_model
+    from stac.train.v1 import lm_head_weight
+
+    _, width, vocab, _, held = setup
+    art = load_artifact(tiny_gpt2_artifact)
+    readout = lm_head_weight(art)
+    hf = load_model(str(tiny_gpt2_dir)).model.lm_head.weight.detach()
+    scale = torch.as_tensor(art.graph.nodes["lm_head"].metadata["quant"]["scale"])[:, None]
+    assert not torch.equal(readout, hf)
+    assert bool(((readout - hf).abs() <= 0.5 * scale + 1e-7).all())
+    head = V1Head(width, vocab, neurons=16, steps=8, readout=readout)
+    extra, _ = head(held[0])
+    assert extra.shape[-1] == vocab and torch.equal(extra, torch.zeros_like(extra))
+    assert head.out.weight.shape == (width, 32)
+    with pytest.raises(StacError, match="readout must be"):
+        V1Head(width, vocab, neurons=16, readout=readout[:, :-1])

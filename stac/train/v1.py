@@ -9,6 +9,12 @@
     m      = CausalHDMemory(r)                                         positions <= t only
     logits = backbone logits + W_out [r, m] + b_out                    W_out, b_out start at 0
 
+or, given the backbone's LM head ``E`` ``[vocab, D]`` (``readout``), a correction in its
+residual width read out through it, ``logits = backbone logits + E (W_out [r, m] + b_out)``
+with ``W_out`` ``[D, 2n]``: the head then learns 2 n D numbers instead of 2 n vocab (on
+SmolLM2, 73,728 against 6.3 M), and every word it moves, it moves through the backbone's own
+embedding geometry.
+
 so the untrained model is the backbone exactly, and whatever the head adds must come through
 AdEx spikes. Training: next-token cross-entropy plus ``spike_l1`` times the mean spike rate
 (the L1 norm of the spike trains per neuron-step), surrogate gradients through the AdEx spike
@@ -22,6 +28,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import nir
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +53,7 @@ class V1Head(nn.Module):
         decay: float = 0.9,
         drive: float = 2.0,
         seed: int = 0,
+        readout: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         torch.manual_seed(seed)
@@ -55,7 +64,12 @@ class V1Head(nn.Module):
             self.inp.bias.fill_(drive)
         self.adex = AdExLayer(neurons)
         self.memory = CausalHDMemory(neurons, memory_dim, decay=decay, seed=seed)
-        self.out = nn.Linear(2 * neurons, vocab)
+        if readout is not None and tuple(readout.shape) != (vocab, hidden):
+            raise StacError(
+                f"V1Head: readout must be [{vocab}, {hidden}], got {tuple(readout.shape)}"
+            )
+        self.readout = None if readout is None else readout.detach().float()
+        self.out = nn.Linear(2 * neurons, vocab if readout is None else hidden)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
@@ -65,7 +79,8 @@ class V1Head(nn.Module):
         current = self.inp(x)
         spikes, _ = self.adex(current.unsqueeze(0).expand(self.steps, *current.shape))
         rate = spikes.mean(0)
-        return self.out(torch.cat([rate, self.memory(rate)], -1)), spikes
+        extra = self.out(torch.cat([rate, self.memory(rate)], -1))
+        return (extra if self.readout is None else extra @ self.readout.T), spikes
 
 
 @torch.no_grad()
@@ -161,4 +176,27 @@ def load_backbone(artifact: Any) -> tuple[GraphNet, int, int]:
     return net, width, vocab
 
 
-__all__ = ["V1Figures", "V1Head", "backbone_features", "evaluate", "load_backbone", "train_v1"]
+def lm_head_weight(artifact: Any) -> torch.Tensor:
+    """The backbone's LM head ``[vocab, width]`` as the artifact holds it, for
+    :class:`V1Head`'s ``readout``: the linear map nearest the graph's output (through any
+    readout or relabelling between them)."""
+    graph = artifact.graph
+    feeds = {dst: src for src, dst in graph.edges}
+    name = next((k for k, v in graph.nodes.items() if isinstance(v, nir.Output)), None)
+    while name in feeds:
+        name = feeds[name]
+        node = graph.nodes[name]
+        if isinstance(node, nir.Linear | nir.Affine):
+            return torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+    raise StacError("the backbone has no linear map before its output to read out through")
+
+
+__all__ = [
+    "V1Figures",
+    "V1Head",
+    "backbone_features",
+    "evaluate",
+    "lm_head_weight",
+    "load_backbone",
+    "train_v1",
+]
