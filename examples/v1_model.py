@@ -5,10 +5,10 @@ and without the L1 spike penalty, and measures perplexity on held-out text (Haml
 the backbone alone, and the spike rate. Usage::
 
     python examples/v1_model.py ARTIFACT [--steps 200] [--spike-l1 0.5] [--windows 32]
-        [--readout vocab|lm-head]
+        [--readout lm-head|vocab]
 
-``--readout lm-head`` reads the head's correction out through the backbone's own LM head
-(a correction in its residual width) instead of a map straight to the vocabulary.
+``--readout lm-head`` (the default) reads the head's correction out through the backbone's own
+LM head (a correction in its residual width); ``vocab`` maps straight to the vocabulary.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main() -> None:
     ap.add_argument("--neurons", type=int, default=64)
     ap.add_argument("--adex-steps", type=int, default=16, help="AdEx steps per token")
     ap.add_argument("-T", "--timesteps", type=int, default=None, help="backbone T")
-    ap.add_argument("--readout", choices=("vocab", "lm-head"), default="vocab")
+    ap.add_argument("--readout", choices=("vocab", "lm-head"), default="lm-head")
     args = ap.parse_args()
 
     art = load_artifact(args.artifact)
