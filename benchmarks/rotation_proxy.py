@@ -82,8 +82,8 @@ def best_steps(x: torch.Tensor, levels: int) -> torch.Tensor:
 class Coder:
     """Forward pre-hooks that code every linear map's input as the current mode says."""
 
-    def __init__(self, model: Any, levels: int, seed: int) -> None:
-        self.levels, self.mode = levels, "float"
+    def __init__(self, model: Any, levels: int, seed: int, only: str | None = None) -> None:
+        self.levels, self.mode, self.only = levels, "float", only
         self.collect: dict[str, list[torch.Tensor]] | None = None
         self.steps: dict[str, torch.Tensor] = {}
         gen = torch.Generator().manual_seed(seed)
@@ -100,13 +100,14 @@ class Coder:
             if self.mode == "float":
                 return None
             x = args[0]
-            rot = self.rotation[site] if self.mode.startswith("rotated") else None
+            mode = self.mode if self.only is None or site.endswith(self.only) else "static"
+            rot = self.rotation[site] if mode.startswith("rotated") else None
             z = x @ rot if rot is not None else x
             if self.collect is not None:
                 if name == site:
                     self.collect.setdefault(site, []).append(z.reshape(-1, z.shape[-1]))
                 return None
-            if self.mode.endswith("per-token"):
+            if mode.endswith("per-token"):
                 s = z.abs().amax(-1, keepdim=True).clamp_min(1e-12) / self.levels
             else:
                 s = self.steps[site]
@@ -117,9 +118,7 @@ class Coder:
 
     @torch.no_grad()
     def calibrate(self, model: Any, chunks: list[torch.Tensor]) -> None:
-        """Static steps for the current mode from ``chunks`` (no-op for per-token modes)."""
-        if self.mode.endswith("per-token"):
-            return
+        """Static steps for the current mode from ``chunks`` (per-token sites ignore theirs)."""
         self.collect = {}
         for c in chunks:
             model(c[None])
@@ -155,6 +154,13 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=128)
     ap.add_argument("--calibration", type=int, default=16, help="calibration windows")
     ap.add_argument("--seed", type=int, default=0, help="seed of the rotations")
+    ap.add_argument(
+        "--only",
+        default=None,
+        metavar="SUFFIX",
+        help="apply the rows' coding only to the maps whose name ends so (e.g. down_proj); "
+        "the others keep static steps",
+    )
     ap.add_argument("--output", type=Path, default=Path("benchmarks/results/rotation_proxy.json"))
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -165,7 +171,7 @@ def main() -> None:
     cal = calibration_windows(tok, args.calibration, args.window)
     with torch.no_grad():
         refs = [model(c[None]).logits[0].float() for c in chunks]
-    coder = Coder(model, args.timesteps, args.seed)
+    coder = Coder(model, args.timesteps, args.seed, args.only)
     rows = []
     for mode in MODES:
         started = time.perf_counter()
@@ -178,6 +184,8 @@ def main() -> None:
         f"\n{args.model}, every linear map's input coded at {levels} levels (binary, T = "
         f"{args.timesteps}), float weights; {sum(c.numel() - 1 for c in chunks)} held-out tokens"
     )
+    if args.only:
+        print(f"the rows' coding applies to the inputs of *{args.only} only; the rest: static")
     print(f"{'coding':<20} {'ratio':>8} {'top-1':>8} {'KL':>8}")
     for r in rows:
         print(
@@ -187,6 +195,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     doc = {"model": args.model, "timesteps": args.timesteps, "levels": levels, "rows": rows}
     doc |= {"windows": args.windows, "window": args.window, "calibration": args.calibration}
+    doc |= {"only": args.only}
     args.output.write_text(json.dumps(doc, indent=2) + "\n")
 
 
