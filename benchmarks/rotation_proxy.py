@@ -1,10 +1,11 @@
 """What a rotation of each encoder's input would buy binary spikes: a proxy on the float model.
 
 Binary full mode (``--payload-bits 1``) at T timesteps gives every value ``2 T + 1`` levels
-(``clamp(round(x / s), -T, T) s``), with a static step ``s`` per channel. That is the whole of
-its error (ratio 1.37 at T = 16 on SmolLM2). This script applies exactly that rounding to the
-input of every linear map of the Hugging Face model, with weights left in float so that only
-the activations' coding is measured, and compares it with two things stac does not build:
+(``clamp(floor(x / s + 1/2), -T, T) s``), with a static step ``s`` per channel. That is the
+whole of its error (ratio 1.37 at T = 16 on SmolLM2). This script applies exactly that
+rounding to the input of every linear map of the Hugging Face model, with weights left in
+float so that only the activations' coding is measured, and compares it with two things stac
+does not build:
 
 - **a rotation**: ``x R`` for a random orthogonal ``R``, one per map input (q/k/v share one,
   gate/up share one). The map would hold ``W R`` instead of ``W``, so the output is unchanged
@@ -14,7 +15,9 @@ the activations' coding is measured, and compares it with two things stac does n
   ``--token-gain`` scales thresholds the same way, but only up.
 
 Static steps are searched per channel over the calibration windows (BOS rows included, as
-binary full mode scores them): the clip ratio in :data:`CLIPS` with the least squared error.
+binary full mode scores them): the clip ratio of conversion's own search
+(:data:`stac.frontend.calibrate.CLIP_RATIOS`) with the least squared error, and the rounding
+is conversion's (:func:`stac.frontend.calibrate.quantise_activation`).
 Rows: ``static`` (stac's binary code), ``rotated static``, ``per-token``, ``rotated
 per-token``. Held-out windows and reference as ``stac eval`` (the float model's logits).
 Usage::
@@ -34,16 +37,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from stac.eval import windows
+from stac.eval import window_scores, windows
 from stac.frontend import load_model
+from stac.frontend.calibrate import CLIP_RATIOS, quantise_activation
 from stac.frontend.text import calibration_windows, evaluation_text
 
 log = logging.getLogger("rotation_proxy")
 
-#: Clip ratios (of each channel's calibrated peak) the static step search tries.
-CLIPS = (1.0, 0.8, 0.6, 0.45, 0.35, 0.25, 0.18, 0.12)
 #: Maps that read the same input as an earlier one (their input is coded once, identically).
 SHARED = {"k_proj": "q_proj", "v_proj": "q_proj", "up_proj": "gate_proj"}
 MODES = ("static", "rotated static", "per-token", "rotated per-token")
@@ -67,9 +68,9 @@ def best_steps(x: torch.Tensor, levels: int) -> torch.Tensor:
     """Per channel of ``x`` ``[rows, channels]``, the step of least squared rounding error."""
     peak = x.abs().amax(0).clamp_min(1e-12)
     best_err = best = None
-    for clip in CLIPS:
+    for clip in CLIP_RATIOS:
         s = clip * peak / levels
-        err = ((torch.clamp(torch.round(x / s), -levels, levels) * s - x) ** 2).sum(0)
+        err = ((quantise_activation(x, s, levels) - x) ** 2).sum(0)
         if best_err is None or best is None:
             best_err, best = err, s
         else:
@@ -111,7 +112,7 @@ class Coder:
                 s = z.abs().amax(-1, keepdim=True).clamp_min(1e-12) / self.levels
             else:
                 s = self.steps[site]
-            zq = torch.clamp(torch.round(z / s), -self.levels, self.levels) * s
+            zq = quantise_activation(z, s, self.levels)
             return (zq @ rot.T if rot is not None else zq,)
 
         return code
@@ -129,15 +130,11 @@ class Coder:
 @torch.no_grad()
 def fidelity(model: Any, chunks: list[torch.Tensor], refs: list[torch.Tensor]) -> dict[str, float]:
     """Perplexity ratio, top-1 agreement and KL against ``refs``, as ``stac eval`` counts them."""
-    nll_f = nll_s = kl = agree = 0.0
-    for chunk, ref in zip(chunks, refs, strict=True):
-        out = model(chunk[None]).logits[0].float()
-        lf, ls = F.log_softmax(ref[:-1], -1), F.log_softmax(out[:-1], -1)
-        target = chunk[1:, None]
-        nll_f += float(-lf.gather(1, target).sum())
-        nll_s += float(-ls.gather(1, target).sum())
-        kl += float((lf.exp() * (lf - ls)).sum())
-        agree += float((ref.argmax(-1) == out.argmax(-1)).sum())
+    sums = [
+        window_scores(chunk, ref, model(chunk[None]).logits[0].float())
+        for chunk, ref in zip(chunks, refs, strict=True)
+    ]
+    nll_f, nll_s, kl, agree = (sum(column) for column in zip(*sums, strict=True))
     scored = sum(c.numel() - 1 for c in chunks)
     return {
         "perplexity_ratio": math.exp((nll_s - nll_f) / scored),

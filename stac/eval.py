@@ -59,6 +59,22 @@ def float_logits(model: Any, chunks: list[torch.Tensor]) -> list[torch.Tensor]:
     return [model(c[None]).logits[0].float() for c in tqdm(chunks, desc="float", leave=False)]
 
 
+def window_scores(
+    chunk: torch.Tensor, ref: torch.Tensor, out: torch.Tensor
+) -> tuple[float, float, float, float]:
+    """One window's sums against the float logits ``ref`` (``[N, vocab]``, as ``out``): the
+    float and SNN negative log-likelihoods and the KL over the N - 1 predicted tokens, and the
+    positions (all N) where both argmaxes agree."""
+    lf, ls = F.log_softmax(ref[:-1], -1), F.log_softmax(out[:-1], -1)
+    target = chunk[1:, None]
+    return (
+        float(-lf.gather(1, target).sum()),
+        float(-ls.gather(1, target).sum()),
+        float((lf.exp() * (lf - ls)).sum()),
+        float((ref.argmax(-1) == out.argmax(-1)).sum()),
+    )
+
+
 @torch.no_grad()
 def evaluate(
     graph: nir.NIRGraph,
@@ -120,13 +136,9 @@ def evaluate(
             for name in encoders:
                 totals.setdefault(name, NodeStats())
                 totals[name] += stats[name]
-            lf, ls = F.log_softmax(ref[:-1], -1), F.log_softmax(out[:-1], -1)
-            target = chunk[1:, None]
-            nll_f += float(-lf.gather(1, target).sum())
-            nll_s += float(-ls.gather(1, target).sum())
-            kl += float((lf.exp() * (lf - ls)).sum())
-            agree += float((ref.argmax(-1) == out.argmax(-1)).sum())
-            n += target.shape[0]
+            f, s, k, a = window_scores(chunk, ref, out)
+            nll_f, nll_s, kl, agree = nll_f + f, nll_s + s, kl + k, agree + a
+            n += chunk.numel() - 1
         ppl_f, ppl_s = float(torch.tensor(nll_f / n).exp()), float(torch.tensor(nll_s / n).exp())
         total = sum(c.numel() for c in chunks)
         spikes = sum(t.spikes for t in totals.values())
