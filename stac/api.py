@@ -39,6 +39,8 @@ OPTIONS = (
     "cache_dir",
     "payload_scale",
     "readout_bits",
+    "rotate",
+    "rotate_clip",
 )
 
 
@@ -285,7 +287,8 @@ def compile(
     ``mode``: ``simplified`` (binary rate code, float weights) or ``full`` (graded
     onset-driven encoders, quantised weights). ``options``: ``calibration_passages``,
     ``token_gain``, and for full mode ``payload_bits``, ``weight_bits``, ``weight_rounding``,
-    ``headroom``, ``payload_scale``; ``cache_dir`` (a directory, or True for
+    ``headroom``, ``payload_scale``, ``readout_bits``, ``rotate``, ``rotate_clip``;
+    ``cache_dir`` (a directory, or True for
     ``$STAC_CACHE/calibration``) reuses calibration statistics and GPTQ weights across
     compiles of the same model. The artifact is written to ``output_dir`` when given
     (``force`` replaces an existing one), else to a temporary directory that lives as long as

@@ -116,6 +116,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Lava's graded width); default: the linear maps' sums, unbounded",
     )
     c.add_argument(
+        "--rotate",
+        action="store_true",
+        help="full mode, binary spikes: the host rotates each encoder's input by a randomised "
+        "Hadamard transform (the map holds W R) and sets its step per token",
+    )
+    c.add_argument(
+        "--rotate-clip",
+        type=float,
+        default=None,
+        help="with --rotate: the token's step covers this fraction of its largest rotated "
+        "value (0.9)",
+    )
+    c.add_argument(
         "--output-dir",
         type=Path,
         default=None,

@@ -286,3 +286,24 @@ def test_encoders_with_the_per_token_threshold_gain(tiny_gpt2_artifact, tmp_path
     ref, _ = recorded_run(graph, ids, bundle.steps)
     got, _ = bundle.run(ids)
     assert rel_err(got.logits, ref["output"]) <= REL
+
+
+def test_rotated_binary_encoders_with_a_step_per_token(tiny_llama_dir, tmp_path_factory, ids):
+    """Full mode with --rotate (binary spikes): the host Rotation nodes as ONNX and encoders
+    whose gain has no floor, against the simulator as above."""
+    from stac.commands.compile import CompileRequest, compile_model
+    from stac.frontend import ConversionConfig
+
+    root = tmp_path_factory.mktemp("rotated")
+    conversion = ConversionConfig(
+        timesteps=4, calibration_passages=1, mode="full", payload_bits=1, rotate=True
+    )
+    compile_model(CompileRequest(str(tiny_llama_dir), "loihi2-sim", root / "art", conversion))
+    assert main(["export", str(root / "art"), "--bundle", str(root / "bundle")]) == 0
+    bundle = Bundle(root / "bundle")
+    encoders = [s for s in bundle.manifest["schedule"] if s["run"] == "encoder"]
+    assert encoders and all(s["token_gain"] and s["gain_floor"] == 0.0 for s in encoders)
+    graph = load_artifact(root / "art").graph
+    ref, _ = recorded_run(graph, ids, bundle.steps)
+    got, _ = bundle.run(ids)
+    assert rel_err(got.logits, ref["output"]) <= REL

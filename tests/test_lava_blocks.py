@@ -295,6 +295,34 @@ def test_a_converted_model_runs_through_loihi2_lava_like_the_reference_simulator
 
 
 @needs_lava
+def test_rotated_binary_encoders_run_through_loihi2_lava_like_the_reference(
+    tmp_path, tiny_llama_dir
+):
+    """--rotate (host Rotation nodes, binary encoders whose per-token gain has no floor) in
+    real Lava: bit-exact with stac's fixed point, logits as the reference simulator's."""
+    from stac.artifact import load_artifact
+    from stac.commands.compile import CompileRequest, compile_model
+    from stac.frontend import ConversionConfig
+
+    conversion = ConversionConfig(
+        mode="full", timesteps=4, calibration_passages=1, payload_bits=1, rotate=True
+    )
+    compile_model(CompileRequest(str(tiny_llama_dir), "loihi2-sim", tmp_path / "a", conversion))
+    graph = load_artifact(tmp_path / "a").graph
+    profile, lava_backend = resolve_target("loihi2-lava")
+    _, sim_backend = resolve_target("loihi2-sim")
+    ids = torch.tensor([[1, 504, 2717, 314, 260, 3500, 28, 216]])
+    lowered = lava_backend.lower(graph, profile)
+    out, _ = lava_backend.run(lowered, RunContext(ids, steps=4))
+    want, _ = sim_backend.run(sim_backend.lower(graph, profile), RunContext(ids, steps=4))
+    diff = (out["output"] - want["output"]).abs().max() / want["output"].abs().max()
+    assert diff < 1e-5
+    summary = lava_backend.summary(lowered)
+    assert summary["bit_exact"] and summary["blocks_run"] == 9
+    assert all(b.gain_floor == 0.0 and b.token_gain for b in lowered.plan.blocks.values())
+
+
+@needs_lava
 def test_stac_compile_on_loihi2_lava_reports_the_lava_run(tmp_path, tiny_gpt2_dir):
     import json
 

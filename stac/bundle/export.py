@@ -180,6 +180,8 @@ def _encoder_entry(name: str, node: SignedIF, pre: list[str]) -> dict[str, Any]:
         "threshold": f"{name}.threshold",
         "size": int(node.threshold.shape[0]),
         "token_gain": bool(node.token_gain),
+        "gain_ratio": float(node.gain_ratio),
+        "gain_floor": float(node.gain_floor),
         "max_payload": int(node.max_payload),
         "onset_drive": bool(node.onset_drive),
         **extra,

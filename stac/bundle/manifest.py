@@ -37,7 +37,8 @@ def schedule_text() -> list[str]:
         "token's drive (held every step, or with onset_drive T x the drive at the first step) "
         "and emits threshold x payload per step (payload in [-max_payload, max_payload]; "
         "with token_gain the thresholds are first scaled per token by "
-        "max(1, max_c |x_c| / threshold_c)). Thresholds: chip/encoders.safetensors. With a "
+        "max(gain_floor, gain_ratio * max_c |x_c| / threshold_c), or 1 where that is 0; "
+        "gain_floor and gain_ratio default to 1). Thresholds: chip/encoders.safetensors. With a "
         "`dead_zone` entry (its array in the same file, value units) a step whose potential "
         "lies in [-dead_zone, dead_zone) emits nothing and keeps the potential.",
         "run = chip: a NIR part (chip/part_k.nir) of linear maps; Input `in_X` carries X's "
@@ -147,6 +148,15 @@ def load_manifest(bundle: str | Path) -> dict[str, Any]:
                 where,
                 f"{at}.dead_zone is not a str",
             )
+            for key, lowest in (("gain_ratio", 0.0), ("gain_floor", 0.0)):
+                value = step.get(key, 1.0)
+                number = isinstance(value, (int, float)) and not isinstance(value, bool)
+                _need(
+                    number and lowest <= value <= 1.0 and (key == "gain_floor" or value > 0),
+                    where,
+                    f"{at}.{key} is not a number in "
+                    + ("[0, 1]" if key == "gain_floor" else "(0, 1]"),
+                )
             writes = [step["name"]]
         missing = [r for r in reads if r not in made]
         _need(

@@ -34,7 +34,9 @@ from stac.ir.nodes import (
     LayerNorm,
     Residual,
     RMSNorm,
+    Rotation,
 )
+from stac.ir.nodes.rotation import hadamard
 
 #: The ONNX opset every host graph is written in.
 OPSET = 17
@@ -177,6 +179,16 @@ def _readout(b: GraphBuilder, name: str, node: Readout, x: str) -> str:
     return b.op("Div", [b.op("Mul", [level, step], name), t], name)
 
 
+def _rotation(b: GraphBuilder, name: str, node: Rotation, x: str) -> str:
+    """The simulator's ``x R``: signs, then ``[m, b]`` rows times ``H_b``, then ``mix^T``."""
+    m, block = int(node.mix.shape[0]), node.block
+    flipped = b.op("Mul", [x, b.const(np.asarray(node.signs, np.float32), name)], name)
+    rows = b.op("Reshape", [flipped, b.const([0, 0, m, block], name, np.int64)], name)
+    rows = b.op("MatMul", [rows, b.const(hadamard(block).astype(np.float32), name)], name)
+    mixed = b.op("MatMul", [b.const(np.asarray(node.mix, np.float32).T.copy(), name), rows], name)
+    return b.op("Reshape", [mixed, b.const([0, 0, node.size], name, np.int64)], name)
+
+
 def _embedding(b: GraphBuilder, name: str, node: Embedding, x: str) -> str:  # noqa: ARG001
     index = b.int_input(TOKEN_IDS if node.index == "token" else POSITIONS)
     return b.op("Gather", [b.const(node.weight, name), index], name, axis=0)
@@ -254,6 +266,7 @@ BUILDERS: dict[type, Builder] = {
     Readout: _readout,
     Embedding: _embedding,
     CausalSelfAttention: _attention,
+    Rotation: _rotation,
 }
 
 __all__ = ["BUILDERS", "OPSET", "POSITIONS", "TOKEN_IDS", "GraphBuilder", "cache_names"]

@@ -86,6 +86,8 @@ class Bundle:
                 self.encoders[i] = SignedIF(
                     threshold=thresholds[step["threshold"]],
                     token_gain=step["token_gain"],
+                    gain_ratio=step.get("gain_ratio", 1.0),
+                    gain_floor=step.get("gain_floor", 1.0),
                     max_payload=step["max_payload"],
                     onset_drive=step["onset_drive"],
                     dead_zone=thresholds.get(step.get("dead_zone", "")),

@@ -75,10 +75,17 @@ def coding_lines(cfg: ConversionConfig) -> list[str]:
             f"{cfg.headroom:g}x the calibrated maximum"
         )
     )
+    encoders = (
+        f"encoders: SignedIF, {kind}, behind a host randomised Hadamard rotation (the map "
+        f"holds W R); onset drive; one step per token, covering {cfg.rotate_clip:g} of its "
+        "largest rotated value (host gain)"
+        if cfg.rotate
+        else f"encoders: multi-threshold SignedIF, {kind}; onset drive (the host sends each "
+        "token's value once, divided by the channel's threshold); per-channel steps chosen to "
+        "minimise squared error against the float activations, rounded down to powers of two"
+    )
     return [
-        f"encoders: multi-threshold SignedIF, {kind}; onset drive (the host sends each token's "
-        "value once, divided by the channel's threshold); per-channel steps chosen to minimise "
-        "squared error against the float activations, rounded down to powers of two",
+        encoders,
         f"weights: {cfg.weight_bits}-bit integers with one scale per output row, rounded "
         + (
             "with GPTQ error feedback against the calibration inputs"
@@ -236,9 +243,13 @@ def full_mode_options(
     headroom: float = 4.0,
     payload_scale: str | None = None,
     readout_bits: int | None = None,
+    rotate: bool = False,
+    rotate_clip: float | None = None,
 ) -> dict[str, Any]:
-    """--payload-bits / --weight-bits / --headroom / --payload-scale / --readout-bits, which
-    only full mode takes."""
+    """--payload-bits / --weight-bits / --headroom / --payload-scale / --readout-bits /
+    --rotate / --rotate-clip, which only full mode takes."""
+    if rotate_clip is not None and not rotate:
+        raise StacError("--rotate-clip applies with --rotate only")
     given = {
         k: v
         for k, v in (
@@ -247,6 +258,8 @@ def full_mode_options(
             ("weight_rounding", weight_rounding),
             ("payload_scale", payload_scale),
             ("readout_bits", readout_bits),
+            ("rotate", rotate or None),
+            ("rotate_clip", rotate_clip),
         )
         if v is not None
     }
@@ -254,7 +267,7 @@ def full_mode_options(
         if given or headroom != 4.0:
             raise StacError(
                 "--payload-bits, --weight-bits, --weight-rounding, --payload-scale, "
-                "--readout-bits and --headroom apply to --mode full only"
+                "--readout-bits, --rotate and --headroom apply to --mode full only"
             )
         return {}
     profile, _ = resolve_target(target)
@@ -283,7 +296,7 @@ def compile_request(
     ``cache_dir``: a calibration cache directory, True for the default
     (``$STAC_CACHE/calibration``), None or False for none.
     ``full``: full mode's ``payload_bits``, ``weight_bits``, ``weight_rounding``, ``headroom``,
-    ``payload_scale``, ``readout_bits``."""
+    ``payload_scale``, ``readout_bits``, ``rotate``, ``rotate_clip``."""
     headroom = full.get("headroom", 4.0)
     if not math.isfinite(headroom):
         raise StacError(f"--headroom must be a finite number, got {headroom}")
@@ -337,6 +350,8 @@ def run(args: argparse.Namespace) -> int:
         headroom=args.headroom,
         payload_scale=args.payload_scale,
         readout_bits=args.readout_bits,
+        rotate=args.rotate,
+        rotate_clip=args.rotate_clip,
     )
     report = compile_model(req)
     print(format_table(report))

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from stac.ir.graph import make_graph
-from stac.ir.nodes import SignedIF
+from stac.ir.nodes import Rotation, SignedIF
 
 
 def as_array(tensor: torch.Tensor) -> np.ndarray:
@@ -22,6 +22,9 @@ class EncoderPlan(Protocol):
 
     def encoder(self, name: str) -> SignedIF:
         """The SignedIF encoder named ``name`` (``{linear}_in``)."""
+
+    def rotation(self, name: str, size: int) -> Rotation | None:
+        """The host rotation in front of encoder ``name`` (of ``size`` inputs), or None."""
 
     def weight(
         self, name: str, weight: np.ndarray, encoder: SignedIF
@@ -48,7 +51,12 @@ class GraphBuilder:
     def spiking_linear(
         self, name: str, weight: np.ndarray, bias: np.ndarray | None, source: str
     ) -> str:
-        """SignedIF encoder ``{name}_in`` feeding a linear map ``name`` (Linear or Affine)."""
+        """SignedIF encoder ``{name}_in`` feeding a linear map ``name`` (Linear or Affine),
+        behind a host :class:`~stac.ir.nodes.Rotation` ``{name}_rotate`` when the plan has one
+        (the plan then gives the map the rotated weight)."""
+        rotation = self.plan.rotation(f"{name}_in", weight.shape[1])
+        if rotation is not None:
+            source = self.add(f"{name}_rotate", rotation, source)
         encoder = self.plan.encoder(f"{name}_in")
         neuron = self.add(f"{name}_in", encoder, source)
         weight, quant = self.plan.weight(name, weight, encoder)

@@ -44,6 +44,14 @@ class SignedIFState(NamedTuple):
     v: torch.Tensor  # membrane potential, same shape as the input
 
 
+def token_gain(x: Tensor, threshold: Tensor, ratio: float, floor: float) -> Tensor:
+    """A SignedIF's per-token gain ``[..., 1]`` for token drives ``x`` ``[..., n]``:
+    ``max(floor, ratio * max_c |x_c| / theta_c)``, and 1 for an all-zero token when the floor
+    is 0 (:class:`stac.ir.nodes.SignedIF`, ``token_gain``)."""
+    g = (ratio * (x.abs() / threshold).amax(-1, keepdim=True)).clamp_min(floor)
+    return torch.where(g > 0, g, torch.ones_like(g))
+
+
 def rounded_level(v: Tensor, threshold: Tensor) -> Tensor:
     """``floor(v / theta + 1/2)``: the potential in thresholds, rounded half up (float rule)."""
     return torch.floor(v / threshold + 0.5)

@@ -10,10 +10,12 @@ accumulated input, which by linearity equals the mean of the per-step outputs.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import nir
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,9 +29,11 @@ from stac.ir.nodes import (
     Readout,
     Residual,
     RMSNorm,
+    Rotation,
     SignedIF,
 )
-from stac.sim.neurons import signed_if_scan
+from stac.ir.nodes.rotation import hadamard
+from stac.sim.neurons import signed_if_scan, token_gain
 from stac.sim.nir_neurons import affine_map
 from stac.sim.signal import Signal
 
@@ -103,7 +107,7 @@ def _signed_if(node: SignedIF, inp: Signal, ctx: RunContext, name: str, need: bo
     dead_zone = None if node.dead_zone is None else ctx.params(node.dead_zone)
     stats = NodeStats(neuron_updates=ctx.steps * ctx.tokens * threshold.numel())
     if node.token_gain:
-        gain = (inp.mean().abs() / threshold).amax(-1, keepdim=True).clamp_min(1.0)
+        gain = token_gain(inp.mean(), threshold, node.gain_ratio, node.gain_floor)
         threshold = threshold * gain
         stats.host_flops = 3 * ctx.tokens * node.threshold.size  # ratio, max, rescale
         if dead_zone is not None:  # the band scales with the threshold it is measured in
@@ -218,6 +222,29 @@ def _attention(node: CausalSelfAttention, inp: Signal, ctx: RunContext, name: st
     return Signal(out, False), stats
 
 
+@functools.lru_cache(maxsize=8)
+def _hadamard(size: int) -> torch.Tensor:
+    return torch.from_numpy(hadamard(size).astype(np.float32))
+
+
+def rotate(node: Rotation, x: torch.Tensor, params: Callable[[Any], torch.Tensor]) -> torch.Tensor:
+    """``x R`` for :class:`~stac.ir.nodes.Rotation` ``node``: signs, a Hadamard transform of
+    each row of ``b`` values, then ``mix^T`` across the ``m`` rows (differentiable in x)."""
+    m, b = int(node.mix.shape[0]), node.block
+    signs, mix = params(node.signs).to(x.dtype), params(node.mix).to(x.dtype)
+    rows = (x * signs).reshape(*x.shape[:-1], m, b) @ _hadamard(b).to(x.dtype)
+    return (mix.T @ rows).reshape(x.shape)
+
+
+def _rotation(node: Rotation, inp: Signal, ctx: RunContext, name: str, need: bool):
+    x = inp.mean()
+    macs, other = node.host_ops_per_value()
+    values = ctx.tokens * node.size
+    return Signal(rotate(node, x, ctx.params), False), NodeStats(
+        host_macs=macs * values, host_flops=other * values
+    )
+
+
 def _embedding(node: Embedding, inp: Signal, ctx: RunContext, name: str, need: bool):
     index = ctx.token_ids if node.index == "token" else ctx.positions
     table = ctx.params(node.weight)
@@ -238,6 +265,7 @@ SEMANTICS: dict[type, Semantics] = {
     Residual: _residual,
     CausalSelfAttention: _attention,
     Embedding: _embedding,
+    Rotation: _rotation,
 }
 
 #: Node types whose dynamics need a value per timestep at their input.

@@ -38,7 +38,7 @@ from stac.ir.graph import make_graph, predecessors, successors, topo_order
 from stac.ir.nodes import Readout, Residual, SignedIF
 from stac.ir.passes.common import replace_fields
 from stac.sim.executor import Executor, check_supported, total
-from stac.sim.neurons import signed_if_scan
+from stac.sim.neurons import signed_if_scan, token_gain
 from stac.sim.semantics import (
     LINEAR_TYPES,
     SEMANTICS,
@@ -217,7 +217,7 @@ class GraphNet(nn.Module):
         x = inp.mean()
         k = self.payload(name, theta)
         if node.token_gain:
-            gain = (x.abs() / theta).amax(-1, keepdim=True).clamp_min(1.0)
+            gain = token_gain(x, theta, node.gain_ratio, node.gain_floor)
             theta = theta * gain
             dz = None if dz is None else dz * gain
         if self.capture is not None:

@@ -105,6 +105,8 @@ class EncoderBlock:
     onset: bool
     token_gain: bool
     dense: list[DenseBlock]
+    gain_ratio: float = 1.0  # SignedIF.gain_ratio and gain_floor (the host's per-token gain)
+    gain_floor: float = 1.0
     split_bits: int = 0  # k > 0: each payload s * mult is sent as base-2**k digits
     parts: int = 1
     dead: np.ndarray | None = None  # [n] int64: the chip's dead zone D (|v| < D is silent)
@@ -339,6 +341,8 @@ def block_plan(
             bool(node.onset_drive),
             bool(node.token_gain),
             dense,
+            gain_ratio=float(node.gain_ratio),
+            gain_floor=float(node.gain_floor),
             dead=dead,
         )
         block.split_bits, block.parts = payload_split(block, steps, limits)

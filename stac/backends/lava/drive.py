@@ -15,7 +15,7 @@ import torch
 
 from stac.backends.lava.blocks import BlockTrace, DenseBlock, EncoderBlock, readout_key
 from stac.sim import fixed_point as fx
-from stac.sim.neurons import onset_level
+from stac.sim.neurons import onset_level, token_gain
 
 
 @dataclass
@@ -46,7 +46,9 @@ def encode_drive(block: EncoderBlock, x: Any, steps: int, fmt: fx.LoihiFormat) -
     theta = block.threshold
     gain = np.ones(tokens, np.float32)
     if block.token_gain:
-        gain = np.maximum((np.abs(x) / theta).max(-1), np.float32(1.0)).astype(np.float32)
+        gain = token_gain(
+            torch.from_numpy(x), torch.from_numpy(theta), block.gain_ratio, block.gain_floor
+        )[..., 0].numpy()
     scaled = theta[None, :] * gain[:, None]
     top = fmt.uv_max - 1
     out = np.zeros((tokens * steps + 1, n), np.int64)

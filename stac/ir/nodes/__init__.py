@@ -9,6 +9,7 @@ from stac.ir.nodes.loihi_cuba import LoihiCubaLIF
 from stac.ir.nodes.neurons import SignedIF
 from stac.ir.nodes.norm import LayerNorm, RMSNorm
 from stac.ir.nodes.readout import Readout
+from stac.ir.nodes.rotation import Rotation
 from stac.ir.nodes.sigma_delta import SIGMA_DELTA_ACTIVATIONS, SigmaDelta
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RMSNorm",
     "Readout",
     "Residual",
+    "Rotation",
     "SIGMA_DELTA_ACTIVATIONS",
     "SigmaDelta",
     "SignedIF",

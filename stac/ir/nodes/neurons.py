@@ -31,7 +31,11 @@ class SignedIF(StacNode):
     threshold of a token by :math:`g = \max(1, \max_c |x_c| / \theta_c)`, so that a token
     outside the calibrated range is quantised more coarsely instead of saturating; the host
     multiplies the downstream accumulators by the same g when it reads them. The spikes stay
-    binary; g costs the host one reduction and one multiply per value.
+    binary; g costs the host one reduction and one multiply per value. In general
+    :math:`g = \max(f, r \max_c |x_c| / \theta_c)` with ``gain_floor`` f and ``gain_ratio``
+    r (1 and 1 above). A floor of 0 lets g shrink the steps of a small token as well, which
+    makes :math:`\theta g / T` a step per token; a ratio below 1 saturates the token's
+    largest values a little to round the rest more finely (an all-zero token gets g = 1).
 
     **Graded spikes** (``max_payload`` K > 1, a multi-threshold neuron): each step emits an
     integer payload :math:`s_t = \mathrm{clip}(\lfloor v_t/\theta + 1/2 \rfloor, -K, K)`
@@ -61,6 +65,8 @@ class SignedIF(StacNode):
 
     threshold: np.ndarray  # per-neuron spike value theta (> 0), shape (n,)
     token_gain: bool = False  # host-side per-token threshold gain (see above)
+    gain_ratio: float = 1.0  # r: the gain is r times the token's largest |x_c| / theta_c ...
+    gain_floor: float = 1.0  # f: ... and never below f (0: the step follows every token)
     max_payload: int = 1  # K: largest spike magnitude per step; 1 = binary spikes
     onset_drive: bool = False  # drive arrives once per token, at the first step (see above)
     dead_zone: np.ndarray | None = None  # per-neuron silent band [-d, d) (value units), or None
@@ -74,6 +80,11 @@ class SignedIF(StacNode):
         if not isinstance(self.max_payload, (int, np.integer)) or not 1 <= self.max_payload < 2**31:
             raise ValueError(
                 f"SignedIF.max_payload must be an integer >= 1, got {self.max_payload!r}"
+            )
+        if not 0 < self.gain_ratio <= 1 or not 0 <= self.gain_floor <= 1:
+            raise ValueError(
+                f"SignedIF.gain_ratio must be in (0, 1] and gain_floor in [0, 1], got "
+                f"{self.gain_ratio!r} and {self.gain_floor!r}"
             )
         if self.dead_zone is not None:
             check_array("SignedIF", "dead_zone", self.dead_zone, ndim=1)
