@@ -11,8 +11,12 @@ does not build:
   gate/up share one). The map would hold ``W R`` instead of ``W``, so the output is unchanged
   up to rounding. A rotation spreads outlier channels over all channels (QuaRot, Ashkboos et
   al. 2024; SpinQuant, Liu et al. 2024).
-- **a per-token step**: ``s = max_c |x_c| / T``, computed by the host for each token; stac's
-  ``--token-gain`` scales thresholds the same way, but only up.
+- **a per-token step**: ``s = clip max_c |x_c| / T``, computed by the host for each token
+  (``--clip``, default 1).
+
+``--rotation hadamard`` draws each rotation as ``stac compile --rotate`` does
+(:meth:`stac.ir.nodes.Rotation.random`: random signs, a Haar-random mix of the ``n / b`` rows
+of a Sylvester Hadamard transform of order b); the default is a Haar-random orthogonal.
 
 Static steps are searched per channel over the calibration windows (BOS rows included, as
 binary full mode scores them): the clip ratio of conversion's own search
@@ -23,6 +27,7 @@ per-token``. Held-out windows and reference as ``stac eval`` (the float model's 
 Usage::
 
     python benchmarks/rotation_proxy.py [--timesteps 16] [--windows 16] [--calibration 16]
+        [--rotation orthogonal|hadamard] [--clip 1.0] [--seed 0] [--only SUFFIX]
 """
 
 from __future__ import annotations
@@ -36,12 +41,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from stac.eval import window_scores, windows
 from stac.frontend import load_model
 from stac.frontend.calibrate import CLIP_RATIOS, quantise_activation
 from stac.frontend.text import calibration_windows, evaluation_text
+from stac.ir.nodes import Rotation
 
 log = logging.getLogger("rotation_proxy")
 
@@ -83,8 +90,17 @@ def best_steps(x: torch.Tensor, levels: int) -> torch.Tensor:
 class Coder:
     """Forward pre-hooks that code every linear map's input as the current mode says."""
 
-    def __init__(self, model: Any, levels: int, seed: int, only: str | None = None) -> None:
-        self.levels, self.mode, self.only = levels, "float", only
+    def __init__(
+        self,
+        model: Any,
+        levels: int,
+        seed: int,
+        only: str | None = None,
+        rotation: str = "orthogonal",
+        clip: float = 1.0,
+    ) -> None:
+        self.levels, self.mode, self.only, self.clip = levels, "float", only, clip
+        rng = np.random.default_rng(seed)
         self.collect: dict[str, list[torch.Tensor]] | None = None
         self.steps: dict[str, torch.Tensor] = {}
         gen = torch.Generator().manual_seed(seed)
@@ -93,7 +109,13 @@ class Coder:
             if isinstance(mod, torch.nn.Linear) and ("layers." in name or name == "lm_head"):
                 site = site_of(name)
                 if site not in self.rotation:
-                    self.rotation[site] = orthogonal(mod.in_features, gen)
+                    self.rotation[site] = (
+                        orthogonal(mod.in_features, gen)
+                        if rotation == "orthogonal"
+                        else torch.from_numpy(
+                            Rotation.random(mod.in_features, rng).matrix().astype(np.float32)
+                        )
+                    )
                 mod.register_forward_pre_hook(self._hook(name, site))
 
     def _hook(self, name: str, site: str) -> Callable[[Any, tuple[Any, ...]], Any]:
@@ -109,7 +131,7 @@ class Coder:
                     self.collect.setdefault(site, []).append(z.reshape(-1, z.shape[-1]))
                 return None
             if mode.endswith("per-token"):
-                s = z.abs().amax(-1, keepdim=True).clamp_min(1e-12) / self.levels
+                s = self.clip * z.abs().amax(-1, keepdim=True).clamp_min(1e-12) / self.levels
             else:
                 s = self.steps[site]
             zq = quantise_activation(z, s, self.levels)
@@ -152,6 +174,15 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=16, help="calibration windows")
     ap.add_argument("--seed", type=int, default=0, help="seed of the rotations")
     ap.add_argument(
+        "--rotation",
+        choices=("orthogonal", "hadamard"),
+        default="orthogonal",
+        help="Haar-random orthogonal, or a randomised Hadamard as stac compile --rotate builds",
+    )
+    ap.add_argument(
+        "--clip", type=float, default=1.0, help="per-token step: clip x max |x| / T (1)"
+    )
+    ap.add_argument(
         "--only",
         default=None,
         metavar="SUFFIX",
@@ -168,7 +199,7 @@ def main() -> None:
     cal = calibration_windows(tok, args.calibration, args.window)
     with torch.no_grad():
         refs = [model(c[None]).logits[0].float() for c in chunks]
-    coder = Coder(model, args.timesteps, args.seed, args.only)
+    coder = Coder(model, args.timesteps, args.seed, args.only, args.rotation, args.clip)
     rows = []
     for mode in MODES:
         started = time.perf_counter()
@@ -183,6 +214,7 @@ def main() -> None:
     )
     if args.only:
         print(f"the rows' coding applies to the inputs of *{args.only} only; the rest: static")
+    print(f"rotations: {args.rotation} (seed {args.seed}); per-token step clip {args.clip:g}")
     print(f"{'coding':<20} {'ratio':>8} {'top-1':>8} {'KL':>8}")
     for r in rows:
         print(
@@ -192,7 +224,7 @@ def main() -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     doc = {"model": args.model, "timesteps": args.timesteps, "levels": levels, "rows": rows}
     doc |= {"windows": args.windows, "window": args.window, "calibration": args.calibration}
-    doc |= {"only": args.only}
+    doc |= {"only": args.only, "rotation": args.rotation, "clip": args.clip, "seed": args.seed}
     args.output.write_text(json.dumps(doc, indent=2) + "\n")
 
 
