@@ -189,8 +189,16 @@ def main() -> None:
         help="apply the rows' coding only to the maps whose name ends so (e.g. down_proj); "
         "the others keep static steps",
     )
+    ap.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help=f"comma-separated rows to run (default all: {', '.join(MODES)})",
+    )
     ap.add_argument("--output", type=Path, default=Path("benchmarks/results/rotation_proxy.json"))
     args = ap.parse_args()
+    modes = [m.strip() for m in args.modes.split(",")]
+    if unknown := sorted(set(modes) - set(MODES)):
+        ap.error(f"unknown --modes {', '.join(unknown)}; choose from {', '.join(MODES)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     loaded = load_model(args.model)
     model, tok = loaded.model.eval(), loaded.tokenizer
@@ -201,7 +209,7 @@ def main() -> None:
         refs = [model(c[None]).logits[0].float() for c in chunks]
     coder = Coder(model, args.timesteps, args.seed, args.only, args.rotation, args.clip)
     rows = []
-    for mode in MODES:
+    for mode in modes:
         started = time.perf_counter()
         coder.mode = mode
         coder.calibrate(model, cal)
