@@ -38,6 +38,16 @@ def binary_artifact(tmp_path_factory, tiny_gpt2_dir):
     return out
 
 
+@pytest.fixture(scope="module")
+def rotated_artifact(tmp_path_factory, tiny_gpt2_dir):
+    """The same with --rotate: host Rotation nodes, encoders with a step per token."""
+    out = tmp_path_factory.mktemp("ft") / "tiny-rotated"
+    args = ["compile", "--model", str(tiny_gpt2_dir), "--mode", "full", "--payload-bits", "1"]
+    args += ["-T", str(T), "--calibration-passages", "1", "--output-dir", str(out), "--rotate"]
+    assert main(args) == 0
+    return out
+
+
 def _trainer(artifact, tiny_gpt2_dir, text_file, **kw) -> Trainer:
     art = load_artifact(artifact)
     cfg = FinetuneConfig(**{"steps": 4, "lr": 3e-3, "batch": 2, "seq_len": 24, **kw})
@@ -69,8 +79,9 @@ def test_surrogate_is_nonzero_where_the_forward_steps():
     assert bool((staircase_grad(u, cap=T) == 0).all())
 
 
-def test_forward_is_the_simulators_bit_for_bit(binary_artifact):
-    graph = load_artifact(binary_artifact).graph
+@pytest.mark.parametrize("which", ["binary_artifact", "rotated_artifact"])
+def test_forward_is_the_simulators_bit_for_bit(request, which):
+    graph = load_artifact(request.getfixturevalue(which)).graph
     ids = torch.randint(0, 2000, (2, 12), generator=torch.Generator().manual_seed(1))
     ref, stats = Simulator(graph).run(RunContext(ids, steps=T))
     net = GraphNet(graph)

@@ -143,6 +143,7 @@ def test_each_rotated_encoder_has_one_step_per_token(rotated, hamlet_ids):
         (["--mode", "full"], "--rotate needs --mode full with binary spikes"),
         (["--mode", "simplified"], "apply to --mode full only"),
         (["--mode", "full", "--payload-bits", "1", "--token-gain"], "no --token-gain"),
+        (["--mode", "full", "--payload-bits", "1", "--readout-bits", "24"], "do not combine"),
     ],
 )
 def test_rotate_outside_binary_full_mode_is_one_clear_error(

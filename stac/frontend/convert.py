@@ -119,6 +119,11 @@ class ConversionConfig:
                 "--rotate needs --mode full with binary spikes (--payload-bits 1) and no "
                 "--token-gain (it sets each rotated encoder's per-token step itself)"
             )
+        if self.rotate and self.readout_bits is not None:
+            raise StacError(
+                "--rotate and --readout-bits do not combine: a rotated encoder's per-token gain "
+                "scales the sums a readout would have to bound"
+            )
         if not 0 < self.rotate_clip <= 1:
             raise StacError(f"rotate clip {self.rotate_clip} must be in (0, 1]")
         if self.mode == "simplified" and (
