@@ -18,6 +18,7 @@ from stac.ir.nodes import (
     LayerNorm,
     LoihiCubaLIF,
     Readout,
+    Rotation,
     Residual,
     RMSNorm,
     SigmaDelta,
@@ -47,7 +48,8 @@ def f32(*shape):
 
 
 EXAMPLES = {
-    "SignedIF": SignedIF(np.abs(f32(6)) + 0.1),
+    "SignedIF": SignedIF(np.abs(f32(6)) + 0.1, token_gain=True, gain_ratio=0.9, gain_floor=0.0),
+    "Rotation": Rotation.random(6, rng),
     "Readout": Readout(np.abs(f32(6)) + 0.1, 24, metadata={"shift": 3}),
     "RMSNorm": RMSNorm(f32(6), 1e-5),
     "LayerNorm": LayerNorm(f32(6), f32(6), 1e-5),

@@ -32,8 +32,9 @@ class Rotation(StacNode):
     normalised Sylvester Hadamard matrix, ``mix`` an orthogonal ``[m, m]`` and ``signs`` a
     vector of +-1. Laid out as ``m`` rows of ``b``, ``x`` is sign-flipped, each row goes
     through a fast Walsh-Hadamard transform (``b log2 b`` additions) and the rows are mixed by
-    ``mix^T`` (``m`` multiply-adds per value): the construction QuaRot (Ashkboos et al. 2024)
-    uses for a Hadamard of an order that is not a power of two.
+    ``mix^T`` (``m`` multiply-adds per value). QuaRot (Ashkboos et al. 2024) builds an order that
+    is not a power of two as the Kronecker product of a small known Hadamard matrix with
+    ``H_b``; a random orthogonal ``mix`` takes that matrix's place here, and exists for every m.
 
     Conversion (``--rotate``) puts one in front of an encoder and gives the linear map behind
     it the weight ``W R``, so ``(W R) z^T = W x^T`` exactly: the rotation spreads a few
