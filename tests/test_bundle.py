@@ -201,10 +201,20 @@ def gpt2_bundle(tiny_gpt2_artifact, tmp_path_factory) -> Path:
     return out
 
 
+def _first_encoder(manifest: dict, **fields) -> dict:
+    """``manifest`` with ``fields`` set on its first encoder step."""
+    schedule = list(manifest["schedule"])
+    i = next(k for k, s in enumerate(schedule) if s["run"] == "encoder")
+    schedule[i] = {**schedule[i], **fields}
+    return {**manifest, "schedule": schedule}
+
+
 @pytest.mark.parametrize(
     ("change", "says"),
     [
         (lambda m: "{not json", "not JSON"),
+        (lambda m: _first_encoder(m, gain_floor=2.0), "gain_floor is not a number in [0, 1]"),
+        (lambda m: _first_encoder(m, gain_ratio=0), "gain_ratio is not a number in (0, 1]"),
         (lambda m: {**m, "version": 99}, "'version' is 99"),
         (lambda m: {**m, "schedule": []}, "'schedule' must be a non-empty list"),
         (
