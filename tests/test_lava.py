@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -396,3 +397,36 @@ def test_without_lava_the_backend_says_how_to_install_it():
 
 if __name__ == "__main__":
     record()
+
+
+def _sleep_forever() -> None:
+    threading.Event().wait()
+
+
+def test_a_stop_lava_never_acknowledges_ends_that_runs_processes(monkeypatch, caplog):
+    """A lost stop handshake (seen with Lava 0.10 in CI) must not hang the caller: after the
+    timeout the processes the run started are killed, and earlier ones are left alone."""
+    import multiprocessing
+
+    from stac.backends.lava import backend
+
+    ctx = multiprocessing.get_context("fork")
+    earlier = ctx.Process(target=_sleep_forever, daemon=True)
+    earlier.start()
+    before = set(multiprocessing.active_children())
+    started = ctx.Process(target=_sleep_forever, daemon=True)
+    started.start()
+
+    class Hangs:
+        def stop(self) -> None:
+            threading.Event().wait()
+
+    monkeypatch.setattr(backend, "STOP_TIMEOUT_S", 0.5)
+    with caplog.at_level("WARNING", logger="stac.backends.lava.backend"):
+        backend._stop(Hangs(), "layer0_qkv_in", before)
+    assert not started.is_alive() and earlier.is_alive()
+    assert (
+        "did not stop within 0.5 s" in caplog.text and "terminating its 1 processes" in caplog.text
+    )
+    earlier.kill()
+    earlier.join(5)

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import multiprocessing
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,11 @@ from stac.sim import fixed_point as fx
 from stac.sim.semantics import NodeStats, RunContext
 
 log = logging.getLogger(__name__)
+
+#: Seconds to wait for Lava's runtime to acknowledge ``stop()`` after a finished run. A normal
+#: stop takes well under a second; Lava 0.10's Python runtime can lose the stop handshake
+#: between its runtime service and a process model and then wait forever (seen in CI).
+STOP_TIMEOUT_S = 60.0
 
 INSTALL_HINT = (
     "install it with `bash scripts/setup_lava.sh` (lava-nc 0.10.0 with "
@@ -241,17 +248,47 @@ def run_block_lava(
         log.debug(
             "lava: block %s as %d processes for %d steps", block.name, block_processes(block), total
         )
+        before = set(multiprocessing.active_children())
         try:
             enc.run(
                 condition=lava["RunSteps"](num_steps=total),
                 run_cfg=lava["Loihi2SimCfg"](select_tag="fixed_pt"),
             )
         finally:
-            enc.stop()
+            _stop(enc, block.name, before)
         data = {k: np.load(p) for k, p in recorded.items()}
     payload = sum(data[f"part{j}"] << (j * block.split_bits) for j in range(block.parts))
     sigmas = {k: data[k] for k in recorded if k != "v" and not k.startswith("part")}
     return BlockTrace(data["v"], payload, sigmas)
+
+
+def _stop(proc: Any, name: str, before: set[Any]) -> None:
+    """``proc.stop()``, bounded: if Lava's runtime does not acknowledge within
+    :data:`STOP_TIMEOUT_S`, end the processes this run started. The run's data are already on
+    disk by then (each Recorder saves at the last step, before ``run`` returns), and a lost stop
+    handshake must not hang the caller."""
+    done = threading.Event()
+
+    def stop() -> None:
+        try:
+            proc.stop()
+        finally:
+            done.set()
+
+    threading.Thread(target=stop, name=f"lava-stop:{name}", daemon=True).start()
+    if done.wait(STOP_TIMEOUT_S):
+        return
+    stuck = [p for p in multiprocessing.active_children() if p not in before]
+    log.warning(
+        "lava: block %s: the runtime did not stop within %g s (a lost stop handshake); "
+        "terminating its %d processes",
+        name,
+        STOP_TIMEOUT_S,
+        len(stuck),
+    )
+    for child in stuck:
+        child.kill()
+        child.join(5)
 
 
 def block_processes(block: EncoderBlock) -> int:
