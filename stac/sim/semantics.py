@@ -232,7 +232,8 @@ def rotate(node: Rotation, x: torch.Tensor, params: Callable[[Any], torch.Tensor
     each row of ``b`` values, then ``mix^T`` across the ``m`` rows (differentiable in x)."""
     m, b = int(node.mix.shape[0]), node.block
     signs, mix = params(node.signs).to(x.dtype), params(node.mix).to(x.dtype)
-    rows = (x * signs).reshape(*x.shape[:-1], m, b) @ _hadamard(b).to(x.dtype)
+    h = _hadamard(b).to(device=x.device, dtype=x.dtype)
+    rows = (x * signs).reshape(*x.shape[:-1], m, b) @ h
     return (mix.T @ rows).reshape(x.shape)
 
 
