@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from llama_weights import copy_maps
 
 from stac.artifact import load_artifact
 from stac.errors import StacError
@@ -27,24 +28,6 @@ def full_llama(tmp_path_factory, tiny_llama_dir):
     return load_artifact(out)
 
 
-def _with_artifact_weights(model, graph) -> None:
-    """Copy the graph's (quantised) maps into the Hugging Face Llama, map by map."""
-    layers = model.model.layers
-    with torch.no_grad():
-        for i, layer in enumerate(layers):
-            attn, mlp = layer.self_attn, layer.mlp
-            qkv = torch.from_numpy(np.asarray(graph.nodes[f"layer{i}_qkv"].weight))
-            sizes = [m.weight.shape[0] for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
-            for m, w in zip((attn.q_proj, attn.k_proj, attn.v_proj), qkv.split(sizes), strict=True):
-                m.weight.copy_(w)
-            attn.o_proj.weight.copy_(torch.from_numpy(graph.nodes[f"layer{i}_o_proj"].weight))
-            gate, up = torch.from_numpy(graph.nodes[f"layer{i}_gate_up"].weight).chunk(2)
-            mlp.gate_proj.weight.copy_(gate)
-            mlp.up_proj.weight.copy_(up)
-            mlp.down_proj.weight.copy_(torch.from_numpy(graph.nodes[f"layer{i}_down"].weight))
-        model.lm_head.weight.copy_(torch.from_numpy(graph.nodes["lm_head"].weight))
-
-
 def test_weights_alone_is_the_hugging_face_model_with_those_weights(
     full_llama, tiny_llama_dir, hamlet_ids
 ):
@@ -54,7 +37,7 @@ def test_weights_alone_is_the_hugging_face_model_with_those_weights(
     chunks = windows(tok, hamlet_ids, 32, 3)
     model = load_model(str(tiny_llama_dir)).model.eval()
     original = float_logits(model, chunks)
-    _with_artifact_weights(model, graph)
+    copy_maps(model, lambda name: torch.from_numpy(np.asarray(graph.nodes[name].weight)))
     quantised = float_logits(model, chunks)
     assert not all(torch.equal(a, b) for a, b in zip(original, quantised, strict=True))
     r = evaluate(graph, chunks, [T], quantised, spiking=False)[0]

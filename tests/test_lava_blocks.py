@@ -274,9 +274,10 @@ def test_lava_still_reproduces_its_gold(key):
 # --- a whole converted model through the target ------------------------------------------------
 
 
-@needs_lava
-def test_a_converted_model_runs_through_loihi2_lava_like_the_reference_simulator(tiny_gpt2):
-    graph, _, _ = tiny_gpt2
+def _lava_and_reference(graph):
+    """``graph`` on 8 tokens at T = 4 through ``loihi2-lava`` and ``loihi2-sim``; asserts the
+    logits agree to 1e-5 and returns (Lava lowering, its summary, Lava's and the reference's
+    node stats)."""
     profile, lava_backend = resolve_target("loihi2-lava")
     _, sim_backend = resolve_target("loihi2-sim")
     ids = torch.tensor([[1, 504, 2717, 314, 260, 3500, 28, 216]])
@@ -285,7 +286,13 @@ def test_a_converted_model_runs_through_loihi2_lava_like_the_reference_simulator
     want, want_stats = sim_backend.run(sim_backend.lower(graph, profile), RunContext(ids, steps=4))
     diff = (out["output"] - want["output"]).abs().max() / want["output"].abs().max()
     assert diff < 1e-5
-    summary = lava_backend.summary(lowered)
+    return lowered, lava_backend.summary(lowered), stats, want_stats
+
+
+@needs_lava
+def test_a_converted_model_runs_through_loihi2_lava_like_the_reference_simulator(tiny_gpt2):
+    graph, _, _ = tiny_gpt2
+    lowered, summary, stats, want_stats = _lava_and_reference(graph)
     assert summary["blocks_run"] == len(lowered.plan.blocks) == 9 and summary["bit_exact"]
     assert all(b["steps"] == 8 * 4 + 1 for b in summary["blocks"])
     for name in lowered.plan.blocks:  # the counts the report prices are the reference's
@@ -308,16 +315,7 @@ def test_rotated_binary_encoders_run_through_loihi2_lava_like_the_reference(
         mode="full", timesteps=4, calibration_passages=1, payload_bits=1, rotate=True
     )
     compile_model(CompileRequest(str(tiny_llama_dir), "loihi2-sim", tmp_path / "a", conversion))
-    graph = load_artifact(tmp_path / "a").graph
-    profile, lava_backend = resolve_target("loihi2-lava")
-    _, sim_backend = resolve_target("loihi2-sim")
-    ids = torch.tensor([[1, 504, 2717, 314, 260, 3500, 28, 216]])
-    lowered = lava_backend.lower(graph, profile)
-    out, _ = lava_backend.run(lowered, RunContext(ids, steps=4))
-    want, _ = sim_backend.run(sim_backend.lower(graph, profile), RunContext(ids, steps=4))
-    diff = (out["output"] - want["output"]).abs().max() / want["output"].abs().max()
-    assert diff < 1e-5
-    summary = lava_backend.summary(lowered)
+    lowered, summary, _, _ = _lava_and_reference(load_artifact(tmp_path / "a").graph)
     assert summary["bit_exact"] and summary["blocks_run"] == 9
     assert all(b.gain_floor == 0.0 and b.token_gain for b in lowered.plan.blocks.values())
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from llama_weights import copy_maps
 
 from stac.artifact import load_artifact
 from stac.cli import main
@@ -87,19 +88,7 @@ def test_rotated_graph_without_spikes_is_the_llama_with_its_weights(
     encoders = [k for k, v in graph.nodes.items() if isinstance(v, SignedIF)]
     assert sorted(rotations) == sorted(rot_name(k) for k in encoders)
     model = load_model(str(tiny_llama_dir)).model.eval()
-    with torch.no_grad():
-        for i, layer in enumerate(model.model.layers):
-            attn, mlp = layer.self_attn, layer.mlp
-            qkv = _unrotated(graph, f"layer{i}_qkv")
-            sizes = [m.weight.shape[0] for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
-            for m, w in zip((attn.q_proj, attn.k_proj, attn.v_proj), qkv.split(sizes), strict=True):
-                m.weight.copy_(w)
-            attn.o_proj.weight.copy_(_unrotated(graph, f"layer{i}_o_proj"))
-            gate, up = _unrotated(graph, f"layer{i}_gate_up").chunk(2)
-            mlp.gate_proj.weight.copy_(gate)
-            mlp.up_proj.weight.copy_(up)
-            mlp.down_proj.weight.copy_(_unrotated(graph, f"layer{i}_down"))
-        model.lm_head.weight.copy_(_unrotated(graph, "lm_head"))
+    copy_maps(model, lambda name: _unrotated(graph, name))
     chunks = windows(rotated.tokenizer(), hamlet_ids, 32, 3)
     r = evaluate(graph, chunks, [T], float_logits(model, chunks), spiking=False)[0]
     assert r.top1_agreement == 1.0

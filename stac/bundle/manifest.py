@@ -148,14 +148,13 @@ def load_manifest(bundle: str | Path) -> dict[str, Any]:
                 where,
                 f"{at}.dead_zone is not a str",
             )
-            for key, lowest in (("gain_ratio", 0.0), ("gain_floor", 0.0)):
+            for key, zero_ok in (("gain_ratio", False), ("gain_floor", True)):
                 value = step.get(key, 1.0)
                 number = isinstance(value, (int, float)) and not isinstance(value, bool)
                 _need(
-                    number and lowest <= value <= 1.0 and (key == "gain_floor" or value > 0),
+                    number and (0 <= value if zero_ok else 0 < value) and value <= 1,
                     where,
-                    f"{at}.{key} is not a number in "
-                    + ("[0, 1]" if key == "gain_floor" else "(0, 1]"),
+                    f"{at}.{key} is not a number in " + ("[0, 1]" if zero_ok else "(0, 1]"),
                 )
             writes = [step["name"]]
         missing = [r for r in reads if r not in made]
